@@ -1,0 +1,118 @@
+"""Attacks: registry name -> advertorch attack. The one torch-compatibility shim lives here."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from afg_datasets.errors import ConfigError
+from afg_datasets.registry import Registry
+
+
+def _zero_gradients(x: Any) -> None:
+    """torch<1.9's `torch.autograd.gradcheck.zero_gradients`, which advertorch 0.2.3 imports."""
+    if isinstance(x, torch.Tensor):
+        if x.grad is not None:
+            x.grad.detach_()
+            x.grad.zero_()
+    elif isinstance(x, (list, tuple)):
+        for item in x:
+            _zero_gradients(item)
+
+
+def install_torch_compat() -> None:
+    """Provide the one name advertorch needs from torch < 1.9. Idempotent; touches nothing else."""
+    gradcheck = importlib.import_module("torch.autograd.gradcheck")
+    if not hasattr(gradcheck, "zero_gradients"):
+        gradcheck.zero_gradients = _zero_gradients
+
+
+def advertorch_attacks():
+    install_torch_compat()
+    return importlib.import_module("advertorch.attacks")
+
+
+@dataclass(frozen=True)
+class AttackSpec:
+    """How to build one advertorch attack. `budget` names the norm bounded by param `eps`."""
+
+    class_name: str
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    budget: str | None = None  # "linf" | "l2" | None (minimum-norm or unbounded attacks)
+    needs_num_classes: bool = False
+
+
+ATTACKS: Registry[AttackSpec] = Registry(
+    "attack",
+    {
+        "fgsm": AttackSpec("GradientSignAttack", {"eps": 0.3}, "linf"),
+        "bim": AttackSpec("LinfBasicIterativeAttack", {"eps": 0.3, "nb_iter": 10, "eps_iter": 0.05}, "linf"),
+        "pgd": AttackSpec("LinfPGDAttack", {"eps": 0.3, "nb_iter": 40, "eps_iter": 0.01}, "linf"),
+        "pgd_l2": AttackSpec("L2PGDAttack", {"eps": 2.0, "nb_iter": 40, "eps_iter": 0.1}, "l2"),
+        "mifgsm": AttackSpec("LinfMomentumIterativeAttack", {"eps": 0.3, "nb_iter": 10, "eps_iter": 0.03}, "linf"),
+        "cw_l2": AttackSpec("CarliniWagnerL2Attack", {"max_iterations": 100, "binary_search_steps": 5}, None, True),
+        "ddn": AttackSpec("DDNL2Attack", {"nb_iter": 100}),
+        "ead": AttackSpec("ElasticNetL1Attack", {"max_iterations": 100, "binary_search_steps": 5}, None, True),
+        "jsma": AttackSpec("JacobianSaliencyMapAttack", {"gamma": 0.1}, None, True),
+        "lbfgs": AttackSpec("LBFGSAttack", {"max_iterations": 50, "binary_search_steps": 5}, None, True),
+        "fab": AttackSpec("LinfFABAttack", {"n_iter": 50}),
+        "spsa": AttackSpec("LinfSPSAAttack", {"eps": 0.3, "nb_iter": 10, "nb_sample": 64}, "linf"),
+        "stadv": AttackSpec("SpatialTransformAttack", {"max_iterations": 100}, None, True),
+        "singlepixel": AttackSpec("SinglePixelAttack", {"max_pixels": 50}),
+        "localsearch": AttackSpec("LocalSearchAttack", {"round_ub": 5}),
+    },
+)
+
+_RESERVED = {"predict", "num_classes", "clip_min", "clip_max", "targeted"}
+
+
+def attack_class(name: str) -> type:
+    return getattr(advertorch_attacks(), ATTACKS[name].class_name)
+
+
+def resolve_params(name: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    """Registry defaults updated by `params`; unknown or negative values raise ConfigError."""
+    allowed = set(inspect.signature(attack_class(name).__init__).parameters) - _RESERVED - {"self"}
+    unknown = sorted(set(params) - allowed)
+    if unknown:
+        raise ConfigError(
+            f"attack {name!r}: unknown parameter(s) {unknown}; allowed: {', '.join(sorted(allowed))}"
+        )
+    merged = {**ATTACKS[name].defaults, **params}
+    for key, value in merged.items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
+            raise ConfigError(f"attack {name!r}: {key} must be >= 0, got {value}")
+    return merged
+
+
+def params_json(name: str, params: Mapping[str, Any]) -> str:
+    """The resolved parameters as the canonical JSON stored in every record."""
+    return json.dumps(resolve_params(name, params), sort_keys=True)
+
+
+class Attack:
+    """An advertorch attack bound to a model; `run` never modifies its input."""
+
+    def __init__(self, name: str, model: torch.nn.Module, num_classes: int, params: Mapping[str, Any]):
+        spec = ATTACKS[name]
+        self.name = name
+        self.params = resolve_params(name, params)
+        kwargs = dict(self.params)
+        if spec.needs_num_classes:
+            kwargs["num_classes"] = num_classes
+        if "clip_min" in inspect.signature(attack_class(name).__init__).parameters:
+            kwargs.update(clip_min=0.0, clip_max=1.0)
+        self._attack = attack_class(name)(model, **kwargs)
+
+    def run(self, x: torch.Tensor, y: torch.Tensor, seed: int) -> torch.Tensor:
+        """Untargeted adversarial version of `x` (in [0,1]) for labels `y`, seeded."""
+        with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
+            torch.manual_seed(seed)
+            adv = self._attack.perturb(x.clone(), y.clone())
+        return adv.detach().clamp(0.0, 1.0)

@@ -1,0 +1,132 @@
+"""Dataset card: YAML metadata through huggingface_hub/datasets objects, body from cards/."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from datasets import DatasetInfo, Features, SplitDict, SplitInfo
+from datasets.info import DatasetInfosDict
+from datasets.utils.metadata import MetadataConfigs
+from huggingface_hub import DatasetCard, DatasetCardData
+
+from afg_datasets.config import SPLITS
+from afg_datasets.records import CLEAN, FIELD_DOCS
+from afg_datasets.resources import resource_dir
+
+TEMPLATE = "afg_dataset_card.md"
+DEFAULT_CONFIG = "all"
+
+
+def size_category(n: int) -> str:
+    bounds = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"),
+              (1_000_000, "100K<n<1M"), (10_000_000, "1M<n<10M")]
+    return next((label for bound, label in bounds if n < bound), "n>10M")
+
+
+def _split_files(manifest: dict[str, Any], attacks: list[str]) -> dict[str, list[dict]]:
+    """Per split: the parquet file entries belonging to `attacks` (attack dir = data/<attack>/)."""
+    chosen: dict[str, list[dict]] = {s: [] for s in SPLITS}
+    for entry in manifest["files"]:
+        parts = entry["path"].split("/")
+        if parts[0] == "data" and parts[1] in attacks:
+            chosen[parts[2].split("-")[0]].append(entry)
+    return {s: files for s, files in chosen.items() if files}
+
+
+def config_layout(manifest: dict[str, Any]) -> dict[str, dict[str, list[dict]]]:
+    """Config name -> split -> file entries: `all`, then one per attack (+ clean)."""
+    attacks = list(manifest["attacks"])
+    layout = {DEFAULT_CONFIG: _split_files(manifest, [CLEAN, *attacks])}
+    for attack in attacks:
+        layout[attack] = _split_files(manifest, [CLEAN, attack])
+    return layout
+
+
+def _patterns(config: str, split: str) -> list[str]:
+    dirs = ["*"] if config == DEFAULT_CONFIG else [CLEAN, config]
+    return [f"data/{d}/{split}-*.parquet" for d in dirs]
+
+
+def card_data(manifest: dict[str, Any]) -> DatasetCardData:
+    features = Features.from_dict(manifest["features"])
+    layout = config_layout(manifest)
+    total = sum(e["rows"] for e in manifest["files"] if e["rows"] is not None)
+    data = DatasetCardData(
+        pretty_name=f"AFG: {manifest['name']}",
+        license=manifest["source"]["license"],
+        task_categories=["image-classification"],
+        tags=["adversarial-examples", "adversarial-robustness", "adversarial-feature-genome",
+              "interpretability", "nmf"],
+        size_categories=[size_category(total)],
+        source_datasets=[manifest["source"]["name"]],
+    )
+    MetadataConfigs({
+        name: {"data_files": [{"split": s, "path": _patterns(name, s)} for s in splits],
+               **({"default": True} if name == DEFAULT_CONFIG else {})}
+        for name, splits in layout.items()
+    }).to_dataset_card_data(data)
+    infos = {}
+    for name, splits in layout.items():
+        split_dict = SplitDict()
+        for split, files in splits.items():
+            split_dict.add(SplitInfo(name=split, num_bytes=sum(f["bytes"] for f in files),
+                                     num_examples=sum(f["rows"] for f in files)))
+        infos[name] = DatasetInfo(features=features, splits=split_dict,
+                                  dataset_size=sum(i.num_bytes for i in split_dict.values()))
+    DatasetInfosDict(infos).to_dataset_card_data(data)
+    return data
+
+
+def schema_rows(features: Features) -> list[tuple[str, str, str]]:
+    rows = []
+    for name, feature in features.items():
+        kind = type(feature).__name__
+        if hasattr(feature, "shape"):
+            kind = f"{kind}{list(feature.shape)} {feature.dtype}"
+        elif hasattr(feature, "dtype") and kind == "Value":
+            kind = feature.dtype
+        doc = FIELD_DOCS.get(name, "Genome array (see below).")
+        rows.append((name, kind, doc))
+    return rows
+
+
+def render_card(manifest: dict[str, Any], stats: dict[str, Any],
+                load_path: str = "afg") -> DatasetCard:
+    features = Features.from_dict(manifest["features"])
+    wds_train = [e for e in manifest["files"] if e["path"].startswith("wds/train/")]
+    return DatasetCard.from_template(
+        card_data(manifest),
+        template_path=str(resource_dir("cards") / TEMPLATE),
+        pretty_name=f"AFG: {manifest['name']}",
+        package_version=manifest["package_version"],
+        config_hash=manifest["config_hash"],
+        source=manifest["source"],
+        num_classes=len(manifest["source"]["class_names"]),
+        model=manifest["model"],
+        layers=manifest["layers"],
+        genome=manifest["config"]["genome"],
+        seeds=manifest["seeds"],
+        attack_stats=stats["attacks"],
+        attack_params={k: _compact(v) for k, v in manifest["attacks"].items()},
+        clean=stats["clean"],
+        schema=schema_rows(features),
+        splits=manifest["splits"],
+        load_path=load_path,
+        first_attack=next(iter(manifest["attacks"])),
+        wds_train_last=max(len(wds_train) - 1, 0),
+    )
+
+
+def _compact(params: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in sorted(params.items()))
+
+
+def write_card(out: Path, manifest: dict[str, Any], stats: dict[str, Any]) -> Path:
+    card = render_card(manifest, stats, load_path=out.name or "afg")
+    path = out / "README.md"
+    tmp = path.with_name(path.name + ".partial")
+    tmp.write_text(str(card))
+    os.replace(tmp, path)
+    return path

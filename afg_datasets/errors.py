@@ -1,0 +1,13 @@
+"""Exceptions a user sees: each names the bad value and what is allowed."""
+
+
+class AFGError(Exception):
+    """Base class for errors caused by user input or an unusable output directory."""
+
+
+class ConfigError(AFGError, ValueError):
+    """A build configuration value is invalid."""
+
+
+class OutputDirError(AFGError):
+    """The output directory cannot be used for this build."""

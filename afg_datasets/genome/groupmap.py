@@ -1,0 +1,71 @@
+"""`groupmap` encoder: per layer, NMF neuron groups as spatial maps and channel directions."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from datasets import Array3D, Array4D
+
+from afg_datasets.genome.nmf import batched_nmf
+
+
+class GroupMapEncoder:
+    """Genome = for every layer, G spatial factors (resized to S x S) and G channel factors.
+
+    `genome_spatial` [L, G, S, S] and `genome_channels` [L, G, Cmax] (zero-padded), float16.
+    """
+
+    name = "groupmap"
+
+    def __init__(self, layers: Sequence[str], channels: Sequence[int], groups: int, size: int,
+                 nmf_iters: int, seed: int):
+        self.layers = tuple(layers)
+        self.channels = tuple(channels)
+        self.groups = groups
+        self.size = size
+        self.nmf_iters = nmf_iters
+        self.seed = seed
+
+    def features(self) -> dict:
+        num_layers, cmax = len(self.layers), max(self.channels)
+        return {
+            "genome_spatial": Array4D(
+                shape=(num_layers, self.groups, self.size, self.size), dtype="float16"
+            ),
+            "genome_channels": Array3D(shape=(num_layers, self.groups, cmax), dtype="float16"),
+        }
+
+    def encode(self, activations: Mapping[str, torch.Tensor]) -> dict[str, np.ndarray]:
+        """Activations name -> [B, C, H, W] (non-negative) -> genome arrays with a batch axis."""
+        spatial, channel = [], []
+        cmax = max(self.channels)
+        for index, layer in enumerate(self.layers):
+            act = activations[layer].detach().float().clamp_min(0)
+            batch, chans, height, width = act.shape
+            w, h = batched_nmf(
+                act.flatten(2).transpose(1, 2), self.groups, self.nmf_iters, self.seed + index
+            )
+            maps = w.transpose(1, 2).reshape(batch, self.groups, height, width)
+            spatial.append(self._resize(maps))
+            channel.append(F.pad(h, (0, cmax - chans)))
+        return {
+            "genome_spatial": _half(torch.stack(spatial, dim=1)),
+            "genome_channels": _half(torch.stack(channel, dim=1)),
+        }
+
+    def _resize(self, maps: torch.Tensor) -> torch.Tensor:
+        if maps.shape[-1] == self.size and maps.shape[-2] == self.size:
+            return maps
+        downsample = maps.shape[-1] > self.size
+        return F.interpolate(
+            maps, size=(self.size, self.size), mode="bilinear", align_corners=False,
+            antialias=downsample,
+        ).clamp_min(0)
+
+
+def _half(x: torch.Tensor) -> np.ndarray:
+    finite_max = float(np.finfo(np.float16).max)
+    return x.clamp(max=finite_max).cpu().numpy().astype(np.float16)

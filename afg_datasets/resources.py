@@ -1,0 +1,15 @@
+"""Locate the builder configs and card templates shipped with the package."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+_PACKAGE = Path(__file__).resolve().parent
+
+
+def resource_dir(name: str) -> Path:
+    """`builders` or `cards`: inside an installed wheel, else the source checkout's top level."""
+    for candidate in (_PACKAGE / "_resources" / name, _PACKAGE.parent / name):
+        if candidate.is_dir():
+            return candidate
+    raise FileNotFoundError(f"resource folder {name!r} not found next to {_PACKAGE}")
