@@ -52,15 +52,25 @@ ATTACKS: Registry[AttackSpec] = Registry(
     "attack",
     {
         "fgsm": AttackSpec("GradientSignAttack", {"eps": 0.3}, "linf"),
-        "bim": AttackSpec("LinfBasicIterativeAttack", {"eps": 0.3, "nb_iter": 10, "eps_iter": 0.05}, "linf"),
+        "bim": AttackSpec(
+            "LinfBasicIterativeAttack", {"eps": 0.3, "nb_iter": 10, "eps_iter": 0.05}, "linf"
+        ),
         "pgd": AttackSpec("LinfPGDAttack", {"eps": 0.3, "nb_iter": 40, "eps_iter": 0.01}, "linf"),
         "pgd_l2": AttackSpec("L2PGDAttack", {"eps": 2.0, "nb_iter": 40, "eps_iter": 0.1}, "l2"),
-        "mifgsm": AttackSpec("LinfMomentumIterativeAttack", {"eps": 0.3, "nb_iter": 10, "eps_iter": 0.03}, "linf"),
-        "cw_l2": AttackSpec("CarliniWagnerL2Attack", {"max_iterations": 100, "binary_search_steps": 5}, None, True),
+        "mifgsm": AttackSpec(
+            "LinfMomentumIterativeAttack", {"eps": 0.3, "nb_iter": 10, "eps_iter": 0.03}, "linf"
+        ),
+        "cw_l2": AttackSpec(
+            "CarliniWagnerL2Attack", {"max_iterations": 100, "binary_search_steps": 5}, None, True
+        ),
         "ddn": AttackSpec("DDNL2Attack", {"nb_iter": 100}),
-        "ead": AttackSpec("ElasticNetL1Attack", {"max_iterations": 100, "binary_search_steps": 5}, None, True),
+        "ead": AttackSpec(
+            "ElasticNetL1Attack", {"max_iterations": 100, "binary_search_steps": 5}, None, True
+        ),
         "jsma": AttackSpec("JacobianSaliencyMapAttack", {"gamma": 0.1}, None, True),
-        "lbfgs": AttackSpec("LBFGSAttack", {"max_iterations": 50, "binary_search_steps": 5}, None, True),
+        "lbfgs": AttackSpec(
+            "LBFGSAttack", {"max_iterations": 50, "binary_search_steps": 5}, None, True
+        ),
         "fab": AttackSpec("LinfFABAttack", {"n_iter": 50}),
         "spsa": AttackSpec("LinfSPSAAttack", {"eps": 0.3, "nb_iter": 10, "nb_sample": 64}, "linf"),
         "stadv": AttackSpec("SpatialTransformAttack", {"max_iterations": 100}, None, True),
@@ -82,7 +92,8 @@ def resolve_params(name: str, params: Mapping[str, Any]) -> dict[str, Any]:
     unknown = sorted(set(params) - allowed)
     if unknown:
         raise ConfigError(
-            f"attack {name!r}: unknown parameter(s) {unknown}; allowed: {', '.join(sorted(allowed))}"
+            f"attack {name!r}: unknown parameter(s) {unknown}; "
+            f"allowed: {', '.join(sorted(allowed))}"
         )
     merged = {**ATTACKS[name].defaults, **params}
     for key, value in merged.items():
@@ -99,7 +110,9 @@ def params_json(name: str, params: Mapping[str, Any]) -> str:
 class Attack:
     """An advertorch attack bound to a model; `run` never modifies its input."""
 
-    def __init__(self, name: str, model: torch.nn.Module, num_classes: int, params: Mapping[str, Any]):
+    def __init__(
+        self, name: str, model: torch.nn.Module, num_classes: int, params: Mapping[str, Any]
+    ):
         spec = ATTACKS[name]
         self.name = name
         self.params = resolve_params(name, params)

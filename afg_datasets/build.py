@@ -156,15 +156,21 @@ def prepare_output(out: Path, cfg: BuildConfig, overwrite: bool) -> None:
             else:
                 path.unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
-    write_json(out / PLAN_FILE, {"config": cfg.to_dict(), "config_hash": new_hash,
-                                 "package_version": __version__})
+    write_json(
+        out / PLAN_FILE,
+        {"config": cfg.to_dict(), "config_hash": new_hash, "package_version": __version__},
+    )
 
 
 def model_cache_key(cfg: BuildConfig) -> str:
     """Training inputs only: --limit, attacks and genome settings reuse the same model."""
     model = {k: v for k, v in asdict(cfg.model).items() if k != "layers"}
-    key = {"source": asdict(cfg.source), "model": model, "splits": asdict(cfg.splits),
-           "seed": cfg.seed}
+    key = {
+        "source": asdict(cfg.source),
+        "model": model,
+        "splits": asdict(cfg.splits),
+        "seed": cfg.seed,
+    }
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -176,14 +182,24 @@ def obtain_target_model(
     if (directory / "model.json").is_file():
         model, info = load_model_dir(directory, device)
         return model, info, True
-    settings = TrainSettings(cfg.model.architecture, cfg.model.epochs, cfg.model.batch_size,
-                             cfg.model.lr, derive_seed(cfg.seed, "model"))
-    model, info = train_model(
-        settings, source.images, source.labels, np.flatnonzero(splits == "train"),
-        np.flatnonzero(splits == "test"), len(source.class_names),
+    settings = TrainSettings(
+        cfg.model.architecture,
+        cfg.model.epochs,
+        cfg.model.batch_size,
+        cfg.model.lr,
+        derive_seed(cfg.seed, "model"),
     )
-    log.info("trained target model: test accuracy %.4f in %.1fs", info.test_accuracy,
-             info.train_seconds)
+    model, info = train_model(
+        settings,
+        source.images,
+        source.labels,
+        np.flatnonzero(splits == "train"),
+        np.flatnonzero(splits == "test"),
+        len(source.class_names),
+    )
+    log.info(
+        "trained target model: test accuracy %.4f in %.1fs", info.test_accuracy, info.train_seconds
+    )
     tmp = directory.with_name(directory.name + PARTIAL)
     shutil.rmtree(tmp, ignore_errors=True)
     save_model(model, info, tmp)
@@ -218,27 +234,37 @@ class Builder:
 
     def setup(self) -> None:
         with self.timer("load"):
-            full = load_source(self.cfg.source.name, self.cfg.source.root,
-                               self.cfg.source.image_size)
+            full = load_source(
+                self.cfg.source.name, self.cfg.source.root, self.cfg.source.image_size
+            )
             split_of_all = assign_splits(full.ids, self.cfg.seed, self.cfg.splits.ratios())
         with self.timer("train_model"):
             self.model, self.model_info, self.model_cached = obtain_target_model(
-                self.cfg, full, split_of_all, str(self.device))
+                self.cfg, full, split_of_all, str(self.device)
+            )
         self.layers = tuple(self.cfg.model.layers or self.model_info.layers)
         self.model.check_layers(self.layers)
         self.source = full.head(self.cfg.limit)
         self.split_of = split_of_all[: len(self.source)]
-        probe = torch.zeros(1, self.source.channels, *self.source.images.shape[1:3],
-                            device=self.device)
+        probe = torch.zeros(
+            1, self.source.channels, *self.source.images.shape[1:3], device=self.device
+        )
         _, acts = forward_with_taps(self.model, self.layers, probe)
         self.layer_shapes = {name: tuple(acts[name].shape[1:]) for name in self.layers}
         genome = self.cfg.genome
         self.encoder = ENCODERS[genome.encoder](
-            self.layers, [self.layer_shapes[n][0] for n in self.layers], genome.groups,
-            genome.size, genome.nmf_iters, derive_seed(self.cfg.seed, "nmf"))
+            self.layers,
+            [self.layer_shapes[n][0] for n in self.layers],
+            genome.groups,
+            genome.size,
+            genome.nmf_iters,
+            derive_seed(self.cfg.seed, "nmf"),
+        )
         self.features = record_features(self.source.class_names, self.encoder.features())
-        self.attacks = [Attack(name, self.model, len(self.source.class_names), params)
-                        for name, params in self.cfg.attacks.items()]
+        self.attacks = [
+            Attack(name, self.model, len(self.source.class_names), params)
+            for name, params in self.cfg.attacks.items()
+        ]
 
     def variants(self, split: str, batch_index: int, indices: np.ndarray) -> Iterator[RecordBatch]:
         """The clean records of a batch of sources, then each attack's records."""
@@ -257,16 +283,25 @@ class Builder:
                 linf = delta.flatten(1).abs().amax(1).cpu().numpy()
                 l2 = delta.flatten(1).norm(dim=1).cpu().numpy()
             params = json.dumps(attack.params, sort_keys=True)
-            yield self._encode(ids, attack.name, params, stored.float().div(255),
-                               stored.permute(0, 2, 3, 1).cpu().numpy(), labels, linf, l2)
+            yield self._encode(
+                ids,
+                attack.name,
+                params,
+                stored.float().div(255),
+                stored.permute(0, 2, 3, 1).cpu().numpy(),
+                labels,
+                linf,
+                l2,
+            )
 
     def _encode(self, ids, attack, params, x, images, labels, linf, l2) -> RecordBatch:
         with self.timer("predict"):
             preds, acts = forward_with_taps(self.model, self.layers, x)
         with self.timer("encode"):
             genome = self.encoder.encode(acts)
-        batch = RecordBatch(ids, attack, params, images, labels, preds.cpu().numpy(), linf, l2,
-                            genome)
+        batch = RecordBatch(
+            ids, attack, params, images, labels, preds.cpu().numpy(), linf, l2, genome
+        )
         self.tallies[attack].add(batch)
         return batch
 
@@ -274,22 +309,28 @@ class Builder:
         parquet: dict[tuple[str, str], ParquetShardWriter] = {}
         webdataset: dict[str, WebDatasetShardWriter] = {}
         schema, rows = self.features.arrow_schema, self.cfg.rows_per_shard
-        batches = [(split, b, chunk) for split in SPLITS
-                   for b, chunk in enumerate(self._chunks(np.flatnonzero(self.split_of == split)))]
+        batches = [
+            (split, b, chunk)
+            for split in SPLITS
+            for b, chunk in enumerate(self._chunks(np.flatnonzero(self.split_of == split)))
+        ]
         try:
-            for split, batch_index, indices in tqdm(batches, desc="build", unit="batch",
-                                                    disable=not self.progress):
+            for split, batch_index, indices in tqdm(
+                batches, desc="build", unit="batch", disable=not self.progress
+            ):
                 for batch in self.variants(split, batch_index, indices):
                     with self.timer("write"):
                         pngs = batch.png()
                         key = (batch.attack, split)
                         if key not in parquet:
                             parquet[key] = ParquetShardWriter(
-                                self.out / "data" / batch.attack, split, schema, rows)
+                                self.out / "data" / batch.attack, split, schema, rows
+                            )
                         parquet[key].write(batch.to_arrow(self.features, pngs))
                         if split not in webdataset:
                             webdataset[split] = WebDatasetShardWriter(
-                                self.out / "wds" / split, split, rows)
+                                self.out / "wds" / split, split, rows
+                            )
                         webdataset[split].write(batch.wds_samples(self.features, pngs))
             with self.timer("write"):
                 writers = [*parquet.values(), *webdataset.values()]
@@ -304,8 +345,13 @@ class Builder:
         return [indices[i : i + size] for i in range(0, len(indices), size)]
 
 
-def build_corpus(cfg: BuildConfig, out: str | os.PathLike, device: str = "cpu",
-                 overwrite: bool = False, progress: bool = True) -> BuildResult:
+def build_corpus(
+    cfg: BuildConfig,
+    out: str | os.PathLike,
+    device: str = "cpu",
+    overwrite: bool = False,
+    progress: bool = True,
+) -> BuildResult:
     """Build the corpus `cfg` describes into `out`; manifest.json is written last."""
     from afg_datasets.card import write_card
 
@@ -327,8 +373,12 @@ def build_corpus(cfg: BuildConfig, out: str | os.PathLike, device: str = "cpu",
 
 
 def file_entry(out: Path, path: Path, rows: int | None) -> dict[str, Any]:
-    return {"path": path.relative_to(out).as_posix(), "sha256": sha256_file(path),
-            "bytes": path.stat().st_size, "rows": rows}
+    return {
+        "path": path.relative_to(out).as_posix(),
+        "sha256": sha256_file(path),
+        "bytes": path.stat().st_size,
+        "rows": rows,
+    }
 
 
 def make_manifest(builder: Builder, files: list[ShardFile], weights: Path) -> dict[str, Any]:
@@ -347,17 +397,28 @@ def make_manifest(builder: Builder, files: list[ShardFile], weights: Path) -> di
             "nmf": derive_seed(cfg.seed, "nmf"),
             "attack": "derive_seed(build, attack, split, batch_index)",
         },
-        "source": {"name": builder.source.name, "images": len(builder.source),
-                   "license": builder.source.license, "citation": builder.source.citation,
-                   "class_names": list(builder.source.class_names)},
-        "model": {"sha256": sha256_file(weights), "path": "model/model.safetensors",
-                  **asdict(builder.model_info)},
-        "layers": [{"name": n, "channels": s[0], "height": s[1], "width": s[2]}
-                   for n, s in builder.layer_shapes.items()],
+        "source": {
+            "name": builder.source.name,
+            "images": len(builder.source),
+            "license": builder.source.license,
+            "citation": builder.source.citation,
+            "class_names": list(builder.source.class_names),
+        },
+        "model": {
+            "sha256": sha256_file(weights),
+            "path": "model/model.safetensors",
+            **asdict(builder.model_info),
+        },
+        "layers": [
+            {"name": n, "channels": s[0], "height": s[1], "width": s[2]}
+            for n, s in builder.layer_shapes.items()
+        ],
         "attacks": {a.name: a.params for a in builder.attacks},
         "features": builder.features.to_dict(),
-        "splits": {s: {"sources": n, "records": n * (1 + len(builder.attacks))}
-                   for s, n in split_sources.items()},
+        "splits": {
+            s: {"sources": n, "records": n * (1 + len(builder.attacks))}
+            for s, n in split_sources.items()
+        },
         "files": data_files + model_files,
     }
 
@@ -375,11 +436,14 @@ def make_stats(builder: Builder, wall: float) -> dict[str, Any]:
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "device": str(builder.device),
         "torch_threads": torch.get_num_threads(),
-        "target_model": {"test_accuracy": builder.model_info.test_accuracy,
-                         "train_seconds": builder.model_info.train_seconds,
-                         "cached": builder.model_cached},
+        "target_model": {
+            "test_accuracy": builder.model_info.test_accuracy,
+            "train_seconds": builder.model_info.train_seconds,
+            "cached": builder.model_cached,
+        },
         "clean": builder.tallies[CLEAN].summary(adversarial=False),
-        "attacks": {a.name: builder.tallies[a.name].summary(adversarial=True)
-                    for a in builder.attacks},
+        "attacks": {
+            a.name: builder.tallies[a.name].summary(adversarial=True) for a in builder.attacks
+        },
         "stages": stages,
     }

@@ -20,8 +20,13 @@ DEFAULT_CONFIG = "all"
 
 
 def size_category(n: int) -> str:
-    bounds = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"),
-              (1_000_000, "100K<n<1M"), (10_000_000, "1M<n<10M")]
+    bounds = [
+        (1_000, "n<1K"),
+        (10_000, "1K<n<10K"),
+        (100_000, "10K<n<100K"),
+        (1_000_000, "100K<n<1M"),
+        (10_000_000, "1M<n<10M"),
+    ]
     return next((label for bound, label in bounds if n < bound), "n>10M")
 
 
@@ -57,24 +62,41 @@ def card_data(manifest: dict[str, Any]) -> DatasetCardData:
         pretty_name=f"AFG: {manifest['name']}",
         license=manifest["source"]["license"],
         task_categories=["image-classification"],
-        tags=["adversarial-examples", "adversarial-robustness", "adversarial-feature-genome",
-              "interpretability", "nmf"],
+        tags=[
+            "adversarial-examples",
+            "adversarial-robustness",
+            "adversarial-feature-genome",
+            "interpretability",
+            "nmf",
+        ],
         size_categories=[size_category(total)],
         source_datasets=[manifest["source"]["name"]],
     )
-    MetadataConfigs({
-        name: {"data_files": [{"split": s, "path": _patterns(name, s)} for s in splits],
-               **({"default": True} if name == DEFAULT_CONFIG else {})}
-        for name, splits in layout.items()
-    }).to_dataset_card_data(data)
+    MetadataConfigs(
+        {
+            name: {
+                "data_files": [{"split": s, "path": _patterns(name, s)} for s in splits],
+                **({"default": True} if name == DEFAULT_CONFIG else {}),
+            }
+            for name, splits in layout.items()
+        }
+    ).to_dataset_card_data(data)
     infos = {}
     for name, splits in layout.items():
         split_dict = SplitDict()
         for split, files in splits.items():
-            split_dict.add(SplitInfo(name=split, num_bytes=sum(f["bytes"] for f in files),
-                                     num_examples=sum(f["rows"] for f in files)))
-        infos[name] = DatasetInfo(features=features, splits=split_dict,
-                                  dataset_size=sum(i.num_bytes for i in split_dict.values()))
+            split_dict.add(
+                SplitInfo(
+                    name=split,
+                    num_bytes=sum(f["bytes"] for f in files),
+                    num_examples=sum(f["rows"] for f in files),
+                )
+            )
+        infos[name] = DatasetInfo(
+            features=features,
+            splits=split_dict,
+            dataset_size=sum(i.num_bytes for i in split_dict.values()),
+        )
     DatasetInfosDict(infos).to_dataset_card_data(data)
     return data
 
@@ -92,8 +114,9 @@ def schema_rows(features: Features) -> list[tuple[str, str, str]]:
     return rows
 
 
-def render_card(manifest: dict[str, Any], stats: dict[str, Any],
-                load_path: str = "afg") -> DatasetCard:
+def render_card(
+    manifest: dict[str, Any], stats: dict[str, Any], load_path: str = "afg"
+) -> DatasetCard:
     features = Features.from_dict(manifest["features"])
     wds_train = [e for e in manifest["files"] if e["path"].startswith("wds/train/")]
     return DatasetCard.from_template(

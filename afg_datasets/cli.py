@@ -27,19 +27,31 @@ def _fail(err: Exception) -> typer.Exit:
 
 
 @app.callback()
-def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details.")] = False):
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+def main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details.")] = False,
+):
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
 
 
 @app.command("build-shards")
 def build_shards(
-    config: Annotated[str | None, typer.Argument(
-        help="Builder YAML path, or the name of a config in builders/ (default: digits).")] = None,
+    config: Annotated[
+        str | None,
+        typer.Argument(
+            help="Builder YAML path, or the name of a config in builders/ (default: digits)."
+        ),
+    ] = None,
     out: Annotated[Path, typer.Option(help="Output corpus directory.")] = Path("afg"),
     limit: Annotated[int | None, typer.Option(help="Use only the first N source images.")] = None,
-    attacks: Annotated[str | None, typer.Option(
-        help="Comma-separated attack names (config parameters are kept for those it names).")] = None,
+    attacks: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated attack names (config parameters are kept for those it names)."
+        ),
+    ] = None,
     device: Annotated[str, typer.Option(help="Torch device: cpu, cuda or cuda:N.")] = "cpu",
     seed: Annotated[int | None, typer.Option(help="Build seed (overrides the config).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace a different corpus in --out.")] = False,
@@ -81,15 +93,22 @@ def _print_summary(result) -> None:
     stats, manifest = result.stats, result.manifest
     out = Console()
     out.print(f"[bold]AFG corpus[/] {result.out}  (config hash {manifest['config_hash']})")
-    out.print(f"records {stats['records']} in {stats['wall_seconds']:.1f}s "
-              f"({stats['records_per_s']:.1f}/s), peak RSS {stats['peak_rss_mb']:.0f} MB")
+    out.print(
+        f"records {stats['records']} in {stats['wall_seconds']:.1f}s "
+        f"({stats['records_per_s']:.1f}/s), peak RSS {stats['peak_rss_mb']:.0f} MB"
+    )
     model = stats["target_model"]
     origin = "cached" if model["cached"] else f"trained in {model['train_seconds']:.1f}s"
     out.print(f"target model test accuracy {model['test_accuracy']:.4f} ({origin})")
     table = Table("attack", "success rate", "mean linf", "mean l2", "records")
     for name, s in stats["attacks"].items():
-        table.add_row(name, f"{s['success_rate']:.3f}", f"{s['mean_linf']:.4f}",
-                      f"{s['mean_l2']:.4f}", str(s["records"]))
+        table.add_row(
+            name,
+            f"{s['success_rate']:.3f}",
+            f"{s['mean_linf']:.4f}",
+            f"{s['mean_l2']:.4f}",
+            str(s["records"]),
+        )
     out.print(table)
     stages = Table("stage", "seconds", "records/s")
     for name, s in stats["stages"].items():

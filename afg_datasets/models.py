@@ -80,7 +80,9 @@ class TargetModel(nn.Module):
         available = self.layer_names()
         unknown = [name for name in layers if name not in available]
         if unknown:
-            raise ConfigError(f"unknown layer(s) {unknown}; available layers: {', '.join(available)}")
+            raise ConfigError(
+                f"unknown layer(s) {unknown}; available layers: {', '.join(available)}"
+            )
 
 
 @contextlib.contextmanager

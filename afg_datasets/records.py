@@ -18,7 +18,8 @@ CLEAN = "clean"
 FIELD_DOCS = {
     "key": "Unique record key `<source_id>-<attack>` (lowercase, no dots).",
     "source_id": "Stable id of the source image; all records of one source share a split.",
-    "image": "The stored image (PNG, uint8): the clean source or its quantized adversarial version.",
+    "image": "The stored image (PNG, uint8): the clean source or its quantized adversarial "
+    "version.",
     "label": "Original (true) class of the source image.",
     "pred": "Target model's prediction on `image` as stored (after uint8 quantization).",
     "is_adversarial": "True for attacked images, False for clean originals.",
@@ -121,7 +122,9 @@ class RecordBatch:
         columns = {
             "key": pa.array(self.keys, pa.string()),
             "source_id": pa.array(list(self.source_ids), pa.string()),
-            "image": pa.array([{"bytes": b, "path": None} for b in pngs], schema.field("image").type),
+            "image": pa.array(
+                [{"bytes": b, "path": None} for b in pngs], schema.field("image").type
+            ),
             "label": pa.array(self.labels, pa.int64()),
             "pred": pa.array(self.preds, pa.int64()),
             "is_adversarial": pa.array([self.is_adversarial] * n, pa.bool_()),
@@ -131,7 +134,9 @@ class RecordBatch:
             "linf": pa.array(self.linf.astype(np.float32)),
             "l2": pa.array(self.l2.astype(np.float32)),
             "mixed_label": pa.FixedSizeListArray.from_arrays(
-                pa.array(mixed_labels(self.labels, self.preds, self.is_adversarial, num_classes).ravel()),
+                pa.array(
+                    mixed_labels(self.labels, self.preds, self.is_adversarial, num_classes).ravel()
+                ),
                 num_classes + 1,
             ),
         }
@@ -141,8 +146,9 @@ class RecordBatch:
 
     def wds_samples(self, features: Features, pngs: list[bytes]) -> list[dict[str, bytes | str]]:
         """Webdataset samples: .png, one .npy per genome array, .json with the scalar fields."""
-        mixed = mixed_labels(self.labels, self.preds, self.is_adversarial,
-                             features["label"].num_classes)
+        mixed = mixed_labels(
+            self.labels, self.preds, self.is_adversarial, features["label"].num_classes
+        )
         success = self.success()
         samples = []
         for i, key in enumerate(self.keys):
@@ -159,7 +165,11 @@ class RecordBatch:
                 "l2": float(np.float32(self.l2[i])),
                 "mixed_label": mixed[i].tolist(),
             }
-            sample = {"__key__": key, "png": pngs[i], "json": json.dumps(meta, sort_keys=True).encode()}
+            sample = {
+                "__key__": key,
+                "png": pngs[i],
+                "json": json.dumps(meta, sort_keys=True).encode(),
+            }
             for name, array in self.genome.items():
                 sample[f"{name}.npy"] = npy_bytes(array[i])
             samples.append(sample)

@@ -72,9 +72,7 @@ def load_digits(root: str | None, image_size: int) -> Source:
     )
 
 
-SOURCES: Registry[Callable[[str | None, int], Source]] = Registry(
-    "source", {"digits": load_digits}
-)
+SOURCES: Registry[Callable[[str | None, int], Source]] = Registry("source", {"digits": load_digits})
 
 
 def load_source(name: str, root: str | None, image_size: int) -> Source:

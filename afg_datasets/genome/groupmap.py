@@ -20,8 +20,15 @@ class GroupMapEncoder:
 
     name = "groupmap"
 
-    def __init__(self, layers: Sequence[str], channels: Sequence[int], groups: int, size: int,
-                 nmf_iters: int, seed: int):
+    def __init__(
+        self,
+        layers: Sequence[str],
+        channels: Sequence[int],
+        groups: int,
+        size: int,
+        nmf_iters: int,
+        seed: int,
+    ):
         self.layers = tuple(layers)
         self.channels = tuple(channels)
         self.groups = groups
@@ -61,7 +68,10 @@ class GroupMapEncoder:
             return maps
         downsample = maps.shape[-1] > self.size
         return F.interpolate(
-            maps, size=(self.size, self.size), mode="bilinear", align_corners=False,
+            maps,
+            size=(self.size, self.size),
+            mode="bilinear",
+            align_corners=False,
             antialias=downsample,
         ).clamp_min(0)
 

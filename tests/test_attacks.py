@@ -1,0 +1,82 @@
+import importlib
+
+import pytest
+import torch
+
+from afg_datasets.attacks import ATTACKS, Attack, install_torch_compat
+
+# Small settings so every registry entry runs in a unit test on an 8x8 model.
+QUICK = {
+    "pgd": {"nb_iter": 5},
+    "pgd_l2": {"nb_iter": 5},
+    "bim": {"nb_iter": 5},
+    "mifgsm": {"nb_iter": 5},
+    "cw_l2": {"max_iterations": 10, "binary_search_steps": 2},
+    "ddn": {"nb_iter": 10},
+    "ead": {"max_iterations": 10, "binary_search_steps": 2},
+    "lbfgs": {"max_iterations": 5, "binary_search_steps": 2},
+    "fab": {"n_iter": 5},
+    "spsa": {"nb_iter": 2, "nb_sample": 16},
+    "stadv": {"max_iterations": 5},
+    "singlepixel": {"max_pixels": 5},
+    "localsearch": {"round_ub": 2, "max_nb_seeds": 8},
+}
+REQUIRED = [
+    "fgsm",
+    "bim",
+    "pgd",
+    "pgd_l2",
+    "mifgsm",
+    "cw_l2",
+    "ddn",
+    "ead",
+    "jsma",
+    "lbfgs",
+    "fab",
+    "spsa",
+    "stadv",
+    "singlepixel",
+    "localsearch",
+]
+
+
+def test_registry_has_the_documented_attacks():
+    assert set(REQUIRED) <= set(ATTACKS)
+
+
+def test_torch_compat_shim_provides_zero_gradients():
+    install_torch_compat()
+    gradcheck = importlib.import_module("torch.autograd.gradcheck")
+    x = torch.ones(3, requires_grad=True)
+    (x * 2).sum().backward()
+    gradcheck.zero_gradients(x)
+    assert torch.equal(x.grad, torch.zeros(3))
+    importlib.import_module("advertorch.attacks.fast_adaptive_boundary")
+
+
+@pytest.mark.parametrize("name", sorted(ATTACKS))
+def test_attack_contract(name, tiny_model):
+    generator = torch.Generator().manual_seed(1)
+    x = torch.rand(4, 1, 8, 8, generator=generator)
+    y = torch.tensor([0, 1, 2, 3])
+    before = x.clone()
+    attack = Attack(name, tiny_model, 10, QUICK.get(name, {}))
+    adv = attack.run(x, y, seed=0)
+    assert torch.equal(x, before), "attacks must not modify their input"
+    assert adv.shape == x.shape
+    assert adv.min() >= 0 and adv.max() <= 1
+    budget = ATTACKS[name].budget
+    eps = attack.params.get("eps")
+    delta = (adv - x).flatten(1)
+    if budget == "linf":
+        assert delta.abs().amax() <= eps + 1e-6
+    elif budget == "l2":
+        assert delta.norm(dim=1).max() <= eps + 1e-4
+
+
+def test_attack_is_seeded(tiny_model):
+    x = torch.rand(4, 1, 8, 8, generator=torch.Generator().manual_seed(2))
+    y = torch.tensor([0, 1, 2, 3])
+    attack = Attack("pgd", tiny_model, 10, {"nb_iter": 3})
+    assert torch.equal(attack.run(x, y, seed=5), attack.run(x, y, seed=5))
+    assert not torch.equal(attack.run(x, y, seed=5), attack.run(x, y, seed=6))

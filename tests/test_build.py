@@ -1,0 +1,245 @@
+"""End to end: the real default pipeline on a few images, read back by the standard readers."""
+
+import glob
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+import webdataset as wds
+from datasets import load_dataset
+from typer.testing import CliRunner
+
+from afg_datasets.build import build_corpus
+from afg_datasets.cli import app
+from afg_datasets.errors import OutputDirError
+from afg_datasets.models import load_target_model
+from afg_datasets.records import decode_png
+
+SPLITS = {"train", "validation", "test"}
+
+
+@pytest.fixture(scope="module")
+def loaded(corpus):
+    return load_dataset(str(corpus.out))
+
+
+def test_load_dataset_all_and_per_attack(corpus, loaded):
+    assert set(loaded) == SPLITS
+    rows = sum(len(loaded[s]) for s in SPLITS)
+    assert rows == corpus.stats["records"] == 48 * 4
+    pgd = load_dataset(str(corpus.out), "pgd", split="test")
+    assert set(pgd["attack"]) == {"clean", "pgd"}
+    assert len(pgd) == 2 * loaded["test"]["attack"].count("clean")
+
+
+def test_documented_features(loaded, corpus):
+    features = loaded["train"].features
+    assert features["label"].names == [str(i) for i in range(10)]
+    assert type(features["genome_spatial"]).__name__ == "Array4D"
+    record = loaded["train"].with_format("numpy")[0]
+    layers = len(corpus.manifest["layers"])
+    assert record["genome_spatial"].shape == (layers, 4, 8, 8)
+    assert record["genome_channels"].shape == (layers, 4, 64)
+    assert "." not in record["key"] and record["key"] == record["key"].lower()
+
+
+def test_split_invariant_and_unique_keys(loaded):
+    split_of, keys = {}, []
+    for split in SPLITS:
+        for source_id, key in zip(loaded[split]["source_id"], loaded[split]["key"], strict=True):
+            assert split_of.setdefault(source_id, split) == split
+            keys.append(key)
+    assert len(keys) == len(set(keys))
+
+
+def test_labels_success_and_mixed_label(loaded):
+    for row in loaded["test"]:
+        mixed = np.array(row["mixed_label"])
+        assert mixed[row["label"]] == 1 and mixed[row["pred"]] == 1
+        assert mixed[-1] == int(row["is_adversarial"])
+        assert mixed[:-1].sum() == (1 if row["label"] == row["pred"] else 2)
+        if row["is_adversarial"]:
+            assert row["success"] == (row["pred"] != row["label"])
+            assert row["attack"] != "clean"
+        else:
+            assert row["success"] is None and row["linf"] == 0 and row["attack"] == "clean"
+
+
+def test_linf_budget_holds_on_stored_images(loaded, corpus):
+    eps = corpus.manifest["attacks"]["fgsm"]["eps"]
+    fgsm = [r for r in loaded["train"] if r["attack"] == "fgsm"]
+    assert fgsm and max(r["linf"] for r in fgsm) <= eps + 0.5 / 255 + 1e-6
+
+
+def test_pred_is_the_models_prediction_on_the_stored_png(corpus):
+    model = load_target_model(corpus.out)
+    table = pq.read_table(glob.glob(f"{corpus.out}/data/pgd/test-*.parquet")[0])
+    images = np.stack([decode_png(i["bytes"]) for i in table.column("image").to_pylist()])
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
+    with torch.no_grad():
+        preds = model(x).argmax(1).numpy()
+    assert preds.tolist() == table.column("pred").to_pylist()
+
+
+def test_manifest_hashes_every_file(corpus):
+    out = corpus.out
+    entries = corpus.manifest["files"]
+    listed = {e["path"] for e in entries}
+    on_disk = {
+        p.relative_to(out).as_posix()
+        for p in out.rglob("*")
+        if p.is_file() and p.parts[len(out.parts)] in ("data", "wds", "model")
+    }
+    assert listed == on_disk
+    for entry in entries:
+        data = (out / entry["path"]).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == entry["sha256"]
+        assert len(data) == entry["bytes"]
+        if entry["path"].endswith(".parquet"):
+            assert pq.read_metadata(out / entry["path"]).num_rows == entry["rows"]
+    assert json.loads((out / "manifest.json").read_text())["model"]["sha256"] == next(
+        e["sha256"] for e in entries if e["path"] == "model/model.safetensors"
+    )
+
+
+def test_webdataset_reads_the_shards_without_pickle(corpus):
+    urls = sorted(glob.glob(f"{corpus.out}/wds/train/*.tar"))
+    members = set()
+    dataset = wds.WebDataset(urls, shardshuffle=False).decode("rgb8")
+    samples = list(dataset)
+    for sample in samples:
+        members |= {k for k in sample if not k.startswith("__")}
+        assert sample["genome_spatial.npy"].dtype == np.float16
+    assert members == {"png", "json", "genome_spatial.npy", "genome_channels.npy"}
+    assert len(samples) == corpus.manifest["splits"]["train"]["records"]
+
+
+def test_card_lists_configs_and_features(corpus):
+    from huggingface_hub import DatasetCard
+
+    card = DatasetCard.load(corpus.out / "README.md")
+    configs = {c["config_name"]: c for c in card.data.configs}
+    assert set(configs) == {"all", "fgsm", "pgd", "cw_l2"}
+    assert configs["all"].get("default") is True
+    assert card.data.task_categories == ["image-classification"]
+    assert "adversarial-examples" in card.data.tags
+    assert "non-adaptive" in card.text
+
+
+def test_same_config_same_bytes(corpus, small_config, tmp_path):
+    again = build_corpus(small_config, tmp_path / "again", progress=False)
+    assert [e["sha256"] for e in again.manifest["files"]] == [
+        e["sha256"] for e in corpus.manifest["files"]
+    ]
+
+
+def test_refuses_to_mix_corpora(corpus, small_config):
+    with pytest.raises(OutputDirError, match="different corpus"):
+        build_corpus(small_config.replace(seed=1), corpus.out, progress=False)
+    assert (corpus.out / "manifest.json").is_file()
+
+
+def test_refuses_foreign_directory(tmp_path, small_config):
+    (tmp_path / "thesis.tex").write_text("precious")
+    with pytest.raises(OutputDirError, match="holds no AFG corpus"):
+        build_corpus(small_config, tmp_path, progress=False, overwrite=True)
+    assert (tmp_path / "thesis.tex").read_text() == "precious"
+
+
+def test_crash_mid_build_leaves_nothing_that_looks_complete(tmp_path, small_config, monkeypatch):
+    from afg_datasets import build
+
+    calls = {"n": 0}
+    original = build.Builder._encode
+
+    def flaky(self, *args):
+        calls["n"] += 1
+        if calls["n"] == 6:
+            raise RuntimeError("simulated crash")
+        return original(self, *args)
+
+    monkeypatch.setattr(build.Builder, "_encode", flaky)
+    with pytest.raises(RuntimeError, match="simulated"):
+        build_corpus(small_config, tmp_path / "c", progress=False)
+    out = tmp_path / "c"
+    assert not (out / "manifest.json").exists() and not (out / "README.md").exists()
+    assert not list(out.rglob("*.parquet")) and not list(out.rglob("*.tar"))
+
+
+runner = CliRunner()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--attacks", "fgsm,deepfool"], "deepfool"),
+        (["no-such-builder"], "no-such-builder"),
+        (["--device", "tpu"], "tpu"),
+        (["--limit", "0"], "limit"),
+    ],
+)
+def test_cli_bad_input_exit_2_and_nothing_written(tmp_path, args, message):
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["build-shards", *args, "--out", str(out), "--no-progress"])
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert not out.exists()
+
+
+def test_cli_unknown_layer(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("model: {layers: [block1, fc9]}\nattacks: [fgsm]\n")
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["build-shards", str(config), "--out", str(out), "--limit", "4"])
+    assert result.exit_code == 2
+    assert "fc9" in result.output and "block2" in result.output
+    assert not out.exists()
+
+
+def test_cli_builds_and_summarizes(tmp_path):
+    out = tmp_path / "cli"
+    result = runner.invoke(
+        app,
+        ["build-shards", "--out", str(out), "--limit", "8", "--attacks", "fgsm", "--no-progress"],
+    )
+    assert result.exit_code == 0, result.output
+    assert "success rate" in result.output and "fgsm" in result.output
+    assert os.path.isfile(Path(out) / "manifest.json")
+    again = runner.invoke(
+        app,
+        [
+            "build-shards",
+            "--out",
+            str(out),
+            "--limit",
+            "8",
+            "--seed",
+            "2",
+            "--attacks",
+            "fgsm",
+            "--no-progress",
+        ],
+    )
+    assert again.exit_code == 2 and "--overwrite" in again.output
+    replaced = runner.invoke(
+        app,
+        [
+            "build-shards",
+            "--out",
+            str(out),
+            "--limit",
+            "8",
+            "--seed",
+            "2",
+            "--attacks",
+            "fgsm",
+            "--no-progress",
+            "--overwrite",
+        ],
+    )
+    assert replaced.exit_code == 0, replaced.output

@@ -1,0 +1,58 @@
+import pytest
+
+from afg_datasets.config import BuildConfig, load_config, resolve_config_path
+from afg_datasets.errors import ConfigError
+
+
+def test_default_builder_loads_and_matches_dataclass_defaults_for_known_fields():
+    cfg = load_config("digits")
+    assert cfg.source.name == "digits"
+    assert list(cfg.attacks) == ["fgsm", "pgd", "cw_l2"]
+    assert cfg.model.layers == ("block1", "block2", "block3")
+
+
+def test_config_hash_is_stable_and_sensitive():
+    cfg = load_config("digits")
+    assert cfg.config_hash() == load_config("digits").config_hash()
+    assert cfg.replace(seed=1).config_hash() != cfg.config_hash()
+    assert cfg.replace(limit=10).config_hash() != cfg.config_hash()
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ({"bogus": 1}, "bogus"),
+        ({"genome": {"groups": 0}}, "genome.groups"),
+        ({"genome": {"colour": 1}}, "genome.colour"),
+        ({"splits": {"train": 0.5, "validation": 0.1, "test": 0.1}}, "sum to 1"),
+        ({"attacks": {"fgsm": {"eps": -0.1}}}, "eps"),
+        ({"attacks": {"fgsm": {"epsilon": 0.1}}}, "epsilon"),
+        ({"attacks": {"deepfool": {}}}, "deepfool"),
+        ({"source": {"name": "imagenet21k"}}, "imagenet21k"),
+        ({"model": {"architecture": "vit"}}, "vit"),
+        ({"genome": {"encoder": "magic"}}, "magic"),
+        ({"attacks": {}}, "at least one"),
+        ({"limit": 0}, "limit"),
+    ],
+)
+def test_invalid_values_name_the_field(data, message):
+    with pytest.raises(ConfigError, match=message):
+        BuildConfig.from_dict(data)
+
+
+def test_unknown_name_lists_valid_choices():
+    with pytest.raises(ConfigError) as err:
+        BuildConfig.from_dict({"attacks": {"deepfool": {}}})
+    assert "fgsm" in str(err.value) and "pgd" in str(err.value)
+
+
+def test_builder_names_and_paths(tmp_path):
+    assert resolve_config_path(None).name == "digits.yaml"
+    with pytest.raises(ConfigError, match="digits"):
+        resolve_config_path("no-such-builder")
+    path = tmp_path / "c.yaml"
+    path.write_text("seed: 3\nattacks: [fgsm]\n")
+    cfg = load_config(str(path))
+    assert cfg.seed == 3 and cfg.attacks == {"fgsm": {}}
+    with pytest.raises(ConfigError, match="does not exist"):
+        resolve_config_path(str(tmp_path / "missing.yaml"))
