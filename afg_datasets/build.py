@@ -175,7 +175,7 @@ def model_cache_key(cfg: BuildConfig) -> str:
 
 
 def obtain_target_model(
-    cfg: BuildConfig, source: Source, splits: np.ndarray, device: str
+    cfg: BuildConfig, source: Source, splits: np.ndarray, device: str, progress: bool = False
 ) -> tuple[TargetModel, ModelInfo, bool]:
     """Load the cached target model for this config, or train and cache it. Returns cached?"""
     directory = cache_root() / "models" / model_cache_key(cfg)
@@ -196,6 +196,7 @@ def obtain_target_model(
         np.flatnonzero(splits == "train"),
         np.flatnonzero(splits == "test"),
         len(source.class_names),
+        progress,
     )
     log.info(
         "trained target model: test accuracy %.4f in %.1fs", info.test_accuracy, info.train_seconds
@@ -240,7 +241,7 @@ class Builder:
             split_of_all = assign_splits(full.ids, self.cfg.seed, self.cfg.splits.ratios())
         with self.timer("train_model"):
             self.model, self.model_info, self.model_cached = obtain_target_model(
-                self.cfg, full, split_of_all, str(self.device)
+                self.cfg, full, split_of_all, str(self.device), self.progress
             )
         self.layers = tuple(self.cfg.model.layers or self.model_info.layers)
         self.model.check_layers(self.layers)
@@ -276,7 +277,7 @@ class Builder:
         zeros = np.zeros(len(indices), dtype=np.float32)
         yield self._encode(ids, CLEAN, "{}", x, images, labels, zeros, zeros)
         for attack in self.attacks:
-            with self.timer("attack"):
+            with self.timer(f"attack/{attack.name}"):
                 adv = attack.run(x, y, derive_seed(self.cfg.seed, attack.name, split, batch_index))
                 stored = quantize(adv)
                 delta = stored.float().div(255) - x

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
+from tqdm.auto import trange
 
 from afg_datasets.errors import ConfigError
 from afg_datasets.registry import Registry
@@ -137,6 +138,7 @@ def train_model(
     train_idx: np.ndarray,
     test_idx: np.ndarray,
     num_classes: int,
+    progress: bool = False,
 ) -> tuple[TargetModel, ModelInfo]:
     """Train on the train split, report top-1 accuracy on the test split. Seeded, CPU-friendly."""
     x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div(255)
@@ -151,7 +153,9 @@ def train_model(
         opt = torch.optim.Adam(model.parameters(), lr=settings.lr)
         generator = torch.Generator().manual_seed(settings.seed)
         model.train()
-        for _ in range(settings.epochs):
+        for _ in trange(
+            settings.epochs, desc="train target model", unit="epoch", disable=not progress
+        ):
             order = torch.from_numpy(train_idx)[torch.randperm(len(train_idx), generator=generator)]
             for batch in order.split(settings.batch_size):
                 opt.zero_grad()
