@@ -26,17 +26,15 @@ from afg_datasets.config import SPLITS, BuildConfig
 from afg_datasets.errors import OutputDirError
 from afg_datasets.genome import ENCODERS
 from afg_datasets.models import (
-    ModelInfo,
+    SourceData,
     TargetModel,
     TrainSettings,
-    cache_root,
-    load_model_dir,
+    obtain_target_model,
     save_model,
     tap,
-    train_model,
 )
 from afg_datasets.records import CLEAN, RecordBatch, record_features
-from afg_datasets.sources import Source, load_source
+from afg_datasets.sources import load_source
 from afg_datasets.splits import assign_splits
 from afg_datasets.writers import PARTIAL, ParquetShardWriter, ShardFile, WebDatasetShardWriter
 
@@ -174,41 +172,6 @@ def model_cache_key(cfg: BuildConfig) -> str:
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def obtain_target_model(
-    cfg: BuildConfig, source: Source, splits: np.ndarray, device: str, progress: bool = False
-) -> tuple[TargetModel, ModelInfo, bool]:
-    """Load the cached target model for this config, or train and cache it. Returns cached?"""
-    directory = cache_root() / "models" / model_cache_key(cfg)
-    if (directory / "model.json").is_file():
-        model, info = load_model_dir(directory, device)
-        return model, info, True
-    settings = TrainSettings(
-        cfg.model.architecture,
-        cfg.model.epochs,
-        cfg.model.batch_size,
-        cfg.model.lr,
-        derive_seed(cfg.seed, "model"),
-    )
-    model, info = train_model(
-        settings,
-        source.images,
-        source.labels,
-        np.flatnonzero(splits == "train"),
-        np.flatnonzero(splits == "test"),
-        len(source.class_names),
-        progress,
-    )
-    log.info(
-        "trained target model: test accuracy %.4f in %.1fs", info.test_accuracy, info.train_seconds
-    )
-    tmp = directory.with_name(directory.name + PARTIAL)
-    shutil.rmtree(tmp, ignore_errors=True)
-    save_model(model, info, tmp)
-    if not directory.exists():
-        os.replace(tmp, directory)
-    return model.to(device), info, False
-
-
 def forward_with_taps(
     model: TargetModel, layers: tuple[str, ...], x: torch.Tensor
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -235,13 +198,32 @@ class Builder:
 
     def setup(self) -> None:
         with self.timer("load"):
-            full = load_source(
-                self.cfg.source.name, self.cfg.source.root, self.cfg.source.image_size
-            )
+            full = load_source(self.cfg.source)
             split_of_all = assign_splits(full.ids, self.cfg.seed, self.cfg.splits.ratios())
         with self.timer("train_model"):
+            model_cfg = self.cfg.model
+            settings = TrainSettings(
+                model_cfg.architecture,
+                model_cfg.epochs,
+                model_cfg.batch_size,
+                model_cfg.lr,
+                derive_seed(self.cfg.seed, "model"),
+            )
+            data = SourceData(
+                full.images,
+                full.labels,
+                np.flatnonzero(split_of_all == "train"),
+                np.flatnonzero(split_of_all == "test"),
+                len(full.class_names),
+            )
             self.model, self.model_info, self.model_cached = obtain_target_model(
-                self.cfg, full, split_of_all, str(self.device), self.progress
+                model_cfg.architecture,
+                model_cfg.checkpoint,
+                settings,
+                model_cache_key(self.cfg),
+                data,
+                str(self.device),
+                self.progress,
             )
         self.layers = tuple(self.cfg.model.layers or self.model_info.layers)
         self.model.check_layers(self.layers)
@@ -426,8 +408,16 @@ def make_manifest(builder: Builder, files: list[ShardFile], weights: Path) -> di
 
 def make_stats(builder: Builder, wall: float) -> dict[str, Any]:
     records = sum(t.records for t in builder.tallies.values())
+
+    def stage_records(stage: str) -> int:
+        kind, _, attack = stage.partition("/")
+        return builder.tallies[attack].records if kind == "attack" else records
+
     stages = {
-        name: {"seconds": round(sec, 3), "records_per_s": round(records / sec, 1) if sec else None}
+        name: {
+            "seconds": round(sec, 3),
+            "records_per_s": round(stage_records(name) / sec, 1) if sec else None,
+        }
         for name, sec in sorted(builder.timer.seconds.items())
     }
     return {
@@ -442,6 +432,7 @@ def make_stats(builder: Builder, wall: float) -> dict[str, Any]:
             "train_seconds": builder.model_info.train_seconds,
             "cached": builder.model_cached,
         },
+        "source": {"images": len(builder.source), "skipped": len(builder.source.skipped)},
         "clean": builder.tallies[CLEAN].summary(adversarial=False),
         "attacks": {
             a.name: builder.tallies[a.name].summary(adversarial=True) for a in builder.attacks

@@ -46,6 +46,20 @@ def build_shards(
     ] = None,
     out: Annotated[Path, typer.Option(help="Output corpus directory.")] = Path("afg"),
     limit: Annotated[int | None, typer.Option(help="Use only the first N source images.")] = None,
+    source_root: Annotated[
+        str | None,
+        typer.Option(help="Source data location (directory, or dataset dir / repo id for hf)."),
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="Target model: a registry name (small_cnn, resnet18, ...) or module:callable."
+        ),
+    ] = None,
+    checkpoint: Annotated[
+        str | None,
+        typer.Option(help="Target-model weights: a state dict (.pt) or .safetensors file."),
+    ] = None,
     attacks: Annotated[
         str | None,
         typer.Option(
@@ -66,7 +80,13 @@ def build_shards(
         if attacks is not None:
             names = [a.strip() for a in attacks.split(",") if a.strip()]
             cfg = cfg.replace(attacks={n: cfg.attacks.get(n, {}) for n in names})
-        cfg = cfg.replace(limit=limit, seed=seed)
+        cfg = cfg.replace(
+            limit=limit,
+            seed=seed,
+            source__root=source_root,
+            model__architecture=model,
+            model__checkpoint=checkpoint,
+        )
         _check_device(device)
         result = build_corpus(cfg, out, device=device, overwrite=overwrite, progress=progress)
     except AFGError as err:

@@ -16,34 +16,24 @@ import yaml
 from afg_datasets.attacks import ATTACKS, resolve_params
 from afg_datasets.errors import ConfigError
 from afg_datasets.genome import ENCODERS
-from afg_datasets.models import ARCHITECTURES
+from afg_datasets.models import check_architecture
 from afg_datasets.resources import resource_dir
-from afg_datasets.sources import SOURCES
+from afg_datasets.sources import SourceConfig
 
 SPLITS = ("train", "validation", "test")
 
 
 @dataclass(frozen=True)
-class SourceConfig:
-    name: str = "digits"
-    root: str | None = None
-    image_size: int = 32
-
-    def __post_init__(self):
-        SOURCES[self.name]
-        _positive("source.image_size", self.image_size)
-
-
-@dataclass(frozen=True)
 class ModelConfig:
-    architecture: str = "small_cnn"
+    architecture: str = "small_cnn"  # registry name or `package.module:callable`
+    checkpoint: str | None = None  # state dict (.pt, weights-only) or .safetensors
     layers: tuple[str, ...] = ()  # empty: the architecture's default taps (every conv block)
     epochs: int = 10
     batch_size: int = 64
     lr: float = 2e-3
 
     def __post_init__(self):
-        ARCHITECTURES[self.architecture]
+        check_architecture(self.architecture)
         object.__setattr__(self, "layers", tuple(self.layers))
         for name in ("epochs", "batch_size", "lr"):
             _positive(f"model.{name}", getattr(self, name))
@@ -114,8 +104,19 @@ class BuildConfig:
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
     def replace(self, **changes: Any) -> BuildConfig:
-        """A copy with top-level fields changed (None values are ignored), re-validated."""
-        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+        """A copy with fields changed, re-validated. Keys may be dotted (`source.root`);
+        None values are ignored, so CLI options that were not given change nothing."""
+        top: dict[str, Any] = {}
+        for key, value in changes.items():
+            if value is None:
+                continue
+            section, _, name = key.partition("__")
+            if name:
+                current = top.get(section, getattr(self, section))
+                top[section] = dataclasses.replace(current, **{name: value})
+            else:
+                top[key] = value
+        return dataclasses.replace(self, **top)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> BuildConfig:

@@ -11,3 +11,11 @@ class ConfigError(AFGError, ValueError):
 
 class OutputDirError(AFGError):
     """The output directory cannot be used for this build."""
+
+
+class SourceError(AFGError):
+    """Source data is missing, in the wrong layout, or unreadable."""
+
+
+class ModelError(AFGError):
+    """A target model or its checkpoint cannot be used with this source."""
