@@ -118,7 +118,11 @@ def _print_summary(result) -> None:
         f"({stats['records_per_s']:.1f}/s), peak RSS {stats['peak_rss_mb']:.0f} MB"
     )
     model = stats["target_model"]
-    origin = "cached" if model["cached"] else f"trained in {model['train_seconds']:.1f}s"
+    origin = f"trained in {model['train_seconds']:.1f}s"
+    if model["cached"]:
+        origin = "cached"
+    elif model["weights"] != "trained":
+        origin = f"weights: {model['weights']}"
     out.print(f"target model test accuracy {model['test_accuracy']:.4f} ({origin})")
     table = Table("attack", "success rate", "mean linf", "mean l2", "records")
     for name, s in stats["attacks"].items():
