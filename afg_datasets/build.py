@@ -430,6 +430,7 @@ def make_stats(builder: Builder, wall: float) -> dict[str, Any]:
         "target_model": {
             "test_accuracy": builder.model_info.test_accuracy,
             "train_seconds": builder.model_info.train_seconds,
+            "weights": builder.model_info.weights,
             "cached": builder.model_cached,
         },
         "source": {"images": len(builder.source), "skipped": len(builder.source.skipped)},
