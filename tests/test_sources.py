@@ -1,0 +1,185 @@
+"""Source registry: real loaders on real (MNIST) or test-written data, and their bad inputs."""
+
+import gzip
+import logging
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from afg_datasets import sources
+from afg_datasets.errors import SourceError
+from afg_datasets.sources import SOURCES, SourceConfig, load_source, read_idx
+
+MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+needs_mnist = pytest.mark.skipif(not MNIST.is_dir(), reason="../shared/data/mnist not present")
+
+
+def test_registry_lists_all_sources():
+    assert {"digits", "mnist", "cifar10", "cifar100", "imagefolder", "hf"} <= set(SOURCES)
+
+
+@needs_mnist
+def test_mnist_test_set_is_the_whole_source_and_says_so(caplog):
+    with caplog.at_level(logging.WARNING):
+        source = load_source(SourceConfig("mnist", root=str(MNIST), image_size=28))
+    assert "only the 10,000-image test set" in caplog.text
+    assert source.images.shape == (10_000, 28, 28, 1) and source.images.dtype == np.uint8
+    assert np.bincount(source.labels).tolist()[:3] == [980, 1135, 1032]
+    assert len(set(source.ids)) == 10_000 and source.ids[0] == "mnist-t10k-00000"
+
+
+def write_idx(path: Path, array: np.ndarray, compress: bool) -> None:
+    header = bytes([0, 0, 8, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    data = header + array.astype(np.uint8).tobytes()
+    path.write_bytes(gzip.compress(data) if compress else data)
+
+
+@pytest.mark.parametrize("compress", [True, False])
+def test_mnist_idx_gzip_or_plain_train_then_test(tmp_path, compress):
+    suffix = ".gz" if compress else ""
+    for part, n in (("train", 3), ("t10k", 2)):
+        write_idx(tmp_path / f"{part}-images-idx3-ubyte{suffix}", np.full((n, 28, 28), n), compress)
+        write_idx(tmp_path / f"{part}-labels-idx1-ubyte{suffix}", np.arange(n), compress)
+    source = load_source(SourceConfig("mnist", root=str(tmp_path), image_size=28))
+    assert source.labels.tolist() == [0, 1, 2, 0, 1]
+    assert source.ids[0] == "mnist-train-00000" and source.ids[-1] == "mnist-t10k-00001"
+
+
+def test_truncated_idx_is_a_clear_error(tmp_path):
+    path = tmp_path / "t10k-images-idx3-ubyte"
+    write_idx(path, np.zeros((2, 4, 4)), compress=False)
+    path.write_bytes(path.read_bytes()[:-5])
+    with pytest.raises(SourceError, match="truncated"):
+        read_idx(path)
+
+
+@pytest.mark.parametrize("name", ["mnist", "cifar10", "imagefolder"])
+def test_missing_root_and_wrong_layout(tmp_path, name, monkeypatch):
+    monkeypatch.setattr(sources, "_download_cifar", lambda root, folder: False)
+    with pytest.raises(SourceError, match="not a directory"):
+        load_source(SourceConfig(name, root=str(tmp_path / "nowhere")))
+    with pytest.raises(SourceError, match="expected"):
+        load_source(SourceConfig(name, root=str(tmp_path)))
+
+
+def write_cifar10(root: Path, per_batch: int = 2) -> None:
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        batch = {
+            "data": rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8),
+            "labels": list(range(per_batch)),
+        }
+        (folder / name).write_bytes(pickle.dumps(batch))
+    names = [
+        "airplane",
+        "automobile",
+        "bird",
+        "cat",
+        "deer",
+        "dog",
+        "frog",
+        "horse",
+        "ship",
+        "truck",
+    ]
+    (folder / "batches.meta").write_bytes(pickle.dumps({"label_names": names}))
+
+
+def test_cifar10_python_batch_layout(tmp_path):
+    write_cifar10(tmp_path)
+    source = load_source(SourceConfig("cifar10", root=str(tmp_path), image_size=32))
+    assert source.images.shape == (12, 32, 32, 3)
+    assert source.class_names[0] == "airplane" and source.labels.tolist()[:2] == [0, 1]
+    raw = pickle.loads((tmp_path / "cifar-10-batches-py" / "data_batch_1").read_bytes())
+    expected = raw["data"][0].reshape(3, 32, 32).transpose(1, 2, 0)
+    assert np.array_equal(source.images[0], expected), "channel order must be HWC RGB"
+
+
+def test_cifar_missing_batch_says_where_to_put_files(tmp_path, monkeypatch):
+    monkeypatch.setattr(sources, "_download_cifar", lambda root, folder: False)
+    write_cifar10(tmp_path)
+    (tmp_path / "cifar-10-batches-py" / "test_batch").unlink()
+    with pytest.raises(SourceError, match="test_batch.*cifar-10-batches-py"):
+        load_source(SourceConfig("cifar10", root=str(tmp_path)))
+
+
+def write_folder(root: Path, corrupt: bool = True) -> Path:
+    rng = np.random.default_rng(0)
+    for name in ("cat", "dog", "owl"):
+        (root / name).mkdir(parents=True)
+        for i in range(3):
+            array = rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)
+            Image.fromarray(array).save(root / name / f"Img.{i}.png")
+    if corrupt:
+        (root / "owl" / "broken.jpg").write_bytes(b"definitely not a jpeg")
+    return root
+
+
+def test_imagefolder_classes_crop_and_bad_image_policy(tmp_path):
+    root = write_folder(tmp_path / "folder")
+    with pytest.raises(SourceError, match="broken.jpg"):
+        load_source(SourceConfig("imagefolder", root=str(root), image_size=32))
+    source = load_source(
+        SourceConfig("imagefolder", root=str(root), image_size=32, on_bad_image="skip")
+    )
+    assert source.class_names == ("cat", "dog", "owl")
+    assert source.images.shape == (9, 32, 32, 3)
+    assert source.skipped == ("owl/broken.jpg",)
+    assert all("." not in i and i == i.lower() for i in source.ids)
+    assert len(set(source.ids)) == 9
+
+
+def test_hf_dataset_directory(tmp_path):
+    from datasets import ClassLabel, Dataset, Features
+    from datasets import Image as ImageFeature
+
+    rng = np.random.default_rng(0)
+    images = [Image.fromarray(rng.integers(0, 256, (20, 20, 3), dtype=np.uint8)) for _ in range(4)]
+    features = Features({"img": ImageFeature(), "y": ClassLabel(names=["a", "b"])})
+    dataset = Dataset.from_dict({"img": images, "y": [0, 1, 1, 0]}, features=features)
+    (tmp_path / "ds" / "data").mkdir(parents=True)
+    dataset.to_parquet(str(tmp_path / "ds" / "data" / "train-00000-of-00001.parquet"))
+    cfg = SourceConfig(
+        "hf", root=str(tmp_path / "ds"), image_size=16, image_column="img", label_column="y"
+    )
+    source = load_source(cfg)
+    assert source.images.shape == (4, 16, 16, 3)
+    assert source.class_names == ("a", "b") and source.labels.tolist() == [0, 1, 1, 0]
+    with pytest.raises(SourceError, match="columns"):
+        load_source(SourceConfig("hf", root=str(tmp_path / "ds"), label_column="label"))
+
+
+@needs_mnist
+def test_mnist_builder_end_to_end(tmp_path):
+    from datasets import load_dataset
+    from typer.testing import CliRunner
+
+    from afg_datasets.cli import app
+
+    out = tmp_path / "afg"
+    result = CliRunner().invoke(
+        app,
+        [
+            "build-shards",
+            "mnist",
+            "--source-root",
+            str(MNIST),
+            "--limit",
+            "24",
+            "--attacks",
+            "fgsm",
+            "--out",
+            str(out),
+            "--no-progress",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    dataset = load_dataset(str(out), "fgsm")
+    assert sum(len(split) for split in dataset.values()) == 48
+    assert dataset["train"].features["genome_spatial"].shape[-1] == 8
+    assert load_source(SourceConfig("mnist", root=str(MNIST), image_size=28)).images.shape[1] == 28
