@@ -102,11 +102,6 @@ def resolve_params(name: str, params: Mapping[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def params_json(name: str, params: Mapping[str, Any]) -> str:
-    """The resolved parameters as the canonical JSON stored in every record."""
-    return json.dumps(resolve_params(name, params), sort_keys=True)
-
-
 class Attack:
     """An advertorch attack bound to a model; `run` never modifies its input."""
 
@@ -122,6 +117,11 @@ class Attack:
         if "clip_min" in inspect.signature(attack_class(name).__init__).parameters:
             kwargs.update(clip_min=0.0, clip_max=1.0)
         self._attack = attack_class(name)(model, **kwargs)
+
+    @property
+    def params_json(self) -> str:
+        """The resolved parameters as the canonical JSON stored in every record."""
+        return json.dumps(self.params, sort_keys=True)
 
     def run(self, x: torch.Tensor, y: torch.Tensor, seed: int) -> torch.Tensor:
         """Untargeted adversarial version of `x` (in [0,1]) for labels `y`, seeded."""

@@ -33,7 +33,7 @@ from afg_datasets.models import (
     save_model,
     tap,
 )
-from afg_datasets.records import CLEAN, RecordBatch, record_features
+from afg_datasets.records import CLEAN, RecordBatch, features_to_json, record_features
 from afg_datasets.sources import load_source
 from afg_datasets.splits import assign_splits
 from afg_datasets.writers import PARTIAL, ParquetShardWriter, ShardFile, WebDatasetShardWriter
@@ -112,9 +112,10 @@ def sha256_file(path: Path) -> str:
 
 
 def write_json(path: Path, data: Any) -> None:
-    """Atomically write sorted, indented JSON."""
+    """Atomically write indented JSON (insertion order: deterministic, and meaningful for
+    attacks and columns)."""
     tmp = path.with_name(path.name + PARTIAL)
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
     os.replace(tmp, path)
 
 
@@ -265,11 +266,10 @@ class Builder:
                 delta = stored.float().div(255) - x
                 linf = delta.flatten(1).abs().amax(1).cpu().numpy()
                 l2 = delta.flatten(1).norm(dim=1).cpu().numpy()
-            params = json.dumps(attack.params, sort_keys=True)
             yield self._encode(
                 ids,
                 attack.name,
-                params,
+                attack.params_json,
                 stored.float().div(255),
                 stored.permute(0, 2, 3, 1).cpu().numpy(),
                 labels,
@@ -397,7 +397,7 @@ def make_manifest(builder: Builder, files: list[ShardFile], weights: Path) -> di
             for n, s in builder.layer_shapes.items()
         ],
         "attacks": {a.name: a.params for a in builder.attacks},
-        "features": builder.features.to_dict(),
+        "features": features_to_json(builder.features),
         "splits": {
             s: {"sources": n, "records": n * (1 + len(builder.attacks))}
             for s, n in split_sources.items()

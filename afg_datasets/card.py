@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ from datasets.utils.metadata import MetadataConfigs
 from huggingface_hub import DatasetCard, DatasetCardData
 
 from afg_datasets.config import SPLITS
-from afg_datasets.records import CLEAN, FIELD_DOCS
+from afg_datasets.records import CLEAN, FIELD_DOCS, features_from_json
 from afg_datasets.resources import resource_dir
 
 TEMPLATE = "afg_dataset_card.md"
@@ -55,7 +56,7 @@ def _patterns(config: str, split: str) -> list[str]:
 
 
 def card_data(manifest: dict[str, Any]) -> DatasetCardData:
-    features = Features.from_dict(manifest["features"])
+    features = features_from_json(manifest["features"])
     layout = config_layout(manifest)
     total = sum(e["rows"] for e in manifest["files"] if e["rows"] is not None)
     data = DatasetCardData(
@@ -114,10 +115,29 @@ def schema_rows(features: Features) -> list[tuple[str, str, str]]:
     return rows
 
 
+def optional_sections(root: Path | None) -> dict[str, Any]:
+    """Figures and tables that later analyses leave in the corpus directory, when present."""
+    if root is None:
+        return {}
+    extras: dict[str, Any] = {}
+    if (root / "afs.png").is_file():
+        extras["afs_figure"] = "afs.png"
+        afs = root / "afs.json"
+        if afs.is_file():
+            extras["afs_sentence"] = json.loads(afs.read_text()).get("summary", "")
+    if (root / "bench" / "results.md").is_file():
+        extras["bench_table"] = (root / "bench" / "results.md").read_text()
+    return extras
+
+
 def render_card(
-    manifest: dict[str, Any], stats: dict[str, Any], load_path: str = "afg"
+    manifest: dict[str, Any],
+    stats: dict[str, Any],
+    load_path: str = "afg",
+    root: Path | None = None,
 ) -> DatasetCard:
-    features = Features.from_dict(manifest["features"])
+    features = features_from_json(manifest["features"])
+    extras = optional_sections(root)
     wds_train = [e for e in manifest["files"] if e["path"].startswith("wds/train/")]
     return DatasetCard.from_template(
         card_data(manifest),
@@ -139,6 +159,8 @@ def render_card(
         load_path=load_path,
         first_attack=next(iter(manifest["attacks"])),
         wds_train_last=max(len(wds_train) - 1, 0),
+        license=manifest["source"]["license"],
+        **extras,
     )
 
 
@@ -147,7 +169,7 @@ def _compact(params: dict[str, Any]) -> str:
 
 
 def write_card(out: Path, manifest: dict[str, Any], stats: dict[str, Any]) -> Path:
-    card = render_card(manifest, stats, load_path=out.name or "afg")
+    card = render_card(manifest, stats, load_path=out.name or "afg", root=out)
     path = out / "README.md"
     tmp = path.with_name(path.name + ".partial")
     tmp.write_text(str(card))

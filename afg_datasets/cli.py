@@ -18,7 +18,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_show_locals=False,
 )
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
 
 
 def _fail(err: Exception) -> typer.Exit:
@@ -92,6 +92,95 @@ def build_shards(
     except AFGError as err:
         raise _fail(err) from None
     _print_summary(result)
+
+
+@app.command()
+def card(directory: Annotated[Path, typer.Argument(help="A built corpus directory.")]):
+    """Regenerate the dataset card (README.md) from manifest.json and stats.json."""
+    import json
+
+    from afg_datasets.card import write_card
+    from afg_datasets.verify import load_manifest
+
+    try:
+        manifest = load_manifest(directory)
+        stats = json.loads((directory / "stats.json").read_text())
+        path = write_card(directory, manifest, stats)
+    except (AFGError, OSError) as err:
+        raise _fail(err) from None
+    typer.echo(f"wrote {path}")
+
+
+@app.command()
+def verify(directory: Annotated[Path, typer.Argument(help="A built corpus directory.")]):
+    """Check every file against the manifest, the schema against the card, splits and keys."""
+    from afg_datasets.verify import verify_corpus
+
+    try:
+        problems = verify_corpus(directory)
+    except AFGError as err:
+        raise _fail(err) from None
+    for line in problems:
+        typer.echo(line)
+    if problems:
+        console.print(f"[bold red]{len(problems)} problem(s)[/] in {directory}")
+        raise typer.Exit(code=1)
+    typer.echo(f"{directory}: OK")
+
+
+@app.command()
+def push(
+    directory: Annotated[Path, typer.Argument(help="A built corpus directory.")],
+    repo_id: Annotated[str, typer.Option(help="Hub dataset repo, NAMESPACE/NAME.")],
+    private: Annotated[bool, typer.Option(help="Create the repo as private.")] = False,
+    revision: Annotated[str | None, typer.Option(help="Branch to push to.")] = None,
+    dry_run: Annotated[bool, typer.Option(help="Validate and list the upload only.")] = False,
+):
+    """Publish a corpus to the Hugging Face Hub (token: HF_TOKEN or the saved login)."""
+    from afg_datasets.hub import push as push_corpus
+
+    try:
+        plan = push_corpus(directory, repo_id, private=private, revision=revision, dry_run=dry_run)
+    except AFGError as err:
+        raise _fail(err) from None
+    total = sum(f.bytes for f in plan)
+    if dry_run:
+        for item in plan:
+            typer.echo(f"{item.bytes:>12,d}  {item.path}")
+        typer.echo(f"dry run: {len(plan)} files, {total / 1e6:.1f} MB would go to {repo_id}")
+    else:
+        typer.echo(f"pushed {len(plan)} files ({total / 1e6:.1f} MB) to {repo_id}")
+
+
+@app.command("bench-loader")
+def bench_loader(
+    directory: Annotated[Path, typer.Argument(help="A built corpus directory.")],
+    split: Annotated[str, typer.Option(help="Split to read.")] = "train",
+    repeats: Annotated[int, typer.Option(help="Passes per reader; the median is reported.")] = 3,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+):
+    """records/s and MB/s of `load`, `stream` and a raw read of the same files."""
+    import json
+
+    from afg_datasets.benchmarks import bench_loaders
+
+    try:
+        results = bench_loaders(directory, split, repeats)
+    except AFGError as err:
+        raise _fail(err) from None
+    if as_json:
+        typer.echo(json.dumps(results, indent=2))
+        return
+    table = Table("reader", "records/s", "MB/s", "seconds", "of raw ceiling")
+    for name, r in results["readers"].items():
+        table.add_row(
+            name,
+            f"{r['records_per_s']:,.0f}",
+            f"{r['mb_per_s']:,.1f}",
+            f"{r['seconds']:.3f}",
+            f"{r['fraction_of_raw']:.2f}",
+        )
+    Console().print(table)
 
 
 def _check_device(device: str) -> None:

@@ -61,6 +61,16 @@ def record_features(class_names: Sequence[str], genome_features: Mapping) -> Fea
     )
 
 
+def features_to_json(features: Features) -> dict:
+    """Features as JSON that survives sorted keys: the column order is kept separately."""
+    return {"columns": list(features), "types": features.to_dict()}
+
+
+def features_from_json(data: dict) -> Features:
+    types = Features.from_dict(data["types"])
+    return Features({name: types[name] for name in data["columns"]})
+
+
 def mixed_labels(labels: np.ndarray, preds: np.ndarray, is_adversarial: bool, num_classes: int):
     """Multi-hot [B, K+1]: original class, predicted class, last flag = is_adversarial."""
     out = np.zeros((len(labels), num_classes + 1), dtype=np.uint8)

@@ -1,0 +1,130 @@
+"""`afg push`: publish a verified corpus to the Hugging Face Hub through huggingface_hub.
+
+The token comes from HF_TOKEN or the saved login and is never printed or logged; HF_ENDPOINT is
+honoured by huggingface_hub itself.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from huggingface_hub import DatasetCard, HfApi
+from huggingface_hub.errors import HfHubHTTPError
+
+from afg_datasets.build import CARD_FILE
+from afg_datasets.errors import AFGError
+from afg_datasets.verify import require_intact
+
+log = logging.getLogger(__name__)
+
+# What a corpus publishes; build leftovers (plan.json, *.partial) stay local.
+ALLOW_PATTERNS = [
+    CARD_FILE,
+    "manifest.json",
+    "stats.json",
+    "*.png",
+    "afs.json",
+    "bench/*",
+    "data/**",
+    "wds/**",
+    "model/*",
+]
+REQUIRED_METADATA = ("pretty_name", "license", "task_categories", "tags", "configs", "dataset_info")
+RETRIES = 3
+
+
+class PushError(AFGError):
+    """The corpus cannot be published as it is."""
+
+
+@dataclass(frozen=True)
+class UploadFile:
+    path: str
+    bytes: int
+
+
+def upload_plan(root: Path) -> list[UploadFile]:
+    """The files `afg push` uploads, sorted, with sizes."""
+    files = []
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        relative = path.relative_to(root).as_posix()
+        allowed = any(fnmatch.fnmatch(relative, pattern) for pattern in ALLOW_PATTERNS)
+        if allowed and not relative.endswith(".partial"):
+            files.append(UploadFile(relative, path.stat().st_size))
+    return files
+
+
+def validate_card(root: Path) -> DatasetCard:
+    """Parse the card with huggingface_hub and check the metadata the Hub needs."""
+    path = root / CARD_FILE
+    if not path.is_file():
+        raise PushError(f"{path}: missing; run `afg card {root}`")
+    card = DatasetCard.load(path)
+    data = card.data.to_dict()
+    missing = [key for key in REQUIRED_METADATA if not data.get(key)]
+    if missing:
+        raise PushError(f"{path}: metadata lacks {missing}; run `afg card {root}`")
+    return card
+
+
+def push(
+    root: str | Path,
+    repo_id: str,
+    private: bool = False,
+    revision: str | None = None,
+    dry_run: bool = False,
+) -> list[UploadFile]:
+    """Verify, then create the dataset repo if needed and upload the corpus folder."""
+    root = Path(root)
+    if repo_id.count("/") != 1:
+        raise PushError(f"--repo-id must look like NAMESPACE/NAME, got {repo_id!r}")
+    require_intact(root)
+    validate_card(root)
+    plan = upload_plan(root)
+    if dry_run:
+        return plan
+    api = HfApi()
+    _with_retries(
+        lambda: api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+    )
+    if revision:
+        _with_retries(
+            lambda: api.create_branch(repo_id, branch=revision, repo_type="dataset", exist_ok=True)
+        )
+    _with_retries(
+        lambda: api.upload_folder(
+            folder_path=str(root),
+            repo_id=repo_id,
+            repo_type="dataset",
+            revision=revision,
+            allow_patterns=ALLOW_PATTERNS,
+            ignore_patterns=["*.partial"],
+            commit_message=f"Upload AFG corpus {root.name}",
+        )
+    )
+    return plan
+
+
+def _with_retries(call):
+    """Retry transient Hub errors (5xx, 429, connection); re-running an upload resumes it."""
+    for attempt in range(1, RETRIES + 1):
+        try:
+            return call()
+        except (HfHubHTTPError, ConnectionError, TimeoutError) as err:
+            status = getattr(getattr(err, "response", None), "status_code", None)
+            transient = status is None or status >= 500 or status == 429
+            if not transient or attempt == RETRIES:
+                raise PushError(f"Hub request failed: {_scrub(err)}") from None
+            log.warning("transient Hub error (attempt %d/%d): %s", attempt, RETRIES, _scrub(err))
+            time.sleep(2**attempt)
+    return None
+
+
+def _scrub(err: Exception) -> str:
+    """The error's first line, with any token-like string removed."""
+    text = str(err).splitlines()[0] if str(err) else type(err).__name__
+    return " ".join("hf_***" if word.startswith("hf_") else word for word in text.split())

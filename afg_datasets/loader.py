@@ -1,0 +1,180 @@
+"""Consume a corpus: `load` (parquet via datasets) and `stream` (webdataset), one decoder.
+
+Both yield dicts of torch tensors: every `genome_*` array, `label`, `is_adversarial`,
+`mixed_label`, plus `attack` and `key` strings. No pickle is decoded anywhere: npy members are
+read with allow_pickle=False and webdataset's own decoders are not used.
+"""
+
+from __future__ import annotations
+
+import functools
+import glob
+import io
+import json
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from afg_datasets.verify import CorpusError, load_manifest, require_intact
+
+META_FIELDS = ("key", "attack", "label", "is_adversarial", "mixed_label")
+
+
+def to_example(meta: Mapping[str, Any], genome: Mapping[str, np.ndarray]) -> dict[str, Any]:
+    """The one decoding step shared by `load` and `stream`."""
+    example = {
+        name: torch.from_numpy(np.asarray(array, dtype=np.float32))
+        for name, array in genome.items()
+    }
+    example["label"] = torch.tensor(int(meta["label"]))
+    example["is_adversarial"] = torch.tensor(bool(meta["is_adversarial"]))
+    example["mixed_label"] = torch.as_tensor(np.asarray(meta["mixed_label"], dtype=np.float32))
+    example["attack"] = str(meta["attack"])
+    example["key"] = str(meta["key"])
+    return example
+
+
+class AFGDataset(torch.utils.data.Dataset):
+    """Map-style dataset over one config and split of a corpus (parquet, via datasets)."""
+
+    def __init__(self, hf_dataset):
+        self.genome_names = [n for n in hf_dataset.column_names if n.startswith("genome_")]
+        # Only the columns the recognizer needs; the PNG column is never decoded.
+        self.data = hf_dataset.select_columns([*META_FIELDS, *self.genome_names]).with_format(
+            "numpy"
+        )
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        row = self.data[index]
+        return to_example(row, {name: row[name] for name in self.genome_names})
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for batch in self.data.iter(batch_size=1024):
+            for i in range(len(batch["key"])):
+                yield to_example(
+                    {k: batch[k][i] for k in META_FIELDS},
+                    {n: batch[n][i] for n in self.genome_names},
+                )
+
+
+def load(
+    path_or_repo_id: str | os.PathLike,
+    config: str = "all",
+    split: str = "train",
+    verify: bool = True,
+) -> AFGDataset:
+    """A torch-ready dataset from a local corpus directory or a Hub repo id."""
+    from datasets import load_dataset
+
+    local = Path(path_or_repo_id)
+    if verify and local.is_dir():
+        require_intact(local)
+    return AFGDataset(load_dataset(str(path_or_repo_id), config, split=split))
+
+
+def shard_urls(dir_or_urls: str | os.PathLike | list[str], split: str) -> list[str]:
+    if isinstance(dir_or_urls, (list, tuple)):
+        return list(dir_or_urls)
+    root = Path(dir_or_urls)
+    if root.is_dir():
+        urls = sorted(glob.glob(str(root / "wds" / split / f"{split}-*.tar")))
+        if not urls:
+            raise CorpusError(f"{root}: no webdataset shards for split {split!r}")
+        return urls
+    return [str(dir_or_urls)]
+
+
+@functools.lru_cache(maxsize=64)
+def _npy_header(header: bytes) -> tuple[tuple[int, ...], np.dtype, int]:
+    """numpy's own header parser, run once per distinct header (it uses literal_eval: slow)."""
+    stream_ = io.BytesIO(header)
+    major, _ = np.lib.format.read_magic(stream_)
+    read_header = (
+        np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+    )
+    shape, fortran, dtype = read_header(stream_)
+    if fortran or dtype.hasobject:
+        raise ValueError("only C-ordered, non-object npy arrays are allowed")
+    return shape, dtype, len(header)
+
+
+def read_npy(data: bytes) -> np.ndarray:
+    """Decode one .npy member without pickle; equivalent to np.load(allow_pickle=False)."""
+    if data[:6] != b"\x93NUMPY" or len(data) < 10:
+        raise ValueError("not an npy file")
+    if data[6] == 1:
+        end = 10 + int.from_bytes(data[8:10], "little")
+    else:
+        end = 12 + int.from_bytes(data[8:12], "little")
+    shape, dtype, offset = _npy_header(bytes(data[:end]))
+    count = int(np.prod(shape))
+    if len(data) - offset != count * dtype.itemsize:
+        raise ValueError(
+            f"npy payload has {len(data) - offset} bytes, expected {count * dtype.itemsize}"
+        )
+    return np.frombuffer(data, dtype=dtype, count=count, offset=offset).reshape(shape)
+
+
+def decode_sample(sample: Mapping[str, Any]) -> dict[str, Any]:
+    """A raw webdataset sample (bytes members) -> example; errors name the shard."""
+    where = f"{sample.get('__url__', '?')} (sample {sample.get('__key__', '?')})"
+    try:
+        meta = json.loads(sample["json"])
+        genome = {
+            name[: -len(".npy")]: np.load(io.BytesIO(data), allow_pickle=False)
+            for name, data in sample.items()
+            if name.endswith(".npy")
+        }
+        if not genome:
+            raise KeyError("no .npy genome members")
+        return to_example(meta, genome)
+    except (KeyError, ValueError, TypeError, OSError) as err:
+        raise CorpusError(f"corrupt webdataset sample in {where}: {err}") from None
+
+
+def _checked_urls(urls: list[str], root: Path | None) -> Iterator[dict[str, str]]:
+    """Each shard's sha256 is checked against the manifest before it is read (local corpora)."""
+    from afg_datasets.build import sha256_file
+
+    expected = {}
+    if root is not None:
+        expected = {str(root / e["path"]): e["sha256"] for e in load_manifest(root)["files"]}
+    for url in urls:
+        if url in expected and sha256_file(Path(url)) != expected[url]:
+            raise CorpusError(f"{url}: sha256 differs from the manifest (corrupt or tampered)")
+        yield {"url": url}
+
+
+def _raise_naming_shard(exn: Exception) -> bool:
+    if isinstance(exn, CorpusError):
+        raise exn
+    raise CorpusError(f"unreadable webdataset shard: {exn}") from None
+
+
+def stream(dir_or_urls: str | os.PathLike | list[str], split: str = "train"):
+    """A webdataset pipeline yielding the same dicts as `load`, for corpora too big for disk."""
+    import webdataset as wds
+
+    urls = shard_urls(dir_or_urls, split)
+    root = Path(dir_or_urls) if not isinstance(dir_or_urls, (list, tuple)) else None
+    root = root if root is not None and root.is_dir() else None
+
+    class CheckedShards(wds.pipeline.IterableDataset):
+        def __iter__(self):
+            return _checked_urls(urls, root)
+
+    return wds.DataPipeline(
+        CheckedShards(),
+        wds.tarfile_to_samples(handler=_raise_naming_shard),
+        wds.map(decode_sample),
+    )
+
+
+__all__ = ["AFGDataset", "CorpusError", "decode_sample", "load", "stream", "to_example"]

@@ -1,0 +1,128 @@
+"""`afg verify`: every file against the manifest, schema against the card, split and key rules."""
+
+from __future__ import annotations
+
+import json
+import tarfile
+from collections import Counter
+from pathlib import Path
+
+import pyarrow.parquet as pq
+from datasets import Features
+from huggingface_hub import DatasetCard
+
+from afg_datasets.build import CARD_FILE, MANIFEST_FILE, sha256_file
+from afg_datasets.errors import AFGError
+
+DATA_DIRS = ("data", "wds", "model")
+
+
+class CorpusError(AFGError):
+    """A corpus on disk does not match its manifest (corrupt, tampered or incomplete)."""
+
+
+def tar_samples(path: Path) -> int:
+    with tarfile.open(path) as tar:
+        return len({m.name.split(".", 1)[0] for m in tar.getmembers() if m.isfile()})
+
+
+def check_files(root: Path, manifest: dict) -> list[str]:
+    """sha256, bytes and rows of every manifest entry; files the manifest does not list."""
+    problems = []
+    listed = {entry["path"] for entry in manifest["files"]}
+    for entry in manifest["files"]:
+        path = root / entry["path"]
+        if not path.is_file():
+            problems.append(f"{entry['path']}: missing")
+            continue
+        if path.stat().st_size != entry["bytes"]:
+            problems.append(
+                f"{entry['path']}: {path.stat().st_size} bytes, manifest says {entry['bytes']}"
+            )
+        if sha256_file(path) != entry["sha256"]:
+            problems.append(f"{entry['path']}: sha256 differs from the manifest")
+            continue  # rows of a tampered file are not worth reading
+        rows = _rows(path)
+        if entry["rows"] is not None and rows != entry["rows"]:
+            problems.append(f"{entry['path']}: {rows} rows, manifest says {entry['rows']}")
+    for folder in DATA_DIRS:
+        for path in sorted((root / folder).rglob("*")) if (root / folder).is_dir() else []:
+            relative = path.relative_to(root).as_posix()
+            if path.is_file() and relative not in listed:
+                problems.append(f"{relative}: not in the manifest")
+    return problems
+
+
+def _rows(path: Path) -> int | None:
+    if path.suffix == ".parquet":
+        return pq.read_metadata(path).num_rows
+    if path.suffix == ".tar":
+        return tar_samples(path)
+    return None
+
+
+def check_schema(root: Path, manifest: dict, skip: set[str]) -> list[str]:
+    """Each (undamaged) parquet file's schema equals the features the card declares."""
+    card = DatasetCard.load(root / CARD_FILE)
+    infos = card.data.to_dict().get("dataset_info")
+    info = infos[0] if isinstance(infos, list) else infos
+    expected = Features._from_yaml_list(info["features"]).arrow_schema.remove_metadata()
+    problems = []
+    for entry in manifest["files"]:
+        path = root / entry["path"]
+        if path.suffix == ".parquet" and entry["path"] not in skip:
+            schema = pq.read_schema(path).remove_metadata()
+            if not schema.equals(expected):
+                problems.append(f"{entry['path']}: schema differs from the card's features")
+    return problems
+
+
+def check_records(root: Path, manifest: dict) -> list[str]:
+    """Keys unique across the corpus; every source id in exactly one split."""
+    keys: Counter[str] = Counter()
+    split_of: dict[str, set[str]] = {}
+    for entry in manifest["files"]:
+        path = root / entry["path"]
+        if path.suffix != ".parquet" or not path.is_file():
+            continue
+        split = path.name.split("-")[0]
+        table = pq.read_table(path, columns=["key", "source_id"], use_threads=False)
+        keys.update(table.column("key").to_pylist())
+        for source_id in set(table.column("source_id").to_pylist()):
+            split_of.setdefault(source_id, set()).add(split)
+    problems = [f"key {k!r}: appears {n} times" for k, n in keys.items() if n > 1]
+    problems += [
+        f"source {s!r}: in several splits {sorted(v)}" for s, v in split_of.items() if len(v) > 1
+    ]
+    return problems
+
+
+def load_manifest(root: Path) -> dict:
+    path = root / MANIFEST_FILE
+    if not path.is_file():
+        raise CorpusError(f"{path}: missing; not a complete AFG corpus")
+    try:
+        return json.loads(path.read_text())
+    except ValueError as err:
+        raise CorpusError(f"{path}: not valid JSON ({err})") from None
+
+
+def verify_corpus(root: str | Path) -> list[str]:
+    """All problems found, one line each naming the file; empty when the corpus is intact."""
+    root = Path(root)
+    manifest = load_manifest(root)
+    problems = check_files(root, manifest)
+    damaged = {p.split(":", 1)[0] for p in problems}
+    if not (root / CARD_FILE).is_file():
+        problems.append(f"{CARD_FILE}: missing")
+    else:
+        problems += check_schema(root, manifest, damaged)
+    if not any(d.endswith(".parquet") for d in damaged):
+        problems += check_records(root, manifest)
+    return problems
+
+
+def require_intact(root: str | Path) -> None:
+    problems = verify_corpus(root)
+    if problems:
+        raise CorpusError(f"corpus {str(root)!r} failed verification:\n" + "\n".join(problems))

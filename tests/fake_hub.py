@@ -1,0 +1,104 @@
+"""A loopback stand-in for the Hub endpoints huggingface_hub's upload path calls.
+
+create-repo, create-branch, validate-yaml, preupload (every file 'regular') and commit (NDJSON
+with base64 file contents). Files land in memory per (repo, revision); tokens are recorded.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import yaml
+
+
+class FakeHub:
+    def __init__(self):
+        self.files: dict[tuple[str, str], dict[str, bytes]] = {}
+        self.tokens: set[str] = set()
+        self.commits = 0
+        self.repos: dict[str, dict] = {}
+        self.validated: list = []
+        hub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):  # keep test output clean
+                pass
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                auth = self.headers.get("Authorization", "")
+                hub.tokens.add(auth.removeprefix("Bearer "))
+                hub.route(self, self.path.split("?")[0], body)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+    def reply(self, handler, payload, status=200):
+        data = json.dumps(payload).encode()
+        handler.send_response(status)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(data)))
+        handler.end_headers()
+        handler.wfile.write(data)
+
+    def route(self, handler, path, body):
+        if path == "/api/validate-yaml":
+            content = json.loads(body)["content"]
+            header = content.split("---")[1] if content.startswith("---") else ""
+            metadata = yaml.safe_load(header)
+            self.validated.append(metadata)
+            if not isinstance(metadata, dict):
+                return self.reply(handler, {"error": "no YAML metadata"}, 400)
+            return self.reply(handler, {"warnings": []})
+        if path == "/api/repos/create":
+            request = json.loads(body)
+            repo_id = f"{request.get('organization') or 'user'}/{request['name']}"
+            self.repos[repo_id] = request
+            self.files.setdefault((repo_id, "main"), {})
+            return self.reply(handler, {"url": f"{self.url}/datasets/{repo_id}", "name": repo_id})
+        match = re.fullmatch(r"/api/datasets/([^/]+/[^/]+)/(preupload|commit|branch)/(.+)", path)
+        if not match:
+            return self.reply(handler, {"error": f"unknown route {path}"}, 404)
+        repo_id, action, revision = match.groups()
+        if action == "branch":
+            self.files.setdefault((repo_id, revision), dict(self.files.get((repo_id, "main"), {})))
+            return self.reply(handler, {})
+        if action == "preupload":
+            files = json.loads(body)["files"]
+            return self.reply(
+                handler,
+                {
+                    "files": [
+                        {"path": f["path"], "uploadMode": "regular", "shouldIgnore": False}
+                        for f in files
+                    ]
+                },
+            )
+        store = self.files.setdefault((repo_id, revision), {})
+        for line in body.splitlines():
+            item = json.loads(line)
+            if item["key"] == "file":
+                store[item["value"]["path"]] = base64.b64decode(item["value"]["content"])
+        self.commits += 1
+        oid = f"{self.commits:040x}"
+        return self.reply(
+            handler,
+            {
+                "commitUrl": f"{self.url}/datasets/{repo_id}/commit/{oid}",
+                "commitOid": oid,
+                "pullRequestUrl": None,
+            },
+        )

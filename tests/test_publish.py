@@ -1,0 +1,252 @@
+"""Publish and consume: card, verify, push (loopback Hub), offline load, loader and stream."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+from huggingface_hub import DatasetCard
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import afg_datasets
+from afg_datasets.hub import upload_plan
+from afg_datasets.verify import CorpusError, verify_corpus
+from tests.fake_hub import FakeHub
+
+TOKEN = "hf_afgTESTtoken0123456789"
+
+
+def run_cli(*args, env=None, cwd=None):
+    return subprocess.run(
+        [sys.executable, "-m", "afg_datasets.cli", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+        timeout=300,
+    )
+
+
+@pytest.fixture()
+def copy(corpus, tmp_path):
+    target = tmp_path / "afg"
+    shutil.copytree(corpus.out, target)
+    return target
+
+
+def test_card_metadata_parses(corpus):
+    card = DatasetCard.load(corpus.out / "README.md")
+    data = card.data.to_dict()
+    for key in (
+        "pretty_name",
+        "license",
+        "task_categories",
+        "tags",
+        "size_categories",
+        "source_datasets",
+        "configs",
+        "dataset_info",
+    ):
+        assert data.get(key), key
+    infos = {i["config_name"]: i for i in data["dataset_info"]}
+    assert infos["all"]["splits"][0]["num_examples"] > 0
+    assert "Record schema" in card.text and "chen2022afg" in card.text
+
+
+def test_card_command_regenerates_identically(copy):
+    before = (copy / "README.md").read_text()
+    (copy / "README.md").unlink()
+    result = run_cli("card", str(copy))
+    assert result.returncode == 0, result.stderr
+    assert (copy / "README.md").read_text() == before
+
+
+def test_verify_ok(corpus):
+    assert verify_corpus(corpus.out) == []
+    result = run_cli("verify", str(corpus.out))
+    assert result.returncode == 0 and "OK" in result.stdout
+
+
+def first(copy, pattern):
+    return sorted(copy.glob(pattern))[0]
+
+
+def test_verify_catches_flipped_byte(copy):
+    shard = first(copy, "wds/train/*.tar")
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    result = run_cli("verify", str(copy))
+    assert result.returncode == 1
+    assert f"{shard.relative_to(copy).as_posix()}: sha256" in result.stdout
+
+
+def test_verify_catches_deleted_shard(copy):
+    shard = first(copy, "data/pgd/*.parquet")
+    shard.unlink()
+    problems = verify_corpus(copy)
+    assert problems == [f"{shard.relative_to(copy).as_posix()}: missing"]
+
+
+def test_verify_catches_extra_row(copy):
+    shard = first(copy, "data/clean/train-*.parquet")
+    table = pq.read_table(shard)
+    pq.write_table(pa.concat_tables([table, table.slice(0, 1)]), shard)
+    problems = verify_corpus(copy)
+    name = shard.relative_to(copy).as_posix()
+    assert any(p.startswith(f"{name}: sha256") for p in problems)
+    assert any("appears 2 times" in p for p in verify_corpus_rows_only(copy, shard))
+
+
+def verify_corpus_rows_only(copy, shard):
+    """The record checks alone (what a re-hashed, tampered manifest would still catch)."""
+    from afg_datasets.verify import check_records, load_manifest
+
+    return check_records(copy, load_manifest(copy))
+
+
+def test_push_through_loopback_hub(copy, tmp_path):
+    with FakeHub() as hub:
+        env = {
+            "HF_ENDPOINT": hub.url,
+            "HF_TOKEN": TOKEN,
+            "HF_HUB_DISABLE_XET": "1",
+            "HF_HUB_DISABLE_TELEMETRY": "1",
+            "HF_HOME": str(tmp_path / "hf"),
+        }
+        result = run_cli("push", str(copy), "--repo-id", "afg-org/digits", env=env)
+        assert result.returncode == 0, result.stderr
+        again = run_cli(
+            "push", str(copy), "--repo-id", "afg-org/digits", "--revision", "v1", env=env
+        )
+        assert again.returncode == 0, again.stderr
+    for output in (result.stdout, result.stderr, again.stdout, again.stderr):
+        assert TOKEN not in output
+    assert hub.tokens == {TOKEN}
+    assert hub.repos["afg-org/digits"]["type"] == "dataset"
+    for revision in ("main", "v1"):
+        uploaded = hub.files[("afg-org/digits", revision)]
+        expected = {f.path for f in upload_plan(copy)}
+        assert set(uploaded) == expected
+        for path in expected:
+            assert uploaded[path] == (copy / path).read_bytes(), path
+    assert "plan.json" not in hub.files[("afg-org/digits", "main")]
+    assert hub.validated and hub.validated[0]["task_categories"] == ["image-classification"]
+
+
+def test_push_dry_run_lists_files_and_refuses_bad_corpus(copy):
+    result = run_cli(
+        "push", str(copy), "--repo-id", "afg-org/digits", "--dry-run", env={"HF_HUB_OFFLINE": "1"}
+    )
+    assert result.returncode == 0, result.stderr
+    assert "manifest.json" in result.stdout and "dry run" in result.stdout
+    first(copy, "data/fgsm/*.parquet").unlink()
+    refused = run_cli("push", str(copy), "--repo-id", "afg-org/digits", "--dry-run")
+    assert refused.returncode == 2 and "failed verification" in refused.stderr
+
+
+OFFLINE_LOAD = """
+import sys
+from datasets import load_dataset
+path, config = sys.argv[1], sys.argv[2]
+ds = load_dataset(path, config, split="test")
+streamed = load_dataset(path, config, split="test", streaming=True)
+keys = [row["key"] for row in streamed]
+assert keys == ds["key"], "streaming and map-style disagree"
+print(len(ds), sorted(set(ds["attack"])))
+"""
+
+
+def test_offline_load_and_streaming_resolve_like_the_hub(corpus):
+    result = subprocess.run(
+        [sys.executable, "-c", OFFLINE_LOAD, str(corpus.out), "cw_l2"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert "['clean', 'cw_l2']" in result.stdout
+
+
+def test_load_and_stream_yield_the_same_examples(corpus):
+    loaded = {e["key"]: e for e in afg_datasets.load(corpus.out, split="test")}
+    streamed = {e["key"]: e for e in afg_datasets.stream(corpus.out, split="test")}
+    assert loaded.keys() == streamed.keys() and loaded
+    for key, example in loaded.items():
+        other = streamed[key]
+        assert torch.equal(example["genome_spatial"], other["genome_spatial"])
+        assert torch.equal(example["mixed_label"], other["mixed_label"])
+        assert int(example["label"]) == int(other["label"])
+        assert bool(example["is_adversarial"]) == (example["attack"] != "clean")
+    item = afg_datasets.load(corpus.out, split="test")[0]
+    assert item["genome_channels"].dtype == torch.float32
+
+
+def test_loader_verify_refuses_tampered_corpus(copy):
+    shard = first(copy, "data/clean/test-*.parquet")
+    shard.write_bytes(shard.read_bytes()[:-100])
+    with pytest.raises(CorpusError, match=shard.name):
+        afg_datasets.load(copy, split="test")
+
+
+@pytest.fixture(scope="module")
+def fuzz_copy(corpus, tmp_path_factory):
+    target = tmp_path_factory.mktemp("fuzz") / "afg"
+    shutil.copytree(corpus.out, target)
+    return target
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    data=st.data(),
+    mode=st.sampled_from(["truncate", "flip", "zero"]),
+    which=st.sampled_from(["wds/test/*.tar", "data/pgd/test-*.parquet"]),
+)
+def test_corrupt_shards_always_give_a_clean_error(fuzz_copy, data, mode, which):
+    shard = first(fuzz_copy, which)
+    original = shard.read_bytes()
+    cut = data.draw(st.integers(0, len(original) - 1), label="offset")
+    damaged = bytearray(original)
+    if mode == "truncate":
+        damaged = damaged[:cut]
+    elif mode == "flip":
+        damaged[cut] ^= 1 + data.draw(st.integers(0, 254), label="bits")
+    else:
+        damaged[cut : cut + 512] = bytes(len(damaged[cut : cut + 512]))
+    if bytes(damaged) == original:
+        return
+    shard.write_bytes(bytes(damaged))
+    try:
+        reader = (
+            (lambda: list(afg_datasets.stream(fuzz_copy, split="test")))
+            if which.startswith("wds")
+            else (lambda: afg_datasets.load(fuzz_copy, split="test"))
+        )
+        with pytest.raises(CorpusError, match=shard.name):
+            reader()
+    finally:
+        shard.write_bytes(original)
+
+
+@pytest.mark.skipif(
+    not (os.environ.get("HF_TOKEN") and os.environ.get("AFG_TEST_REPO")),
+    reason="live Hub test: set HF_TOKEN and AFG_TEST_REPO to run it",
+)
+def test_live_push_and_load(corpus):
+    repo = os.environ["AFG_TEST_REPO"]
+    result = run_cli("push", str(corpus.out), "--repo-id", repo, "--private")
+    assert result.returncode == 0, result.stderr
+    assert os.environ["HF_TOKEN"] not in result.stdout + result.stderr
+    from datasets import load_dataset
+
+    assert len(load_dataset(repo, "all", split="test")) > 0
