@@ -118,6 +118,10 @@ class Attack:
             kwargs.update(clip_min=0.0, clip_max=1.0)
         self._attack = attack_class(name)(model, **kwargs)
 
+    def linf_budget(self) -> float | None:
+        """eps of an Linf-bounded attack, else None."""
+        return float(self.params["eps"]) if ATTACKS[self.name].budget == "linf" else None
+
     @property
     def params_json(self) -> str:
         """The resolved parameters as the canonical JSON stored in every record."""

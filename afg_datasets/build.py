@@ -27,11 +27,10 @@ from afg_datasets.errors import OutputDirError
 from afg_datasets.genome import ENCODERS
 from afg_datasets.models import (
     SourceData,
-    TargetModel,
     TrainSettings,
+    forward_with_taps,
     obtain_target_model,
     save_model,
-    tap,
 )
 from afg_datasets.records import CLEAN, RecordBatch, features_to_json, record_features
 from afg_datasets.sources import load_source
@@ -173,17 +172,15 @@ def model_cache_key(cfg: BuildConfig) -> str:
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def forward_with_taps(
-    model: TargetModel, layers: tuple[str, ...], x: torch.Tensor
-) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    with torch.no_grad(), tap(model, layers) as acts:
-        logits = model(x)
-        return logits.argmax(1), dict(acts)
-
-
-def quantize(x: torch.Tensor) -> torch.Tensor:
-    """[0,1] float -> uint8, exactly what a PNG stores."""
-    return x.mul(255).round().clamp(0, 255).to(torch.uint8)
+def quantize(adv: torch.Tensor, clean: torch.Tensor, linf: float | None) -> torch.Tensor:
+    """[0,1] float -> uint8, exactly what a PNG stores. For Linf attacks, rounding is kept
+    inside the budget: at most floor(eps * 255) levels away from the clean pixel."""
+    stored = adv.mul(255).round()
+    if linf is not None:
+        levels = np.floor(linf * 255 + 1e-6)
+        base = clean.mul(255).round()
+        stored = torch.minimum(torch.maximum(stored, base - levels), base + levels)
+    return stored.clamp(0, 255).to(torch.uint8)
 
 
 class Builder:
@@ -262,7 +259,7 @@ class Builder:
         for attack in self.attacks:
             with self.timer(f"attack/{attack.name}"):
                 adv = attack.run(x, y, derive_seed(self.cfg.seed, attack.name, split, batch_index))
-                stored = quantize(adv)
+                stored = quantize(adv, x, attack.linf_budget())
                 delta = stored.float().div(255) - x
                 linf = delta.flatten(1).abs().amax(1).cpu().numpy()
                 l2 = delta.flatten(1).norm(dim=1).cpu().numpy()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Annotated
@@ -97,8 +98,6 @@ def build_shards(
 @app.command()
 def card(directory: Annotated[Path, typer.Argument(help="A built corpus directory.")]):
     """Regenerate the dataset card (README.md) from manifest.json and stats.json."""
-    import json
-
     from afg_datasets.card import write_card
     from afg_datasets.verify import load_manifest
 
@@ -152,6 +151,39 @@ def push(
         typer.echo(f"pushed {len(plan)} files ({total / 1e6:.1f} MB) to {repo_id}")
 
 
+@app.command()
+def bench(
+    directory: Annotated[Path, typer.Argument(help="A built corpus directory.")],
+    out: Annotated[Path | None, typer.Option(help="Output folder (default DIR/bench).")] = None,
+    seeds: Annotated[int, typer.Option(min=1, help="Training seeds per method.")] = 3,
+    quick: Annotated[bool, typer.Option(help="1 seed, fewer epochs.")] = False,
+):
+    """Benchmark the AFG recognizer against raw pixels, Mahalanobis, LID and the target model."""
+    from afg_datasets.bench import results_table, run_bench
+    from afg_datasets.card import write_card
+    from afg_datasets.verify import load_manifest
+
+    try:
+        report = run_bench(
+            directory,
+            out,
+            seeds=seeds,
+            quick=quick,
+            progress=lambda step: console.print(f"[dim]{step}[/]"),
+        )
+        manifest = load_manifest(directory)
+        stats = json.loads((directory / "stats.json").read_text())
+        if out is None:
+            write_card(directory, manifest, stats)  # the card shows bench/results.md
+    except AFGError as err:
+        raise _fail(err) from None
+    typer.echo(results_table(report))
+    typer.echo(
+        f"{report['seconds']:.0f}s; wrote {(out or directory / 'bench')}/"
+        "results.json, results.md, roc.png"
+    )
+
+
 @app.command("bench-loader")
 def bench_loader(
     directory: Annotated[Path, typer.Argument(help="A built corpus directory.")],
@@ -160,8 +192,6 @@ def bench_loader(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ):
     """records/s and MB/s of `load`, `stream` and a raw read of the same files."""
-    import json
-
     from afg_datasets.benchmarks import bench_loaders
 
     try:

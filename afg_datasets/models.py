@@ -227,6 +227,15 @@ def tap(model: TargetModel, layers: Sequence[str]) -> Iterator[dict[str, torch.T
             handle.remove()
 
 
+def forward_with_taps(
+    model: TargetModel, layers: Sequence[str], x: torch.Tensor
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Predictions and the tapped layers' activations for a batch of [0,1] images."""
+    with torch.no_grad(), tap(model, layers) as acts:
+        logits = model(x)
+        return logits.argmax(1), dict(acts)
+
+
 def freeze(model: TargetModel) -> TargetModel:
     """Eval mode with frozen parameters: attacks differentiate w.r.t. the input only."""
     model.eval()

@@ -73,7 +73,7 @@ def test_labels_success_and_mixed_label(loaded):
 def test_linf_budget_holds_on_stored_images(loaded, corpus):
     eps = corpus.manifest["attacks"]["fgsm"]["eps"]
     fgsm = [r for r in loaded["train"] if r["attack"] == "fgsm"]
-    assert fgsm and max(r["linf"] for r in fgsm) <= eps + 0.5 / 255 + 1e-6
+    assert fgsm and max(r["linf"] for r in fgsm) <= eps + 1e-6
 
 
 def test_pred_is_the_models_prediction_on_the_stored_png(corpus):

@@ -1,0 +1,67 @@
+"""A corpus split as column arrays (parquet via pyarrow), for training and benchmarks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import torch
+
+from afg_datasets.records import decode_png
+from afg_datasets.verify import load_manifest
+
+COLUMNS = (
+    "key",
+    "source_id",
+    "label",
+    "pred",
+    "attack",
+    "is_adversarial",
+    "success",
+    "mixed_label",
+    "image",
+)
+
+
+def read_split(root: str | Path, split: str) -> dict[str, np.ndarray]:
+    """Every record of `split` (all attack directories), in file order."""
+    root = Path(root)
+    manifest = load_manifest(root)
+    paths = [
+        root / e["path"]
+        for e in manifest["files"]
+        if e["path"].startswith("data/") and Path(e["path"]).name.startswith(f"{split}-")
+    ]
+    tables = [pq.read_table(p, use_threads=False) for p in sorted(paths)]
+    columns: dict[str, list] = {}
+    for table in tables:
+        for name in table.column_names:
+            columns.setdefault(name, []).append(table.column(name))
+    out: dict[str, np.ndarray] = {}
+    for name, chunks in columns.items():
+        values = [v for chunk in chunks for v in chunk.to_pylist()]
+        if name == "image":
+            out[name] = np.stack([decode_png(v["bytes"]) for v in values]).transpose(0, 3, 1, 2)
+        elif name == "success":
+            out[name] = np.array([bool(v) for v in values])
+        else:
+            out[name] = np.asarray(values)
+    return out
+
+
+def to_tensors(arrays: dict[str, np.ndarray], inputs: list[str]) -> dict[str, torch.Tensor]:
+    """Model inputs and targets as tensors (images scaled to [0,1])."""
+    tensors = {}
+    for name in inputs:
+        array = arrays[name].astype(np.float32)
+        tensors[name] = torch.from_numpy(array / 255.0 if name == "image" else array)
+    tensors["label"] = torch.from_numpy(arrays["label"].astype(np.int64))
+    tensors["pred"] = torch.from_numpy(arrays["pred"].astype(np.int64))
+    tensors["is_adversarial"] = torch.from_numpy(arrays["is_adversarial"].astype(np.float32))
+    tensors["mixed_label"] = torch.from_numpy(arrays["mixed_label"].astype(np.float32))
+    return tensors
+
+
+def select(arrays: dict[str, np.ndarray], mask: np.ndarray) -> dict[str, np.ndarray]:
+    return {k: v[mask] for k, v in arrays.items()}

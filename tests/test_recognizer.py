@@ -1,0 +1,96 @@
+"""Recognizer and `afg bench` on the small real corpus (figures come from the benchmark)."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from huggingface_hub import DatasetCard
+
+from afg_datasets.bench import METHODS, Scores, metrics, run_bench
+from afg_datasets.card import write_card
+from afg_datasets.recognizer import Recognizer, RecognizerNet, TrainConfig
+from afg_datasets.recognizer.data import read_split
+
+
+@pytest.fixture(scope="module")
+def report(corpus, tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    return run_bench(corpus.out, out, quick=True), out
+
+
+def test_bench_writes_every_method_and_setting(report, corpus):
+    result, out = report
+    assert {p.name for p in out.iterdir()} == {"results.json", "results.md", "roc.png"}
+    assert (out / "roc.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    saved = json.loads((out / "results.json").read_text())
+    assert set(saved) >= {"corpus", "protocol", "versions", "results"}
+    rows = {(r["method"], r["setting"], r["attack"]): r for r in saved["results"]}
+    attacks = list(corpus.manifest["attacks"])
+    for method in ("afg", "raw_pixels", "mahalanobis", "lid", "target_model"):
+        for attack in attacks:
+            assert (method, "seen", attack) in rows and (method, "unseen", attack) in rows
+    for row in saved["results"]:
+        assert set(row) >= {
+            "method",
+            "setting",
+            "attack",
+            "detection_auroc",
+            "tpr_at_5fpr",
+            "detection_acc",
+            "recovery_acc",
+            "clean_acc",
+            "n",
+            "seeds",
+            "std",
+        }
+    assert rows[("mahalanobis", "seen", "pgd")]["recovery_acc"] is None
+    assert rows[("target_model", "seen", "pgd")]["detection_auroc"] is None
+    assert rows[("target_model", "seen", "pgd")]["recovery_acc"] == 0.0, "successful attacks only"
+    assert rows[("target_model", "seen", "pgd")]["clean_acc"] == 1.0, "correct sources only"
+    assert "non-adaptive" in saved["protocol"]["threat_model"]
+
+
+def test_card_includes_the_results_table(report, corpus, tmp_path):
+    import shutil
+
+    copy = tmp_path / "afg"
+    shutil.copytree(corpus.out, copy)
+    shutil.copytree(report[1], copy / "bench")
+    write_card(copy, corpus.manifest, corpus.stats)
+    assert "| afg | seen |" in DatasetCard.load(copy / "README.md").text
+
+
+def test_metrics_from_sklearn_on_known_scores():
+    test = {"is_adversarial": np.array([0, 0, 1, 1]), "label": np.array([1, 2, 3, 4])}
+    perfect = Scores(np.array([0.1, 0.2, 0.9, 0.8]), np.array([1, 2, 3, 0]))
+    m = metrics(test, perfect, np.ones(4, bool))
+    assert m["detection_auroc"] == 1.0 and m["tpr_at_5fpr"] == 1.0 and m["detection_acc"] == 1.0
+    assert m["recovery_acc"] == 0.5 and m["clean_acc"] == 1.0 and m["end_to_end_acc"] == 0.75
+
+
+def test_mixed_readout_skips_the_fooled_prediction():
+    net = RecognizerNet({"v": (3,)}, num_classes=4, objective="mixed")
+    logits = torch.tensor(
+        [
+            [5.0, 4.0, -9, -9, 3.0],  # adversarial: top is the fooled pred 0
+            [5.0, 4.0, -9, -9, -3.0],
+        ]
+    )  # clean: top class
+    p_adv, original = net.readout(logits, torch.tensor([0, 0]))
+    assert original.tolist() == [1, 0] and p_adv[0] > 0.5 > p_adv[1]
+
+
+def test_recognizer_save_load_predict_on_new_images(corpus, tmp_path):
+    recognizer = Recognizer.fit(corpus.out, train_cfg=TrainConfig(epochs=2, seed=0))
+    recognizer.save(tmp_path / "rec")
+    loaded = Recognizer.load(tmp_path / "rec")
+    test = read_split(corpus.out, "test")
+    images = test["image"].transpose(0, 2, 3, 1)  # uint8 NHWC, as a user has them
+    p_adv, classes = loaded.predict(images)
+    assert p_adv.shape == classes.shape == (len(images),)
+    assert ((p_adv >= 0) & (p_adv <= 1)).all()
+    stored = {n: torch.from_numpy(test[n].astype(np.float32)) for n in loaded.info["inputs"]}
+    expected, _ = loaded.net.readout(loaded.net(stored), torch.from_numpy(test["pred"]))
+    assert np.allclose(p_adv, expected.detach().numpy(), atol=1e-4), "genomes recomputed exactly"
+    assert set(METHODS) >= {"afg", "raw_pixels", "mahalanobis", "lid", "target_model"}
