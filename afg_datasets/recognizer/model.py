@@ -18,16 +18,15 @@ OBJECTIVES = ("two_head", "mixed")
 
 
 def _branch(shape: tuple[int, ...], width: int) -> nn.Module:
-    """Arrays with spatial axes -> conv branch (leading axes become channels); else MLP."""
-    if len(shape) >= 3 and shape[-1] > 1 and shape[-2] > 1:
+    """Square trailing axes (maps, images) -> conv branch, leading axes as channels; else MLP."""
+    if len(shape) >= 3 and shape[-1] == shape[-2] > 1:
         channels = math.prod(shape[:-2])
-        pool = [nn.MaxPool2d(2)] if min(shape[-2:]) >= 16 else []
+        stride = 2 if shape[-1] >= 16 else 1  # keeps the raw-pixel control cheap on CPU
         return nn.Sequential(
             nn.Unflatten(1, (channels, *shape[-2:])),
-            nn.Conv2d(channels, width, 3, padding=1),
+            nn.Conv2d(channels, width, 3, stride=stride, padding=1),
             nn.BatchNorm2d(width),
             nn.ReLU(),
-            *pool,
             nn.Conv2d(width, width, 3, padding=1),
             nn.BatchNorm2d(width),
             nn.ReLU(),
@@ -45,7 +44,7 @@ class RecognizerNet(nn.Module):
         shapes: Mapping[str, tuple[int, ...]],
         num_classes: int,
         objective: str = "two_head",
-        width: int = 32,
+        width: int = 16,
     ):
         super().__init__()
         if objective not in OBJECTIVES:
