@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from afg_datasets.loader import load, stream
-from afg_datasets.verify import load_manifest
+from afg_datasets.verify import load_manifest, split_files
 
 
 def _median_seconds(run: Callable[[], int], repeats: int) -> tuple[float, int]:
@@ -40,12 +40,8 @@ def bench_loaders(root: str | Path, split: str = "train", repeats: int = 3) -> d
     """Records/s and MB/s of `load` and `stream`, each against a raw read of its own files."""
     root = Path(root)
     manifest = load_manifest(root)
-    parquet = [
-        root / e["path"]
-        for e in manifest["files"]
-        if e["path"].startswith("data/") and Path(e["path"]).name.startswith(f"{split}-")
-    ]
-    tars = [root / e["path"] for e in manifest["files"] if e["path"].startswith(f"wds/{split}/")]
+    parquet = split_files(root, manifest, split, "parquet")
+    tars = split_files(root, manifest, split, "wds")
     records = manifest["splits"][split]["records"]
     dataset = load(root, split=split, verify=False)  # builds the datasets cache once, untimed
     runs = {

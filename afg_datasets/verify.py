@@ -97,6 +97,16 @@ def check_records(root: Path, manifest: dict) -> list[str]:
     return problems
 
 
+def split_files(root: Path, manifest: dict, split: str, fmt: str = "parquet") -> list[Path]:
+    """The manifest's parquet (data/) or webdataset (wds/) files of one split, sorted."""
+    folder = "data" if fmt == "parquet" else "wds"
+    return sorted(
+        root / e["path"]
+        for e in manifest["files"]
+        if e["path"].startswith(f"{folder}/") and Path(e["path"]).name.startswith(f"{split}-")
+    )
+
+
 def load_manifest(root: Path) -> dict:
     path = root / MANIFEST_FILE
     if not path.is_file():

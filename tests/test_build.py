@@ -203,43 +203,16 @@ def test_cli_unknown_layer(tmp_path):
 
 def test_cli_builds_and_summarizes(tmp_path):
     out = tmp_path / "cli"
-    result = runner.invoke(
-        app,
-        ["build-shards", "--out", str(out), "--limit", "8", "--attacks", "fgsm", "--no-progress"],
-    )
+
+    def build(*extra):
+        args = ["build-shards", "--out", str(out), "--limit", "8", "--attacks", "fgsm"]
+        return runner.invoke(app, [*args, "--no-progress", *extra])
+
+    result = build()
     assert result.exit_code == 0, result.output
     assert "success rate" in result.output and "fgsm" in result.output
     assert os.path.isfile(Path(out) / "manifest.json")
-    again = runner.invoke(
-        app,
-        [
-            "build-shards",
-            "--out",
-            str(out),
-            "--limit",
-            "8",
-            "--seed",
-            "2",
-            "--attacks",
-            "fgsm",
-            "--no-progress",
-        ],
-    )
+    again = build("--seed", "2")
     assert again.exit_code == 2 and "--overwrite" in again.output
-    replaced = runner.invoke(
-        app,
-        [
-            "build-shards",
-            "--out",
-            str(out),
-            "--limit",
-            "8",
-            "--seed",
-            "2",
-            "--attacks",
-            "fgsm",
-            "--no-progress",
-            "--overwrite",
-        ],
-    )
+    replaced = build("--seed", "2", "--overwrite")
     assert replaced.exit_code == 0, replaced.output

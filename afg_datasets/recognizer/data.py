@@ -9,31 +9,15 @@ import pyarrow.parquet as pq
 import torch
 
 from afg_datasets.records import decode_png
-from afg_datasets.verify import load_manifest
-
-COLUMNS = (
-    "key",
-    "source_id",
-    "label",
-    "pred",
-    "attack",
-    "is_adversarial",
-    "success",
-    "mixed_label",
-    "image",
-)
+from afg_datasets.verify import load_manifest, split_files
 
 
 def read_split(root: str | Path, split: str) -> dict[str, np.ndarray]:
     """Every record of `split` (all attack directories), in file order."""
     root = Path(root)
     manifest = load_manifest(root)
-    paths = [
-        root / e["path"]
-        for e in manifest["files"]
-        if e["path"].startswith("data/") and Path(e["path"]).name.startswith(f"{split}-")
-    ]
-    tables = [pq.read_table(p, use_threads=False) for p in sorted(paths)]
+    paths = split_files(root, manifest, split, "parquet")
+    tables = [pq.read_table(p, use_threads=False) for p in paths]
     columns: dict[str, list] = {}
     for table in tables:
         for name in table.column_names:
