@@ -58,7 +58,7 @@ def _patterns(config: str, split: str) -> list[str]:
 def card_data(manifest: dict[str, Any]) -> DatasetCardData:
     features = features_from_json(manifest["features"])
     layout = config_layout(manifest)
-    total = sum(e["rows"] for e in manifest["files"] if e["rows"] is not None)
+    total = sum(e["rows"] for e in manifest["files"] if e["path"].startswith("data/"))
     data = DatasetCardData(
         pretty_name=f"AFG: {manifest['name']}",
         license=manifest["source"]["license"],

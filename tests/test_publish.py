@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -55,9 +56,20 @@ def test_card_metadata_parses(corpus):
         "dataset_info",
     ):
         assert data.get(key), key
+    assert data["size_categories"] == ["n<1K"]
     infos = {i["config_name"]: i for i in data["dataset_info"]}
     assert infos["all"]["splits"][0]["num_examples"] > 0
     assert "Record schema" in card.text and "chen2022afg" in card.text
+
+
+def test_size_category_counts_each_record_once(corpus):
+    from afg_datasets.card import card_data
+
+    manifest = json.loads((corpus.out / "manifest.json").read_text())
+    for entry in manifest["files"]:
+        if entry["path"].startswith("wds/"):
+            entry["rows"] = 5_000  # the webdataset copy must not count again
+    assert card_data(manifest).size_categories == ["n<1K"]
 
 
 def test_card_command_regenerates_identically(copy):
