@@ -426,7 +426,7 @@ def make_stats(builder: Builder, wall: float) -> dict[str, Any]:
         "torch_threads": torch.get_num_threads(),
         "target_model": {
             "test_accuracy": builder.model_info.test_accuracy,
-            "train_seconds": builder.model_info.train_seconds,
+            "train_seconds": round(builder.timer.seconds["train_model"], 3),
             "weights": builder.model_info.weights,
             "cached": builder.model_cached,
         },

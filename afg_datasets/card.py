@@ -127,7 +127,40 @@ def optional_sections(root: Path | None) -> dict[str, Any]:
             extras["afs_sentence"] = json.loads(afs.read_text()).get("summary", "")
     if (root / "bench" / "results.md").is_file():
         extras["bench_table"] = (root / "bench" / "results.md").read_text()
+        results = root / "bench" / "results.json"
+        if results.is_file():
+            extras["bench_verdict"] = bench_verdict(json.loads(results.read_text())["results"])
     return extras
+
+
+def bench_verdict(results: list[dict[str, Any]]) -> str:
+    """One plain sentence: does AFG beat the raw-pixel control on recovery and unseen attacks?"""
+
+    def mean(method: str, setting: str, metric: str) -> float | None:
+        values = [
+            r[metric]
+            for r in results
+            if r["method"] == method
+            and r["setting"] == setting
+            and r["attack"] != "overall"
+            and r[metric] is not None
+        ]
+        return sum(values) / len(values) if values else None
+
+    parts = []
+    for label, setting, metric in (
+        ("recovery (seen)", "seen", "recovery_acc"),
+        ("recovery on unseen attacks", "unseen", "recovery_acc"),
+        ("detection AUROC on unseen attacks", "unseen", "detection_auroc"),
+    ):
+        afg, raw = mean("afg", setting, metric), mean("raw_pixels", setting, metric)
+        if afg is not None and raw is not None:
+            verdict = "beats" if afg > raw else "does not beat"
+            parts.append(
+                f"{label}: AFG {verdict} the raw-pixel control ({afg:.3f} vs {raw:.3f}, "
+                "mean over attacks)"
+            )
+    return "; ".join(parts) + "." if parts else ""
 
 
 def render_card(

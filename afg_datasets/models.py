@@ -14,10 +14,9 @@ import json
 import logging
 import os
 import shutil
-import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -174,8 +173,7 @@ class ModelInfo:
     std: tuple[float, ...]
     layers: tuple[str, ...]
     seed: int
-    test_accuracy: float
-    train_seconds: float
+    test_accuracy: float  # (training time is a timing: it lives in stats.json only)
     train_images: int
     test_images: int
     weights: str = "trained"  # trained | checkpoint | torchvision-default | user
@@ -291,7 +289,6 @@ def train_model(
     mean = x.mean(dim=(0, 2, 3)).tolist()
     std = x.std(dim=(0, 2, 3)).clamp_min(1e-3).tolist()
     arch = ARCHITECTURES[settings.architecture]
-    start = time.perf_counter()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(settings.seed)
         model = TargetModel(arch.build(x.shape[1], data.num_classes, x.shape[-1]), mean, std)
@@ -316,7 +313,6 @@ def train_model(
         layers=arch.default_layers,
         seed=settings.seed,
         test_accuracy=round(accuracy(model, data, data.test_idx), 6),
-        train_seconds=round(time.perf_counter() - start, 3),
         train_images=len(data.train_idx),
         test_images=len(data.test_idx),
     )
@@ -395,7 +391,6 @@ def load_pretrained(
         arch.default_layers,
         0,
         round(accuracy(model, data, test_idx), 6),
-        0.0,
         0,
         len(test_idx),
         weights,
@@ -441,9 +436,7 @@ def obtain_target_model(
         model, info = load_model_dir(directory, device)
         return model, info, True
     model, info = train_model(settings, data, progress)
-    log.info(
-        "trained target model: test accuracy %.4f in %.1fs", info.test_accuracy, info.train_seconds
-    )
+    log.info("trained target model: test accuracy %.4f", info.test_accuracy)
     tmp = directory.with_name(directory.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     save_model(model, info, tmp)
@@ -469,7 +462,10 @@ def save_model(model: TargetModel, info: ModelInfo, directory: Path) -> Path:
 def load_model_dir(directory: Path, device: str = "cpu") -> tuple[TargetModel, ModelInfo]:
     """Rebuild a saved target model (safetensors, no pickle), frozen and in eval mode."""
     raw = json.loads((directory / INFO_FILE).read_text())
-    info = ModelInfo(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
+    known = {f.name for f in fields(ModelInfo)}  # older caches may carry extra keys
+    info = ModelInfo(
+        **{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items() if k in known}
+    )
     model = build_model(info)
     model.load_state_dict(load_file(str(directory / MODEL_FILE)))
     return freeze(model.to(device)), info

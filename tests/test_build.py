@@ -131,10 +131,13 @@ def test_card_lists_configs_and_features(corpus):
     assert "non-adaptive" in card.text
 
 
-def test_same_config_same_bytes(corpus, small_config, tmp_path):
+def test_same_config_same_bytes(corpus, small_config, tmp_path, monkeypatch):
+    """A second build, with the target model retrained from scratch, writes identical bytes."""
+    monkeypatch.setenv("AFG_CACHE_DIR", str(tmp_path / "fresh-cache"))
     again = build_corpus(small_config, tmp_path / "again", progress=False)
-    assert [e["sha256"] for e in again.manifest["files"]] == [
-        e["sha256"] for e in corpus.manifest["files"]
+    assert not again.stats["target_model"]["cached"]
+    assert [(e["path"], e["sha256"]) for e in again.manifest["files"]] == [
+        (e["path"], e["sha256"]) for e in corpus.manifest["files"]
     ]
 
 

@@ -58,7 +58,9 @@ def test_card_includes_the_results_table(report, corpus, tmp_path):
     shutil.copytree(corpus.out, copy)
     shutil.copytree(report[1], copy / "bench")
     write_card(copy, corpus.manifest, corpus.stats)
-    assert "| afg | seen |" in DatasetCard.load(copy / "README.md").text
+    text = DatasetCard.load(copy / "README.md").text
+    assert "| afg | seen |" in text
+    assert "recovery on unseen attacks: AFG" in text and "raw-pixel control" in text
 
 
 def test_metrics_from_sklearn_on_known_scores():
