@@ -12,8 +12,9 @@ from afg_datasets.records import decode_png
 from afg_datasets.verify import load_manifest, split_files
 
 
-def read_split(root: str | Path, split: str) -> dict[str, np.ndarray]:
-    """Every record of `split` (all attack directories), in file order."""
+def read_split(root: str | Path, split: str, images: bool = True) -> dict[str, np.ndarray]:
+    """Every record of `split` (all attack directories), in file order; PNGs decoded only
+    when `images` is set."""
     root = Path(root)
     manifest = load_manifest(root)
     paths = split_files(root, manifest, split, "parquet")
@@ -23,6 +24,8 @@ def read_split(root: str | Path, split: str) -> dict[str, np.ndarray]:
         for name in table.column_names:
             columns.setdefault(name, []).append(table.column(name))
     out: dict[str, np.ndarray] = {}
+    if not images:
+        columns.pop("image", None)
     for name, chunks in columns.items():
         values = [v for chunk in chunks for v in chunk.to_pylist()]
         if name == "image":

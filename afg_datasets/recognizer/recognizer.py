@@ -46,8 +46,8 @@ class Recognizer:
         root = Path(corpus_dir)
         manifest = load_manifest(root)
         inputs = genome_inputs(manifest)
-        train_data = to_tensors(read_split(root, "train"), inputs)
-        val_data = to_tensors(read_split(root, "validation"), inputs)
+        train_data = to_tensors(read_split(root, "train", images=False), inputs)
+        val_data = to_tensors(read_split(root, "validation", images=False), inputs)
         net = RecognizerNet(
             {n: tuple(train_data[n].shape[1:]) for n in inputs},
             len(manifest["source"]["class_names"]),
