@@ -1,4 +1,8 @@
-"""The build: source -> target model -> attacks -> genome -> records -> shards -> manifest."""
+"""The build: source -> target model -> attacks -> genome -> records -> shards, task by task.
+
+`build_corpus` plans (plan.json first), runs this rank's tasks (each idempotent, see plan.py)
+with an executor, and finalizes when every task is complete.
+"""
 
 from __future__ import annotations
 
@@ -8,43 +12,51 @@ import json
 import logging
 import os
 import resource
-import shutil
 import time
 from collections import defaultdict
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
-from afg_datasets import __version__
 from afg_datasets.attacks import Attack
 from afg_datasets.config import SPLITS, BuildConfig
-from afg_datasets.errors import OutputDirError
+from afg_datasets.finalize import SETUP_FILE, AttackTally, BuildResult, finalize, task_markers
 from afg_datasets.genome import ENCODERS
 from afg_datasets.models import (
+    INFO_FILE,
     SourceData,
     TrainSettings,
     forward_with_taps,
+    load_model_dir,
     obtain_target_model,
     save_model,
+)
+from afg_datasets.plan import (
+    Task,
+    check_output,
+    clear_task,
+    derive_seed,
+    make_tasks,
+    marker_path,
+    output_lock,
+    parquet_path,
+    plan_document,
+    prepare_output,
+    read_marker,
+    sha256_file,
+    tar_path,
+    write_json,
 )
 from afg_datasets.records import CLEAN, RecordBatch, features_to_json, record_features
 from afg_datasets.sources import load_source
 from afg_datasets.splits import assign_splits
-from afg_datasets.writers import PARTIAL, ParquetShardWriter, ShardFile, WebDatasetShardWriter
+from afg_datasets.writers import ParquetShardWriter, WebDatasetShardWriter
 
 log = logging.getLogger(__name__)
-
-PLAN_FILE = "plan.json"
-MANIFEST_FILE = "manifest.json"
-STATS_FILE = "stats.json"
-CARD_FILE = "README.md"
-# Everything a build owns inside its output directory; nothing else there is ever touched.
-OUTPUTS = ("data", "wds", "model", CARD_FILE, MANIFEST_FILE, STATS_FILE, PLAN_FILE)
 
 
 class StageTimer:
@@ -62,102 +74,8 @@ class StageTimer:
             self.seconds[stage] += time.perf_counter() - start
 
 
-@dataclass
-class AttackTally:
-    records: int = 0
-    successes: int = 0
-    linf: float = 0.0
-    l2: float = 0.0
-
-    def add(self, batch: RecordBatch) -> None:
-        self.records += len(batch.labels)
-        self.successes += int((batch.preds != batch.labels).sum())
-        self.linf += float(batch.linf.sum())
-        self.l2 += float(batch.l2.sum())
-
-    def summary(self, adversarial: bool) -> dict[str, float]:
-        n = max(self.records, 1)
-        rate = self.successes / n
-        if not adversarial:
-            return {"records": self.records, "accuracy": round(1 - rate, 6)}
-        return {
-            "records": self.records,
-            "success_rate": round(rate, 6),
-            "mean_linf": round(self.linf / n, 6),
-            "mean_l2": round(self.l2 / n, 6),
-        }
-
-
-@dataclass
-class BuildResult:
-    out: Path
-    manifest: dict[str, Any]
-    stats: dict[str, Any]
-    files: list[ShardFile] = field(default_factory=list)
-
-
-def derive_seed(*parts: object) -> int:
-    """A 63-bit seed from the build seed and a task's identity (stable across machines)."""
-    digest = hashlib.sha256(":".join(map(str, parts)).encode()).digest()
-    return int.from_bytes(digest[:8], "big") >> 1
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def write_json(path: Path, data: Any) -> None:
-    """Atomically write indented JSON (insertion order: deterministic, and meaningful for
-    attacks and columns)."""
-    tmp = path.with_name(path.name + PARTIAL)
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
-
-
-def corpus_hash(out: Path) -> str | None:
-    """The config hash of the corpus (complete or in progress) in `out`, if any."""
-    for name in (MANIFEST_FILE, PLAN_FILE):
-        path = out / name
-        if path.is_file():
-            try:
-                return json.loads(path.read_text())["config_hash"]
-            except (ValueError, KeyError):
-                return "unreadable"
-    return None
-
-
-def prepare_output(out: Path, cfg: BuildConfig, overwrite: bool) -> None:
-    """Refuse to mix corpora; clear a previous build of ours; write the plan first."""
-    new_hash = cfg.config_hash()
-    if out.exists() and not out.is_dir():
-        raise OutputDirError(f"--out {str(out)!r} is a file, not a directory")
-    if out.is_dir() and any(out.iterdir()):
-        existing = corpus_hash(out)
-        if existing is None:
-            raise OutputDirError(
-                f"--out {str(out)!r} is not empty and holds no AFG corpus; "
-                "choose a new or empty directory"
-            )
-        if existing != new_hash and not overwrite:
-            raise OutputDirError(
-                f"--out {str(out)!r} holds a different corpus (config hash {existing}, this build "
-                f"{new_hash}); pass --overwrite to replace it, or choose another --out"
-            )
-        for name in OUTPUTS:
-            path = out / name
-            if path.is_dir():
-                shutil.rmtree(path)
-            else:
-                path.unlink(missing_ok=True)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(
-        out / PLAN_FILE,
-        {"config": cfg.to_dict(), "config_hash": new_hash, "package_version": __version__},
-    )
+def peak_rss_mb() -> float:
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 def model_cache_key(cfg: BuildConfig) -> str:
@@ -184,45 +102,29 @@ def quantize(adv: torch.Tensor, clean: torch.Tensor, linf: float | None) -> torc
 
 
 class Builder:
-    """Holds a build's stages; `run` streams batches through them into shard writers."""
+    """A build's stages, set up once per process; `run_task` streams one task into shards."""
 
     def __init__(self, cfg: BuildConfig, out: Path, device: str, progress: bool):
         self.cfg = cfg
         self.out = out
         self.device = torch.device(device)
         self.progress = progress
+        self.setup_timer = StageTimer()
         self.timer = StageTimer()
         self.tallies: dict[str, AttackTally] = defaultdict(AttackTally)
 
-    def setup(self) -> None:
-        with self.timer("load"):
+    def setup(self, model_dir: Path | None = None) -> None:
+        """Load the source, obtain the target model (from `model_dir` when given: a worker
+        of a planned build) and validate layers; nothing is written."""
+        with self.setup_timer("load"):
             full = load_source(self.cfg.source)
             split_of_all = assign_splits(full.ids, self.cfg.seed, self.cfg.splits.ratios())
-        with self.timer("train_model"):
-            model_cfg = self.cfg.model
-            settings = TrainSettings(
-                model_cfg.architecture,
-                model_cfg.epochs,
-                model_cfg.batch_size,
-                model_cfg.lr,
-                derive_seed(self.cfg.seed, "model"),
-            )
-            data = SourceData(
-                full.images,
-                full.labels,
-                np.flatnonzero(split_of_all == "train"),
-                np.flatnonzero(split_of_all == "test"),
-                len(full.class_names),
-            )
-            self.model, self.model_info, self.model_cached = obtain_target_model(
-                model_cfg.architecture,
-                model_cfg.checkpoint,
-                settings,
-                model_cache_key(self.cfg),
-                data,
-                str(self.device),
-                self.progress,
-            )
+        with self.setup_timer("train_model"):
+            if model_dir is not None:
+                self.model, self.model_info = load_model_dir(model_dir, str(self.device))
+                self.model_cached = True
+            else:
+                self._obtain_model(full, split_of_all)
         self.layers = tuple(self.cfg.model.layers or self.model_info.layers)
         self.model.check_layers(self.layers)
         self.source = full.head(self.cfg.limit)
@@ -246,8 +148,81 @@ class Builder:
             Attack(name, self.model, len(self.source.class_names), params)
             for name, params in self.cfg.attacks.items()
         ]
+        self.variant_names = [CLEAN, *(a.name for a in self.attacks)]
 
-    def variants(self, split: str, batch_index: int, indices: np.ndarray) -> Iterator[RecordBatch]:
+    def _obtain_model(self, full, split_of_all) -> None:
+        model_cfg = self.cfg.model
+        settings = TrainSettings(
+            model_cfg.architecture,
+            model_cfg.epochs,
+            model_cfg.batch_size,
+            model_cfg.lr,
+            derive_seed(self.cfg.seed, "model"),
+        )
+        data = SourceData(
+            full.images,
+            full.labels,
+            np.flatnonzero(split_of_all == "train"),
+            np.flatnonzero(split_of_all == "test"),
+            len(full.class_names),
+        )
+        self.model, self.model_info, self.model_cached = obtain_target_model(
+            model_cfg.architecture,
+            model_cfg.checkpoint,
+            settings,
+            model_cache_key(self.cfg),
+            data,
+            str(self.device),
+            self.progress,
+        )
+
+    def corpus_facts(self) -> dict[str, Any]:
+        """What plan.json records about the corpus besides its tasks (no timings)."""
+        cfg, source = self.cfg, self.source
+        return {
+            "seeds": {
+                "build": cfg.seed,
+                "model": derive_seed(cfg.seed, "model"),
+                "nmf": derive_seed(cfg.seed, "nmf"),
+                "task": "derive_seed(build, 'task', task_id)",
+                "attack": "derive_seed(task_seed, attack, split, batch_index)",
+            },
+            "source": {
+                "name": source.name,
+                "images": len(source),
+                "skipped": len(source.skipped),
+                "license": source.license,
+                "citation": source.citation,
+                "class_names": list(source.class_names),
+            },
+            "layers": [
+                {"name": n, "channels": s[0], "height": s[1], "width": s[2]}
+                for n, s in self.layer_shapes.items()
+            ],
+            "attacks": {a.name: a.params for a in self.attacks},
+            "features": features_to_json(self.features),
+            "splits": {
+                s: {"sources": n, "records": n * len(self.variant_names)}
+                for s, n in ((s, int((self.split_of == s).sum())) for s in SPLITS)
+            },
+        }
+
+    def setup_record(self) -> dict[str, Any]:
+        """tasks/setup.json: the planning process's setup timings (stats only)."""
+        return {
+            "stages": {k: round(v, 3) for k, v in self.setup_timer.seconds.items()},
+            "peak_rss_mb": peak_rss_mb(),
+            "target_model": {
+                "test_accuracy": self.model_info.test_accuracy,
+                "train_seconds": round(self.setup_timer.seconds["train_model"], 3),
+                "weights": self.model_info.weights,
+                "cached": self.model_cached,
+            },
+        }
+
+    def variants(
+        self, task: Task, split: str, batch_index: int, indices: np.ndarray
+    ) -> Iterator[RecordBatch]:
         """The clean records of a batch of sources, then each attack's records."""
         images = self.source.images[indices]
         labels = self.source.labels[indices]
@@ -258,7 +233,7 @@ class Builder:
         yield self._encode(ids, CLEAN, "{}", x, images, labels, zeros, zeros)
         for attack in self.attacks:
             with self.timer(f"attack/{attack.name}"):
-                adv = attack.run(x, y, derive_seed(self.cfg.seed, attack.name, split, batch_index))
+                adv = attack.run(x, y, derive_seed(task.seed, attack.name, split, batch_index))
                 stored = quantize(adv, x, attack.linf_budget())
                 delta = stored.float().div(255) - x
                 linf = delta.flatten(1).abs().amax(1).cpu().numpy()
@@ -285,155 +260,116 @@ class Builder:
         self.tallies[attack].add(batch)
         return batch
 
-    def run(self) -> list[ShardFile]:
-        parquet: dict[tuple[str, str], ParquetShardWriter] = {}
-        webdataset: dict[str, WebDatasetShardWriter] = {}
-        schema, rows = self.features.arrow_schema, self.cfg.rows_per_shard
-        batches = [
-            (split, b, chunk)
-            for split in SPLITS
-            for b, chunk in enumerate(self._chunks(np.flatnonzero(self.split_of == split)))
-        ]
+    def run_task(self, task: Task, num_tasks: int) -> dict[str, Any]:
+        """Write one task's shards (temp names, renamed at the end); returns its marker."""
+        started = time.time()
+        self.timer, self.tallies = StageTimer(), defaultdict(AttackTally)
+        writers: dict[tuple[str, str], ParquetShardWriter | WebDatasetShardWriter] = {}
+        schema = self.features.arrow_schema
+        sources = np.arange(task.start, task.stop)
         try:
-            for split, batch_index, indices in tqdm(
-                batches, desc="build", unit="batch", disable=not self.progress
-            ):
-                for batch in self.variants(split, batch_index, indices):
-                    with self.timer("write"):
-                        pngs = batch.png()
-                        key = (batch.attack, split)
-                        if key not in parquet:
-                            parquet[key] = ParquetShardWriter(
-                                self.out / "data" / batch.attack, split, schema, rows
-                            )
-                        parquet[key].write(batch.to_arrow(self.features, pngs))
-                        if split not in webdataset:
-                            webdataset[split] = WebDatasetShardWriter(
-                                self.out / "wds" / split, split, rows
-                            )
-                        webdataset[split].write(batch.wds_samples(self.features, pngs))
+            for split in SPLITS:
+                chosen = sources[self.split_of[sources] == split]
+                for b, start in enumerate(range(0, len(chosen), self.cfg.batch_size)):
+                    chunk = chosen[start : start + self.cfg.batch_size]
+                    for batch in self.variants(task, split, b, chunk):
+                        with self.timer("write"):
+                            pngs = batch.png()
+                            key = (batch.attack, split)
+                            if key not in writers:
+                                path = parquet_path(self.out, batch.attack, split, task, num_tasks)
+                                writers[key] = ParquetShardWriter(path, schema)
+                            writers[key].write(batch.to_arrow(self.features, pngs))
+                            if ("wds", split) not in writers:
+                                path = tar_path(self.out, split, task, num_tasks)
+                                writers["wds", split] = WebDatasetShardWriter(path)
+                            writers["wds", split].write(batch.wds_samples(self.features, pngs))
             with self.timer("write"):
-                writers = [*parquet.values(), *webdataset.values()]
-                return [f for w in writers for f in w.close()]
+                shards = [w.close() for w in writers.values()]
         except BaseException:
-            for writer in [*parquet.values(), *webdataset.values()]:
+            for writer in writers.values():
                 writer.abort()
             raise
+        with self.timer("hash"):
+            files = [
+                {
+                    "path": f.path.relative_to(self.out).as_posix(),
+                    "sha256": sha256_file(f.path),
+                    "bytes": f.path.stat().st_size,
+                    "rows": f.rows,
+                }
+                for f in shards
+            ]
+        return {
+            "task": task.id,
+            "worker": os.getpid(),
+            "device": str(self.device),
+            "torch_threads": torch.get_num_threads(),
+            "started": started,
+            "finished": time.time(),
+            "peak_rss_mb": peak_rss_mb(),
+            "tallies": {name: vars(t).copy() for name, t in self.tallies.items()},
+            "stages": {k: round(v, 4) for k, v in self.timer.seconds.items()},
+            "files": files,
+        }
 
-    def _chunks(self, indices: np.ndarray) -> list[np.ndarray]:
-        size = self.cfg.batch_size
-        return [indices[i : i + size] for i in range(0, len(indices), size)]
+
+def complete_task(builder: Builder, task: Task, num_tasks: int) -> bool:
+    """Run `task` unless its marker says it is done; the marker is written last.
+    Returns whether it ran."""
+    out = builder.out
+    if read_marker(out, task) is not None:
+        return False
+    clear_task(out, task, num_tasks, builder.variant_names)
+    marker = builder.run_task(task, num_tasks)
+    marker_path(out, task).parent.mkdir(exist_ok=True)
+    write_json(marker_path(out, task), marker)
+    return True
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How (not what) to build: none of these change a corpus's bytes."""
+
+    device: str = "cpu"
+    overwrite: bool = False
+    resume: bool = False
+    progress: bool = True
+    rank: int = 0
+    world_size: int = 1
+    workers: int = 1
+    executor: str = "local"
+    ray_address: str | None = None
 
 
 def build_corpus(
-    cfg: BuildConfig,
-    out: str | os.PathLike,
-    device: str = "cpu",
-    overwrite: bool = False,
-    progress: bool = True,
+    cfg: BuildConfig, out: str | os.PathLike, options: RunOptions | None = None, **changes: Any
 ) -> BuildResult:
-    """Build the corpus `cfg` describes into `out`; manifest.json is written last."""
-    from afg_datasets.card import write_card
+    """Build (or resume) the corpus `cfg` describes in `out`: plan, this rank's tasks, and
+    finalize when every task is complete (manifest.json last). `changes` set RunOptions fields."""
+    from afg_datasets.executors import EXECUTORS
 
+    opts = replace(options or RunOptions(), **changes)
     out = Path(out)
     start = time.perf_counter()
-    builder = Builder(cfg, out, device, progress)
+    builder = Builder(cfg, out, opts.device, opts.progress)
     builder.setup()  # all validation (names, layers) happens before anything is written
-    prepare_output(out, cfg, overwrite)
-    files = builder.run()
-    with builder.timer("write"):
-        weights = save_model(builder.model, builder.model_info, out / "model")
-    with builder.timer("hash"):
-        manifest = make_manifest(builder, files, weights)
-    stats = make_stats(builder, time.perf_counter() - start)
-    write_json(out / STATS_FILE, stats)
-    write_card(out, manifest, stats)
-    write_json(out / MANIFEST_FILE, manifest)
-    return BuildResult(out, manifest, stats, files)
-
-
-def file_entry(out: Path, path: Path, rows: int | None) -> dict[str, Any]:
-    return {
-        "path": path.relative_to(out).as_posix(),
-        "sha256": sha256_file(path),
-        "bytes": path.stat().st_size,
-        "rows": rows,
-    }
-
-
-def make_manifest(builder: Builder, files: list[ShardFile], weights: Path) -> dict[str, Any]:
-    out, cfg = builder.out, builder.cfg
-    data_files = sorted((file_entry(out, f.path, f.rows) for f in files), key=lambda e: e["path"])
-    split_sources = {s: int((builder.split_of == s).sum()) for s in SPLITS}
-    model_files = [file_entry(out, p, None) for p in sorted((out / "model").iterdir())]
-    return {
-        "name": cfg.name,
-        "config": cfg.to_dict(),
-        "config_hash": cfg.config_hash(),
-        "package_version": __version__,
-        "seeds": {
-            "build": cfg.seed,
-            "model": derive_seed(cfg.seed, "model"),
-            "nmf": derive_seed(cfg.seed, "nmf"),
-            "attack": "derive_seed(build, attack, split, batch_index)",
-        },
-        "source": {
-            "name": builder.source.name,
-            "images": len(builder.source),
-            "license": builder.source.license,
-            "citation": builder.source.citation,
-            "class_names": list(builder.source.class_names),
-        },
-        "model": {
-            "sha256": sha256_file(weights),
-            "path": "model/model.safetensors",
-            **asdict(builder.model_info),
-        },
-        "layers": [
-            {"name": n, "channels": s[0], "height": s[1], "width": s[2]}
-            for n, s in builder.layer_shapes.items()
-        ],
-        "attacks": {a.name: a.params for a in builder.attacks},
-        "features": features_to_json(builder.features),
-        "splits": {
-            s: {"sources": n, "records": n * (1 + len(builder.attacks))}
-            for s, n in split_sources.items()
-        },
-        "files": data_files + model_files,
-    }
-
-
-def make_stats(builder: Builder, wall: float) -> dict[str, Any]:
-    records = sum(t.records for t in builder.tallies.values())
-
-    def stage_records(stage: str) -> int:
-        kind, _, attack = stage.partition("/")
-        return builder.tallies[attack].records if kind == "attack" else records
-
-    stages = {
-        name: {
-            "seconds": round(sec, 3),
-            "records_per_s": round(stage_records(name) / sec, 1) if sec else None,
-        }
-        for name, sec in sorted(builder.timer.seconds.items())
-    }
-    return {
-        "records": records,
-        "wall_seconds": round(wall, 3),
-        "records_per_s": round(records / wall, 1),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "device": str(builder.device),
-        "torch_threads": torch.get_num_threads(),
-        "target_model": {
-            "test_accuracy": builder.model_info.test_accuracy,
-            "train_seconds": round(builder.timer.seconds["train_model"], 3),
-            "weights": builder.model_info.weights,
-            "cached": builder.model_cached,
-        },
-        "source": {"images": len(builder.source), "skipped": len(builder.source.skipped)},
-        "clean": builder.tallies[CLEAN].summary(adversarial=False),
-        "attacks": {
-            a.name: builder.tallies[a.name].summary(adversarial=True) for a in builder.attacks
-        },
-        "stages": stages,
-    }
+    check_output(out, cfg, opts.overwrite, opts.resume)
+    tasks = make_tasks(cfg, len(builder.source))
+    plan = plan_document(cfg, tasks, builder.corpus_facts())
+    with output_lock(out):
+        resumed = prepare_output(out, cfg, plan, opts.overwrite, opts.resume)
+        if not (out / "model" / INFO_FILE).is_file():
+            save_model(builder.model, builder.model_info, out / "model")
+        if not (out / SETUP_FILE).is_file():
+            (out / SETUP_FILE).parent.mkdir(exist_ok=True)
+            write_json(out / SETUP_FILE, builder.setup_record())
+    mine = tasks[opts.rank :: opts.world_size]
+    ran = EXECUTORS[opts.executor](builder, mine, len(tasks), opts)
+    with output_lock(out):
+        if task_markers(out, plan)[1]:  # other ranks still have tasks to finish
+            return BuildResult(out, {}, {}, ran)
+        single = opts.world_size == 1 and not resumed
+        result = finalize(out, time.perf_counter() - start if single else None)
+    result.tasks_run = ran
+    return result

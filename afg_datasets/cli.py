@@ -70,11 +70,33 @@ def build_shards(
     device: Annotated[str, typer.Option(help="Torch device: cpu, cuda or cuda:N.")] = "cpu",
     seed: Annotated[int | None, typer.Option(help="Build seed (overrides the config).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace a different corpus in --out.")] = False,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            help="Require a build in --out to resume (re-running the command resumes anyway)."
+        ),
+    ] = False,
+    workers: Annotated[
+        int, typer.Option(min=1, help="Local worker processes (on cuda: one per visible GPU).")
+    ] = 1,
+    rank: Annotated[
+        int | None, typer.Option(help="This process's rank (default: torchrun/SLURM env, or 0).")
+    ] = None,
+    world_size: Annotated[
+        int | None, typer.Option(help="Number of ranks sharing the build (with --rank).")
+    ] = None,
+    executor: Annotated[str, typer.Option(help="How tasks run: local or ray.")] = "local",
+    ray_address: Annotated[
+        str | None, typer.Option(help="Ray cluster address (e.g. auto); default: start one.")
+    ] = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ):
-    """Build an AFG corpus: source -> target model -> attacks -> genomes -> parquet + webdataset."""
-    from afg_datasets.build import build_corpus
+    """Build an AFG corpus: source -> target model -> attacks -> genomes -> parquet + webdataset.
+
+    Re-running on the same --out resumes; with several ranks, `afg finalize` completes it."""
+    from afg_datasets.build import RunOptions, build_corpus
     from afg_datasets.config import load_config
+    from afg_datasets.executors import EXECUTORS, rank_device, resolve_ranks
 
     try:
         cfg = load_config(config)
@@ -88,8 +110,35 @@ def build_shards(
             model__architecture=model,
             model__checkpoint=checkpoint,
         )
+        rank, world_size, local_rank = resolve_ranks(rank, world_size)
+        device = rank_device(device, local_rank)
         _check_device(device)
-        result = build_corpus(cfg, out, device=device, overwrite=overwrite, progress=progress)
+        EXECUTORS[executor]
+        options = RunOptions(
+            device, overwrite, resume, progress, rank, world_size, workers, executor, ray_address
+        )
+        result = build_corpus(cfg, out, options)
+    except AFGError as err:
+        raise _fail(err) from None
+    if not result.manifest:
+        console.print(
+            f"rank {rank} of {world_size}: ran {len(result.tasks_run)} task(s); other ranks are "
+            f"still building. When all have finished: afg finalize {out}"
+        )
+        return
+    _print_summary(result)
+
+
+@app.command()
+def finalize(directory: Annotated[Path, typer.Argument(help="A build output directory.")]):
+    """Write manifest, stats and card from every task's output (after a multi-rank build)."""
+    from afg_datasets.finalize import finalize as finalize_corpus
+    from afg_datasets.plan import output_lock, read_plan
+
+    try:
+        read_plan(directory)  # a clear error, and no lock file, where there is no build
+        with output_lock(directory):
+            result = finalize_corpus(directory)
     except AFGError as err:
         raise _fail(err) from None
     _print_summary(result)

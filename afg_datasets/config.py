@@ -75,7 +75,7 @@ class BuildConfig:
     seed: int = 0
     limit: int | None = None
     batch_size: int = 256
-    rows_per_shard: int = 10_000
+    sources_per_task: int = 256  # a task (resume unit, one shard per attack and split)
     source: SourceConfig = field(default_factory=SourceConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     attacks: dict[str, dict[str, Any]] = field(
@@ -92,7 +92,7 @@ class BuildConfig:
         if self.limit is not None:
             _positive("limit", self.limit)
         _positive("batch_size", self.batch_size)
-        _positive("rows_per_shard", self.rows_per_shard)
+        _positive("sources_per_task", self.sources_per_task)
         if self.seed < 0:
             raise ConfigError(f"seed must be >= 0, got {self.seed}")
 

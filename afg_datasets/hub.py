@@ -15,8 +15,8 @@ from pathlib import Path
 from huggingface_hub import DatasetCard, HfApi
 from huggingface_hub.errors import HfHubHTTPError
 
-from afg_datasets.build import CARD_FILE
 from afg_datasets.errors import AFGError
+from afg_datasets.plan import CARD_FILE
 from afg_datasets.verify import require_intact
 
 log = logging.getLogger(__name__)

@@ -141,7 +141,7 @@ def decode_sample(sample: Mapping[str, Any]) -> dict[str, Any]:
 
 def _checked_urls(urls: list[str], root: Path | None) -> Iterator[dict[str, str]]:
     """Each shard's sha256 is checked against the manifest before it is read (local corpora)."""
-    from afg_datasets.build import sha256_file
+    from afg_datasets.plan import sha256_file
 
     expected = {}
     if root is not None:

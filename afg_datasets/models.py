@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from filelock import FileLock
 from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import trange
@@ -432,15 +433,16 @@ def obtain_target_model(
         model, info = load_pretrained(name, checkpoint, data)
         return model.to(device), info, False
     directory = cache_root() / "models" / cache_key
-    if (directory / INFO_FILE).is_file():
-        model, info = load_model_dir(directory, device)
-        return model, info, True
-    model, info = train_model(settings, data, progress)
-    log.info("trained target model: test accuracy %.4f", info.test_accuracy)
-    tmp = directory.with_name(directory.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    save_model(model, info, tmp)
-    if not directory.exists():
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(directory.with_name(directory.name + ".lock")):  # concurrent ranks train once
+        if (directory / INFO_FILE).is_file():
+            model, info = load_model_dir(directory, device)
+            return model, info, True
+        model, info = train_model(settings, data, progress)
+        log.info("trained target model: test accuracy %.4f", info.test_accuracy)
+        tmp = directory.with_name(directory.name + ".partial")
+        shutil.rmtree(tmp, ignore_errors=True)
+        save_model(model, info, tmp)
         os.replace(tmp, directory)
     return model.to(device), info, False
 

@@ -11,8 +11,8 @@ import pyarrow.parquet as pq
 from datasets import Features
 from huggingface_hub import DatasetCard
 
-from afg_datasets.build import CARD_FILE, MANIFEST_FILE, sha256_file
 from afg_datasets.errors import AFGError
+from afg_datasets.plan import CARD_FILE, MANIFEST_FILE, sha256_file
 
 DATA_DIRS = ("data", "wds", "model")
 

@@ -1,7 +1,7 @@
-"""Shard writers: parquet and webdataset, rotated by row count, temp name -> atomic rename.
+"""Shard writers: one parquet or webdataset file, written under a temp name, renamed when done.
 
 A shard only gets its final name once it is complete; `.partial` files are never read by the
-standard readers' patterns and are removed by the next build.
+standard readers' patterns and are removed before their task is run again.
 """
 
 from __future__ import annotations
@@ -27,67 +27,36 @@ class ShardFile:
     rows: int
 
 
-class _RotatingWriter:
-    """Common rotation logic: subclasses open/append/close one physical shard."""
+def partial_path(path: Path) -> Path:
+    return path.with_name(path.name + PARTIAL)
 
-    def __init__(self, directory: Path, split: str, rows_per_shard: int):
-        self.directory = directory
-        self.split = split
-        self.rows_per_shard = rows_per_shard
-        self._finished: list[tuple[Path, int]] = []
-        self._path: Path | None = None
-        self._rows = 0
 
-    def _partial_path(self, index: int) -> Path:
-        return self.directory / f"{self.split}-{index:05d}{self.suffix}{PARTIAL}"
+class _ShardWriter:
+    """Common lifecycle: open `<path>.partial` on first write, close -> rename, abort -> delete."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.rows = 0
+        self._open_now = False
 
     def _ensure_open(self) -> None:
-        if self._path is None:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            self._path = self._partial_path(len(self._finished))
-            self._open(self._path)
-            self._rows = 0
+        if not self._open_now:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._open(partial_path(self.path))
+            self._open_now = True
 
-    def _close_shard(self) -> None:
-        if self._path is not None:
-            self._close()
-            self._finished.append((self._path, self._rows))
-            self._path = None
-
-    def _room(self) -> int:
+    def close(self) -> ShardFile:
+        """Finish the shard and give it its final name."""
         self._ensure_open()
-        return self.rows_per_shard - self._rows
-
-    def _advance(self, rows: int) -> None:
-        self._rows += rows
-        if self._rows >= self.rows_per_shard:
-            self._close_shard()
-
-    def close(self) -> list[ShardFile]:
-        """Finish the open shard and give every shard its final name."""
-        self._close_shard()
-        total = len(self._finished)
-        files = []
-        for index, (partial, rows) in enumerate(self._finished):
-            final = self.directory / self.final_name(index, total)
-            os.replace(partial, final)
-            files.append(ShardFile(final, rows))
-        return files
+        self._close()
+        os.replace(partial_path(self.path), self.path)
+        return ShardFile(self.path, self.rows)
 
     def abort(self) -> None:
-        """Drop everything this writer wrote (used when a build fails)."""
-        if self._path is not None:
+        """Drop what this writer wrote (used when a task fails)."""
+        if self._open_now:
             self._close()
-            self._finished.append((self._path, self._rows))
-            self._path = None
-        for partial, _ in self._finished:
-            partial.unlink(missing_ok=True)
-
-    # subclass hooks
-    suffix = ""
-
-    def final_name(self, index: int, total: int) -> str:
-        raise NotImplementedError
+        partial_path(self.path).unlink(missing_ok=True)
 
     def _open(self, path: Path) -> None:
         raise NotImplementedError
@@ -96,18 +65,13 @@ class _RotatingWriter:
         raise NotImplementedError
 
 
-class ParquetShardWriter(_RotatingWriter):
-    """`<split>-NNNNN-of-NNNNN.parquet`, zstd, one row group per written batch."""
+class ParquetShardWriter(_ShardWriter):
+    """One parquet file, zstd, one row group per written batch."""
 
-    suffix = ".parquet"
-
-    def __init__(self, directory: Path, split: str, schema: pa.Schema, rows_per_shard: int):
-        super().__init__(directory, split, rows_per_shard)
+    def __init__(self, path: Path, schema: pa.Schema):
+        super().__init__(path)
         self.schema = schema
         self._writer: pq.ParquetWriter | None = None
-
-    def final_name(self, index: int, total: int) -> str:
-        return f"{self.split}-{index:05d}-of-{total:05d}.parquet"
 
     def _open(self, path: Path) -> None:
         self._writer = pq.ParquetWriter(path, self.schema, compression="zstd")
@@ -116,26 +80,18 @@ class ParquetShardWriter(_RotatingWriter):
         self._writer.close()
 
     def write(self, table: pa.Table) -> None:
-        offset = 0
-        while offset < table.num_rows:
-            take = min(self._room(), table.num_rows - offset)
-            self._writer.write_table(table.slice(offset, take))
-            offset += take
-            self._advance(take)
+        self._ensure_open()
+        self._writer.write_table(table)
+        self.rows += table.num_rows
 
 
-class WebDatasetShardWriter(_RotatingWriter):
-    """`<split>-NNNNN.tar` with fixed owner, mode and mtime; members sorted per sample."""
+class WebDatasetShardWriter(_ShardWriter):
+    """One tar with fixed owner, mode and mtime; members sorted per sample."""
 
-    suffix = ".tar"
-
-    def __init__(self, directory: Path, split: str, rows_per_shard: int):
-        super().__init__(directory, split, rows_per_shard)
+    def __init__(self, path: Path):
+        super().__init__(path)
         self._file: BinaryIO | None = None
         self._tar: wds.TarWriter | None = None
-
-    def final_name(self, index: int, total: int) -> str:
-        return f"{self.split}-{index:05d}.tar"
 
     def _open(self, path: Path) -> None:
         self._file = open(path, "wb")  # noqa: SIM115 - closed in _close
@@ -148,7 +104,7 @@ class WebDatasetShardWriter(_RotatingWriter):
         self._file.close()
 
     def write(self, samples: list[dict[str, bytes | str]]) -> None:
+        self._ensure_open()
         for sample in samples:
-            self._room()
             self._tar.write(sample)
-            self._advance(1)
+            self.rows += 1

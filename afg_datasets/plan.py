@@ -1,0 +1,208 @@
+"""The frozen build plan: shard tasks, their output paths and completion markers; resume.
+
+A build is a list of tasks, each a contiguous range of source images with its own seed. A task
+writes its shards under temporary names, renames them when complete and writes its marker
+(`tasks/<id>.json`) last, so a task with a marker is done and any other task is simply re-run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock
+
+from afg_datasets import __version__
+from afg_datasets.config import SPLITS, BuildConfig
+from afg_datasets.errors import OutputDirError
+from afg_datasets.writers import PARTIAL, partial_path
+
+PLAN_FILE = "plan.json"
+MANIFEST_FILE = "manifest.json"
+STATS_FILE = "stats.json"
+CARD_FILE = "README.md"
+TASKS_DIR = "tasks"
+LOCK_FILE = ".afg.lock"
+# Everything a build owns inside its output directory; nothing else there is ever touched.
+OUTPUTS = ("data", "wds", "model", TASKS_DIR, CARD_FILE, MANIFEST_FILE, STATS_FILE, PLAN_FILE)
+
+
+def derive_seed(*parts: object) -> int:
+    """A 63-bit seed from the build seed and a task's identity (stable across machines)."""
+    digest = hashlib.sha256(":".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Atomically write indented JSON (insertion order: deterministic, and meaningful for
+    attacks and columns)."""
+    tmp = partial_path(path)
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+@dataclass(frozen=True)
+class Task:
+    """Source images [start, stop) of the build, with a seed of their own."""
+
+    id: int
+    start: int
+    stop: int
+    seed: int
+
+    @property
+    def tag(self) -> str:
+        return f"{self.id:05d}"
+
+
+def make_tasks(cfg: BuildConfig, num_sources: int) -> list[Task]:
+    size = cfg.sources_per_task
+    return [
+        Task(i, start, min(start + size, num_sources), derive_seed(cfg.seed, "task", i))
+        for i, start in enumerate(range(0, num_sources, size))
+    ]
+
+
+def parquet_path(out: Path, attack: str, split: str, task: Task, num_tasks: int) -> Path:
+    return out / "data" / attack / f"{split}-{task.tag}-of-{num_tasks:05d}.parquet"
+
+
+def tar_path(out: Path, split: str, task: Task, num_tasks: int) -> Path:
+    return out / "wds" / split / f"{split}-{task.tag}-of-{num_tasks:05d}.tar"
+
+
+def task_outputs(out: Path, task: Task, num_tasks: int, attacks: list[str]) -> list[Path]:
+    """Every shard path a task may write (a split with no sources in the task writes none)."""
+    paths = [parquet_path(out, a, s, task, num_tasks) for a in attacks for s in SPLITS]
+    return paths + [tar_path(out, s, task, num_tasks) for s in SPLITS]
+
+
+def marker_path(out: Path, task: Task) -> Path:
+    return out / TASKS_DIR / f"{task.tag}.json"
+
+
+def read_plan(out: Path) -> dict[str, Any]:
+    path = out / PLAN_FILE
+    if not path.is_file():
+        raise OutputDirError(f"{out}: no {PLAN_FILE}; is this an AFG build directory?")
+    return json.loads(path.read_text())
+
+
+def plan_tasks(plan: dict[str, Any]) -> list[Task]:
+    return [Task(**t) for t in plan["tasks"]]
+
+
+def read_marker(out: Path, task: Task) -> dict[str, Any] | None:
+    """A task's marker if the task is complete: marker present and its files intact in size."""
+    path = marker_path(out, task)
+    if not path.is_file():
+        return None
+    try:
+        marker = json.loads(path.read_text())
+    except ValueError:
+        return None
+    for entry in marker["files"]:
+        file = out / entry["path"]
+        if not file.is_file() or file.stat().st_size != entry["bytes"]:
+            return None
+    return marker
+
+
+def clear_task(out: Path, task: Task, num_tasks: int, attacks: list[str]) -> None:
+    """Remove what an interrupted run of `task` left behind (its temp files, its marker)."""
+    marker_path(out, task).unlink(missing_ok=True)
+    for path in task_outputs(out, task, num_tasks, attacks):
+        partial_path(path).unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def output_lock(out: Path) -> Iterator[None]:
+    """Serialize plan/finalize steps of concurrent ranks on one output directory."""
+    out.mkdir(parents=True, exist_ok=True)
+    with FileLock(out / LOCK_FILE):
+        yield
+
+
+def corpus_hash(out: Path) -> str | None:
+    """The config hash of the corpus (complete or in progress) in `out`, if any."""
+    for name in (MANIFEST_FILE, PLAN_FILE):
+        path = out / name
+        if path.is_file():
+            try:
+                return json.loads(path.read_text())["config_hash"]
+            except (ValueError, KeyError):
+                return "unreadable"
+    return None
+
+
+def check_output(out: Path, cfg: BuildConfig, overwrite: bool, resume: bool) -> bool:
+    """Whether `out` must be cleared first. Refuses foreign directories and other corpora."""
+    if out.exists() and not out.is_dir():
+        raise OutputDirError(f"--out {str(out)!r} is a file, not a directory")
+    contents = [p for p in out.iterdir() if p.name != LOCK_FILE] if out.is_dir() else []
+    existing = corpus_hash(out) if contents else None
+    if contents and existing is None:
+        raise OutputDirError(
+            f"--out {str(out)!r} is not empty and holds no AFG corpus; "
+            "choose a new or empty directory"
+        )
+    if resume and existing is None:
+        raise OutputDirError(f"--resume: --out {str(out)!r} holds no build to resume")
+    if existing is not None and existing != cfg.config_hash():
+        if not overwrite:
+            raise OutputDirError(
+                f"--out {str(out)!r} holds a different corpus (config hash {existing}, this build "
+                f"{cfg.config_hash()}); pass --overwrite to replace it, or choose another --out"
+            )
+        return True
+    return False
+
+
+def prepare_output(
+    out: Path, cfg: BuildConfig, plan: dict[str, Any], overwrite: bool, resume: bool
+) -> bool:
+    """Write the plan first (or find the same one to resume). Returns True when resuming."""
+    if check_output(out, cfg, overwrite, resume):
+        for name in OUTPUTS:
+            path = out / name
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
+    for leftover in out.glob(f"*{PARTIAL}"):
+        leftover.unlink()
+    if (out / PLAN_FILE).is_file():
+        if read_plan(out)["tasks"] != plan["tasks"]:
+            raise OutputDirError(
+                f"{out / PLAN_FILE} plans different tasks for the same config: the source data "
+                "changed since this build started; build into a new --out"
+            )
+        return True
+    write_json(out / PLAN_FILE, plan)
+    return False
+
+
+def plan_document(cfg: BuildConfig, tasks: list[Task], corpus: dict[str, Any]) -> dict[str, Any]:
+    """plan.json: config, hash, tasks and the corpus facts `finalize` needs (no timings)."""
+    return {
+        "config": cfg.to_dict(),
+        "config_hash": cfg.config_hash(),
+        "package_version": __version__,
+        "tasks": [asdict(t) for t in tasks],
+        **corpus,
+    }
