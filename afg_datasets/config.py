@@ -100,7 +100,9 @@ class BuildConfig:
         return json.loads(json.dumps(dataclasses.asdict(self)))
 
     def config_hash(self) -> str:
-        canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        # Attack order is part of the corpus (records interleave in that order in each tar).
+        identity = {**self.to_dict(), "attack_order": list(self.attacks)}
+        canonical = json.dumps(identity, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
     def replace(self, **changes: Any) -> BuildConfig:

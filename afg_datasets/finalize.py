@@ -147,8 +147,10 @@ def make_stats(out: Path, markers: list[dict], wall: float | None) -> dict[str, 
     if wall is None:  # finalized apart from the build: first task start to last task end
         wall = max(m["finished"] for m in markers) - min(m["started"] for m in markers)
 
-    def stage_records(stage: str) -> int:
+    def stage_records(stage: str) -> int | None:
         kind, _, attack = stage.partition("/")
+        if stage in setup["stages"]:
+            return None  # once per process, not per record
         return tallies[attack].records if kind == "attack" else records
 
     return {
@@ -167,9 +169,10 @@ def make_stats(out: Path, markers: list[dict], wall: float | None) -> dict[str, 
         "stages": {
             name: {
                 "seconds": round(sec, 3),
-                "records_per_s": round(stage_records(name) / sec, 1) if sec else None,
+                "records_per_s": round(stage_records(name) / sec, 1)
+                if sec and stage_records(name)
+                else None,
             }
             for name, sec in sorted(seconds.items())
         },
     }
-

@@ -16,6 +16,8 @@ def test_config_hash_is_stable_and_sensitive():
     assert cfg.config_hash() == load_config("digits").config_hash()
     assert cfg.replace(seed=1).config_hash() != cfg.config_hash()
     assert cfg.replace(limit=10).config_hash() != cfg.config_hash()
+    reordered = dict(reversed(list(cfg.attacks.items())))
+    assert cfg.replace(attacks=reordered).config_hash() != cfg.config_hash()
 
 
 @pytest.mark.parametrize(
