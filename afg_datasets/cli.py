@@ -262,6 +262,58 @@ def bench_loader(
     Console().print(table)
 
 
+@app.command("bench-build")
+def bench_build(
+    config: Annotated[
+        str | None, typer.Argument(help="Builder YAML or shipped builder name (default: digits).")
+    ] = None,
+    what: Annotated[str, typer.Option(help="Comma-separated: kill, scaling, memory.")] = (
+        "kill,scaling,memory"
+    ),
+    limit: Annotated[int, typer.Option(min=1, help="Source images per build (x1).")] = 256,
+    sources_per_task: Annotated[int, typer.Option(min=1, help="Task size for the builds.")] = 32,
+    points: Annotated[int, typer.Option(min=1, help="Random kill points.")] = 10,
+    seed: Annotated[int, typer.Option(help="Seed of the kill points.")] = 0,
+    work_dir: Annotated[
+        Path | None, typer.Option(help="Where the temporary builds go (default: system temp).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+):
+    """Kill-and-resume (SIGKILL at random points), weak scaling (1 vs 2 workers) and peak
+    memory (x1 vs x4 records) of real builds."""
+    from afg_datasets.build_bench import bench_build as run
+    from afg_datasets.config import load_config
+
+    try:
+        cfg = load_config(config).replace(sources_per_task=sources_per_task)
+        names = [w.strip() for w in what.split(",") if w.strip()]
+        results = run(cfg, names, limit, points, seed, work_dir)
+    except AFGError as err:
+        raise _fail(err) from None
+    if as_json:
+        typer.echo(json.dumps(results, indent=2))
+        return
+    out = Console()
+    if "kill" in results:
+        k = results["kill"]
+        out.print(
+            f"kill/resume: {k['identical']}/{k['points']} resumed builds identical to the "
+            f"reference ({k['killed_mid_build']} killed mid-build, {k['tasks']} tasks)"
+        )
+    if "scaling" in results:
+        s = results["scaling"]
+        out.print(
+            f"weak scaling: 1 worker {s['single_worker_records_per_s']} records/s; 2 workers "
+            f"{s['two_workers_records_per_s_each']} each = {s['fraction_of_single']} of single"
+        )
+    if "memory" in results:
+        m = results["memory"]
+        out.print(
+            f"peak RSS: {m['x1']['records']} records {m['x1']['peak_rss_mb']} MB, "
+            f"{m['x4']['records']} records {m['x4']['peak_rss_mb']} MB (ratio {m['ratio']})"
+        )
+
+
 def _check_device(device: str) -> None:
     import torch
 
