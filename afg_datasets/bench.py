@@ -30,7 +30,7 @@ from afg_datasets.config import SPLITS
 from afg_datasets.models import forward_with_taps, load_model_dir
 from afg_datasets.recognizer.data import read_split, select, to_tensors
 from afg_datasets.recognizer.model import RecognizerNet
-from afg_datasets.recognizer.recognizer import genome_inputs
+from afg_datasets.recognizer.recognizer import recognizer_inputs
 from afg_datasets.recognizer.training import TrainConfig, evaluate, train
 from afg_datasets.verify import load_manifest
 
@@ -164,8 +164,8 @@ def _target_model(data, manifest, seed, quick) -> Scores:
 
 
 METHODS: dict[str, Callable[..., Scores]] = {
-    "afg": _recognizer(genome_inputs, "two_head"),
-    "afg_mixed": _recognizer(genome_inputs, "mixed"),
+    "afg": _recognizer(recognizer_inputs, "two_head"),
+    "afg_mixed": _recognizer(recognizer_inputs, "mixed"),
     "raw_pixels": _recognizer(lambda manifest: ["image"], "two_head"),
     "mahalanobis": _detector(mahalanobis_scores),
     "lid": _detector(lid_scores),

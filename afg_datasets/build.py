@@ -25,7 +25,7 @@ import torch
 from afg_datasets.attacks import Attack
 from afg_datasets.config import SPLITS, BuildConfig
 from afg_datasets.finalize import SETUP_FILE, AttackTally, BuildResult, finalize, task_markers
-from afg_datasets.genome import ENCODERS
+from afg_datasets.genome import make_encoder
 from afg_datasets.models import (
     INFO_FILE,
     SourceData,
@@ -134,14 +134,13 @@ class Builder:
         )
         _, acts = forward_with_taps(self.model, self.layers, probe)
         self.layer_shapes = {name: tuple(acts[name].shape[1:]) for name in self.layers}
-        genome = self.cfg.genome
-        self.encoder = ENCODERS[genome.encoder](
+        self.encoder = make_encoder(
+            asdict(self.cfg.genome),
             self.layers,
             [self.layer_shapes[n][0] for n in self.layers],
-            genome.groups,
-            genome.size,
-            genome.nmf_iters,
             derive_seed(self.cfg.seed, "nmf"),
+            self.model,
+            (self.source.channels, self.source.images.shape[1]),
         )
         self.features = record_features(self.source.class_names, self.encoder.features())
         self.attacks = [
@@ -230,7 +229,8 @@ class Builder:
         x = torch.from_numpy(images).permute(0, 3, 1, 2).to(self.device).float().div(255)
         y = torch.from_numpy(labels).to(self.device)
         zeros = np.zeros(len(indices), dtype=np.float32)
-        yield self._encode(ids, CLEAN, "{}", x, images, labels, zeros, zeros)
+        seed = derive_seed(task.seed, "genome", split, batch_index)
+        yield self._encode(ids, CLEAN, "{}", x, images, labels, zeros, zeros, seed)
         for attack in self.attacks:
             with self.timer(f"attack/{attack.name}"):
                 adv = attack.run(x, y, derive_seed(task.seed, attack.name, split, batch_index))
@@ -247,13 +247,14 @@ class Builder:
                 labels,
                 linf,
                 l2,
+                seed,
             )
 
-    def _encode(self, ids, attack, params, x, images, labels, linf, l2) -> RecordBatch:
+    def _encode(self, ids, attack, params, x, images, labels, linf, l2, seed) -> RecordBatch:
         with self.timer("predict"):
             preds, acts = forward_with_taps(self.model, self.layers, x)
         with self.timer("encode"):
-            genome = self.encoder.encode(acts)
+            genome = self.encoder.encode(acts, seed)
         batch = RecordBatch(
             ids, attack, params, images, labels, preds.cpu().numpy(), linf, l2, genome
         )

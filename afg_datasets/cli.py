@@ -67,6 +67,9 @@ def build_shards(
             help="Comma-separated attack names (config parameters are kept for those it names)."
         ),
     ] = None,
+    encoder: Annotated[
+        str | None, typer.Option(help="Genome encoder: groupmap or groupviz (default: config).")
+    ] = None,
     device: Annotated[str, typer.Option(help="Torch device: cpu, cuda or cuda:N.")] = "cpu",
     seed: Annotated[int | None, typer.Option(help="Build seed (overrides the config).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace a different corpus in --out.")] = False,
@@ -109,6 +112,7 @@ def build_shards(
             source__root=source_root,
             model__architecture=model,
             model__checkpoint=checkpoint,
+            genome__encoder=encoder,
         )
         rank, world_size, local_rank = resolve_ranks(rank, world_size)
         device = rank_device(device, local_rank)
@@ -312,6 +316,81 @@ def bench_build(
             f"peak RSS: {m['x1']['records']} records {m['x1']['peak_rss_mb']} MB, "
             f"{m['x4']['records']} records {m['x4']['peak_rss_mb']} MB (ratio {m['ratio']})"
         )
+
+
+@app.command("bench-encoder")
+def bench_encoder(
+    config: Annotated[
+        str | None, typer.Argument(help="Builder YAML or shipped builder name (default: digits).")
+    ] = None,
+    encoder: Annotated[
+        str | None, typer.Option(help="groupviz or groupmap (default: the config's).")
+    ] = None,
+    samples: Annotated[int, typer.Option(min=1, help="Source images to encode.")] = 8,
+    steps: Annotated[int | None, typer.Option(help="groupviz steps (default: config).")] = None,
+    device: Annotated[str, typer.Option(help="Torch device: cpu, cuda or cuda:N.")] = "cpu",
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+):
+    """Batched encoder vs one visualization / one NMF at a time: seconds, speedups, errors."""
+    from afg_datasets.config import load_config
+    from afg_datasets.encoder_bench import bench_encoder as run
+
+    try:
+        cfg = load_config(config).replace(genome__encoder=encoder, genome__steps=steps)
+        _check_device(device)
+        results = run(cfg, samples, device)
+    except AFGError as err:
+        raise _fail(err) from None
+    if as_json:
+        typer.echo(json.dumps(results))
+        return
+    table = Table("measure", "value")
+    for section in ("nmf", "groupviz"):
+        for key, value in results.get(section, {}).items():
+            table.add_row(f"{section}.{key}", str(value))
+    Console().print(table)
+
+
+@app.command("afs")
+def afs_command(
+    directory: Annotated[Path, typer.Argument(help="A built corpus directory.")],
+    split: Annotated[str, typer.Option(help="Split to measure.")] = "test",
+    seed: Annotated[int, typer.Option(help="Seed of the same-class clean pairs.")] = 0,
+):
+    """Adversarial feature separability: clean-vs-adversarial distance per attack and layer
+    (raw activations and genome); writes afs.json, afs.png and refreshes the card."""
+    from afg_datasets.analysis import afs
+
+    try:
+        report = afs(directory, split, seed)
+    except AFGError as err:
+        raise _fail(err) from None
+    table = Table("representation", "attack", *report["layers"], "depth rho")
+    for kind, curves in report["curves"].items():
+        for attack, curve in curves.items():
+            rho = report["depth_correlation"][kind][attack]
+            table.add_row(kind, attack, *(f"{p['median']:.3f}" for p in curve), f"{rho:.2f}")
+    Console().print(table)
+    typer.echo(report["summary"])
+    typer.echo(f"wrote {directory / 'afs.json'}, {directory / 'afs.png'}, README.md")
+
+
+@app.command()
+def show(
+    directory: Annotated[Path, typer.Argument(help="A built corpus directory.")],
+    key: Annotated[str, typer.Argument(help="Record key, e.g. digits-00004-fgsm.")],
+    out: Annotated[
+        Path | None, typer.Option(help="PNG to write (default: ./show-KEY.png).")
+    ] = None,
+):
+    """One figure: clean image, adversarial image, amplified perturbation, both genomes."""
+    from afg_datasets.analysis import show as show_record
+
+    try:
+        path = show_record(directory, key, out)
+    except AFGError as err:
+        raise _fail(err) from None
+    typer.echo(f"wrote {path}")
 
 
 def _check_device(device: str) -> None:

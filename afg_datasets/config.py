@@ -45,11 +45,17 @@ class GenomeConfig:
     groups: int = 4
     size: int = 8
     nmf_iters: int = 100
+    # groupviz only (feature visualization of each group, Lucid's recipe):
+    steps: int = 128  # Adam steps per visualization (Lucid: 512)
+    lr: float = 0.05  # Adam learning rate (Lucid's default)
+    image_size: int | None = None  # rendered size; None: the model's input size
 
     def __post_init__(self):
         ENCODERS[self.encoder]
-        for name in ("groups", "size", "nmf_iters"):
+        for name in ("groups", "size", "nmf_iters", "steps", "lr"):
             _positive(f"genome.{name}", getattr(self, name))
+        if self.image_size is not None:
+            _positive("genome.image_size", self.image_size)
 
 
 @dataclass(frozen=True)

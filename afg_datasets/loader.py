@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from afg_datasets.genome import genome_inputs
 from afg_datasets.verify import CorpusError, load_manifest, require_intact
 
 META_FIELDS = ("key", "attack", "label", "is_adversarial", "mixed_label")
@@ -42,7 +43,7 @@ class AFGDataset(torch.utils.data.Dataset):
     """Map-style dataset over one config and split of a corpus (parquet, via datasets)."""
 
     def __init__(self, hf_dataset):
-        self.genome_names = [n for n in hf_dataset.column_names if n.startswith("genome_")]
+        self.genome_names = genome_inputs(hf_dataset.column_names)
         # Only the columns the recognizer needs; the PNG column is never decoded.
         self.data = hf_dataset.select_columns([*META_FIELDS, *self.genome_names]).with_format(
             "numpy"

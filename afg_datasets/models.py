@@ -206,15 +206,24 @@ class TargetModel(nn.Module):
             )
 
 
+class _StopForward(Exception):
+    """Raised by a tap hook once every requested layer is computed (see `forward_until`)."""
+
+
 @contextlib.contextmanager
-def tap(model: TargetModel, layers: Sequence[str]) -> Iterator[dict[str, torch.Tensor]]:
-    """Record the outputs of `layers` on every forward; hooks are removed on exit."""
+def tap(
+    model: TargetModel, layers: Sequence[str], stop: bool = False
+) -> Iterator[dict[str, torch.Tensor]]:
+    """Record the outputs of `layers` on every forward; hooks are removed on exit. With `stop`,
+    the forward pass ends as soon as the last of them is computed."""
     model.check_layers(layers)
     captured: dict[str, torch.Tensor] = {}
 
     def hook_for(name: str):
         def hook(_module, _inputs, output):
             captured[name] = output
+            if stop and len(captured) == len(set(layers)):
+                raise _StopForward
 
         return hook
 
@@ -224,6 +233,16 @@ def tap(model: TargetModel, layers: Sequence[str]) -> Iterator[dict[str, torch.T
     finally:
         for handle in handles:
             handle.remove()
+
+
+def forward_until(
+    model: TargetModel, layers: Sequence[str], x: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    """The activations of `layers` (with autograd), running the model only as deep as needed."""
+    with tap(model, layers, stop=True) as acts:
+        with contextlib.suppress(_StopForward):
+            model(x)
+        return dict(acts)
 
 
 def forward_with_taps(

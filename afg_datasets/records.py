@@ -151,7 +151,11 @@ class RecordBatch:
             ),
         }
         for name, array in self.genome.items():
-            columns[name] = ndarray_to_arrow(array, schema.field(name).type)
+            if isinstance(features[name], Image):
+                pictures = [{"bytes": encode_png(a), "path": None} for a in array]
+                columns[name] = pa.array(pictures, schema.field(name).type)
+            else:
+                columns[name] = ndarray_to_arrow(array, schema.field(name).type)
         return pa.Table.from_pydict(columns, schema=schema)
 
     def wds_samples(self, features: Features, pngs: list[bytes]) -> list[dict[str, bytes | str]]:
@@ -181,7 +185,10 @@ class RecordBatch:
                 "json": json.dumps(meta, sort_keys=True).encode(),
             }
             for name, array in self.genome.items():
-                sample[f"{name}.npy"] = npy_bytes(array[i])
+                if isinstance(features[name], Image):
+                    sample[f"{name}.png"] = encode_png(array[i])
+                else:
+                    sample[f"{name}.npy"] = npy_bytes(array[i])
             samples.append(sample)
         return samples
 

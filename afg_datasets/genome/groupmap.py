@@ -45,23 +45,38 @@ class GroupMapEncoder:
             "genome_channels": Array3D(shape=(num_layers, self.groups, cmax), dtype="float16"),
         }
 
-    def encode(self, activations: Mapping[str, torch.Tensor]) -> dict[str, np.ndarray]:
-        """Activations name -> [B, C, H, W] (non-negative) -> genome arrays with a batch axis."""
-        spatial, channel = [], []
+    @classmethod
+    def from_config(
+        cls, genome: Mapping, layers, channels, seed: int, model=None, image_shape=None
+    ) -> GroupMapEncoder:
+        return cls(layers, channels, genome["groups"], genome["size"], genome["nmf_iters"], seed)
+
+    def factorize(
+        self, activations: Mapping[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        """(spatial maps [B, L, G, S, S], padded channel factors [B, L, G, Cmax], and per layer
+        the unpadded channel factors [B, G, C_l]: each group's direction in channel space)."""
+        spatial, directions = [], []
         cmax = max(self.channels)
         for index, layer in enumerate(self.layers):
             act = activations[layer].detach().float().clamp_min(0)
-            batch, chans, height, width = act.shape
+            batch, _, height, width = act.shape
             w, h = batched_nmf(
                 act.flatten(2).transpose(1, 2), self.groups, self.nmf_iters, self.seed + index
             )
             maps = w.transpose(1, 2).reshape(batch, self.groups, height, width)
             spatial.append(self._resize(maps))
-            channel.append(F.pad(h, (0, cmax - chans)))
-        return {
-            "genome_spatial": _half(torch.stack(spatial, dim=1)),
-            "genome_channels": _half(torch.stack(channel, dim=1)),
-        }
+            directions.append(h)
+        channel = torch.stack([F.pad(h, (0, cmax - h.shape[-1])) for h in directions], dim=1)
+        return torch.stack(spatial, dim=1), channel, directions
+
+    def encode(
+        self, activations: Mapping[str, torch.Tensor], seed: int = 0
+    ) -> dict[str, np.ndarray]:
+        """Activations name -> [B, C, H, W] (non-negative) -> genome arrays with a batch axis.
+        (`seed` is unused: the NMF start is fixed by the build seed.)"""
+        spatial, channel, _ = self.factorize(activations)
+        return {"genome_spatial": half(spatial), "genome_channels": half(channel)}
 
     def _resize(self, maps: torch.Tensor) -> torch.Tensor:
         if maps.shape[-1] == self.size and maps.shape[-2] == self.size:
@@ -76,6 +91,6 @@ class GroupMapEncoder:
         ).clamp_min(0)
 
 
-def _half(x: torch.Tensor) -> np.ndarray:
+def half(x: torch.Tensor) -> np.ndarray:
     finite_max = float(np.finfo(np.float16).max)
     return x.clamp(max=finite_max).cpu().numpy().astype(np.float16)

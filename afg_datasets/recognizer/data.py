@@ -8,6 +8,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import torch
 
+from afg_datasets.genome import DISPLAY_COLUMNS
 from afg_datasets.records import decode_png
 from afg_datasets.verify import load_manifest, split_files
 
@@ -26,6 +27,8 @@ def read_split(root: str | Path, split: str, images: bool = True) -> dict[str, n
     out: dict[str, np.ndarray] = {}
     if not images:
         columns.pop("image", None)
+    for name in DISPLAY_COLUMNS:  # pictures of genomes, not model inputs
+        columns.pop(name, None)
     for name, chunks in columns.items():
         values = [v for chunk in chunks for v in chunk.to_pylist()]
         if name == "image":

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from afg_datasets.genome import encoder_from_manifest
+from afg_datasets.genome import encoder_from_manifest, genome_inputs
 from afg_datasets.models import forward_with_taps, load_model_dir
 from afg_datasets.recognizer.data import read_split, to_tensors
 from afg_datasets.recognizer.model import RecognizerNet
@@ -21,8 +21,8 @@ WEIGHTS = "recognizer.safetensors"
 CONFIG = "recognizer.json"
 
 
-def genome_inputs(manifest: dict) -> list[str]:
-    return [name for name in manifest["features"]["columns"] if name.startswith("genome_")]
+def recognizer_inputs(manifest: dict) -> list[str]:
+    return genome_inputs(manifest["features"]["columns"])
 
 
 class Recognizer:
@@ -45,7 +45,7 @@ class Recognizer:
         """Train on the corpus's train split, early-stopped on its validation split."""
         root = Path(corpus_dir)
         manifest = load_manifest(root)
-        inputs = genome_inputs(manifest)
+        inputs = recognizer_inputs(manifest)
         train_data = to_tensors(read_split(root, "train", images=False), inputs)
         val_data = to_tensors(read_split(root, "validation", images=False), inputs)
         net = RecognizerNet(
@@ -106,7 +106,7 @@ class Recognizer:
             x = x.permute(0, 3, 1, 2).float() / 255
         if self._target is None:
             self._target = load_model_dir(self.target_dir)[0]
-        encoder = encoder_from_manifest(self.manifest)
+        encoder = encoder_from_manifest(self.manifest, self._target)
         preds, acts = forward_with_taps(self._target, encoder.layers, x)
         genome = {
             k: torch.from_numpy(v.astype(np.float32)) for k, v in encoder.encode(acts).items()

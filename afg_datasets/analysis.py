@@ -1,0 +1,246 @@
+"""Looking at a corpus: `afg afs` (adversarial feature separability per layer) and `afg show`.
+
+AFS (Chen et al.): the distance between an adversarial image's features and its clean
+original's grows with layer depth. Measured here per attack and layer, for the target model's
+raw activations (recomputed from the stored PNGs with the corpus's own model) and for the
+stored genome, each normalized by the median distance between two different clean images of
+the same class at that layer, so layers and representations are comparable.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.parquet as pq
+import torch
+from scipy.stats import spearmanr
+
+from afg_datasets.errors import AFGError
+from afg_datasets.genome import genome_inputs
+from afg_datasets.genome.groupviz import mosaic
+from afg_datasets.models import forward_with_taps, load_target_model
+from afg_datasets.recognizer.data import read_split
+from afg_datasets.records import CLEAN, decode_png, record_key
+from afg_datasets.verify import load_manifest
+
+AFS_JSON = "afs.json"
+AFS_PNG = "afs.png"
+BATCH = 256
+
+
+class AnalysisError(AFGError):
+    """The corpus lacks what an analysis needs."""
+
+
+def layer_activations(root: Path, images: np.ndarray, layers: list[str]) -> list[np.ndarray]:
+    """Per layer, flattened activations [N, D] of uint8 [N, C, H, W] images (corpus model)."""
+    model = load_target_model(root)
+    chunks: list[list[np.ndarray]] = [[] for _ in layers]
+    for start in range(0, len(images), BATCH):
+        x = torch.from_numpy(images[start : start + BATCH]).float().div(255)
+        _, acts = forward_with_taps(model, layers, x)
+        for i, layer in enumerate(layers):
+            chunks[i].append(acts[layer].flatten(1).numpy())
+    return [np.concatenate(c) for c in chunks]
+
+
+def genome_by_layer(data: dict[str, np.ndarray], names: list[str], layers: int) -> list[np.ndarray]:
+    """Per layer, every genome array's slice for that layer, flattened and concatenated."""
+    return [
+        np.concatenate(
+            [data[n][:, index].reshape(len(data[n]), -1).astype(np.float32) for n in names], 1
+        )
+        for index in range(layers)
+    ]
+
+
+def same_class_scale(features: np.ndarray, labels: np.ndarray, seed: int) -> float:
+    """Median distance between each clean image and another clean image of its class."""
+    rng = np.random.default_rng(seed)
+    distances = []
+    for cls in np.unique(labels):
+        members = np.flatnonzero(labels == cls)
+        if len(members) < 2:
+            continue
+        partners = rng.permutation(members)
+        partners = np.where(partners == members, np.roll(partners, 1), partners)
+        distances.append(np.linalg.norm(features[members] - features[partners], axis=1))
+    if not distances:
+        raise AnalysisError("no class has two clean records in this split; use a larger split")
+    return float(np.median(np.concatenate(distances)))
+
+
+def separability(
+    representation: list[np.ndarray], data: dict[str, np.ndarray], attacks: list[str], seed: int
+) -> dict[str, list[dict[str, float]]]:
+    """Per attack, per layer: quantiles of ||adv - its clean|| / same-class clean scale."""
+    clean_rows = np.flatnonzero(data["attack"] == CLEAN)
+    row_of_source = {data["source_id"][r]: r for r in clean_rows}
+    scales = [
+        same_class_scale(f[clean_rows], data["label"][clean_rows], seed) for f in representation
+    ]
+    result = {}
+    for attack in attacks:
+        rows = np.flatnonzero(data["attack"] == attack)
+        originals = np.array([row_of_source[s] for s in data["source_id"][rows]])
+        curve = []
+        for features, scale in zip(representation, scales, strict=True):
+            d = np.linalg.norm(features[rows] - features[originals], axis=1) / scale
+            q25, median, q75 = np.percentile(d, [25, 50, 75])
+            curve.append({"median": round(median, 4), "q25": round(q25, 4), "q75": round(q75, 4)})
+        result[attack] = curve
+    return result
+
+
+def afs(root: str | Path, split: str = "test", seed: int = 0) -> dict[str, Any]:
+    """Compute AFS curves for every attack, write afs.json and afs.png, refresh the card."""
+    root = Path(root)
+    manifest = load_manifest(root)
+    layers = [layer["name"] for layer in manifest["layers"]]
+    attacks = list(manifest["attacks"])
+    data = read_split(root, split, images=True)
+    if not len(data.get("key", [])):
+        raise AnalysisError(f"{root}: split {split!r} has no records")
+    names = genome_inputs(manifest["features"]["columns"])
+    curves = {
+        "raw": separability(layer_activations(root, data["image"], layers), data, attacks, seed),
+        "genome": separability(genome_by_layer(data, names, len(layers)), data, attacks, seed),
+    }
+    report = {
+        "split": split,
+        "records": int(len(data["key"])),
+        "layers": layers,
+        "normalization": "median distance between two different clean images of the same class",
+        "curves": curves,
+        "depth_correlation": _depth_correlation(curves),
+    }
+    report["summary"] = _summary(report)
+    (root / AFS_JSON).write_text(json.dumps({"summary": report.pop("summary"), **report}, indent=2))
+    plot_afs(report, curves, root / AFS_PNG)
+    _refresh_card(root, manifest)
+    return json.loads((root / AFS_JSON).read_text())
+
+
+def _depth_correlation(curves: dict) -> dict[str, dict[str, float]]:
+    """Spearman rank correlation of the median distance with layer depth, per attack."""
+    return {
+        kind: {
+            attack: round(float(spearmanr(range(len(c)), [p["median"] for p in c])[0]), 3)
+            if len(c) > 1
+            else float("nan")
+            for attack, c in by_attack.items()
+        }
+        for kind, by_attack in curves.items()
+    }
+
+
+def _summary(report: dict) -> str:
+    sentences = []
+    for kind, label in (("raw", "raw activations"), ("genome", "the genome")):
+        rising = [a for a, r in report["depth_correlation"][kind].items() if r > 0.5]
+        curves = report["curves"][kind]
+        spans = ", ".join(
+            f"{a} {c[0]['median']:.2f} -> {c[-1]['median']:.2f}" for a, c in curves.items()
+        )
+        verdict = (
+            f"grows with depth for {len(rising)} of {len(curves)} attacks"
+            if rising
+            else "does not grow with depth for any attack"
+        )
+        sentences.append(
+            f"For {label}, the normalized clean-vs-adversarial distance {verdict} "
+            f"(median, first -> last layer: {spans})."
+        )
+    return " ".join(sentences) + f" Split: {report['split']}, {report['records']} records."
+
+
+def plot_afs(report: dict, curves: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), sharey=False)
+    depth = np.arange(len(report["layers"]))
+    for ax, (kind, title) in zip(
+        axes, (("raw", "raw activations"), ("genome", "genome")), strict=True
+    ):
+        for attack, curve in curves[kind].items():
+            median = [p["median"] for p in curve]
+            ax.plot(depth, median, marker="o", label=attack)
+            ax.fill_between(depth, [p["q25"] for p in curve], [p["q75"] for p in curve], alpha=0.2)
+        ax.set_xticks(depth, report["layers"])
+        ax.set_title(title)
+        ax.set_xlabel("layer (depth)")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("adv vs clean distance\n(/ same-class clean distance)")
+    axes[1].legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _refresh_card(root: Path, manifest: dict) -> None:
+    from afg_datasets.card import write_card
+
+    stats = json.loads((root / "stats.json").read_text())
+    write_card(root, manifest, stats)
+
+
+def find_record(root: Path, key: str) -> dict[str, Any]:
+    """One record by key, from the parquet shards (genome arrays as numpy)."""
+    manifest = load_manifest(root)
+    for entry in manifest["files"]:
+        if not entry["path"].endswith(".parquet"):
+            continue
+        table = pq.read_table(root / entry["path"], filters=[("key", "==", key)], use_threads=False)
+        if table.num_rows:
+            return table.slice(0, 1).to_pylist()[0]
+    raise AnalysisError(f"{root}: no record with key {key!r}")
+
+
+def genome_picture(row: dict[str, Any]) -> np.ndarray:
+    """The record's genome as an image: its stored mosaic, else a mosaic of the spatial maps."""
+    if row.get("genome_mosaic"):
+        return decode_png(row["genome_mosaic"]["bytes"])
+    maps = np.asarray(row["genome_spatial"], dtype=np.float32)  # [L, G, S, S]
+    peak = maps.reshape(len(maps), -1).max(1).clip(1e-8)[:, None, None, None]
+    tiles = (maps / peak * 255).round().astype(np.uint8)[None, :, :, None]
+    return mosaic(tiles)[0]
+
+
+def show(root: str | Path, key: str, out: str | Path | None = None, amplify: float = 5.0) -> Path:
+    """Clean image, adversarial image, amplified perturbation, and both genomes, side by side."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    root = Path(root)
+    adversarial = find_record(root, key)
+    clean = find_record(root, record_key(adversarial["source_id"], CLEAN))
+    x_clean = decode_png(clean["image"]["bytes"]).astype(np.float32) / 255
+    x_adv = decode_png(adversarial["image"]["bytes"]).astype(np.float32) / 255
+    delta = np.clip(0.5 + amplify * (x_adv - x_clean), 0, 1)
+    panels = [
+        (x_clean, f"clean (label {clean['label']}, pred {clean['pred']})"),
+        (x_adv, f"{adversarial['attack']} (pred {adversarial['pred']})"),
+        (delta, f"perturbation x{amplify:g}"),
+        (genome_picture(clean), "clean genome"),
+        (genome_picture(adversarial), "adversarial genome"),
+    ]
+    fig, axes = plt.subplots(1, len(panels), figsize=(3 * len(panels), 3.4))
+    for ax, (image, title) in zip(axes, panels, strict=True):
+        gray = image.shape[-1] == 1
+        ax.imshow(image[..., 0] if gray else image, cmap="gray" if gray else None)
+        ax.set_title(title, fontsize=9)
+        ax.axis("off")
+    fig.suptitle(f"{key}  (genome rows: layers, columns: groups)", fontsize=10)
+    fig.tight_layout()
+    path = Path(out) if out else Path(f"show-{key}.png")  # not into the corpus: it is published
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -1,0 +1,146 @@
+"""`afg bench-encoder`: the batched genome encoder against the one-at-a-time way.
+
+groupviz: every visualization of a batch optimized together vs one optimization loop per group
+and layer (the Lucid/Lucent way), same steps and resolution. NMF: batched torch multiplicative
+updates vs scikit-learn's NMF run per sample and layer, with the reconstruction error of both.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.decomposition import NMF
+
+from afg_datasets.build import Builder
+from afg_datasets.config import BuildConfig
+from afg_datasets.genome.groupviz import render
+from afg_datasets.genome.nmf import batched_nmf, relative_error
+from afg_datasets.models import forward_until, forward_with_taps
+
+
+def _timed(run: Callable[[], Any]) -> tuple[float, Any]:
+    start = time.perf_counter()
+    result = run()
+    return time.perf_counter() - start, result
+
+
+def bench_nmf(acts: dict[str, torch.Tensor], groups: int, iters: int, seed: int) -> dict:
+    """Same matrices, same iteration count, same kind of start (random, multiplicative updates)."""
+    matrices = [a.clamp_min(0).flatten(2).transpose(1, 2).cpu().double() for a in acts.values()]
+
+    def torch_all():
+        return [batched_nmf(x.float(), groups, iters, seed) for x in matrices]
+
+    def sklearn_each():
+        return [
+            _sklearn_error(sample, groups, iters, seed) for x in matrices for sample in x.numpy()
+        ]
+
+    torch_s, torch_factors = _timed(torch_all)
+    sklearn_s, sklearn_errors = _timed(sklearn_each)
+    torch_error = torch.cat(
+        [relative_error(x.float(), w, h) for x, (w, h) in zip(matrices, torch_factors, strict=True)]
+    )
+    return {
+        "factorizations": len(sklearn_errors),
+        "torch_seconds": round(torch_s, 4),
+        "sklearn_seconds": round(sklearn_s, 4),
+        "nmf_speedup": round(sklearn_s / torch_s, 2),
+        "torch_relative_error": round(float(torch_error.mean()), 5),
+        "sklearn_relative_error": round(float(np.mean(sklearn_errors)), 5),
+        "error_ratio": round(float(torch_error.mean()) / float(np.mean(sklearn_errors)), 4),
+    }
+
+
+def _sklearn_error(sample: np.ndarray, groups: int, iters: int, seed: int) -> float:
+    model = NMF(groups, init="random", solver="mu", max_iter=iters, tol=0, random_state=seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "max_iter reached" is what this comparison asks for
+        w = model.fit_transform(sample)
+    residual = np.linalg.norm(sample - w @ model.components_)
+    return float(residual / max(np.linalg.norm(sample), 1e-10))
+
+
+def bench_groupviz(builder: Builder, acts: dict[str, torch.Tensor], seed: int) -> dict:
+    encoder = builder.encoder
+    _, _, directions = encoder.factorize(acts)
+    args = (encoder.image_channels, encoder.image_size, encoder.steps, encoder.lr)
+    model, layers = builder.model, encoder.layers
+    batched_s, (_, trace) = _timed(lambda: render(model, layers, directions, *args, seed))
+
+    def one_at_a_time():
+        for layer, direction in zip(layers, directions, strict=True):
+            for b in range(direction.shape[0]):
+                for g in range(direction.shape[1]):
+                    render(model, [layer], [direction[b : b + 1, g : g + 1]], *args, seed)
+
+    loop_s, _ = _timed(one_at_a_time)
+    count = trace.shape[1]
+    return {
+        "visualizations": count,
+        "steps": encoder.steps,
+        "image_size": encoder.image_size,
+        "batched_seconds": round(batched_s, 3),
+        "one_at_a_time_seconds": round(loop_s, 3),
+        "speedup": round(loop_s / batched_s, 2),
+        "visualizations_per_s": round(count / batched_s, 3),
+        "objective_gain_median": round(float((trace[-1] / trace[0].clamp_min(1e-8)).median()), 2),
+        "fraction_of_model_fwd_bwd": _fraction_of_model(builder, count, batched_s),
+    }
+
+
+def _fraction_of_model(builder: Builder, count: int, seconds: float) -> float:
+    """Encoder image-steps/s over the model's own forward+backward images/s (to the deepest
+    layer) at the same batch size on the same device: how close to the hardware limit."""
+    size, channels = builder.encoder.image_size, builder.encoder.image_channels
+    x = torch.rand(count, channels, size, size, device=builder.device, requires_grad=True)
+    layer = builder.encoder.layers[-1]
+
+    def step():
+        forward_until(builder.model, [layer], x)[layer].sum().backward()
+
+    def steps():
+        for _ in range(repeats):
+            step()
+        _sync(builder.device)
+
+    step()  # warm-up
+    repeats = 5
+    model_s, _ = _timed(steps)
+    model_rate = count * repeats / model_s
+    encoder_rate = count * builder.encoder.steps / seconds
+    return round(encoder_rate / model_rate, 3)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def bench_encoder(
+    cfg: BuildConfig, samples: int, device: str = "cpu", seed: int = 0
+) -> dict[str, Any]:
+    """Both comparisons on the first `samples` source images of `cfg` at its layers."""
+    builder = Builder(cfg.replace(limit=samples), Path("."), device, progress=False)
+    builder.setup()
+    x = torch.from_numpy(builder.source.images).permute(0, 3, 1, 2).float().div(255)
+    _, acts = forward_with_taps(builder.model, builder.layers, x.to(builder.device))
+    genome = cfg.genome
+    results: dict[str, Any] = {
+        "encoder": genome.encoder,
+        "samples": len(x),
+        "layers": list(builder.layers),
+        "groups": genome.groups,
+        "device": str(builder.device),
+        "torch_threads": torch.get_num_threads(),
+        "nmf": bench_nmf(acts, genome.groups, genome.nmf_iters, seed % 2**32),
+    }
+    if genome.encoder == "groupviz":
+        results["groupviz"] = bench_groupviz(builder, acts, seed)
+    return results
