@@ -119,7 +119,15 @@ def build_shards(
         _check_device(device)
         EXECUTORS[executor]
         options = RunOptions(
-            device, overwrite, resume, progress, rank, world_size, workers, executor, ray_address
+            device=device,
+            overwrite=overwrite,
+            resume=resume,
+            progress=progress,
+            rank=rank,
+            world_size=world_size,
+            workers=workers,
+            executor=executor,
+            ray_address=ray_address,
         )
         result = build_corpus(cfg, out, options)
     except AFGError as err:
