@@ -76,9 +76,9 @@ def test_groupviz_corpus_loads_with_visible_mosaics(viz_corpus):
     row = ds[0]
     assert isinstance(row["genome_mosaic"], PILImage.Image)
     assert row["genome_mosaic"].size == (4 * 33 - 1, 3 * 33 - 1)
+    assert ds.features["genome_images"].dtype == "uint8"  # stored; numpy views read as int64
     images = ds.with_format("numpy")[0]["genome_images"]
-    assert images.shape == (3, 4, 1, 32, 32) and images.dtype == np.uint8
-    assert images.std() > 0
+    assert images.shape == (3, 4, 1, 32, 32) and 0 <= images.min() < images.max() <= 255
     example = next(iter(load(viz_corpus.out)))
     assert "genome_mosaic" not in example and example["genome_images"].shape == (3, 4, 1, 32, 32)
     tar = sorted((viz_corpus.out / "wds" / "train").glob("*.tar"))[0]
