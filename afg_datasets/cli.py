@@ -21,6 +21,15 @@ app = typer.Typer(
 )
 console = Console(stderr=True, soft_wrap=True)
 
+# Arguments and options several commands share.
+ConfigArg = Annotated[
+    str | None,
+    typer.Argument(help="Builder YAML path or name of a builder in builders/ (default: digits)."),
+]
+CorpusArg = Annotated[Path, typer.Argument(help="A built corpus directory.")]
+DeviceOpt = Annotated[str, typer.Option(help="Torch device: cpu, cuda or cuda:N.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
+
 
 def _fail(err: Exception) -> typer.Exit:
     console.print(f"[bold red]error:[/] {err}", highlight=False, markup=True)
@@ -39,12 +48,7 @@ def main(
 
 @app.command("build-shards")
 def build_shards(
-    config: Annotated[
-        str | None,
-        typer.Argument(
-            help="Builder YAML path, or the name of a config in builders/ (default: digits)."
-        ),
-    ] = None,
+    config: ConfigArg = None,
     out: Annotated[Path, typer.Option(help="Output corpus directory.")] = Path("afg"),
     limit: Annotated[int | None, typer.Option(help="Use only the first N source images.")] = None,
     source_root: Annotated[
@@ -70,7 +74,7 @@ def build_shards(
     encoder: Annotated[
         str | None, typer.Option(help="Genome encoder: groupmap or groupviz (default: config).")
     ] = None,
-    device: Annotated[str, typer.Option(help="Torch device: cpu, cuda or cuda:N.")] = "cpu",
+    device: DeviceOpt = "cpu",
     seed: Annotated[int | None, typer.Option(help="Build seed (overrides the config).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace a different corpus in --out.")] = False,
     resume: Annotated[
@@ -157,7 +161,7 @@ def finalize(directory: Annotated[Path, typer.Argument(help="A build output dire
 
 
 @app.command()
-def card(directory: Annotated[Path, typer.Argument(help="A built corpus directory.")]):
+def card(directory: CorpusArg):
     """Regenerate the dataset card (README.md) from manifest.json and stats.json."""
     from afg_datasets.card import write_card
     from afg_datasets.verify import load_manifest
@@ -172,7 +176,7 @@ def card(directory: Annotated[Path, typer.Argument(help="A built corpus director
 
 
 @app.command()
-def verify(directory: Annotated[Path, typer.Argument(help="A built corpus directory.")]):
+def verify(directory: CorpusArg):
     """Check every file against the manifest, the schema against the card, splits and keys."""
     from afg_datasets.verify import verify_corpus
 
@@ -190,7 +194,7 @@ def verify(directory: Annotated[Path, typer.Argument(help="A built corpus direct
 
 @app.command()
 def push(
-    directory: Annotated[Path, typer.Argument(help="A built corpus directory.")],
+    directory: CorpusArg,
     repo_id: Annotated[str, typer.Option(help="Hub dataset repo, NAMESPACE/NAME.")],
     private: Annotated[bool, typer.Option(help="Create the repo as private.")] = False,
     revision: Annotated[str | None, typer.Option(help="Branch to push to.")] = None,
@@ -214,7 +218,7 @@ def push(
 
 @app.command()
 def bench(
-    directory: Annotated[Path, typer.Argument(help="A built corpus directory.")],
+    directory: CorpusArg,
     out: Annotated[Path | None, typer.Option(help="Output folder (default DIR/bench).")] = None,
     seeds: Annotated[int, typer.Option(min=1, help="Training seeds per method.")] = 3,
     quick: Annotated[bool, typer.Option(help="1 seed, fewer epochs.")] = False,
@@ -247,10 +251,10 @@ def bench(
 
 @app.command("bench-loader")
 def bench_loader(
-    directory: Annotated[Path, typer.Argument(help="A built corpus directory.")],
+    directory: CorpusArg,
     split: Annotated[str, typer.Option(help="Split to read.")] = "train",
     repeats: Annotated[int, typer.Option(help="Passes per reader; the median is reported.")] = 3,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    as_json: JsonOpt = False,
 ):
     """records/s and MB/s of `load`, `stream` and a raw read of the same files."""
     from afg_datasets.benchmarks import bench_loaders
@@ -276,9 +280,7 @@ def bench_loader(
 
 @app.command("bench-build")
 def bench_build(
-    config: Annotated[
-        str | None, typer.Argument(help="Builder YAML or shipped builder name (default: digits).")
-    ] = None,
+    config: ConfigArg = None,
     what: Annotated[str, typer.Option(help="Comma-separated: kill, scaling, memory.")] = (
         "kill,scaling,memory"
     ),
@@ -289,10 +291,9 @@ def bench_build(
     work_dir: Annotated[
         Path | None, typer.Option(help="Where the temporary builds go (default: system temp).")
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    as_json: JsonOpt = False,
 ):
-    """Kill-and-resume (SIGKILL at random points), weak scaling (1 vs 2 workers) and peak
-    memory (x1 vs x4 records) of real builds."""
+    """SIGKILL-and-resume, weak scaling (1 vs 2 workers), peak RSS (x1 vs x4) of real builds."""
     from afg_datasets.build_bench import bench_build as run
     from afg_datasets.config import load_config
 
@@ -328,16 +329,14 @@ def bench_build(
 
 @app.command("bench-encoder")
 def bench_encoder(
-    config: Annotated[
-        str | None, typer.Argument(help="Builder YAML or shipped builder name (default: digits).")
-    ] = None,
+    config: ConfigArg = None,
     encoder: Annotated[
         str | None, typer.Option(help="groupviz or groupmap (default: the config's).")
     ] = None,
     samples: Annotated[int, typer.Option(min=1, help="Source images to encode.")] = 8,
     steps: Annotated[int | None, typer.Option(help="groupviz steps (default: config).")] = None,
-    device: Annotated[str, typer.Option(help="Torch device: cpu, cuda or cuda:N.")] = "cpu",
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    device: DeviceOpt = "cpu",
+    as_json: JsonOpt = False,
 ):
     """Batched encoder vs one visualization / one NMF at a time: seconds, speedups, errors."""
     from afg_datasets.config import load_config
@@ -361,7 +360,7 @@ def bench_encoder(
 
 @app.command("afs")
 def afs_command(
-    directory: Annotated[Path, typer.Argument(help="A built corpus directory.")],
+    directory: CorpusArg,
     split: Annotated[str, typer.Option(help="Split to measure.")] = "test",
     seed: Annotated[int, typer.Option(help="Seed of the same-class clean pairs.")] = 0,
 ):
@@ -385,7 +384,7 @@ def afs_command(
 
 @app.command()
 def show(
-    directory: Annotated[Path, typer.Argument(help="A built corpus directory.")],
+    directory: CorpusArg,
     key: Annotated[str, typer.Argument(help="Record key, e.g. digits-00004-fgsm.")],
     out: Annotated[
         Path | None, typer.Option(help="PNG to write (default: ./show-KEY.png).")
