@@ -1,6 +1,6 @@
 """Build, publish and consume Adversarial Feature Genome (AFG) corpora."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 from afg_datasets.loader import load, stream  # noqa: E402
 from afg_datasets.models import load_target_model  # noqa: E402

@@ -91,31 +91,31 @@ def bench_groupviz(builder: Builder, acts: dict[str, torch.Tensor], seed: int) -
         "speedup": round(loop_s / batched_s, 2),
         "visualizations_per_s": round(count / batched_s, 3),
         "objective_gain_median": round(float((trace[-1] / trace[0].clamp_min(1e-8)).median()), 2),
-        "fraction_of_model_fwd_bwd": _fraction_of_model(builder, count, batched_s),
+        "fraction_of_model_fwd_bwd": _fraction_of_model(builder, directions, batched_s),
     }
 
 
-def _fraction_of_model(builder: Builder, count: int, seconds: float) -> float:
-    """Encoder image-steps/s over the model's own forward+backward images/s (to the deepest
-    layer) at the same batch size on the same device: how close to the hardware limit."""
-    size, channels = builder.encoder.image_size, builder.encoder.image_channels
-    x = torch.rand(count, channels, size, size, device=builder.device, requires_grad=True)
-    layer = builder.encoder.layers[-1]
+def _fraction_of_model(builder: Builder, directions: list[torch.Tensor], seconds: float) -> float:
+    """The share of the encoder's time that the model's own forward+backward passes would take
+    alone (same per-layer batches, same device, no parameterization, transforms or Adam):
+    how close the encoder runs to what the hardware does for this model."""
+    encoder = builder.encoder
+    size, channels = encoder.image_size, encoder.image_channels
+    slices = [
+        (layer, torch.rand(d.shape[0] * d.shape[1], channels, size, size, device=builder.device))
+        for layer, d in zip(encoder.layers, directions, strict=True)
+    ]
 
-    def step():
-        forward_until(builder.model, [layer], x)[layer].sum().backward()
-
-    def steps():
-        for _ in range(repeats):
-            step()
+    def passes():
+        for layer, x in slices:
+            x.requires_grad_(True)
+            forward_until(builder.model, [layer], x)[layer].sum().backward()
         _sync(builder.device)
 
-    step()  # warm-up
+    passes()  # warm-up
     repeats = 5
-    model_s, _ = _timed(steps)
-    model_rate = count * repeats / model_s
-    encoder_rate = count * builder.encoder.steps / seconds
-    return round(encoder_rate / model_rate, 3)
+    model_s, _ = _timed(lambda: [passes() for _ in range(repeats)])
+    return round(model_s / repeats * encoder.steps / seconds, 3)
 
 
 def _sync(device: torch.device) -> None:

@@ -55,7 +55,7 @@ def test_imagefolder_resnet18_checkpoint_end_to_end(folder, tmp_path, suffix):
     result = build_corpus(
         folder_config(folder, checkpoint=str(checkpoint)), tmp_path / "afg", progress=False
     )
-    assert result.stats["source"]["skipped"] == 1
+    assert result.manifest["source"]["skipped"] == 1
     assert [layer["name"] for layer in result.manifest["layers"]] == [
         "layer1",
         "layer2",

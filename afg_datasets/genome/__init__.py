@@ -30,14 +30,14 @@ def make_encoder(
 
 def encoder_from_manifest(manifest: dict, model=None):
     """The exact encoder a corpus was built with (to compute genomes of new images)."""
-    info = manifest["model"]
+    info = manifest.get("model")  # (recognizers saved before 0.2 lack it: groupmap only)
     return make_encoder(
         manifest["config"]["genome"],
         [layer["name"] for layer in manifest["layers"]],
         [layer["channels"] for layer in manifest["layers"]],
         manifest["seeds"]["nmf"],
         model,
-        (info["in_channels"], info["image_size"]),
+        (info["in_channels"], info["image_size"]) if info else None,
     )
 
 

@@ -76,7 +76,16 @@ class Recognizer:
             "num_classes": self.net.num_classes,
             "manifest": {
                 k: self.manifest[k]
-                for k in ("name", "config", "config_hash", "seeds", "layers", "source", "features")
+                for k in (
+                    "name",
+                    "config",
+                    "config_hash",
+                    "seeds",
+                    "layers",
+                    "model",
+                    "source",
+                    "features",
+                )
             },
         }
         (path / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
