@@ -119,16 +119,25 @@ class Builder:
         with self.setup_timer("load"):
             full = load_source(self.cfg.source)
             split_of_all = assign_splits(full.ids, self.cfg.seed, self.cfg.splits.ratios())
+        self.source = full.head(self.cfg.limit)
+        self.split_of = split_of_all[: len(self.source)]
         with self.setup_timer("train_model"):
             if model_dir is not None:
                 self.model, self.model_info = load_model_dir(model_dir, str(self.device))
                 self.model_cached = True
             else:
                 self._obtain_model(full, split_of_all)
+        self._bind_model()
+
+    def adopt_model(self, model_dir: Path) -> None:
+        """Use the model a build saved (so every rank and resumed run uses the same bytes)."""
+        self.model, self.model_info = load_model_dir(model_dir, str(self.device))
+        self._bind_model()
+
+    def _bind_model(self) -> None:
+        """Layers, encoder, schema and attacks for the current model (validated here)."""
         self.layers = tuple(self.cfg.model.layers or self.model_info.layers)
         self.model.check_layers(self.layers)
-        self.source = full.head(self.cfg.limit)
-        self.split_of = split_of_all[: len(self.source)]
         probe = torch.zeros(
             1, self.source.channels, *self.source.images.shape[1:3], device=self.device
         )
@@ -360,7 +369,9 @@ def build_corpus(
     plan = plan_document(cfg, tasks, builder.corpus_facts())
     with output_lock(out):
         resumed = prepare_output(out, cfg, plan, opts.overwrite, opts.resume)
-        if not (out / "model" / INFO_FILE).is_file():
+        if (out / "model" / INFO_FILE).is_file():  # planned earlier, or by another rank
+            builder.adopt_model(out / "model")
+        else:
             save_model(builder.model, builder.model_info, out / "model")
         if not (out / SETUP_FILE).is_file():
             (out / SETUP_FILE).parent.mkdir(exist_ok=True)
