@@ -84,8 +84,9 @@ def build_shards(
         ),
     ] = False,
     workers: Annotated[
-        int, typer.Option(min=1, help="Local worker processes (on cuda: one per visible GPU).")
-    ] = 1,
+        int | None,
+        typer.Option(min=1, help="Local worker processes (default: 1; on cuda, one per GPU)."),
+    ] = None,
     rank: Annotated[
         int | None, typer.Option(help="This process's rank (default: torchrun/SLURM env, or 0).")
     ] = None,
@@ -103,7 +104,7 @@ def build_shards(
     Re-running on the same --out resumes; with several ranks, `afg finalize` completes it."""
     from afg_datasets.build import RunOptions, build_corpus
     from afg_datasets.config import load_config
-    from afg_datasets.executors import EXECUTORS, rank_device, resolve_ranks
+    from afg_datasets.executors import EXECUTORS, default_workers, rank_device, resolve_ranks
 
     try:
         cfg = load_config(config)
@@ -122,6 +123,7 @@ def build_shards(
         device = rank_device(device, local_rank)
         _check_device(device)
         EXECUTORS[executor]
+        workers = workers or default_workers(device)
         options = RunOptions(
             device=device,
             overwrite=overwrite,

@@ -53,6 +53,11 @@ def rank_device(device: str, local_rank: int | None) -> str:
     return f"cuda:{local_rank}" if device == "cuda" and local_rank is not None else device
 
 
+def default_workers(device: str) -> int:
+    """One local worker per visible GPU on a bare `cuda` device, else one."""
+    return max(1, torch.cuda.device_count()) if device == "cuda" else 1
+
+
 def worker_devices(device: str, workers: int) -> list[str]:
     """One device per local worker: on a bare `cuda`, one visible GPU each (round robin)."""
     if device == "cuda":

@@ -14,7 +14,7 @@ import yaml
 
 from afg_datasets.build import build_corpus
 from afg_datasets.errors import ConfigError, OutputDirError
-from afg_datasets.executors import rank_device, resolve_ranks
+from afg_datasets.executors import default_workers, rank_device, resolve_ranks
 from afg_datasets.finalize import finalize
 
 TASK_SIZE = 16  # 48 sources -> 3 tasks
@@ -161,6 +161,7 @@ def test_ranks_from_torchrun_and_slurm(env, expected):
     assert resolve_ranks(None, None, env) == expected
     assert resolve_ranks(1, 2, env) == (1, 2, None)
     assert rank_device("cuda", 1) == "cuda:1" and rank_device("cpu", 1) == "cpu"
+    assert default_workers("cpu") == 1
 
 
 @pytest.mark.parametrize("rank, world", [(2, 2), (None, 2), (0, 0)])
