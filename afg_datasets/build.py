@@ -40,6 +40,7 @@ from afg_datasets.plan import (
     check_output,
     clear_task,
     derive_seed,
+    file_entry,
     make_tasks,
     marker_path,
     output_lock,
@@ -47,7 +48,6 @@ from afg_datasets.plan import (
     plan_document,
     prepare_output,
     read_marker,
-    sha256_file,
     tar_path,
     write_json,
 )
@@ -301,15 +301,7 @@ class Builder:
                 writer.abort()
             raise
         with self.timer("hash"):
-            files = [
-                {
-                    "path": f.path.relative_to(self.out).as_posix(),
-                    "sha256": sha256_file(f.path),
-                    "bytes": f.path.stat().st_size,
-                    "rows": f.rows,
-                }
-                for f in shards
-            ]
+            files = [file_entry(self.out, f.path, f.rows) for f in shards]
         return {
             "task": task.id,
             "worker": os.getpid(),

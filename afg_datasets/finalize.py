@@ -17,10 +17,10 @@ from afg_datasets.plan import (
     MANIFEST_FILE,
     STATS_FILE,
     TASKS_DIR,
+    file_entry,
     plan_tasks,
     read_marker,
     read_plan,
-    sha256_file,
     write_json,
 )
 from afg_datasets.records import CLEAN, RecordBatch
@@ -101,15 +101,11 @@ def finalize(out: str | Path, wall: float | None = None) -> BuildResult:
     return BuildResult(out, manifest, stats)
 
 
-def _file_entry(out: Path, path: Path) -> dict[str, Any]:
-    relative = path.relative_to(out).as_posix()
-    return {"path": relative, "sha256": sha256_file(path), "bytes": path.stat().st_size}
-
-
 def make_manifest(out: Path, plan: dict[str, Any], markers: list[dict]) -> dict[str, Any]:
     data_files = sorted((f for m in markers for f in m["files"]), key=lambda e: e["path"])
     model_dir = out / "model"
-    model_files = [{**_file_entry(out, p), "rows": None} for p in sorted(model_dir.iterdir())]
+    model_files = [file_entry(out, p, None) for p in sorted(model_dir.iterdir())]
+    weights = next(e for e in model_files if e["path"] == f"model/{MODEL_FILE}")
     info = json.loads((model_dir / INFO_FILE).read_text())
     return {
         "name": plan["config"]["name"],
@@ -119,7 +115,7 @@ def make_manifest(out: Path, plan: dict[str, Any], markers: list[dict]) -> dict[
         "seeds": plan["seeds"],
         "source": plan["source"],
         "model": {
-            "sha256": sha256_file(model_dir / MODEL_FILE),
+            "sha256": weights["sha256"],
             "path": f"model/{MODEL_FILE}",
             **info,
         },

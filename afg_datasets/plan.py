@@ -48,6 +48,16 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def file_entry(out: Path, path: Path, rows: int | None) -> dict[str, Any]:
+    """A manifest entry: path relative to the corpus, sha256, bytes, rows (None: not a table)."""
+    return {
+        "path": path.relative_to(out).as_posix(),
+        "sha256": sha256_file(path),
+        "bytes": path.stat().st_size,
+        "rows": rows,
+    }
+
+
 def write_json(path: Path, data: Any) -> None:
     """Atomically write indented JSON (insertion order: deterministic, and meaningful for
     attacks and columns)."""
