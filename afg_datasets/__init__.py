@@ -1,9 +1,23 @@
-"""Build, publish and consume Adversarial Feature Genome (AFG) corpora."""
+"""Build, publish and consume Adversarial Feature Genome (AFG) corpora.
+
+The public functions load lazily, so `afg --help`, `afg verify` and `afg push` do not start
+torch.
+"""
+
+from importlib import import_module
 
 __version__ = "0.2.0"
 
-from afg_datasets.loader import load, stream  # noqa: E402
-from afg_datasets.models import load_target_model  # noqa: E402
-from afg_datasets.verify import verify_corpus  # noqa: E402
+_PUBLIC = {
+    "load": "afg_datasets.loader",
+    "stream": "afg_datasets.loader",
+    "load_target_model": "afg_datasets.models",
+    "verify_corpus": "afg_datasets.verify",
+}
+__all__ = ["__version__", *_PUBLIC]
 
-__all__ = ["__version__", "load", "load_target_model", "stream", "verify_corpus"]
+
+def __getattr__(name: str):
+    if name in _PUBLIC:
+        return getattr(import_module(_PUBLIC[name]), name)
+    raise AttributeError(f"module 'afg_datasets' has no attribute {name!r}")

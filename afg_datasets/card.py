@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +11,20 @@ from datasets.info import DatasetInfosDict
 from datasets.utils.metadata import MetadataConfigs
 from huggingface_hub import DatasetCard, DatasetCardData
 
-from afg_datasets.config import SPLITS
+from afg_datasets.layout import (
+    AFS_JSON,
+    AFS_PNG,
+    BENCH_DIR,
+    CARD_FILE,
+    DATA_DIR,
+    SPLITS,
+    STATS_FILE,
+    atomic_write,
+    read_json,
+)
 from afg_datasets.records import CLEAN, FIELD_DOCS, features_from_json
 from afg_datasets.resources import resource_dir
+from afg_datasets.verify import load_manifest
 
 TEMPLATE = "afg_dataset_card.md"
 DEFAULT_CONFIG = "all"
@@ -36,7 +46,7 @@ def _split_files(manifest: dict[str, Any], attacks: list[str]) -> dict[str, list
     chosen: dict[str, list[dict]] = {s: [] for s in SPLITS}
     for entry in manifest["files"]:
         parts = entry["path"].split("/")
-        if parts[0] == "data" and parts[1] in attacks:
+        if parts[0] == DATA_DIR and parts[1] in attacks:
             chosen[parts[2].split("-")[0]].append(entry)
     return {s: files for s, files in chosen.items() if files}
 
@@ -120,14 +130,14 @@ def optional_sections(root: Path | None) -> dict[str, Any]:
     if root is None:
         return {}
     extras: dict[str, Any] = {}
-    if (root / "afs.png").is_file():
-        extras["afs_figure"] = "afs.png"
-        afs = root / "afs.json"
+    if (root / AFS_PNG).is_file():
+        extras["afs_figure"] = AFS_PNG
+        afs = root / AFS_JSON
         if afs.is_file():
             extras["afs_sentence"] = json.loads(afs.read_text()).get("summary", "")
     if (root / "bench" / "results.md").is_file():
         extras["bench_table"] = (root / "bench" / "results.md").read_text()
-        results = root / "bench" / "results.json"
+        results = root / BENCH_DIR / "results.json"
         if results.is_file():
             extras["bench_verdict"] = bench_verdict(json.loads(results.read_text())["results"])
     return extras
@@ -203,8 +213,11 @@ def _compact(params: dict[str, Any]) -> str:
 
 def write_card(out: Path, manifest: dict[str, Any], stats: dict[str, Any]) -> Path:
     card = render_card(manifest, stats, load_path=out.name or "afg", root=out)
-    path = out / "README.md"
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_text(str(card))
-    os.replace(tmp, path)
+    path = out / CARD_FILE
+    atomic_write(path, lambda handle: handle.write(str(card).encode()))
     return path
+
+
+def refresh_card(root: Path) -> Path:
+    """Rewrite a finished corpus's card from its manifest and stats (after bench, afs)."""
+    return write_card(root, load_manifest(root), read_json(root / STATS_FILE))

@@ -16,11 +16,10 @@ import yaml
 from afg_datasets.attacks import ATTACKS, resolve_params
 from afg_datasets.errors import ConfigError
 from afg_datasets.genome import ENCODERS
+from afg_datasets.layout import SPLITS
 from afg_datasets.models import check_architecture
 from afg_datasets.resources import resource_dir
 from afg_datasets.sources import SourceConfig
-
-SPLITS = ("train", "validation", "test")
 
 
 @dataclass(frozen=True)

@@ -19,3 +19,7 @@ class SourceError(AFGError):
 
 class ModelError(AFGError):
     """A target model or its checkpoint cannot be used with this source."""
+
+
+class CorpusError(AFGError):
+    """A corpus on disk does not match its manifest (corrupt, tampered or incomplete)."""

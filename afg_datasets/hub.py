@@ -16,7 +16,7 @@ from huggingface_hub import DatasetCard, HfApi
 from huggingface_hub.errors import HfHubHTTPError
 
 from afg_datasets.errors import AFGError
-from afg_datasets.plan import CARD_FILE
+from afg_datasets.layout import AFS_JSON, BENCH_DIR, CARD_FILE, MANIFEST_FILE, PARTIAL, STATS_FILE
 from afg_datasets.verify import require_intact
 
 log = logging.getLogger(__name__)
@@ -24,11 +24,11 @@ log = logging.getLogger(__name__)
 # What a corpus publishes; build leftovers (plan.json, *.partial) stay local.
 ALLOW_PATTERNS = [
     CARD_FILE,
-    "manifest.json",
-    "stats.json",
+    MANIFEST_FILE,
+    STATS_FILE,
     "*.png",
-    "afs.json",
-    "bench/*",
+    AFS_JSON,
+    f"{BENCH_DIR}/*",
     "data/**",
     "wds/**",
     "model/*",
@@ -53,7 +53,7 @@ def upload_plan(root: Path) -> list[UploadFile]:
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         relative = path.relative_to(root).as_posix()
         allowed = any(fnmatch.fnmatch(relative, pattern) for pattern in ALLOW_PATTERNS)
-        if allowed and not relative.endswith(".partial"):
+        if allowed and not relative.endswith(PARTIAL):
             files.append(UploadFile(relative, path.stat().st_size))
     return files
 
@@ -102,7 +102,7 @@ def push(
             repo_type="dataset",
             revision=revision,
             allow_patterns=ALLOW_PATTERNS,
-            ignore_patterns=["*.partial"],
+            ignore_patterns=[f"*{PARTIAL}"],
             commit_message=f"Upload AFG corpus {root.name}",
         )
     )
@@ -111,7 +111,8 @@ def push(
 
 def _with_retries(call):
     """Retry transient Hub errors (5xx, 429, connection); re-running an upload resumes it."""
-    for attempt in range(1, RETRIES + 1):
+    attempt = 1
+    while True:
         try:
             return call()
         except (HfHubHTTPError, ConnectionError, TimeoutError) as err:
@@ -121,7 +122,7 @@ def _with_retries(call):
                 raise PushError(f"Hub request failed: {_scrub(err)}") from None
             log.warning("transient Hub error (attempt %d/%d): %s", attempt, RETRIES, _scrub(err))
             time.sleep(2**attempt)
-    return None
+            attempt += 1
 
 
 def _scrub(err: Exception) -> str:

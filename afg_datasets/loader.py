@@ -7,7 +7,6 @@ read with allow_pickle=False and webdataset's own decoders are not used.
 
 from __future__ import annotations
 
-import functools
 import glob
 import io
 import json
@@ -20,6 +19,7 @@ import numpy as np
 import torch
 
 from afg_datasets.genome import genome_inputs
+from afg_datasets.layout import WDS_DIR, sha256_file
 from afg_datasets.verify import CorpusError, load_manifest, require_intact
 
 META_FIELDS = ("key", "attack", "label", "is_adversarial", "mixed_label")
@@ -85,42 +85,11 @@ def shard_urls(dir_or_urls: str | os.PathLike | list[str], split: str) -> list[s
         return list(dir_or_urls)
     root = Path(dir_or_urls)
     if root.is_dir():
-        urls = sorted(glob.glob(str(root / "wds" / split / f"{split}-*.tar")))
+        urls = sorted(glob.glob(str(root / WDS_DIR / split / f"{split}-*.tar")))
         if not urls:
             raise CorpusError(f"{root}: no webdataset shards for split {split!r}")
         return urls
     return [str(dir_or_urls)]
-
-
-@functools.lru_cache(maxsize=64)
-def _npy_header(header: bytes) -> tuple[tuple[int, ...], np.dtype, int]:
-    """numpy's own header parser, run once per distinct header (it uses literal_eval: slow)."""
-    stream_ = io.BytesIO(header)
-    major, _ = np.lib.format.read_magic(stream_)
-    read_header = (
-        np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
-    )
-    shape, fortran, dtype = read_header(stream_)
-    if fortran or dtype.hasobject:
-        raise ValueError("only C-ordered, non-object npy arrays are allowed")
-    return shape, dtype, len(header)
-
-
-def read_npy(data: bytes) -> np.ndarray:
-    """Decode one .npy member without pickle; equivalent to np.load(allow_pickle=False)."""
-    if data[:6] != b"\x93NUMPY" or len(data) < 10:
-        raise ValueError("not an npy file")
-    if data[6] == 1:
-        end = 10 + int.from_bytes(data[8:10], "little")
-    else:
-        end = 12 + int.from_bytes(data[8:12], "little")
-    shape, dtype, offset = _npy_header(bytes(data[:end]))
-    count = int(np.prod(shape))
-    if len(data) - offset != count * dtype.itemsize:
-        raise ValueError(
-            f"npy payload has {len(data) - offset} bytes, expected {count * dtype.itemsize}"
-        )
-    return np.frombuffer(data, dtype=dtype, count=count, offset=offset).reshape(shape)
 
 
 def decode_sample(sample: Mapping[str, Any]) -> dict[str, Any]:
@@ -142,8 +111,6 @@ def decode_sample(sample: Mapping[str, Any]) -> dict[str, Any]:
 
 def _checked_urls(urls: list[str], root: Path | None) -> Iterator[dict[str, str]]:
     """Each shard's sha256 is checked against the manifest before it is read (local corpora)."""
-    from afg_datasets.plan import sha256_file
-
     expected = {}
     if root is not None:
         expected = {str(root / e["path"]): e["sha256"] for e in load_manifest(root)["files"]}

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import shutil
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -20,50 +19,27 @@ from typing import Any
 from filelock import FileLock
 
 from afg_datasets import __version__
-from afg_datasets.config import SPLITS, BuildConfig
+from afg_datasets.config import BuildConfig
 from afg_datasets.errors import OutputDirError
-from afg_datasets.writers import PARTIAL, partial_path
-
-PLAN_FILE = "plan.json"
-MANIFEST_FILE = "manifest.json"
-STATS_FILE = "stats.json"
-CARD_FILE = "README.md"
-TASKS_DIR = "tasks"
-LOCK_FILE = ".afg.lock"
-# Everything a build owns inside its output directory; nothing else there is ever touched.
-OUTPUTS = ("data", "wds", "model", TASKS_DIR, CARD_FILE, MANIFEST_FILE, STATS_FILE, PLAN_FILE)
+from afg_datasets.layout import (
+    LOCK_FILE,
+    MANIFEST_FILE,
+    OUTPUTS,
+    PARTIAL,
+    PLAN_FILE,
+    SPLITS,
+    marker_path,
+    parquet_path,
+    partial_path,
+    tar_path,
+    write_json,
+)
 
 
 def derive_seed(*parts: object) -> int:
     """A 63-bit seed from the build seed and a task's identity (stable across machines)."""
     digest = hashlib.sha256(":".join(map(str, parts)).encode()).digest()
     return int.from_bytes(digest[:8], "big") >> 1
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def file_entry(out: Path, path: Path, rows: int | None) -> dict[str, Any]:
-    """A manifest entry: path relative to the corpus, sha256, bytes, rows (None: not a table)."""
-    return {
-        "path": path.relative_to(out).as_posix(),
-        "sha256": sha256_file(path),
-        "bytes": path.stat().st_size,
-        "rows": rows,
-    }
-
-
-def write_json(path: Path, data: Any) -> None:
-    """Atomically write indented JSON (insertion order: deterministic, and meaningful for
-    attacks and columns)."""
-    tmp = partial_path(path)
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
 
 
 @dataclass(frozen=True)
@@ -75,10 +51,6 @@ class Task:
     stop: int
     seed: int
 
-    @property
-    def tag(self) -> str:
-        return f"{self.id:05d}"
-
 
 def make_tasks(cfg: BuildConfig, num_sources: int) -> list[Task]:
     size = cfg.sources_per_task
@@ -88,22 +60,10 @@ def make_tasks(cfg: BuildConfig, num_sources: int) -> list[Task]:
     ]
 
 
-def parquet_path(out: Path, attack: str, split: str, task: Task, num_tasks: int) -> Path:
-    return out / "data" / attack / f"{split}-{task.tag}-of-{num_tasks:05d}.parquet"
-
-
-def tar_path(out: Path, split: str, task: Task, num_tasks: int) -> Path:
-    return out / "wds" / split / f"{split}-{task.tag}-of-{num_tasks:05d}.tar"
-
-
 def task_outputs(out: Path, task: Task, num_tasks: int, attacks: list[str]) -> list[Path]:
     """Every shard path a task may write (a split with no sources in the task writes none)."""
-    paths = [parquet_path(out, a, s, task, num_tasks) for a in attacks for s in SPLITS]
-    return paths + [tar_path(out, s, task, num_tasks) for s in SPLITS]
-
-
-def marker_path(out: Path, task: Task) -> Path:
-    return out / TASKS_DIR / f"{task.tag}.json"
+    paths = [parquet_path(out, a, s, task.id, num_tasks) for a in attacks for s in SPLITS]
+    return paths + [tar_path(out, s, task.id, num_tasks) for s in SPLITS]
 
 
 def read_plan(out: Path) -> dict[str, Any]:
@@ -119,7 +79,7 @@ def plan_tasks(plan: dict[str, Any]) -> list[Task]:
 
 def read_marker(out: Path, task: Task) -> dict[str, Any] | None:
     """A task's marker if the task is complete: marker present and its files intact in size."""
-    path = marker_path(out, task)
+    path = marker_path(out, task.id)
     if not path.is_file():
         return None
     try:
@@ -135,7 +95,7 @@ def read_marker(out: Path, task: Task) -> dict[str, Any] | None:
 
 def clear_task(out: Path, task: Task, num_tasks: int, attacks: list[str]) -> None:
     """Remove what an interrupted run of `task` left behind (its temp files, its marker)."""
-    marker_path(out, task).unlink(missing_ok=True)
+    marker_path(out, task.id).unlink(missing_ok=True)
     for path in task_outputs(out, task, num_tasks, attacks):
         partial_path(path).unlink(missing_ok=True)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import tarfile
 from collections import Counter
 from pathlib import Path
@@ -11,14 +10,19 @@ import pyarrow.parquet as pq
 from datasets import Features
 from huggingface_hub import DatasetCard
 
-from afg_datasets.errors import AFGError
-from afg_datasets.plan import CARD_FILE, MANIFEST_FILE, sha256_file
+from afg_datasets.errors import CorpusError
+from afg_datasets.layout import (
+    CARD_FILE,
+    CORPUS_DIRS,
+    DATA_DIR,
+    MANIFEST_FILE,
+    WDS_DIR,
+    read_json,
+    sha256_file,
+    split_of_shard,
+)
 
-DATA_DIRS = ("data", "wds", "model")
-
-
-class CorpusError(AFGError):
-    """A corpus on disk does not match its manifest (corrupt, tampered or incomplete)."""
+__all__ = ["CorpusError", "load_manifest", "require_intact", "split_files", "verify_corpus"]
 
 
 def tar_samples(path: Path) -> int:
@@ -45,7 +49,7 @@ def check_files(root: Path, manifest: dict) -> list[str]:
         rows = _rows(path)
         if entry["rows"] is not None and rows != entry["rows"]:
             problems.append(f"{entry['path']}: {rows} rows, manifest says {entry['rows']}")
-    for folder in DATA_DIRS:
+    for folder in CORPUS_DIRS:
         for path in sorted((root / folder).rglob("*")) if (root / folder).is_dir() else []:
             relative = path.relative_to(root).as_posix()
             if path.is_file() and relative not in listed:
@@ -85,7 +89,7 @@ def check_records(root: Path, manifest: dict) -> list[str]:
         path = root / entry["path"]
         if path.suffix != ".parquet" or not path.is_file():
             continue
-        split = path.name.split("-")[0]
+        split = split_of_shard(entry["path"])
         table = pq.read_table(path, columns=["key", "source_id"], use_threads=False)
         keys.update(table.column("key").to_pylist())
         for source_id in set(table.column("source_id").to_pylist()):
@@ -99,22 +103,16 @@ def check_records(root: Path, manifest: dict) -> list[str]:
 
 def split_files(root: Path, manifest: dict, split: str, fmt: str = "parquet") -> list[Path]:
     """The manifest's parquet (data/) or webdataset (wds/) files of one split, sorted."""
-    folder = "data" if fmt == "parquet" else "wds"
+    folder = DATA_DIR if fmt == "parquet" else WDS_DIR
     return sorted(
         root / e["path"]
         for e in manifest["files"]
-        if e["path"].startswith(f"{folder}/") and Path(e["path"]).name.startswith(f"{split}-")
+        if e["path"].startswith(f"{folder}/") and split_of_shard(e["path"]) == split
     )
 
 
 def load_manifest(root: Path) -> dict:
-    path = root / MANIFEST_FILE
-    if not path.is_file():
-        raise CorpusError(f"{path}: missing; not a complete AFG corpus")
-    try:
-        return json.loads(path.read_text())
-    except ValueError as err:
-        raise CorpusError(f"{path}: not valid JSON ({err})") from None
+    return read_json(root / MANIFEST_FILE, "missing; not a complete AFG corpus")
 
 
 def verify_corpus(root: str | Path) -> list[str]:

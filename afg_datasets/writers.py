@@ -15,7 +15,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import webdataset as wds
 
-PARTIAL = ".partial"
+from afg_datasets.layout import partial_path
+
 # Fixed tar header fields make shards byte-reproducible.
 TAR_OWNER = "afg"
 TAR_MTIME = 0
@@ -25,10 +26,6 @@ TAR_MTIME = 0
 class ShardFile:
     path: Path
     rows: int
-
-
-def partial_path(path: Path) -> Path:
-    return path.with_name(path.name + PARTIAL)
 
 
 class _ShardWriter:

@@ -155,10 +155,10 @@ def test_refuses_foreign_directory(tmp_path, small_config):
 
 
 def test_crash_mid_build_leaves_nothing_that_looks_complete(tmp_path, small_config, monkeypatch):
-    from afg_datasets import build
+    from afg_datasets.build.task import TaskRun
 
     calls = {"n": 0}
-    original = build.Builder._encode
+    original = TaskRun.encode
 
     def flaky(self, *args):
         calls["n"] += 1
@@ -166,7 +166,7 @@ def test_crash_mid_build_leaves_nothing_that_looks_complete(tmp_path, small_conf
             raise RuntimeError("simulated crash")
         return original(self, *args)
 
-    monkeypatch.setattr(build.Builder, "_encode", flaky)
+    monkeypatch.setattr(TaskRun, "encode", flaky)
     with pytest.raises(RuntimeError, match="simulated"):
         build_corpus(small_config, tmp_path / "c", progress=False)
     out = tmp_path / "c"

@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 
 from afg_datasets.build import build_corpus
 from afg_datasets.cli import app
-from afg_datasets.genome.groupmap import GroupMapEncoder
+from afg_datasets.genome import EncoderInputs
+from afg_datasets.genome.groupmap import GroupMapConfig, GroupMapEncoder
 from afg_datasets.genome.groupviz import mosaic, render
 from afg_datasets.loader import load
 from afg_datasets.models import forward_with_taps, load_target_model
@@ -29,7 +30,8 @@ def directions(corpus):
     model = load_target_model(corpus.out)
     images = torch.rand(2, 1, 32, 32, generator=torch.Generator().manual_seed(0))
     _, acts = forward_with_taps(model, LAYERS, images)
-    encoder = GroupMapEncoder(LAYERS, [acts[n].shape[1] for n in LAYERS], 4, 8, 100, 0)
+    inputs = EncoderInputs(tuple(LAYERS), tuple(acts[n].shape[1] for n in LAYERS), 0)
+    encoder = GroupMapEncoder(GroupMapConfig(groups=4, size=8, nmf_iters=100), inputs)
     return model, encoder.factorize(acts)[2]
 
 

@@ -3,7 +3,8 @@ import pytest
 import torch
 from sklearn.decomposition import NMF
 
-from afg_datasets.genome import ENCODERS
+from afg_datasets.genome import ENCODERS, EncoderInputs
+from afg_datasets.genome.groupmap import GroupMapConfig
 from afg_datasets.genome.nmf import batched_nmf, relative_error
 
 
@@ -53,7 +54,9 @@ def test_deterministic_and_rejects_bad_groups():
 
 
 def test_groupmap_shapes_and_padding():
-    encoder = ENCODERS["groupmap"](["a", "b"], [4, 8], groups=2, size=4, nmf_iters=10, seed=0)
+    encoder = ENCODERS["groupmap"](
+        GroupMapConfig(groups=2, size=4, nmf_iters=10), EncoderInputs(("a", "b"), (4, 8), 0)
+    )
     acts = {"a": torch.rand(3, 4, 8, 8), "b": torch.rand(3, 8, 2, 2)}
     genome = encoder.encode(acts)
     assert genome["genome_spatial"].shape == (3, 2, 2, 4, 4)

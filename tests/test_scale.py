@@ -12,10 +12,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from afg_datasets.build import build_corpus
+from afg_datasets.build import build_corpus, finalize
+from afg_datasets.build.executors import default_workers, rank_device, resolve_ranks
 from afg_datasets.errors import ConfigError, OutputDirError
-from afg_datasets.executors import default_workers, rank_device, resolve_ranks
-from afg_datasets.finalize import finalize
 
 TASK_SIZE = 16  # 48 sources -> 3 tasks
 

@@ -1,44 +1,41 @@
-"""Genome encoders: registry name -> encoder class (activations -> fixed-shape arrays)."""
+"""Genome encoders: registry name -> encoder class (activations -> fixed-shape arrays).
+
+The contract every encoder meets is `genome.base.GenomeEncoder`.
+"""
 
 from collections.abc import Mapping, Sequence
+from dataclasses import fields
 
+from afg_datasets.genome.base import EncoderInputs, GenomeEncoder
 from afg_datasets.genome.groupmap import GroupMapEncoder
 from afg_datasets.genome.groupviz import GroupVizEncoder
 from afg_datasets.registry import Registry
 
-ENCODERS: Registry[type] = Registry(
+ENCODERS: Registry[type[GenomeEncoder]] = Registry(
     "encoder", {"groupmap": GroupMapEncoder, "groupviz": GroupVizEncoder}
 )
 # Columns that are pictures of a genome, not model inputs.
 DISPLAY_COLUMNS = ("genome_mosaic",)
 
 
-def make_encoder(
-    genome: Mapping,
-    layers: Sequence[str],
-    channels: Sequence[int],
-    seed: int,
-    model=None,
-    image_shape: tuple[int, int] | None = None,
-):
-    """The encoder a genome config names; `model` and `image_shape` (channels, size) are
-    needed by encoders that render images."""
-    return ENCODERS[genome["encoder"]].from_config(
-        genome, layers, channels, seed, model, image_shape
-    )
+def make_encoder(genome: Mapping, inputs: EncoderInputs) -> GenomeEncoder:
+    """The encoder a genome config section names, with the settings its `Config` declares."""
+    cls = ENCODERS[genome["encoder"]]
+    names = {f.name for f in fields(cls.Config)}
+    return cls(cls.Config(**{k: v for k, v in genome.items() if k in names}), inputs)
 
 
-def encoder_from_manifest(manifest: dict, model=None):
+def encoder_from_manifest(manifest: dict, model=None) -> GenomeEncoder:
     """The exact encoder a corpus was built with (to compute genomes of new images)."""
     info = manifest.get("model")  # (recognizers saved before 0.2 lack it: groupmap only)
-    return make_encoder(
-        manifest["config"]["genome"],
-        [layer["name"] for layer in manifest["layers"]],
-        [layer["channels"] for layer in manifest["layers"]],
+    inputs = EncoderInputs(
+        tuple(layer["name"] for layer in manifest["layers"]),
+        tuple(layer["channels"] for layer in manifest["layers"]),
         manifest["seeds"]["nmf"],
         model,
         (info["in_channels"], info["image_size"]) if info else None,
     )
+    return make_encoder(manifest["config"]["genome"], inputs)
 
 
 def genome_inputs(columns: Sequence[str]) -> list[str]:
@@ -48,6 +45,8 @@ def genome_inputs(columns: Sequence[str]) -> list[str]:
 
 __all__ = [
     "ENCODERS",
+    "EncoderInputs",
+    "GenomeEncoder",
     "GroupMapEncoder",
     "GroupVizEncoder",
     "encoder_from_manifest",

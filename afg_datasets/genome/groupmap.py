@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from datasets import Array3D, Array4D
 
+from afg_datasets.genome.base import EncoderInputs
 from afg_datasets.genome.nmf import batched_nmf
+
+
+@dataclass(frozen=True)
+class GroupMapConfig:
+    groups: int = 4  # NMF groups per layer
+    size: int = 8  # spatial maps are resized to size x size
+    nmf_iters: int = 100
 
 
 class GroupMapEncoder:
@@ -19,22 +28,15 @@ class GroupMapEncoder:
     """
 
     name = "groupmap"
+    Config = GroupMapConfig
 
-    def __init__(
-        self,
-        layers: Sequence[str],
-        channels: Sequence[int],
-        groups: int,
-        size: int,
-        nmf_iters: int,
-        seed: int,
-    ):
-        self.layers = tuple(layers)
-        self.channels = tuple(channels)
-        self.groups = groups
-        self.size = size
-        self.nmf_iters = nmf_iters
-        self.seed = seed
+    def __init__(self, config: GroupMapConfig, inputs: EncoderInputs):
+        self.layers = tuple(inputs.layers)
+        self.channels = tuple(inputs.channels)
+        self.groups = config.groups
+        self.size = config.size
+        self.nmf_iters = config.nmf_iters
+        self.seed = inputs.seed
 
     def features(self) -> dict:
         num_layers, cmax = len(self.layers), max(self.channels)
@@ -44,12 +46,6 @@ class GroupMapEncoder:
             ),
             "genome_channels": Array3D(shape=(num_layers, self.groups, cmax), dtype="float16"),
         }
-
-    @classmethod
-    def from_config(
-        cls, genome: Mapping, layers, channels, seed: int, model=None, image_shape=None
-    ) -> GroupMapEncoder:
-        return cls(layers, channels, genome["groups"], genome["size"], genome["nmf_iters"], seed)
 
     def factorize(
         self, activations: Mapping[str, torch.Tensor]
@@ -74,7 +70,7 @@ class GroupMapEncoder:
         self, activations: Mapping[str, torch.Tensor], seed: int = 0
     ) -> dict[str, np.ndarray]:
         """Activations name -> [B, C, H, W] (non-negative) -> genome arrays with a batch axis.
-        (`seed` is unused: the NMF start is fixed by the build seed.)"""
+        Deterministic: the NMF start is the build's seed, so the batch `seed` is not drawn on."""
         spatial, channel, _ = self.factorize(activations)
         return {"genome_spatial": half(spatial), "genome_channels": half(channel)}
 

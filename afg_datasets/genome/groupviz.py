@@ -20,7 +20,8 @@ import torch
 import torch.nn.functional as F
 from datasets import Array5D, Image
 
-from afg_datasets.genome.groupmap import GroupMapEncoder, half
+from afg_datasets.genome.base import EncoderInputs
+from afg_datasets.genome.groupmap import GroupMapConfig, GroupMapEncoder, half
 from afg_datasets.models import TargetModel, forward_until
 
 # Lucid's colour correlation (square root of the ImageNet colour covariance, by SVD).
@@ -166,53 +167,33 @@ def mosaic(images: np.ndarray) -> np.ndarray:
     return out
 
 
+@dataclass(frozen=True)
+class GroupVizConfig(GroupMapConfig):
+    steps: int = 128  # Adam steps per visualization (Lucid: 512)
+    lr: float = 0.05  # Adam learning rate (Lucid's default)
+    image_size: int | None = None  # rendered size; None: the model's input size
+
+
 class GroupVizEncoder(GroupMapEncoder):
     """`groupmap`'s arrays plus `genome_images` [L, G, C, S, S] uint8 (one rendered image per
     group and layer) and `genome_mosaic`, the same images as one PNG for the Hub viewer."""
 
     name = "groupviz"
+    Config = GroupVizConfig
 
-    def __init__(
-        self,
-        layers: Sequence[str],
-        channels: Sequence[int],
-        groups: int,
-        size: int,
-        nmf_iters: int,
-        seed: int,
-        model: TargetModel,
-        image_channels: int,
-        image_size: int,
-        steps: int,
-        lr: float,
-    ):
-        super().__init__(layers, channels, groups, size, nmf_iters, seed)
-        self.model = model
-        self.image_channels = image_channels
-        self.image_size = image_size
-        self.steps = steps
-        self.lr = lr
-
-    @classmethod
-    def from_config(
-        cls, genome: Mapping, layers, channels, seed: int, model=None, image_shape=None
-    ) -> GroupVizEncoder:
-        if model is None or image_shape is None:
+    def __init__(self, config: GroupVizConfig, inputs: EncoderInputs):
+        if inputs.model is None or inputs.image_shape is None:
             raise ValueError("the groupviz encoder needs the target model and its input shape")
-        image_channels, model_size = image_shape
-        return cls(
-            layers,
-            channels,
-            genome["groups"],
-            genome["size"],
-            genome["nmf_iters"],
-            seed,
-            model,
-            image_channels,
-            genome.get("image_size") or model_size,
-            genome["steps"],
-            genome["lr"],
-        )
+        super().__init__(config, inputs)
+        self.model: TargetModel = inputs.model
+        self.image_channels, model_size = inputs.image_shape
+        self.image_size = config.image_size or model_size
+        self.steps = config.steps
+        self.lr = config.lr
+
+    def render_settings(self) -> tuple[int, int, int, float]:
+        """`render`'s (image channels, image size, steps, lr) for this encoder."""
+        return self.image_channels, self.image_size, self.steps, self.lr
 
     def features(self) -> dict:
         shape = (len(self.layers), self.groups, self.image_channels, self.image_size)
@@ -224,16 +205,7 @@ class GroupVizEncoder(GroupMapEncoder):
 
     def encode(self, activations: Mapping[str, torch.Tensor], seed: int = 0) -> dict:
         spatial, channel, directions = self.factorize(activations)
-        images, _ = render(
-            self.model,
-            self.layers,
-            directions,
-            self.image_channels,
-            self.image_size,
-            self.steps,
-            self.lr,
-            seed,
-        )
+        images, _ = render(self.model, self.layers, directions, *self.render_settings(), seed)
         stored = images.mul(255).round().to(torch.uint8).transpose(0, 1).cpu().numpy()
         return {
             "genome_spatial": half(spatial),

@@ -11,10 +11,11 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from afg_datasets.genome import encoder_from_manifest, genome_inputs
+from afg_datasets.layout import MODEL_DIR
 from afg_datasets.models import forward_with_taps, load_model_dir
 from afg_datasets.recognizer.data import read_split, to_tensors
 from afg_datasets.recognizer.model import RecognizerNet
-from afg_datasets.recognizer.training import TrainConfig, train
+from afg_datasets.recognizer.training import TrainConfig, fit_recognizer
 from afg_datasets.verify import load_manifest
 
 WEIGHTS = "recognizer.safetensors"
@@ -48,13 +49,9 @@ class Recognizer:
         inputs = recognizer_inputs(manifest)
         train_data = to_tensors(read_split(root, "train", images=False), inputs)
         val_data = to_tensors(read_split(root, "validation", images=False), inputs)
-        net = RecognizerNet(
-            {n: tuple(train_data[n].shape[1:]) for n in inputs},
-            len(manifest["source"]["class_names"]),
-            objective,
-        )
         cfg = train_cfg or TrainConfig()
-        history = train(net, train_data, val_data, cfg)
+        num_classes = len(manifest["source"]["class_names"])
+        net, history = fit_recognizer(inputs, train_data, val_data, num_classes, objective, cfg)
         info = {
             "objective": objective,
             "inputs": inputs,
@@ -62,7 +59,7 @@ class Recognizer:
             **history,
             "corpus": {"name": manifest["name"], "config_hash": manifest["config_hash"]},
         }
-        return cls(net, manifest, root / "model", info)
+        return cls(net, manifest, root / MODEL_DIR, info)
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)

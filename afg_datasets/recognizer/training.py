@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -75,3 +75,21 @@ def train(
         net.load_state_dict(best_state)
     net.eval()
     return {"epochs": epochs, "best_val_loss": best}
+
+
+def fit_recognizer(
+    inputs: Sequence[str],
+    train_data: Mapping[str, torch.Tensor],
+    val_data: Mapping[str, torch.Tensor],
+    num_classes: int,
+    objective: str,
+    cfg: TrainConfig,
+) -> tuple[RecognizerNet, dict]:
+    """A recognizer over the `inputs` columns, built and trained under `cfg.seed` (so its
+    initial weights are seeded too). Returns (net, training history)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        net = RecognizerNet(
+            {n: tuple(train_data[n].shape[1:]) for n in inputs}, num_classes, objective
+        )
+    return net, train(net, train_data, val_data, cfg)

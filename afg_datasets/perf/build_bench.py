@@ -21,7 +21,7 @@ import yaml
 
 from afg_datasets.config import BuildConfig
 from afg_datasets.errors import AFGError
-from afg_datasets.plan import TASKS_DIR
+from afg_datasets.layout import MANIFEST_FILE, PLAN_FILE, STATS_FILE, TASKS_DIR
 from afg_datasets.verify import verify_corpus
 
 
@@ -40,12 +40,12 @@ def _run(config: Path, out: Path, *extra: str, env: dict | None = None) -> dict[
     done = subprocess.run(_command(config, out, *extra), capture_output=True, text=True, env=env)
     if done.returncode != 0:
         raise BenchError(f"build into {out} failed:\n{done.stderr[-2000:]}")
-    stats = json.loads((out / "stats.json").read_text())
+    stats = json.loads((out / STATS_FILE).read_text())
     return {**stats, "process_seconds": time.perf_counter() - start}
 
 
 def _hashes(out: Path) -> dict[str, str]:
-    manifest = json.loads((out / "manifest.json").read_text())
+    manifest = json.loads((out / MANIFEST_FILE).read_text())
     return {e["path"]: e["sha256"] for e in manifest["files"]}
 
 
@@ -86,7 +86,7 @@ def kill_resume(cfg: BuildConfig, points: int, seed: int, work: Path) -> dict[st
         )
     return {
         "points": points,
-        "tasks": len(json.loads((work / "reference" / "plan.json").read_text())["tasks"]),
+        "tasks": len(json.loads((work / "reference" / PLAN_FILE).read_text())["tasks"]),
         "identical": sum(r["identical"] for r in runs),
         "killed_mid_build": sum(r["killed_mid_build"] for r in runs),
         "runs": runs,

@@ -13,25 +13,20 @@ import platform
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import sklearn
 import torch
-from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import balanced_accuracy_score, roc_auc_score, roc_curve
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
 from afg_datasets import __version__
-from afg_datasets.config import SPLITS
-from afg_datasets.models import forward_with_taps, load_model_dir
-from afg_datasets.recognizer.data import read_split, select, to_tensors
-from afg_datasets.recognizer.model import RecognizerNet
-from afg_datasets.recognizer.recognizer import recognizer_inputs
-from afg_datasets.recognizer.training import TrainConfig, evaluate, train
+from afg_datasets.evaluation.activations import layer_activations
+from afg_datasets.evaluation.methods import METHODS, Scores
+from afg_datasets.layout import BENCH_DIR, SPLITS
+from afg_datasets.models import load_target_model
+from afg_datasets.recognizer.data import read_split, select
 from afg_datasets.verify import load_manifest
 
 PROTOCOL = {
@@ -55,14 +50,6 @@ METRICS = (
 )
 
 
-@dataclass
-class Scores:
-    """A method's output on the test records: p(adversarial) and/or the recovered class."""
-
-    p_adv: np.ndarray | None
-    classes: np.ndarray | None
-
-
 def protocol_filter(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     clean = arrays["attack"] == "clean"
     correct = set(arrays["source_id"][clean & (arrays["pred"] == arrays["label"])])
@@ -73,104 +60,8 @@ def protocol_filter(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 def layer_features(root: Path, manifest: dict, arrays: dict[str, np.ndarray]) -> list[np.ndarray]:
     """Global-average-pooled activations of every corpus layer, from the stored images."""
-    model, _ = load_model_dir(root / "model")
     layers = [layer["name"] for layer in manifest["layers"]]
-    pooled: list[list[np.ndarray]] = [[] for _ in layers]
-    images = torch.from_numpy(arrays["image"]).float() / 255
-    for chunk in images.split(512):
-        _, acts = forward_with_taps(model, layers, chunk)
-        for i, name in enumerate(layers):
-            pooled[i].append(acts[name].flatten(2).mean(2).numpy())
-    return [np.concatenate(p) for p in pooled]
-
-
-# ---- methods: each (train, val, test arrays, seed, quick) -> Scores -------------------------
-
-
-def _recognizer(inputs: Callable[[dict], list[str]], objective: str):
-    def run(data, manifest, seed, quick) -> Scores:
-        names = inputs(manifest)
-        tensors = {s: to_tensors(data[s], names) for s in SPLITS}
-        net = RecognizerNet(
-            {n: tuple(tensors["train"][n].shape[1:]) for n in names},
-            len(manifest["source"]["class_names"]),
-            objective,
-        )
-        train(
-            net,
-            tensors["train"],
-            tensors["validation"],
-            TrainConfig(epochs=10 if quick else 30, seed=seed),
-        )
-        _, logits = evaluate(net, tensors["test"])
-        p_adv, classes = net.readout(logits, tensors["test"]["pred"])
-        return Scores(p_adv.numpy(), classes.numpy())
-
-    return run
-
-
-def _detector(score_features: Callable[..., list[np.ndarray]]):
-    """Per-layer scores -> logistic regression fitted on train (clean vs adversarial)."""
-
-    def run(data, manifest, seed, quick) -> Scores:
-        feats = {s: score_features(data, s, seed) for s in ("train", "test")}
-        x = {s: np.stack(f, axis=1) for s, f in feats.items()}
-        clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
-        clf.fit(x["train"], data["train"]["is_adversarial"])
-        return Scores(clf.predict_proba(x["test"])[:, 1], None)
-
-    return run
-
-
-def mahalanobis_scores(data, split, seed) -> list[np.ndarray]:
-    """Lee et al. 2018: min class-conditional Mahalanobis distance, tied covariance per layer
-    (fitted on clean train records; no input pre-processing)."""
-    train = data["train"]
-    clean = train["attack"] == "clean"
-    scores = []
-    for layer, feats in enumerate(data["features"][split]):
-        fit = data["features"]["train"][layer][clean]
-        labels = train["label"][clean]
-        means = np.stack([fit[labels == c].mean(0) for c in np.unique(labels)])
-        centred = fit - means[np.searchsorted(np.unique(labels), labels)]
-        precision = np.linalg.pinv(np.cov(centred, rowvar=False) + 1e-6 * np.eye(fit.shape[1]))
-        diff = feats[:, None, :] - means[None]
-        dist = np.einsum("ncd,de,nce->nc", diff, precision, diff)
-        scores.append(dist.min(1))
-    return scores
-
-
-def lid_scores(data, split, seed, k: int = 20, reference: int = 500) -> list[np.ndarray]:
-    """Ma et al. 2018: maximum-likelihood LID against a random reference set of clean train
-    records, per layer."""
-    clean = np.flatnonzero(data["train"]["attack"] == "clean")
-    rng = np.random.default_rng(seed)
-    ref = rng.choice(clean, size=min(reference, len(clean)), replace=False)
-    scores = []
-    for layer, feats in enumerate(data["features"][split]):
-        dist = torch.cdist(
-            torch.from_numpy(feats).double(),
-            torch.from_numpy(data["features"]["train"][layer][ref]).double(),
-        )
-        dist = torch.where(dist < 1e-12, torch.full_like(dist, float("inf")), dist)
-        knn = dist.topk(k, largest=False).values.clamp_min(1e-12)
-        lid = -1.0 / (torch.log(knn / knn[:, -1:]).mean(1) - 1e-12)
-        scores.append(lid.numpy())
-    return scores
-
-
-def _target_model(data, manifest, seed, quick) -> Scores:
-    return Scores(None, data["test"]["pred"])
-
-
-METHODS: dict[str, Callable[..., Scores]] = {
-    "afg": _recognizer(recognizer_inputs, "two_head"),
-    "afg_mixed": _recognizer(recognizer_inputs, "mixed"),
-    "raw_pixels": _recognizer(lambda manifest: ["image"], "two_head"),
-    "mahalanobis": _detector(mahalanobis_scores),
-    "lid": _detector(lid_scores),
-    "target_model": _target_model,
-}
+    return layer_activations(load_target_model(root), arrays["image"], layers, pool=True)
 
 
 # ---- metrics --------------------------------------------------------------------------------
@@ -218,7 +109,7 @@ def run_bench(
     progress: Callable[[str], None] = lambda _: None,
 ) -> dict[str, Any]:
     root = Path(root)
-    out = Path(out) if out else root / "bench"
+    out = Path(out) if out else root / BENCH_DIR
     start = time.perf_counter()
     manifest = load_manifest(root)
     seeds = 1 if quick else seeds
@@ -287,12 +178,10 @@ def _without(arrays, held_out: str | None):
 
 
 def _attack_mask(test, attack: str) -> np.ndarray:
-    clean = test["attack"] == "clean"
-    return (
-        clean | (test["attack"] != "clean")
-        if attack == "overall"
-        else clean | (test["attack"] == attack)
-    )
+    """The clean records and `attack`'s (`overall`: every record)."""
+    if attack == "overall":
+        return np.ones(len(test["attack"]), bool)
+    return (test["attack"] == "clean") | (test["attack"] == attack)
 
 
 def _roc(test, scores: Scores, mask) -> tuple[list[float], list[float]]:

@@ -3,6 +3,10 @@
 Which tasks a process takes comes from static ranks (torchrun, SLURM arrays or --rank and
 --world-size: rank r takes tasks r, r+W, ...). Launching, placement and retries are left to
 the engines clusters already run: a process pool, torchrun, SLURM, Ray.
+
+The contract (`Executor`): given a `WorkerSpec`, this rank's tasks, how to run them
+(`ExecutorOptions`) and, for in-process use, the planning process's set-up `Pipeline`, run
+every task (each idempotent: `complete_task`) and return the ids of those that ran.
 """
 
 from __future__ import annotations
@@ -11,13 +15,13 @@ import multiprocessing
 import os
 from collections.abc import Callable, Mapping
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from pathlib import Path
+from dataclasses import dataclass
 
 import torch
 from tqdm.auto import tqdm
 
-from afg_datasets.build import Builder, RunOptions, complete_task
-from afg_datasets.config import BuildConfig
+from afg_datasets.build.pipeline import Pipeline, WorkerSpec
+from afg_datasets.build.task import complete_task
 from afg_datasets.errors import ConfigError
 from afg_datasets.plan import Task
 from afg_datasets.registry import Registry
@@ -66,18 +70,28 @@ def worker_devices(device: str, workers: int) -> list[str]:
     return [device] * workers
 
 
-def run_local(builder: Builder, tasks: list[Task], num_tasks: int, opts: RunOptions) -> list[int]:
+@dataclass(frozen=True)
+class ExecutorOptions:
+    workers: int = 1  # local processes (the local executor)
+    progress: bool = True
+    ray_address: str | None = None  # the ray executor; None: start a local cluster
+
+
+def run_local(
+    spec: WorkerSpec, tasks: list[Task], opts: ExecutorOptions, pipeline: Pipeline | None
+) -> list[int]:
     """In this process, or (--workers N) in N spawned processes taking tasks as they free up."""
     if opts.workers > 1:
-        return _run_pool(builder, tasks, num_tasks, opts)
+        return _run_pool(spec, tasks, opts)
+    pipeline = pipeline or spec.pipeline()
     bar = tqdm(tasks, desc="tasks", unit="task", disable=not opts.progress)
-    return [task.id for task in bar if complete_task(builder, task, num_tasks)]
+    return [task.id for task in bar if complete_task(pipeline, task, spec.num_tasks)]
 
 
-def _run_pool(builder: Builder, tasks: list[Task], num_tasks: int, opts: RunOptions) -> list[int]:
+def _run_pool(spec: WorkerSpec, tasks: list[Task], opts: ExecutorOptions) -> list[int]:
     context = multiprocessing.get_context("spawn")  # fork is unsafe with torch threads and CUDA
     devices = context.Queue()
-    for device in worker_devices(str(builder.device), opts.workers):
+    for device in worker_devices(spec.device, opts.workers):
         devices.put(device)
     threads = max(1, (os.cpu_count() or 1) // opts.workers)
     ran = []
@@ -85,9 +99,9 @@ def _run_pool(builder: Builder, tasks: list[Task], num_tasks: int, opts: RunOpti
         opts.workers,
         mp_context=context,
         initializer=_init_worker,
-        initargs=(builder.cfg, builder.out, devices, threads),
+        initargs=(spec, devices, threads),
     ) as pool:
-        futures = {pool.submit(_run_in_worker, task, num_tasks): task for task in tasks}
+        futures = {pool.submit(_run_in_worker, task): task for task in tasks}
         done = as_completed(futures)
         for future in tqdm(done, total=len(futures), desc="tasks", disable=not opts.progress):
             if future.result():
@@ -95,21 +109,23 @@ def _run_pool(builder: Builder, tasks: list[Task], num_tasks: int, opts: RunOpti
     return sorted(ran)
 
 
-_worker_builder: Builder | None = None  # one per worker process, set up once by the pool
+_worker: tuple[WorkerSpec, Pipeline] | None = None  # one per pool process, set up once
 
 
-def _init_worker(cfg: BuildConfig, out: Path, devices, threads: int) -> None:
-    global _worker_builder
+def _init_worker(spec: WorkerSpec, devices, threads: int) -> None:
+    global _worker
     torch.set_num_threads(threads)
-    _worker_builder = Builder(cfg, out, devices.get(), progress=False)
-    _worker_builder.setup(model_dir=out / "model")
+    _worker = spec, spec.pipeline(devices.get())
 
 
-def _run_in_worker(task: Task, num_tasks: int) -> bool:
-    return complete_task(_worker_builder, task, num_tasks)
+def _run_in_worker(task: Task) -> bool:
+    spec, pipeline = _worker
+    return complete_task(pipeline, task, spec.num_tasks)
 
 
-def run_ray(builder: Builder, tasks: list[Task], num_tasks: int, opts: RunOptions) -> list[int]:
+def run_ray(
+    spec: WorkerSpec, tasks: list[Task], opts: ExecutorOptions, pipeline: Pipeline | None
+) -> list[int]:
     """One Ray task per shard task (one GPU each on CUDA), retried on failure."""
     try:
         import ray
@@ -117,21 +133,18 @@ def run_ray(builder: Builder, tasks: list[Task], num_tasks: int, opts: RunOption
         raise ConfigError("--executor ray needs Ray: pip install 'afg-datasets[ray]'") from None
     if not ray.is_initialized():
         ray.init(address=opts.ray_address, log_to_driver=False)
-    cuda = builder.device.type == "cuda"
+    cuda = torch.device(spec.device).type == "cuda"
     remote = ray.remote(
         num_cpus=1, num_gpus=1 if cuda else 0, max_retries=RAY_RETRIES, retry_exceptions=True
     )(_ray_task)
-    device = "cuda" if cuda else "cpu"
-    refs = [remote.remote(builder.cfg, str(builder.out), t, num_tasks, device) for t in tasks]
-    results = ray.get(refs)
+    device = "cuda" if cuda else "cpu"  # Ray assigns the GPU: it is cuda:0 inside the task
+    results = ray.get([remote.remote(spec, task, device) for task in tasks])
     return [task.id for task, ran in zip(tasks, results, strict=True) if ran]
 
 
-def _ray_task(cfg: BuildConfig, out: str, task: Task, num_tasks: int, device: str) -> bool:
-    builder = Builder(cfg, Path(out), device, progress=False)
-    builder.setup(model_dir=Path(out) / "model")
-    return complete_task(builder, task, num_tasks)
+def _ray_task(spec: WorkerSpec, task: Task, device: str) -> bool:
+    return complete_task(spec.pipeline(device), task, spec.num_tasks)
 
 
-Executor = Callable[[Builder, list[Task], int, RunOptions], list[int]]
+Executor = Callable[[WorkerSpec, list[Task], ExecutorOptions, Pipeline | None], list[int]]
 EXECUTORS: Registry[Executor] = Registry("executor", {"local": run_local, "ray": run_ray})

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from sklearn.decomposition import NMF
 
-from afg_datasets.build import Builder
+from afg_datasets.build.pipeline import Pipeline
 from afg_datasets.config import BuildConfig
 from afg_datasets.genome.groupviz import render
 from afg_datasets.genome.nmf import batched_nmf, relative_error
@@ -67,11 +67,11 @@ def _sklearn_error(sample: np.ndarray, groups: int, iters: int, seed: int) -> fl
     return float(residual / max(np.linalg.norm(sample), 1e-10))
 
 
-def bench_groupviz(builder: Builder, acts: dict[str, torch.Tensor], seed: int) -> dict:
-    encoder = builder.encoder
+def bench_groupviz(pipeline: Pipeline, acts: dict[str, torch.Tensor], seed: int) -> dict:
+    encoder = pipeline.encoder
     _, _, directions = encoder.factorize(acts)
-    args = (encoder.image_channels, encoder.image_size, encoder.steps, encoder.lr)
-    model, layers = builder.model, encoder.layers
+    args = encoder.render_settings()
+    model, layers = pipeline.model, encoder.layers
     batched_s, (_, trace) = _timed(lambda: render(model, layers, directions, *args, seed))
 
     def one_at_a_time():
@@ -84,38 +84,37 @@ def bench_groupviz(builder: Builder, acts: dict[str, torch.Tensor], seed: int) -
     count = trace.shape[1]
     return {
         "visualizations": count,
-        "steps": encoder.steps,
-        "image_size": encoder.image_size,
+        "steps": args[2],
+        "image_size": args[1],
         "batched_seconds": round(batched_s, 3),
         "one_at_a_time_seconds": round(loop_s, 3),
         "speedup": round(loop_s / batched_s, 2),
         "visualizations_per_s": round(count / batched_s, 3),
         "objective_gain_median": round(float((trace[-1] / trace[0].clamp_min(1e-8)).median()), 2),
-        "fraction_of_model_fwd_bwd": _fraction_of_model(builder, directions, batched_s),
+        "fraction_of_model_fwd_bwd": _fraction_of_model(pipeline, directions, batched_s),
     }
 
 
-def _fraction_of_model(builder: Builder, directions: list[torch.Tensor], seconds: float) -> float:
+def _fraction_of_model(pipeline: Pipeline, directions: list[torch.Tensor], seconds: float) -> float:
     """The share of the encoder's time that the model's own forward+backward passes would take
     alone (same per-layer batches, same device, no parameterization, transforms or Adam):
     how close the encoder runs to what the hardware does for this model."""
-    encoder = builder.encoder
-    size, channels = encoder.image_size, encoder.image_channels
+    channels, size, steps, _ = pipeline.encoder.render_settings()
     slices = [
-        (layer, torch.rand(d.shape[0] * d.shape[1], channels, size, size, device=builder.device))
-        for layer, d in zip(encoder.layers, directions, strict=True)
+        (layer, torch.rand(d.shape[0] * d.shape[1], channels, size, size, device=pipeline.device))
+        for layer, d in zip(pipeline.layers, directions, strict=True)
     ]
 
     def passes():
         for layer, x in slices:
             x.requires_grad_(True)
-            forward_until(builder.model, [layer], x)[layer].sum().backward()
-        _sync(builder.device)
+            forward_until(pipeline.model, [layer], x)[layer].sum().backward()
+        _sync(pipeline.device)
 
     passes()  # warm-up
     repeats = 5
     model_s, _ = _timed(lambda: [passes() for _ in range(repeats)])
-    return round(model_s / repeats * encoder.steps / seconds, 3)
+    return round(model_s / repeats * steps / seconds, 3)
 
 
 def _sync(device: torch.device) -> None:
@@ -127,20 +126,20 @@ def bench_encoder(
     cfg: BuildConfig, samples: int, device: str = "cpu", seed: int = 0
 ) -> dict[str, Any]:
     """Both comparisons on the first `samples` source images of `cfg` at its layers."""
-    builder = Builder(cfg.replace(limit=samples), Path("."), device, progress=False)
-    builder.setup()
-    x = torch.from_numpy(builder.source.images).permute(0, 3, 1, 2).float().div(255)
-    _, acts = forward_with_taps(builder.model, builder.layers, x.to(builder.device))
+    pipeline = Pipeline(cfg.replace(limit=samples), Path("."), device, progress=False)
+    pipeline.setup()
+    x = torch.from_numpy(pipeline.source.images).permute(0, 3, 1, 2).float().div(255)
+    _, acts = forward_with_taps(pipeline.model, pipeline.layers, x.to(pipeline.device))
     genome = cfg.genome
     results: dict[str, Any] = {
         "encoder": genome.encoder,
         "samples": len(x),
-        "layers": list(builder.layers),
+        "layers": list(pipeline.layers),
         "groups": genome.groups,
-        "device": str(builder.device),
+        "device": str(pipeline.device),
         "torch_threads": torch.get_num_threads(),
         "nmf": bench_nmf(acts, genome.groups, genome.nmf_iters, seed % 2**32),
     }
     if genome.encoder == "groupviz":
-        results["groupviz"] = bench_groupviz(builder, acts, seed)
+        results["groupviz"] = bench_groupviz(pipeline, acts, seed)
     return results

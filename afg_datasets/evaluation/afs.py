@@ -1,4 +1,4 @@
-"""Looking at a corpus: `afg afs` (adversarial feature separability per layer) and `afg show`.
+"""`afg afs`: adversarial feature separability per layer.
 
 AFS (Chen et al.): the distance between an adversarial image's features and its clean
 original's grows with layer depth. Measured here per attack and layer, for the target model's
@@ -9,42 +9,25 @@ the same class at that layer, so layers and representations are comparable.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow.parquet as pq
-import torch
 from scipy.stats import spearmanr
 
+from afg_datasets.card import refresh_card
 from afg_datasets.errors import AFGError
+from afg_datasets.evaluation.activations import layer_activations
 from afg_datasets.genome import genome_inputs
-from afg_datasets.genome.groupviz import mosaic
-from afg_datasets.models import forward_with_taps, load_target_model
+from afg_datasets.layout import AFS_JSON, AFS_PNG, read_json, write_json
+from afg_datasets.models import load_target_model
 from afg_datasets.recognizer.data import read_split
-from afg_datasets.records import CLEAN, decode_png, record_key
+from afg_datasets.records import CLEAN
 from afg_datasets.verify import load_manifest
-
-AFS_JSON = "afs.json"
-AFS_PNG = "afs.png"
-BATCH = 256
 
 
 class AnalysisError(AFGError):
     """The corpus lacks what an analysis needs."""
-
-
-def layer_activations(root: Path, images: np.ndarray, layers: list[str]) -> list[np.ndarray]:
-    """Per layer, flattened activations [N, D] of uint8 [N, C, H, W] images (corpus model)."""
-    model = load_target_model(root)
-    chunks: list[list[np.ndarray]] = [[] for _ in layers]
-    for start in range(0, len(images), BATCH):
-        x = torch.from_numpy(images[start : start + BATCH]).float().div(255)
-        _, acts = forward_with_taps(model, layers, x)
-        for i, layer in enumerate(layers):
-            chunks[i].append(acts[layer].flatten(1).numpy())
-    return [np.concatenate(c) for c in chunks]
 
 
 def genome_by_layer(data: dict[str, np.ndarray], names: list[str], layers: int) -> list[np.ndarray]:
@@ -105,8 +88,9 @@ def afs(root: str | Path, split: str = "test", seed: int = 0) -> dict[str, Any]:
     if not len(data.get("key", [])):
         raise AnalysisError(f"{root}: split {split!r} has no records")
     names = genome_inputs(manifest["features"]["columns"])
+    model = load_target_model(root)
     curves = {
-        "raw": separability(layer_activations(root, data["image"], layers), data, attacks, seed),
+        "raw": separability(layer_activations(model, data["image"], layers), data, attacks, seed),
         "genome": separability(genome_by_layer(data, names, len(layers)), data, attacks, seed),
     }
     report = {
@@ -118,10 +102,10 @@ def afs(root: str | Path, split: str = "test", seed: int = 0) -> dict[str, Any]:
         "depth_correlation": _depth_correlation(curves),
     }
     report["summary"] = _summary(report)
-    (root / AFS_JSON).write_text(json.dumps({"summary": report.pop("summary"), **report}, indent=2))
+    write_json(root / AFS_JSON, {"summary": report.pop("summary"), **report})
     plot_afs(report, curves, root / AFS_PNG)
-    _refresh_card(root, manifest)
-    return json.loads((root / AFS_JSON).read_text())
+    refresh_card(root)
+    return read_json(root / AFS_JSON)
 
 
 def _depth_correlation(curves: dict) -> dict[str, dict[str, float]]:
@@ -181,66 +165,3 @@ def plot_afs(report: dict, curves: dict, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
-
-
-def _refresh_card(root: Path, manifest: dict) -> None:
-    from afg_datasets.card import write_card
-
-    stats = json.loads((root / "stats.json").read_text())
-    write_card(root, manifest, stats)
-
-
-def find_record(root: Path, key: str) -> dict[str, Any]:
-    """One record by key, from the parquet shards (genome arrays as numpy)."""
-    manifest = load_manifest(root)
-    for entry in manifest["files"]:
-        if not entry["path"].endswith(".parquet"):
-            continue
-        table = pq.read_table(root / entry["path"], filters=[("key", "==", key)], use_threads=False)
-        if table.num_rows:
-            return table.slice(0, 1).to_pylist()[0]
-    raise AnalysisError(f"{root}: no record with key {key!r}")
-
-
-def genome_picture(row: dict[str, Any]) -> np.ndarray:
-    """The record's genome as an image: its stored mosaic, else a mosaic of the spatial maps."""
-    if row.get("genome_mosaic"):
-        return decode_png(row["genome_mosaic"]["bytes"])
-    maps = np.asarray(row["genome_spatial"], dtype=np.float32)  # [L, G, S, S]
-    peak = maps.reshape(len(maps), -1).max(1).clip(1e-8)[:, None, None, None]
-    tiles = (maps / peak * 255).round().astype(np.uint8)[None, :, :, None]
-    return mosaic(tiles)[0]
-
-
-def show(root: str | Path, key: str, out: str | Path | None = None, amplify: float = 5.0) -> Path:
-    """Clean image, adversarial image, amplified perturbation, and both genomes, side by side."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    root = Path(root)
-    adversarial = find_record(root, key)
-    clean = find_record(root, record_key(adversarial["source_id"], CLEAN))
-    x_clean = decode_png(clean["image"]["bytes"]).astype(np.float32) / 255
-    x_adv = decode_png(adversarial["image"]["bytes"]).astype(np.float32) / 255
-    delta = np.clip(0.5 + amplify * (x_adv - x_clean), 0, 1)
-    panels = [
-        (x_clean, f"clean (label {clean['label']}, pred {clean['pred']})"),
-        (x_adv, f"{adversarial['attack']} (pred {adversarial['pred']})"),
-        (delta, f"perturbation x{amplify:g}"),
-        (genome_picture(clean), "clean genome"),
-        (genome_picture(adversarial), "adversarial genome"),
-    ]
-    fig, axes = plt.subplots(1, len(panels), figsize=(3 * len(panels), 3.4))
-    for ax, (image, title) in zip(axes, panels, strict=True):
-        gray = image.shape[-1] == 1
-        ax.imshow(image[..., 0] if gray else image, cmap="gray" if gray else None)
-        ax.set_title(title, fontsize=9)
-        ax.axis("off")
-    fig.suptitle(f"{key}  (genome rows: layers, columns: groups)", fontsize=10)
-    fig.tight_layout()
-    path = Path(out) if out else Path(f"show-{key}.png")  # not into the corpus: it is published
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path

@@ -1,0 +1,66 @@
+"""The build of a corpus: plan (plan.json first), run this rank's tasks with an executor,
+finalize when every task is complete (manifest.json last)."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from afg_datasets.build.executors import EXECUTORS
+from afg_datasets.build.finalize import BuildResult, finalize, task_markers
+from afg_datasets.build.options import RunOptions
+from afg_datasets.build.pipeline import Pipeline, WorkerSpec
+from afg_datasets.config import BuildConfig
+from afg_datasets.layout import INFO_FILE, MODEL_DIR, SETUP_FILE, write_json
+from afg_datasets.models import save_model
+from afg_datasets.plan import (
+    check_output,
+    make_tasks,
+    output_lock,
+    plan_document,
+    prepare_output,
+)
+
+
+def build_corpus(
+    cfg: BuildConfig, out: str | os.PathLike, options: RunOptions | None = None, **changes: Any
+) -> BuildResult:
+    """Build (or resume) the corpus `cfg` describes in `out`: plan, this rank's tasks, and
+    finalize when every task is complete (manifest.json last). `changes` set RunOptions fields."""
+    opts = replace(options or RunOptions(), **changes)
+    out = Path(out)
+    start = time.perf_counter()
+    pipeline = Pipeline(cfg, out, opts.device, opts.progress)
+    pipeline.setup()  # all validation (names, layers) happens before anything is written
+    check_output(out, cfg, opts.overwrite, opts.resume)
+    tasks = make_tasks(cfg, len(pipeline.source))
+    plan = plan_document(cfg, tasks, pipeline.corpus_facts())
+    with output_lock(out):
+        resumed = prepare_output(out, cfg, plan, opts.overwrite, opts.resume)
+        _save_or_adopt_model(pipeline, out)
+    spec = WorkerSpec(cfg, out, opts.device, len(tasks))
+    mine = tasks[opts.rank :: opts.world_size]
+    ran = EXECUTORS[opts.executor](spec, mine, opts.executor_options(), pipeline)
+    with output_lock(out):
+        if task_markers(out, plan)[1]:  # other ranks still have tasks to finish
+            return BuildResult(out, {}, {}, ran)
+        single = opts.world_size == 1 and not resumed
+        result = finalize(out, time.perf_counter() - start if single else None)
+    result.tasks_run = ran
+    return result
+
+
+def _save_or_adopt_model(pipeline: Pipeline, out: Path) -> None:
+    """The first process to plan saves its model (and setup timings); every later rank or
+    resumed run adopts the saved one, so all tasks use the same weights."""
+    model_dir = out / MODEL_DIR
+    if (model_dir / INFO_FILE).is_file():
+        pipeline.adopt_model(model_dir)
+    else:
+        save_model(pipeline.model, pipeline.model_info, model_dir)
+    if not (out / SETUP_FILE).is_file():
+        (out / SETUP_FILE).parent.mkdir(exist_ok=True)
+        write_json(out / SETUP_FILE, pipeline.setup_record())

@@ -1,0 +1,95 @@
+"""`afg finalize`: manifest, stats and card from the plan and every task's marker.
+
+Runs at the end of a single-process build, and by hand (or by the last rank) after a build
+split across processes, GPUs or nodes. Idempotent: finalizing twice writes the same manifest.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from afg_datasets.build.stats import make_stats
+from afg_datasets.card import write_card
+from afg_datasets.errors import OutputDirError
+from afg_datasets.layout import (
+    INFO_FILE,
+    MANIFEST_FILE,
+    MODEL_DIR,
+    MODEL_FILE,
+    SETUP_FILE,
+    STATS_FILE,
+    file_entry,
+    read_json,
+    write_json,
+)
+from afg_datasets.plan import plan_tasks, read_marker, read_plan
+
+
+@dataclass
+class BuildResult:
+    out: Path
+    manifest: dict[str, Any]
+    stats: dict[str, Any]
+    tasks_run: list[int] = field(default_factory=list)
+
+
+def task_markers(out: Path, plan: dict[str, Any]) -> tuple[list[dict], list[int]]:
+    """(markers of complete tasks, ids of incomplete tasks), in task order."""
+    markers, missing = [], []
+    for task in plan_tasks(plan):
+        marker = read_marker(out, task)
+        if marker is None:
+            missing.append(task.id)
+        else:
+            markers.append(marker)
+    return markers, missing
+
+
+def finalize(out: str | Path, wall: float | None = None) -> BuildResult:
+    """Write stats.json, the card and manifest.json (last) once every task is complete."""
+    out = Path(out)
+    plan = read_plan(out)
+    markers, missing = task_markers(out, plan)
+    if missing:
+        shown = ", ".join(map(str, missing[:10])) + (" ..." if len(missing) > 10 else "")
+        raise OutputDirError(
+            f"{out}: {len(missing)} of {len(plan['tasks'])} tasks are not complete ({shown}); "
+            "run the same build-shards command on this --out to finish them"
+        )
+    manifest = make_manifest(out, plan, markers)
+    setup_path = out / SETUP_FILE
+    setup = read_json(setup_path) if setup_path.is_file() else {"stages": {}}
+    stats = make_stats(setup, markers, wall)
+    write_json(out / STATS_FILE, stats)
+    write_card(out, manifest, stats)
+    write_json(out / MANIFEST_FILE, manifest)
+    return BuildResult(out, manifest, stats)
+
+
+def make_manifest(out: Path, plan: dict[str, Any], markers: list[dict]) -> dict[str, Any]:
+    data_files = sorted((f for m in markers for f in m["files"]), key=lambda e: e["path"])
+    model_dir = out / MODEL_DIR
+    model_files = [file_entry(out, p, None) for p in sorted(model_dir.iterdir())]
+    weights_path = f"{MODEL_DIR}/{MODEL_FILE}"
+    weights = next(e for e in model_files if e["path"] == weights_path)
+    return {
+        "name": plan["config"]["name"],
+        "config": plan["config"],
+        "config_hash": plan["config_hash"],
+        "package_version": plan["package_version"],
+        "seeds": plan["seeds"],
+        "source": plan["source"],
+        "model": {
+            "sha256": weights["sha256"],
+            "path": weights_path,
+            **read_json(model_dir / INFO_FILE),
+        },
+        "layers": plan["layers"],
+        "attacks": plan["attacks"],
+        "features": plan["features"],
+        "splits": plan["splits"],
+        "tasks": len(plan["tasks"]),
+        "files": data_files + model_files,
+    }

@@ -1,0 +1,109 @@
+"""Build statistics: stage timers, per-attack tallies, and stats.json summed over tasks."""
+
+from __future__ import annotations
+
+import contextlib
+import resource
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from afg_datasets.records import CLEAN, RecordBatch
+
+
+class StageTimer:
+    """Wall seconds per named pipeline stage (reported in stats.json, never in data files)."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = defaultdict(float)
+
+    @contextlib.contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[stage] += time.perf_counter() - start
+
+
+def peak_rss_mb() -> float:
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+@dataclass
+class AttackTally:
+    """Running sums for one attack (or `clean`): records, fooled predictions, distances."""
+
+    records: int = 0
+    successes: int = 0
+    linf: float = 0.0
+    l2: float = 0.0
+
+    def add(self, batch: RecordBatch) -> None:
+        self.records += len(batch.labels)
+        self.successes += int((batch.preds != batch.labels).sum())
+        self.linf += float(batch.linf.sum())
+        self.l2 += float(batch.l2.sum())
+
+    def merge(self, other: AttackTally) -> None:
+        for name in ("records", "successes", "linf", "l2"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+    def summary(self, adversarial: bool) -> dict[str, float]:
+        n = max(self.records, 1)
+        rate = self.successes / n
+        if not adversarial:
+            return {"records": self.records, "accuracy": round(1 - rate, 6)}
+        return {
+            "records": self.records,
+            "success_rate": round(rate, 6),
+            "mean_linf": round(self.linf / n, 6),
+            "mean_l2": round(self.l2 / n, 6),
+        }
+
+
+def make_stats(setup: dict[str, Any], markers: list[dict], wall: float | None) -> dict[str, Any]:
+    """Timings and rates summed over task markers, plus the setup of the process that planned
+    (`setup`: tasks/setup.json). `wall` None: first task start to last task end."""
+    tallies: dict[str, AttackTally] = {}
+    seconds: dict[str, float] = dict(setup["stages"])
+    for marker in markers:
+        for name, sums in marker["tallies"].items():
+            tallies.setdefault(name, AttackTally()).merge(AttackTally(**sums))
+        for stage, sec in marker["stages"].items():
+            seconds[stage] = seconds.get(stage, 0.0) + sec
+    records = sum(t.records for t in tallies.values())
+    if wall is None:
+        wall = max(m["finished"] for m in markers) - min(m["started"] for m in markers)
+
+    def stage_records(stage: str) -> int | None:
+        kind, _, attack = stage.partition("/")
+        if stage in setup["stages"]:
+            return None  # once per process, not per record
+        return tallies[attack].records if kind == "attack" else records
+
+    return {
+        "records": records,
+        "wall_seconds": round(wall, 3),
+        "records_per_s": round(records / wall, 1) if wall else None,
+        "peak_rss_mb": max([m["peak_rss_mb"] for m in markers] + [setup.get("peak_rss_mb", 0)]),
+        "devices": sorted({m["device"] for m in markers}),
+        "torch_threads": sorted({m["torch_threads"] for m in markers}),
+        "tasks": {"count": len(markers), "ranks": len({m["worker"] for m in markers})},
+        "target_model": setup.get("target_model", {}),
+        "clean": tallies.get(CLEAN, AttackTally()).summary(adversarial=False),
+        "attacks": {
+            name: t.summary(adversarial=True) for name, t in tallies.items() if name != CLEAN
+        },
+        "stages": {
+            name: {
+                "seconds": round(sec, 3),
+                "records_per_s": round(stage_records(name) / sec, 1)
+                if sec and stage_records(name)
+                else None,
+            }
+            for name, sec in sorted(seconds.items())
+        },
+    }

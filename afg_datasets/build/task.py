@@ -1,0 +1,148 @@
+"""One task of a build: its sources -> clean + attacked variants -> uint8 -> genome -> records
+-> shards under temporary names -> renamed -> the task's marker, written last."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch
+
+from afg_datasets.build.pipeline import Pipeline
+from afg_datasets.build.stats import AttackTally, StageTimer, peak_rss_mb
+from afg_datasets.layout import SPLITS, file_entry, marker_path, parquet_path, tar_path, write_json
+from afg_datasets.models import forward_with_taps
+from afg_datasets.plan import Task, clear_task, derive_seed, read_marker
+from afg_datasets.records import CLEAN, RecordBatch
+from afg_datasets.writers import ParquetShardWriter, WebDatasetShardWriter
+
+
+def quantize(adv: torch.Tensor, clean: torch.Tensor, linf: float | None) -> torch.Tensor:
+    """[0,1] float -> uint8, exactly what a PNG stores. For Linf attacks, rounding is kept
+    inside the budget: at most floor(eps * 255) levels away from the clean pixel."""
+    stored = adv.mul(255).round()
+    if linf is not None:
+        levels = np.floor(linf * 255 + 1e-6)
+        base = clean.mul(255).round()
+        stored = torch.minimum(torch.maximum(stored, base - levels), base + levels)
+    return stored.clamp(0, 255).to(torch.uint8)
+
+
+class TaskRun:
+    """One run of one task: streams its batches into shards, timing stages and tallying."""
+
+    def __init__(self, pipeline: Pipeline, task: Task, num_tasks: int):
+        self.pipeline = pipeline
+        self.task = task
+        self.num_tasks = num_tasks
+        self.timer = StageTimer()
+        self.tallies: dict[str, AttackTally] = defaultdict(AttackTally)
+        self.writers: dict[tuple[str, str], ParquetShardWriter | WebDatasetShardWriter] = {}
+
+    def run(self) -> dict[str, Any]:
+        """Write the task's shards (temp names, renamed at the end); returns its marker."""
+        started = time.time()
+        p, task = self.pipeline, self.task
+        sources = np.arange(task.start, task.stop)
+        try:
+            for split in SPLITS:
+                chosen = sources[p.split_of[sources] == split]
+                for b, start in enumerate(range(0, len(chosen), p.cfg.batch_size)):
+                    chunk = chosen[start : start + p.cfg.batch_size]
+                    for batch in self.variants(split, b, chunk):
+                        self.write(batch, split)
+            with self.timer("write"):
+                shards = [w.close() for w in self.writers.values()]
+        except BaseException:
+            for writer in self.writers.values():
+                writer.abort()
+            raise
+        with self.timer("hash"):
+            files = [file_entry(p.out, f.path, f.rows) for f in shards]
+        return {
+            "task": task.id,
+            "worker": os.getpid(),
+            "device": str(p.device),
+            "torch_threads": torch.get_num_threads(),
+            "started": started,
+            "finished": time.time(),
+            "peak_rss_mb": peak_rss_mb(),
+            "tallies": {name: vars(t).copy() for name, t in self.tallies.items()},
+            "stages": {k: round(v, 4) for k, v in self.timer.seconds.items()},
+            "files": files,
+        }
+
+    def variants(self, split: str, batch_index: int, indices: np.ndarray) -> Iterator[RecordBatch]:
+        """The clean records of a batch of sources, then each attack's records."""
+        p, seed = self.pipeline, self.task.seed
+        images = p.source.images[indices]
+        labels = p.source.labels[indices]
+        ids = [p.source.ids[i] for i in indices]
+        x = torch.from_numpy(images).permute(0, 3, 1, 2).to(p.device).float().div(255)
+        y = torch.from_numpy(labels).to(p.device)
+        zeros = np.zeros(len(indices), dtype=np.float32)
+        genome_seed = derive_seed(seed, "genome", split, batch_index)
+        yield self.encode(ids, CLEAN, "{}", x, images, labels, zeros, zeros, genome_seed)
+        for attack in p.attacks:
+            with self.timer(f"attack/{attack.name}"):
+                adv = attack.run(x, y, derive_seed(seed, attack.name, split, batch_index))
+                stored = quantize(adv, x, attack.linf_budget())
+                delta = stored.float().div(255) - x
+                linf = delta.flatten(1).abs().amax(1).cpu().numpy()
+                l2 = delta.flatten(1).norm(dim=1).cpu().numpy()
+            yield self.encode(
+                ids,
+                attack.name,
+                attack.params_json,
+                stored.float().div(255),
+                stored.permute(0, 2, 3, 1).cpu().numpy(),
+                labels,
+                linf,
+                l2,
+                genome_seed,
+            )
+
+    def encode(self, ids, attack, params, x, images, labels, linf, l2, seed) -> RecordBatch:
+        """Re-predict the stored images with taps, encode their genomes, tally the batch."""
+        p = self.pipeline
+        with self.timer("predict"):
+            preds, acts = forward_with_taps(p.model, p.layers, x)
+        with self.timer("encode"):
+            genome = p.encoder.encode(acts, seed)
+        batch = RecordBatch(
+            ids, attack, params, images, labels, preds.cpu().numpy(), linf, l2, genome
+        )
+        self.tallies[attack].add(batch)
+        return batch
+
+    def write(self, batch: RecordBatch, split: str) -> None:
+        """Append a batch to its attack's parquet shard and the split's tar."""
+        p, task_id = self.pipeline, self.task.id
+        with self.timer("write"):
+            pngs = batch.png()
+            key = (batch.attack, split)
+            if key not in self.writers:
+                path = parquet_path(p.out, batch.attack, split, task_id, self.num_tasks)
+                self.writers[key] = ParquetShardWriter(path, p.features.arrow_schema)
+            self.writers[key].write(batch.to_arrow(p.features, pngs))
+            if ("wds", split) not in self.writers:
+                path = tar_path(p.out, split, task_id, self.num_tasks)
+                self.writers["wds", split] = WebDatasetShardWriter(path)
+            self.writers["wds", split].write(batch.wds_samples(p.features, pngs))
+
+
+def complete_task(pipeline: Pipeline, task: Task, num_tasks: int) -> bool:
+    """Run `task` unless its marker says it is done; the marker is written last.
+    Returns whether it ran."""
+    out = pipeline.out
+    if read_marker(out, task) is not None:
+        return False
+    clear_task(out, task, num_tasks, pipeline.variant_names)
+    marker = TaskRun(pipeline, task, num_tasks).run()
+    marker_path(out, task.id).parent.mkdir(exist_ok=True)
+    write_json(marker_path(out, task.id), marker)
+    return True

@@ -1,0 +1,113 @@
+"""The on-disk contract of a corpus: file names, shard and marker paths, hashing, atomic writes.
+
+Everything that names a file inside a build directory comes from here; nothing here imports
+torch, so the reader side (verify, push, card) starts fast on a login node.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from afg_datasets.errors import CorpusError
+
+SPLITS = ("train", "validation", "test")
+
+PLAN_FILE = "plan.json"
+MANIFEST_FILE = "manifest.json"
+STATS_FILE = "stats.json"
+CARD_FILE = "README.md"
+TASKS_DIR = "tasks"
+SETUP_FILE = f"{TASKS_DIR}/setup.json"
+LOCK_FILE = ".afg.lock"
+DATA_DIR = "data"  # parquet: data/<attack>/<split>-TTTTT-of-NNNNN.parquet
+WDS_DIR = "wds"  # webdataset: wds/<split>/<split>-TTTTT-of-NNNNN.tar
+MODEL_DIR = "model"
+MODEL_FILE = "model.safetensors"
+INFO_FILE = "model.json"
+# Derived figures written into a finished corpus (afg afs, afg bench); owned by the build too.
+AFS_JSON = "afs.json"
+AFS_PNG = "afs.png"
+BENCH_DIR = "bench"
+# Everything a build owns inside its output directory; nothing else there is ever touched.
+OUTPUTS = (DATA_DIR, WDS_DIR, MODEL_DIR, TASKS_DIR, CARD_FILE, MANIFEST_FILE, STATS_FILE, PLAN_FILE)
+# Published directories whose every file the manifest lists.
+CORPUS_DIRS = (DATA_DIR, WDS_DIR, MODEL_DIR)
+
+PARTIAL = ".partial"  # a file being written; never listed, read or published
+
+
+def partial_path(path: Path) -> Path:
+    return path.with_name(path.name + PARTIAL)
+
+
+def atomic_write(path: Path, write: Callable[[BinaryIO], Any]) -> None:
+    """Call `write` on `<path>.partial`, then rename: a reader sees the whole file or none."""
+    tmp = partial_path(path)
+    try:
+        with open(tmp, "wb") as handle:
+            write(handle)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, data: Any, sort_keys: bool = False) -> None:
+    """Atomically write indented JSON (insertion order unless `sort_keys`: deterministic, and
+    meaningful for attacks and columns)."""
+    text = json.dumps(data, indent=2, sort_keys=sort_keys) + "\n"
+    atomic_write(path, lambda handle: handle.write(text.encode()))
+
+
+def shard_name(split: str, task_id: int, num_tasks: int, suffix: str) -> str:
+    return f"{split}-{task_id:05d}-of-{num_tasks:05d}{suffix}"
+
+
+def parquet_path(out: Path, attack: str, split: str, task_id: int, num_tasks: int) -> Path:
+    return out / DATA_DIR / attack / shard_name(split, task_id, num_tasks, ".parquet")
+
+
+def tar_path(out: Path, split: str, task_id: int, num_tasks: int) -> Path:
+    return out / WDS_DIR / split / shard_name(split, task_id, num_tasks, ".tar")
+
+
+def marker_path(out: Path, task_id: int) -> Path:
+    return out / TASKS_DIR / f"{task_id:05d}.json"
+
+
+def split_of_shard(relative: str) -> str:
+    """The split a shard path belongs to (its file name starts with `<split>-`)."""
+    return relative.rsplit("/", 1)[-1].split("-", 1)[0]
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def file_entry(out: Path, path: Path, rows: int | None) -> dict[str, Any]:
+    """A manifest entry: path relative to the corpus, sha256, bytes, rows (None: not a table)."""
+    return {
+        "path": path.relative_to(out).as_posix(),
+        "sha256": sha256_file(path),
+        "bytes": path.stat().st_size,
+        "rows": rows,
+    }
+
+
+def read_json(path: Path, missing: str = "missing") -> Any:
+    """A JSON file of a corpus or build; a missing or malformed one is a `CorpusError`."""
+    if not path.is_file():
+        raise CorpusError(f"{path}: {missing}")
+    try:
+        return json.loads(path.read_text())
+    except ValueError as err:
+        raise CorpusError(f"{path}: not valid JSON ({err})") from None

@@ -1,0 +1,145 @@
+"""Target-model architectures: registry name -> how to build the net and where its taps are.
+
+Small nets are trained on first use; torchvision classifiers load weights; `module:callable`
+builds a user's own model.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from afg_datasets.errors import ModelError
+from afg_datasets.registry import Registry
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class SmallCNN(nn.Sequential):
+    """Three conv blocks (conv-ReLU-maxpool) and a linear head; taps are block1..block3."""
+
+    def __init__(self, in_channels: int, num_classes: int, image_size: int, width: int = 16):
+        layers, channels = OrderedDict(), in_channels
+        for i, out in enumerate((width, 2 * width, 4 * width), start=1):
+            layers[f"block{i}"] = nn.Sequential(
+                nn.Conv2d(channels, out, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)
+            )
+            channels = out
+        features = channels * (image_size // 8) ** 2
+        layers["head"] = nn.Sequential(nn.Flatten(), nn.Linear(features, num_classes))
+        super().__init__(layers)
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(cin, cout, 3, stride, 1, bias=False),
+            nn.BatchNorm2d(cout),
+            nn.ReLU(),
+            nn.Conv2d(cout, cout, 3, 1, 1, bias=False),
+            nn.BatchNorm2d(cout),
+        )
+        self.skip = (
+            nn.Identity()
+            if stride == 1 and cin == cout
+            else nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.body(x) + self.skip(x))
+
+
+class SmallResNet(nn.Sequential):
+    """A CIFAR-style ResNet (stem + three residual stages); taps are stage1..stage3."""
+
+    def __init__(self, in_channels: int, num_classes: int, image_size: int, width: int = 32):
+        super().__init__(
+            OrderedDict(
+                stem=nn.Sequential(
+                    nn.Conv2d(in_channels, width, 3, 1, 1, bias=False),
+                    nn.BatchNorm2d(width),
+                    nn.ReLU(),
+                ),
+                stage1=BasicBlock(width, width, 1),
+                stage2=BasicBlock(width, 2 * width, 2),
+                stage3=BasicBlock(2 * width, 4 * width, 2),
+                head=nn.Sequential(
+                    nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4 * width, num_classes)
+                ),
+            )
+        )
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """How to build a classifier and where its default taps are."""
+
+    build: Callable[[int, int, int], nn.Module]  # (in_channels, num_classes, image_size)
+    default_layers: tuple[str, ...]
+    trainable: bool  # trained on first use (small models) vs. loaded (torchvision)
+
+
+def _torchvision(name: str) -> Callable[[int, int, int], nn.Module]:
+    def build(in_channels: int, num_classes: int, image_size: int) -> nn.Module:
+        from torchvision.models import get_model
+
+        return get_model(name, weights=None, num_classes=num_classes)
+
+    return build
+
+
+ARCHITECTURES: Registry[Architecture] = Registry(
+    "model",
+    {
+        "small_cnn": Architecture(SmallCNN, ("block1", "block2", "block3"), True),
+        "small_resnet": Architecture(SmallResNet, ("stage1", "stage2", "stage3"), True),
+        "resnet18": Architecture(
+            _torchvision("resnet18"), ("layer1", "layer2", "layer3", "layer4"), False
+        ),
+        "resnet50": Architecture(
+            _torchvision("resnet50"), ("layer1", "layer2", "layer3", "layer4"), False
+        ),
+        "vgg16": Architecture(
+            _torchvision("vgg16"),
+            ("features.4", "features.9", "features.16", "features.23", "features.30"),
+            False,
+        ),
+        "mobilenet_v3_small": Architecture(
+            _torchvision("mobilenet_v3_small"),
+            ("features.1", "features.3", "features.8", "features.11"),
+            False,
+        ),
+    },
+)
+
+
+def is_user_model(name: str) -> bool:
+    return ":" in name
+
+
+def check_architecture(name: str) -> None:
+    if not is_user_model(name):
+        ARCHITECTURES[name]
+
+
+def _user_builder(spec: str) -> Callable[[int, int, int], nn.Module]:
+    """`package.module:callable`, called as callable(num_classes=K)."""
+    module_name, _, attr = spec.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as err:
+        raise ModelError(f"cannot import user model {spec!r}: {err}") from None
+    return lambda in_channels, num_classes, image_size: factory(num_classes=num_classes)
+
+
+def architecture(name: str) -> Architecture:
+    if is_user_model(name):
+        return Architecture(_user_builder(name), (), False)
+    return ARCHITECTURES[name]

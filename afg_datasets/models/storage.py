@@ -1,0 +1,89 @@
+"""Target-model weights on disk: checkpoints (weights-only), saved model dirs, the cache."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, fields
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save
+from torch import nn
+
+from afg_datasets.errors import ModelError
+from afg_datasets.layout import INFO_FILE, MODEL_DIR, MODEL_FILE, atomic_write, write_json
+from afg_datasets.models.target import ModelInfo, TargetModel, build_model, freeze
+
+
+def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
+    """A state dict from safetensors or torch.save (loaded with weights_only=True, no pickle)."""
+    if not path.is_file():
+        raise ModelError(f"checkpoint {str(path)!r} does not exist")
+    if path.suffix == ".safetensors":
+        return load_file(str(path))
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unpickling refusal is a bad checkpoint
+        raise ModelError(
+            f"checkpoint {str(path)!r} is not a weights-only state dict: {err}"
+        ) from None
+    state = state.get("state_dict", state) if isinstance(state, dict) else state
+    if not isinstance(state, dict):
+        raise ModelError(f"checkpoint {str(path)!r} holds {type(state).__name__}, not a state dict")
+    return state
+
+
+def load_weights(net: nn.Module, state: dict[str, torch.Tensor], num_classes: int, origin: str):
+    """Load a state dict; a head that does not match the source's classes is named as such."""
+    expected = net.state_dict()
+    mismatched = [
+        f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(expected[k].shape)}"
+        for k, v in state.items()
+        if k in expected and v.shape != expected[k].shape
+    ]
+    if mismatched:
+        raise ModelError(
+            f"{origin} does not match a model with {num_classes} outputs (the source's classes): "
+            + "; ".join(mismatched)
+        )
+    missing, unexpected = set(expected) - set(state), set(state) - set(expected)
+    if missing or unexpected:
+        raise ModelError(
+            f"{origin} does not fit the architecture: missing {sorted(missing)[:5]}, "
+            f"unexpected {sorted(unexpected)[:5]}"
+        )
+    net.load_state_dict(state)
+
+
+def save_model(model: TargetModel, info: ModelInfo, directory: Path) -> Path:
+    """Write model.safetensors and model.json (both atomically); returns the weights path."""
+    directory.mkdir(parents=True, exist_ok=True)
+    weights = directory / MODEL_FILE
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    atomic_write(weights, lambda handle: handle.write(save(state, metadata={"format": "pt"})))
+    write_json(directory / INFO_FILE, asdict(info), sort_keys=True)
+    return weights
+
+
+def load_model_dir(directory: Path, device: str = "cpu") -> tuple[TargetModel, ModelInfo]:
+    """Rebuild a saved target model (safetensors, no pickle), frozen and in eval mode."""
+    raw = json.loads((directory / INFO_FILE).read_text())
+    known = {f.name for f in fields(ModelInfo)}  # older caches may carry extra keys
+    info = ModelInfo(
+        **{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items() if k in known}
+    )
+    model = build_model(info)
+    model.load_state_dict(load_file(str(directory / MODEL_FILE)))
+    return freeze(model.to(device)), info
+
+
+def load_target_model(corpus_dir: str | os.PathLike, device: str = "cpu") -> TargetModel:
+    """The target model a corpus was built with, in eval mode."""
+    return load_model_dir(Path(corpus_dir) / MODEL_DIR, device)[0]
+
+
+def cache_root() -> Path:
+    """Where trained target models are cached (AFG_CACHE_DIR, else ~/.cache/afg-datasets)."""
+    env = os.environ.get("AFG_CACHE_DIR")
+    return Path(env) if env else Path.home() / ".cache" / "afg-datasets"

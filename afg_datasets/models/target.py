@@ -1,0 +1,118 @@
+"""The target-model wrapper ([0,1] pixels in, normalization inside) and layer taps."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from afg_datasets.errors import ConfigError
+from afg_datasets.models.nets import architecture
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What `model/model.json` records: enough to rebuild the architecture and judge it."""
+
+    architecture: str
+    in_channels: int
+    num_classes: int
+    image_size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    layers: tuple[str, ...]
+    seed: int
+    test_accuracy: float  # (training time is a timing: it lives in stats.json only)
+    train_images: int
+    test_images: int
+    weights: str = "trained"  # trained | checkpoint | torchvision-default | user
+    checkpoint_sha256: str | None = None
+
+
+class TargetModel(nn.Module):
+    """Wraps a classifier so it takes [0,1] pixels; normalization lives here."""
+
+    def __init__(self, net: nn.Module, mean: Sequence[float], std: Sequence[float]):
+        super().__init__()
+        self.net = net
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net((x - self.mean) / self.std)
+
+    def layer_names(self) -> list[str]:
+        return [name for name, _ in self.net.named_modules() if name]
+
+    def check_layers(self, layers: Sequence[str]) -> None:
+        available = self.layer_names()
+        unknown = [name for name in layers if name not in available]
+        if not layers or unknown:
+            raise ConfigError(
+                f"unknown layer(s) {unknown or '(none given)'}; available layers: "
+                f"{', '.join(available)}"
+            )
+
+
+class _StopForward(Exception):
+    """Raised by a tap hook once every requested layer is computed (see `forward_until`)."""
+
+
+@contextlib.contextmanager
+def tap(
+    model: TargetModel, layers: Sequence[str], stop: bool = False
+) -> Iterator[dict[str, torch.Tensor]]:
+    """Record the outputs of `layers` on every forward; hooks are removed on exit. With `stop`,
+    the forward pass ends as soon as the last of them is computed."""
+    model.check_layers(layers)
+    captured: dict[str, torch.Tensor] = {}
+
+    def hook_for(name: str):
+        def hook(_module, _inputs, output):
+            captured[name] = output
+            if stop and len(captured) == len(set(layers)):
+                raise _StopForward
+
+        return hook
+
+    handles = [model.net.get_submodule(n).register_forward_hook(hook_for(n)) for n in layers]
+    try:
+        yield captured
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def forward_until(
+    model: TargetModel, layers: Sequence[str], x: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    """The activations of `layers` (with autograd), running the model only as deep as needed."""
+    with tap(model, layers, stop=True) as acts:
+        with contextlib.suppress(_StopForward):
+            model(x)
+        return dict(acts)
+
+
+def forward_with_taps(
+    model: TargetModel, layers: Sequence[str], x: torch.Tensor
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Predictions and the tapped layers' activations for a batch of [0,1] images."""
+    with torch.no_grad(), tap(model, layers) as acts:
+        logits = model(x)
+        return logits.argmax(1), dict(acts)
+
+
+def freeze(model: TargetModel) -> TargetModel:
+    """Eval mode with frozen parameters: attacks differentiate w.r.t. the input only."""
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+def build_model(info: ModelInfo) -> TargetModel:
+    net = architecture(info.architecture).build(info.in_channels, info.num_classes, info.image_size)
+    return TargetModel(net, info.mean, info.std)

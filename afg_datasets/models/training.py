@@ -1,0 +1,196 @@
+"""Obtaining the target model: a small net trained on the source's train split (seeded, cached
+on first use), or a torchvision / user model with loaded weights."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from filelock import FileLock
+from torch import nn
+from tqdm.auto import trange
+
+from afg_datasets.errors import ModelError
+from afg_datasets.layout import INFO_FILE, partial_path, sha256_file
+from afg_datasets.models.nets import (
+    ARCHITECTURES,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    architecture,
+    is_user_model,
+)
+from afg_datasets.models.storage import (
+    cache_root,
+    load_model_dir,
+    load_weights,
+    read_checkpoint,
+    save_model,
+)
+from afg_datasets.models.target import ModelInfo, TargetModel, freeze
+
+log = logging.getLogger(__name__)
+EVAL_LIMIT = 2000  # test images used to report a loaded (not trained) model's accuracy
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    architecture: str
+    epochs: int
+    batch_size: int
+    lr: float
+    seed: int
+
+
+@dataclass(frozen=True)
+class SourceData:
+    """The full source, as the model stage needs it: pixels, labels and split indices."""
+
+    images: np.ndarray  # uint8 [N, H, W, C]
+    labels: np.ndarray
+    train_idx: np.ndarray
+    test_idx: np.ndarray
+    num_classes: int
+
+    def tensors(self, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        x = torch.from_numpy(self.images[idx]).permute(0, 3, 1, 2).float().div(255)
+        return x, torch.from_numpy(self.labels[idx])
+
+
+@torch.no_grad()
+def accuracy(model: TargetModel, data: SourceData, idx: np.ndarray, batch: int = 256) -> float:
+    device = next(model.parameters()).device
+    correct = 0
+    for chunk in np.array_split(idx, max(1, -(-len(idx) // batch))):
+        x, y = data.tensors(chunk)
+        correct += int((model(x.to(device)).argmax(1).cpu() == y).sum())
+    return correct / max(len(idx), 1)
+
+
+def train_model(
+    settings: TrainSettings, data: SourceData, progress: bool = False
+) -> tuple[TargetModel, ModelInfo]:
+    """Train on the train split, report top-1 accuracy on the test split. Seeded, CPU-friendly."""
+    x, y = data.tensors(data.train_idx)
+    mean = x.mean(dim=(0, 2, 3)).tolist()
+    std = x.std(dim=(0, 2, 3)).clamp_min(1e-3).tolist()
+    arch = ARCHITECTURES[settings.architecture]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(settings.seed)
+        model = TargetModel(arch.build(x.shape[1], data.num_classes, x.shape[-1]), mean, std)
+        opt = torch.optim.Adam(model.parameters(), lr=settings.lr)
+        generator = torch.Generator().manual_seed(settings.seed)
+        model.train()
+        for _ in trange(
+            settings.epochs, desc="train target model", unit="epoch", disable=not progress
+        ):
+            for batch in torch.randperm(len(y), generator=generator).split(settings.batch_size):
+                opt.zero_grad()
+                nn.functional.cross_entropy(model(x[batch]), y[batch]).backward()
+                opt.step()
+    freeze(model)
+    info = ModelInfo(
+        architecture=settings.architecture,
+        in_channels=x.shape[1],
+        num_classes=data.num_classes,
+        image_size=x.shape[-1],
+        mean=tuple(mean),
+        std=tuple(std),
+        layers=arch.default_layers,
+        seed=settings.seed,
+        test_accuracy=round(accuracy(model, data, data.test_idx), 6),
+        train_images=len(data.train_idx),
+        test_images=len(data.test_idx),
+    )
+    return model, info
+
+
+def load_pretrained(
+    name: str, checkpoint: str | None, data: SourceData
+) -> tuple[TargetModel, ModelInfo]:
+    """A torchvision or user model with a checkpoint, standard weights, or its own weights."""
+    arch = architecture(name)
+    channels, size = data.images.shape[-1], data.images.shape[1]
+    net = arch.build(channels, data.num_classes, size)
+    sha = None
+    if checkpoint:
+        path = Path(checkpoint).expanduser()
+        load_weights(net, read_checkpoint(path), data.num_classes, f"checkpoint {str(path)!r}")
+        weights, sha = "checkpoint", sha256_file(path)
+    elif is_user_model(name):
+        weights = "user"
+    else:
+        weights = "torchvision-default"
+        net = _torchvision_default(name, data.num_classes)
+    mean, std = (IMAGENET_MEAN, IMAGENET_STD) if not is_user_model(name) else ((0.0,), (1.0,))
+    if len(mean) != channels:
+        mean, std = (mean[0],) * channels, (std[0],) * channels
+    model = freeze(TargetModel(net, mean, std))
+    test_idx = data.test_idx[:EVAL_LIMIT]
+    info = ModelInfo(
+        name,
+        channels,
+        data.num_classes,
+        size,
+        tuple(mean),
+        tuple(std),
+        arch.default_layers,
+        0,
+        round(accuracy(model, data, test_idx), 6),
+        0,
+        len(test_idx),
+        weights,
+        sha,
+    )
+    return model, info
+
+
+def _torchvision_default(name: str, num_classes: int) -> nn.Module:
+    from torchvision.models import get_model, get_model_weights
+
+    weights = get_model_weights(name).DEFAULT
+    outputs = len(weights.meta["categories"])
+    if outputs != num_classes:
+        raise ModelError(
+            f"{name}'s standard weights have {outputs} outputs but the source has "
+            f"{num_classes} classes; pass --checkpoint with a matching head"
+        )
+    try:
+        return get_model(name, weights=weights)
+    except Exception as err:  # noqa: BLE001 - download failures come in many types
+        raise ModelError(
+            f"could not get {name}'s standard weights ({err}); without network, "
+            "pass --checkpoint PATH (state dict or safetensors)"
+        ) from None
+
+
+def obtain_target_model(
+    name: str,
+    checkpoint: str | None,
+    settings: TrainSettings,
+    cache_key: str,
+    data: SourceData,
+    device: str,
+    progress: bool = False,
+) -> tuple[TargetModel, ModelInfo, bool]:
+    """Trained-and-cached, or loaded. Returns (model, info, came from the cache)."""
+    if checkpoint or not architecture(name).trainable:
+        model, info = load_pretrained(name, checkpoint, data)
+        return model.to(device), info, False
+    directory = cache_root() / "models" / cache_key
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(directory.with_name(directory.name + ".lock")):  # concurrent ranks train once
+        if (directory / INFO_FILE).is_file():
+            model, info = load_model_dir(directory, device)
+            return model, info, True
+        model, info = train_model(settings, data, progress)
+        log.info("trained target model: test accuracy %.4f", info.test_accuracy)
+        tmp = partial_path(directory)
+        shutil.rmtree(tmp, ignore_errors=True)
+        save_model(model, info, tmp)
+        os.replace(tmp, directory)
+    return model.to(device), info, False

@@ -1,0 +1,116 @@
+"""What the CLI prints: one function per result, rich tables, nothing computed here."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+console = Console(stderr=True, soft_wrap=True)
+
+
+def build_summary(result) -> None:
+    stats, manifest = result.stats, result.manifest
+    out = Console()
+    out.print(f"[bold]AFG corpus[/] {result.out}  (config hash {manifest['config_hash']})")
+    out.print(
+        f"records {stats['records']} in {stats['wall_seconds']:.1f}s "
+        f"({stats['records_per_s']:.1f}/s), peak RSS {stats['peak_rss_mb']:.0f} MB"
+    )
+    model = stats["target_model"]
+    origin = f"trained in {model['train_seconds']:.1f}s"
+    if model["cached"]:
+        origin = "cached"
+    elif model["weights"] != "trained":
+        origin = f"weights: {model['weights']}"
+    out.print(f"target model test accuracy {model['test_accuracy']:.4f} ({origin})")
+    table = Table("attack", "success rate", "mean linf", "mean l2", "records")
+    for name, s in stats["attacks"].items():
+        table.add_row(
+            name,
+            f"{s['success_rate']:.3f}",
+            f"{s['mean_linf']:.4f}",
+            f"{s['mean_l2']:.4f}",
+            str(s["records"]),
+        )
+    out.print(table)
+    stages = Table("stage", "seconds", "records/s")
+    for name, s in stats["stages"].items():
+        stages.add_row(name, f"{s['seconds']:.2f}", str(s["records_per_s"]))
+    out.print(stages)
+    splits = ", ".join(f"{k} {v['records']}" for k, v in manifest["splits"].items())
+    out.print(f"splits: {splits}")
+    out.print(f'load it: datasets.load_dataset("{result.out}")')
+
+
+def report(results: dict[str, Any], as_json: bool, table) -> None:
+    """A benchmark's results: one JSON object (`--json`), else its table."""
+    if as_json:
+        print(json.dumps(results, indent=2))
+    else:
+        table(results)
+
+
+def upload(plan, repo_id: str, dry_run: bool) -> None:
+    total = sum(f.bytes for f in plan)
+    if not dry_run:
+        print(f"pushed {len(plan)} files ({total / 1e6:.1f} MB) to {repo_id}")
+        return
+    for item in plan:
+        print(f"{item.bytes:>12,d}  {item.path}")
+    print(f"dry run: {len(plan)} files, {total / 1e6:.1f} MB would go to {repo_id}")
+
+
+def loader_bench(results: dict[str, Any]) -> None:
+    table = Table("reader", "records/s", "MB/s", "seconds", "of raw ceiling")
+    for name, r in results["readers"].items():
+        table.add_row(
+            name,
+            f"{r['records_per_s']:,.0f}",
+            f"{r['mb_per_s']:,.1f}",
+            f"{r['seconds']:.3f}",
+            f"{r['fraction_of_raw']:.2f}",
+        )
+    Console().print(table)
+
+
+def build_bench(results: dict[str, Any]) -> None:
+    out = Console()
+    if "kill" in results:
+        k = results["kill"]
+        out.print(
+            f"kill/resume: {k['identical']}/{k['points']} resumed builds identical to the "
+            f"reference ({k['killed_mid_build']} killed mid-build, {k['tasks']} tasks)"
+        )
+    if "scaling" in results:
+        s = results["scaling"]
+        out.print(
+            f"weak scaling: 1 worker {s['single_worker_records_per_s']} records/s; 2 workers "
+            f"{s['two_workers_records_per_s_each']} each = {s['fraction_of_single']} of single"
+        )
+    if "memory" in results:
+        m = results["memory"]
+        out.print(
+            f"peak RSS: {m['x1']['records']} records {m['x1']['peak_rss_mb']} MB, "
+            f"{m['x4']['records']} records {m['x4']['peak_rss_mb']} MB (ratio {m['ratio']})"
+        )
+
+
+def encoder_bench(results: dict[str, Any]) -> None:
+    table = Table("measure", "value")
+    for section in ("nmf", "groupviz"):
+        for key, value in results.get(section, {}).items():
+            table.add_row(f"{section}.{key}", str(value))
+    Console().print(table)
+
+
+def afs(report: dict[str, Any]) -> None:
+    table = Table("representation", "attack", *report["layers"], "depth rho")
+    for kind, curves in report["curves"].items():
+        for attack, curve in curves.items():
+            rho = report["depth_correlation"][kind][attack]
+            table.add_row(kind, attack, *(f"{p['median']:.3f}" for p in curve), f"{rho:.2f}")
+    Console().print(table)
+    print(report["summary"])
