@@ -131,5 +131,6 @@ class Attack:
         """Untargeted adversarial version of `x` (in [0,1]) for labels `y`, seeded."""
         with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
             torch.manual_seed(seed)
-            adv = self._attack.perturb(x.clone(), y.clone())
+            # contiguous: advertorch's cw_l2 calls .view on its input (NHWC -> NCHW is not)
+            adv = self._attack.perturb(x.clone(memory_format=torch.contiguous_format), y.clone())
         return adv.detach().clamp(0.0, 1.0)

@@ -56,11 +56,16 @@ def test_plan_has_seeded_tasks_and_one_shard_set_each(reference):
 
 
 def test_rerun_resumes_without_rebuilding(reference, tasked_config):
-    before = {p: (reference.out / p).stat().st_mtime_ns for p in shard_hashes(reference.out)}
+    hashes = shard_hashes(reference.out)
+    before = {p: (reference.out / p).stat().st_mtime_ns for p in hashes}
     again = build_corpus(tasked_config, reference.out, progress=False, resume=True)
     assert again.tasks_run == []
     assert {p: (reference.out / p).stat().st_mtime_ns for p in before} == before
-    assert shard_hashes(reference.out) == shard_hashes(reference.out)
+    assert (
+        shard_hashes(reference.out)
+        == hashes
+        == {e["path"]: e["sha256"] for e in again.manifest["files"]}
+    )
 
 
 def test_sigkill_then_resume_gives_identical_shards(reference, config_file, tmp_path):

@@ -1,0 +1,144 @@
+"""Contract tests over every registry: each entry keeps the promises the pipeline relies on."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+from afg_datasets.attacks import ATTACKS, Attack
+from afg_datasets.build import RunOptions, build_corpus
+from afg_datasets.build.executors import EXECUTORS
+from afg_datasets.errors import ConfigError
+from afg_datasets.genome import ENCODERS, EncoderInputs, make_encoder
+from afg_datasets.models import TargetModel, forward_with_taps, freeze
+from afg_datasets.sources import SOURCES, SourceConfig, load_source
+from tests.test_attacks import QUICK
+from tests.test_sources import MNIST, write_cifar10, write_folder
+
+
+def write_cifar100(root: Path) -> None:
+    import pickle
+
+    folder = root / "cifar-100-python"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name in ("train", "test"):
+        batch = {"data": rng.integers(0, 256, (3, 3072), dtype=np.uint8), "fine_labels": [0, 1, 2]}
+        (folder / name).write_bytes(pickle.dumps(batch))
+    names = [f"class{i}" for i in range(100)]
+    (folder / "meta").write_bytes(pickle.dumps({"fine_label_names": names}))
+
+
+def write_hf(root: Path) -> None:
+    from datasets import ClassLabel, Dataset, Features, Image
+
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, (20, 20, 3), dtype=np.uint8) for _ in range(4)]
+    features = Features({"image": Image(), "label": ClassLabel(names=["a", "b"])})
+    dataset = Dataset.from_dict({"image": images, "label": [0, 1, 1, 0]}, features=features)
+    (root / "data").mkdir(parents=True)
+    dataset.to_parquet(str(root / "data" / "train-00000-of-00001.parquet"))
+
+
+def source_config(name: str, root: Path) -> SourceConfig:
+    """A small real instance of every registered source (written here, or shared MNIST)."""
+    if name == "mnist":
+        if not MNIST.is_dir():
+            pytest.skip("../shared/data/mnist not present")
+        return SourceConfig("mnist", root=str(MNIST))
+    writers = {
+        "cifar10": write_cifar10,
+        "cifar100": write_cifar100,
+        "imagefolder": lambda r: write_folder(r, corrupt=False),
+        "hf": write_hf,
+    }
+    if name in writers:
+        writers[name](root)
+        return SourceConfig(name, root=str(root), image_size=16)
+    return SourceConfig(name)
+
+
+@pytest.mark.parametrize("name", sorted(SOURCES))
+def test_source_contract(name, tmp_path):
+    source = load_source(source_config(name, tmp_path / name))
+    n = len(source)
+    assert n > 0 and source.images.dtype == np.uint8 and source.images.ndim == 4
+    assert source.images.shape[0] == len(source.labels) == n
+    assert source.images.shape[1] == source.images.shape[2], "square images"
+    assert source.channels in (1, 3)
+    assert len(set(source.ids)) == n, "ids are unique"
+    assert source.labels.min() >= 0 and source.labels.max() < len(source.class_names)
+    head = source.head(2)
+    assert head.ids == source.ids[:2] and np.array_equal(head.images, source.images[:2])
+    again = load_source(source_config(name, tmp_path / f"{name}-again"))
+    assert again.ids == source.ids, "ids are stable across loads"
+
+
+class _RGBNet(nn.Module):
+    """A torchvision-style classifier on 3-channel input (conv, BN, pooled head)."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU())
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 10))
+
+    def forward(self, x):
+        return self.head(self.features(x))
+
+
+@pytest.mark.parametrize("name", sorted(ATTACKS))
+def test_every_attack_runs_on_rgb_channels_last_input(name):
+    torch.manual_seed(0)
+    model = freeze(TargetModel(_RGBNet(), (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)))
+    nhwc = torch.rand(3, 8, 8, 3, generator=torch.Generator().manual_seed(1))
+    x = nhwc.permute(0, 3, 1, 2)  # what the build feeds: NHWC pixels viewed as NCHW
+    before = x.clone()
+    adv = Attack(name, model, 10, QUICK.get(name, {})).run(x, torch.tensor([0, 1, 2]), seed=0)
+    assert torch.equal(x, before) and adv.shape == x.shape
+    assert adv.min() >= 0 and adv.max() <= 1
+
+
+@pytest.mark.parametrize("name", sorted(ENCODERS))
+def test_encoder_contract(name, tiny_model):
+    layers = ("block1", "block2")
+    x = torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    _, acts = forward_with_taps(tiny_model, layers, x)
+    before = {k: v.clone() for k, v in acts.items()}
+    channels = tuple(acts[n].shape[1] for n in layers)
+    genome = {"encoder": name, "groups": 2, "size": 4, "nmf_iters": 5, "steps": 2}
+    encoder = make_encoder(genome, EncoderInputs(layers, channels, 0, tiny_model, (1, 8)))
+    first = encoder.encode(acts, seed=3)
+    assert all(torch.equal(acts[k], before[k]) for k in acts), "activations are not modified"
+    features = encoder.features()
+    assert set(first) == set(features)
+    for column, array in first.items():
+        shape = getattr(features[column], "shape", None)
+        if shape is not None:
+            assert array.shape == (2, *shape), column
+            assert np.isfinite(array.astype(np.float32)).all(), column
+    second = encoder.encode(acts, seed=3)
+    assert all(np.array_equal(first[k], second[k]) for k in first), "same seed, same genome"
+
+
+@pytest.mark.parametrize("name", sorted(EXECUTORS))
+def test_executor_contract_resumes_a_complete_build_without_touching_it(name, corpus, small_config):
+    files = corpus.manifest["files"]
+    shards = {p: p.stat().st_mtime_ns for p in (corpus.out / "data").rglob("*.parquet")}
+    again = build_corpus(small_config, corpus.out, progress=False, executor=name)
+    assert again.tasks_run == []
+    assert {p: p.stat().st_mtime_ns for p in shards} == shards
+    assert json.loads((corpus.out / "manifest.json").read_text())["files"] == files
+
+
+def test_bad_run_options_are_refused_before_anything_is_written(small_config, tmp_path):
+    with pytest.raises(ConfigError, match="unknown executor 'slurm'"):
+        RunOptions(executor="slurm")
+    for bad in ({"device": "tpu"}, {"workers": 0}, {"rank": 2, "world_size": 2}, {"workers": True}):
+        with pytest.raises(ConfigError):
+            build_corpus(small_config, tmp_path / "out", progress=False, **bad)
+    assert not (tmp_path / "out").exists()

@@ -1,0 +1,81 @@
+"""Units of a build task: quantization to what a PNG stores, and the stats summed over tasks."""
+
+import numpy as np
+import pytest
+import torch
+
+from afg_datasets.build.stats import AttackTally, make_stats
+from afg_datasets.build.task import quantize
+from afg_datasets.records import RecordBatch
+
+
+def test_quantize_keeps_linf_attacks_inside_their_budget_after_rounding():
+    generator = torch.Generator().manual_seed(0)
+    clean = torch.rand(64, 1, 8, 8, generator=generator)
+    eps = 0.1
+    # the worst case for rounding: exactly at the budget, on both sides
+    adv = (clean + eps * torch.sign(torch.randn(clean.shape, generator=generator))).clamp(0, 1)
+    stored = quantize(adv, clean, eps)
+    assert stored.dtype == torch.uint8
+    base = clean.mul(255).round()
+    assert (stored.float() - base).abs().max() <= np.floor(eps * 255)
+    assert ((stored.float() / 255 - clean).abs().max() <= eps + 0.5 / 255).item()
+
+
+def test_quantize_without_budget_rounds_and_clamps():
+    adv = torch.tensor([-0.2, 0.0, 0.5 / 255, 0.4, 1.0, 1.3])
+    stored = quantize(adv, torch.zeros_like(adv), None)
+    assert stored.tolist() == [0, 0, 0, 102, 255, 255]
+
+
+def batch(attack, labels, preds, linf, l2):
+    n = len(labels)
+    return RecordBatch(
+        [f"s{i}" for i in range(n)],
+        attack,
+        "{}",
+        np.zeros((n, 2, 2, 1), np.uint8),
+        np.array(labels),
+        np.array(preds),
+        np.array(linf, np.float32),
+        np.array(l2, np.float32),
+        {},
+    )
+
+
+def marker(tallies, stages, started, finished, worker=1):
+    return {
+        "tallies": {k: vars(v) for k, v in tallies.items()},
+        "stages": stages,
+        "started": started,
+        "finished": finished,
+        "peak_rss_mb": 100.0 + worker,
+        "device": "cpu",
+        "torch_threads": 2,
+        "worker": worker,
+    }
+
+
+def test_stats_sum_tallies_and_stage_rates_over_tasks():
+    t1 = {"clean": AttackTally(), "pgd": AttackTally()}
+    t1["clean"].add(batch("clean", [0, 1], [0, 0], [0, 0], [0, 0]))
+    t1["pgd"].add(batch("pgd", [0, 1], [1, 1], [0.1, 0.1], [1.0, 2.0]))
+    t2 = {"clean": AttackTally(), "pgd": AttackTally()}
+    t2["clean"].add(batch("clean", [2, 3], [2, 3], [0, 0], [0, 0]))
+    t2["pgd"].add(batch("pgd", [2, 3], [2, 0], [0.1, 0.3], [3.0, 2.0]))
+    markers = [
+        marker(t1, {"attack/pgd": 2.0, "encode": 1.0}, 10.0, 14.0, worker=1),
+        marker(t2, {"attack/pgd": 2.0, "encode": 3.0}, 11.0, 20.0, worker=2),
+    ]
+    setup = {"stages": {"load": 0.5}, "peak_rss_mb": 50.0}
+    stats = make_stats(setup, markers, wall=None)
+    assert stats["records"] == 8 and stats["wall_seconds"] == 10.0  # 10.0 .. 20.0
+    assert stats["clean"] == {"records": 4, "accuracy": 0.75}
+    pgd = stats["attacks"]["pgd"]
+    assert pgd["records"] == 4 and pgd["success_rate"] == 0.5
+    assert pgd["mean_linf"] == pytest.approx(0.15) and pgd["mean_l2"] == pytest.approx(2.0)
+    assert stats["stages"]["attack/pgd"] == {"seconds": 4.0, "records_per_s": 1.0}
+    assert stats["stages"]["encode"] == {"seconds": 4.0, "records_per_s": 2.0}
+    assert stats["stages"]["load"]["records_per_s"] is None  # once per process
+    assert stats["peak_rss_mb"] == 102.0 and stats["tasks"] == {"count": 2, "ranks": 2}
+    assert make_stats(setup, markers, wall=5.0)["records_per_s"] == 1.6
