@@ -6,7 +6,6 @@ honoured by huggingface_hub itself.
 
 from __future__ import annotations
 
-import fnmatch
 import logging
 import time
 from dataclasses import dataclass
@@ -16,23 +15,11 @@ from huggingface_hub import DatasetCard, HfApi
 from huggingface_hub.errors import HfHubHTTPError
 
 from afg_datasets.errors import AFGError
-from afg_datasets.layout import AFS_JSON, BENCH_DIR, CARD_FILE, MANIFEST_FILE, PARTIAL, STATS_FILE
-from afg_datasets.verify import require_intact
+from afg_datasets.layout import CARD_FILE, PUBLISHED_EXTRAS
+from afg_datasets.verify import load_manifest, require_intact
 
 log = logging.getLogger(__name__)
 
-# What a corpus publishes; build leftovers (plan.json, *.partial) stay local.
-ALLOW_PATTERNS = [
-    CARD_FILE,
-    MANIFEST_FILE,
-    STATS_FILE,
-    "*.png",
-    AFS_JSON,
-    f"{BENCH_DIR}/*",
-    "data/**",
-    "wds/**",
-    "model/*",
-]
 REQUIRED_METADATA = ("pretty_name", "license", "task_categories", "tags", "configs", "dataset_info")
 RETRIES = 3
 
@@ -47,15 +34,18 @@ class UploadFile:
     bytes: int
 
 
-def upload_plan(root: Path) -> list[UploadFile]:
-    """The files `afg push` uploads, sorted, with sizes."""
-    files = []
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        relative = path.relative_to(root).as_posix()
-        allowed = any(fnmatch.fnmatch(relative, pattern) for pattern in ALLOW_PATTERNS)
-        if allowed and not relative.endswith(PARTIAL):
-            files.append(UploadFile(relative, path.stat().st_size))
-    return files
+def upload_plan(root: Path, manifest: dict) -> list[UploadFile]:
+    """What `afg push` uploads, sorted, with sizes: exactly the manifest's files (verified
+    before), plus the card, manifest, stats and derived figures by their fixed names
+    (`layout.PUBLISHED_EXTRAS`) where present. Nothing by glob, never a symlink."""
+    paths = [e["path"] for e in manifest["files"]]
+    for name in PUBLISHED_EXTRAS:
+        path = root / name
+        if path.is_symlink() or (path.exists() and not path.is_file()):
+            raise PushError(f"{path}: not a regular file; refusing to publish it")
+        if path.is_file():
+            paths.append(name)
+    return [UploadFile(p, (root / p).stat().st_size) for p in sorted(set(paths))]
 
 
 def validate_card(root: Path) -> DatasetCard:
@@ -84,7 +74,7 @@ def push(
         raise PushError(f"--repo-id must look like NAMESPACE/NAME, got {repo_id!r}")
     require_intact(root)
     validate_card(root)
-    plan = upload_plan(root)
+    plan = upload_plan(root, load_manifest(root))
     if dry_run:
         return plan
     api = HfApi()
@@ -101,8 +91,7 @@ def push(
             repo_id=repo_id,
             repo_type="dataset",
             revision=revision,
-            allow_patterns=ALLOW_PATTERNS,
-            ignore_patterns=[f"*{PARTIAL}"],
+            allow_patterns=[item.path for item in plan],  # exact names: nothing else goes
             commit_message=f"Upload AFG corpus {root.name}",
         )
     )

@@ -33,8 +33,31 @@ INFO_FILE = "model.json"
 AFS_JSON = "afs.json"
 AFS_PNG = "afs.png"
 BENCH_DIR = "bench"
-# Everything a build owns inside its output directory; nothing else there is ever touched.
-OUTPUTS = (DATA_DIR, WDS_DIR, MODEL_DIR, TASKS_DIR, CARD_FILE, MANIFEST_FILE, STATS_FILE, PLAN_FILE)
+BENCH_FILES = ("results.json", "results.md", "roc.png")
+# Everything a build owns inside its output directory; nothing else there is ever touched, and
+# --overwrite removes all of it (derived figures included: they describe the old corpus).
+OUTPUTS = (
+    DATA_DIR,
+    WDS_DIR,
+    MODEL_DIR,
+    TASKS_DIR,
+    CARD_FILE,
+    MANIFEST_FILE,
+    STATS_FILE,
+    PLAN_FILE,
+    AFS_JSON,
+    AFS_PNG,
+    BENCH_DIR,
+)
+# Published besides the manifest's files (which it hashes): the rule `afg push` follows.
+PUBLISHED_EXTRAS = (
+    CARD_FILE,
+    MANIFEST_FILE,
+    STATS_FILE,
+    AFS_JSON,
+    AFS_PNG,
+    *(f"{BENCH_DIR}/{name}" for name in BENCH_FILES),
+)
 # Published directories whose every file the manifest lists.
 CORPUS_DIRS = (DATA_DIR, WDS_DIR, MODEL_DIR)
 
@@ -83,6 +106,20 @@ def marker_path(out: Path, task_id: int) -> Path:
 def split_of_shard(relative: str) -> str:
     """The split a shard path belongs to (its file name starts with `<split>-`)."""
     return relative.rsplit("/", 1)[-1].split("-", 1)[0]
+
+
+def unsafe_path(root: Path, relative: str) -> str | None:
+    """Why a corpus-relative path may not be opened (None: it may): it must be relative,
+    normalized, inside one of the corpus folders, and no symlink on the way."""
+    parts = relative.split("/")
+    if relative.startswith("/") or any(p in ("", ".", "..") for p in parts) or "\\" in relative:
+        return "not a normalized relative path inside the corpus"
+    if parts[0] not in CORPUS_DIRS:
+        return f"outside the corpus folders {', '.join(CORPUS_DIRS)}"
+    for depth in range(1, len(parts) + 1):
+        if (root / "/".join(parts[:depth])).is_symlink():
+            return "a symlink (a corpus holds regular files only)"
+    return None
 
 
 def sha256_file(path: Path) -> str:

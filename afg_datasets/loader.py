@@ -7,7 +7,6 @@ read with allow_pickle=False and webdataset's own decoders are not used.
 
 from __future__ import annotations
 
-import glob
 import io
 import json
 import os
@@ -19,8 +18,8 @@ import numpy as np
 import torch
 
 from afg_datasets.genome import genome_inputs
-from afg_datasets.layout import WDS_DIR, sha256_file
-from afg_datasets.verify import CorpusError, load_manifest, require_intact
+from afg_datasets.layout import sha256_file
+from afg_datasets.verify import CorpusError, load_manifest, require_intact, split_files
 
 META_FIELDS = ("key", "attack", "label", "is_adversarial", "mixed_label")
 
@@ -81,13 +80,14 @@ def load(
 
 
 def shard_urls(dir_or_urls: str | os.PathLike | list[str], split: str) -> list[str]:
+    """The shards to stream: for a corpus directory, exactly its manifest's (never a glob)."""
     if isinstance(dir_or_urls, (list, tuple)):
         return list(dir_or_urls)
     root = Path(dir_or_urls)
     if root.is_dir():
-        urls = sorted(glob.glob(str(root / WDS_DIR / split / f"{split}-*.tar")))
+        urls = [str(p) for p in split_files(root, load_manifest(root), split, "wds")]
         if not urls:
-            raise CorpusError(f"{root}: no webdataset shards for split {split!r}")
+            raise CorpusError(f"{root}: the manifest lists no webdataset shards for {split!r}")
         return urls
     return [str(dir_or_urls)]
 
@@ -115,6 +115,8 @@ def _checked_urls(urls: list[str], root: Path | None) -> Iterator[dict[str, str]
     if root is not None:
         expected = {str(root / e["path"]): e["sha256"] for e in load_manifest(root)["files"]}
     for url in urls:
+        if url in expected and not Path(url).is_file():
+            raise CorpusError(f"{url}: listed in the manifest but missing")
         if url in expected and sha256_file(Path(url)) != expected[url]:
             raise CorpusError(f"{url}: sha256 differs from the manifest (corrupt or tampered)")
         yield {"url": url}

@@ -20,39 +20,65 @@ from afg_datasets.layout import (
     read_json,
     sha256_file,
     split_of_shard,
+    unsafe_path,
 )
 
 __all__ = ["CorpusError", "load_manifest", "require_intact", "split_files", "verify_corpus"]
 
 
+# What a webdataset shard of a corpus may hold: nothing a decoder would unpickle.
+TAR_SUFFIXES = (".png", ".json", ".npy")
+
+
 def tar_samples(path: Path) -> int:
+    """Samples in a shard; a member that is not a regular file with a safe name and a known
+    suffix (.png .json .npy: never .pyd or .pickle) is a CorpusError."""
     with tarfile.open(path) as tar:
-        return len({m.name.split(".", 1)[0] for m in tar.getmembers() if m.isfile()})
+        members = tar.getmembers()
+    for member in members:
+        name = member.name
+        if not member.isfile() or "/" in name or name.startswith(".") or "\\" in name:
+            raise CorpusError(f"{path.name}: member {name!r} is not a plain file name")
+        if not name.endswith(TAR_SUFFIXES):
+            raise CorpusError(
+                f"{path.name}: member {name!r} has a suffix outside {', '.join(TAR_SUFFIXES)}"
+            )
+    return len({m.name.split(".", 1)[0] for m in members})
+
+
+def check_entry(root: Path, entry: dict) -> str | None:
+    """The problem with one manifest entry, if any: unsafe path, missing, size, hash, rows."""
+    relative = entry["path"]
+    why = unsafe_path(root, relative)
+    if why:
+        return f"{relative}: {why}"
+    path = root / relative
+    if not path.is_file():
+        return f"{relative}: missing"
+    size = path.stat().st_size
+    if size != entry["bytes"]:
+        return f"{relative}: {size} bytes, manifest says {entry['bytes']}"  # not worth hashing
+    if sha256_file(path) != entry["sha256"]:
+        return f"{relative}: sha256 differs from the manifest"  # nor its rows worth reading
+    try:
+        rows = _rows(path)
+    except CorpusError as err:
+        return f"{relative}: {err}"
+    if entry["rows"] is not None and rows != entry["rows"]:
+        return f"{relative}: {rows} rows, manifest says {entry['rows']}"
+    return None
 
 
 def check_files(root: Path, manifest: dict) -> list[str]:
-    """sha256, bytes and rows of every manifest entry; files the manifest does not list."""
-    problems = []
+    """Every manifest entry (see `check_entry`); files or links the manifest does not list."""
+    problems = [p for p in (check_entry(root, e) for e in manifest["files"]) if p]
     listed = {entry["path"] for entry in manifest["files"]}
-    for entry in manifest["files"]:
-        path = root / entry["path"]
-        if not path.is_file():
-            problems.append(f"{entry['path']}: missing")
-            continue
-        if path.stat().st_size != entry["bytes"]:
-            problems.append(
-                f"{entry['path']}: {path.stat().st_size} bytes, manifest says {entry['bytes']}"
-            )
-        if sha256_file(path) != entry["sha256"]:
-            problems.append(f"{entry['path']}: sha256 differs from the manifest")
-            continue  # rows of a tampered file are not worth reading
-        rows = _rows(path)
-        if entry["rows"] is not None and rows != entry["rows"]:
-            problems.append(f"{entry['path']}: {rows} rows, manifest says {entry['rows']}")
     for folder in CORPUS_DIRS:
         for path in sorted((root / folder).rglob("*")) if (root / folder).is_dir() else []:
             relative = path.relative_to(root).as_posix()
-            if path.is_file() and relative not in listed:
+            if path.is_symlink():
+                problems.append(f"{relative}: a symlink (a corpus holds regular files only)")
+            elif path.is_file() and relative not in listed:
                 problems.append(f"{relative}: not in the manifest")
     return problems
 

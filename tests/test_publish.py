@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 import afg_datasets
 from afg_datasets.hub import upload_plan
-from afg_datasets.verify import CorpusError, verify_corpus
+from afg_datasets.verify import CorpusError, load_manifest, verify_corpus
 from tests.fake_hub import FakeHub
 
 TOKEN = "hf_afgTESTtoken0123456789"
@@ -145,7 +145,7 @@ def test_push_through_loopback_hub(copy, tmp_path):
     assert hub.repos["afg-org/digits"]["type"] == "dataset"
     for revision in ("main", "v1"):
         uploaded = hub.files[("afg-org/digits", revision)]
-        expected = {f.path for f in upload_plan(copy)}
+        expected = {f.path for f in upload_plan(copy, load_manifest(copy))}
         assert set(uploaded) == expected
         for path in expected:
             assert uploaded[path] == (copy / path).read_bytes(), path

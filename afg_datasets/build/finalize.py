@@ -71,7 +71,7 @@ def finalize(out: str | Path, wall: float | None = None) -> BuildResult:
 def make_manifest(out: Path, plan: dict[str, Any], markers: list[dict]) -> dict[str, Any]:
     data_files = sorted((f for m in markers for f in m["files"]), key=lambda e: e["path"])
     model_dir = out / MODEL_DIR
-    model_files = [file_entry(out, p, None) for p in sorted(model_dir.iterdir())]
+    model_files = [file_entry(out, model_dir / name, None) for name in (INFO_FILE, MODEL_FILE)]
     weights_path = f"{MODEL_DIR}/{MODEL_FILE}"
     weights = next(e for e in model_files if e["path"] == weights_path)
     return {

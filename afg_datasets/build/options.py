@@ -46,6 +46,11 @@ class RunOptions:
         _whole("workers", self.workers, 1)
         _whole("world_size", self.world_size, 1)
         _whole("rank", self.rank, 0)
+        if self.resume and self.overwrite:
+            raise ConfigError(
+                "--resume and --overwrite contradict each other: --resume continues the corpus "
+                "in --out, --overwrite replaces it; give one"
+            )
         if self.rank >= self.world_size:
             raise ConfigError(
                 f"rank {self.rank} is not in 0..world size-1 (world size {self.world_size})"

@@ -63,7 +63,7 @@ class Pipeline:
         self.split_of = split_of_all[: len(self.source)]
         with self.setup_timer("train_model"):
             if model_dir is not None:
-                self.model, self.model_info = load_model_dir(model_dir, str(self.device))
+                self.model, self.model_info = self._load_saved(model_dir)
                 self.model_cached = True
             else:
                 self._obtain_model(full, split_of_all)
@@ -71,8 +71,12 @@ class Pipeline:
 
     def adopt_model(self, model_dir: Path) -> None:
         """Use the model a build saved (so every rank and resumed run uses the same bytes)."""
-        self.model, self.model_info = load_model_dir(model_dir, str(self.device))
+        self.model, self.model_info = self._load_saved(model_dir)
         self._bind_model()
+
+    def _load_saved(self, model_dir: Path):
+        """A saved model of this build (its own config may name a `module:callable`)."""
+        return load_model_dir(model_dir, str(self.device), trusted=self.cfg.model.architecture)
 
     def _bind_model(self) -> None:
         """Layers, encoder, schema and attacks for the current model (validated here)."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import asdict, fields
 from pathlib import Path
@@ -12,7 +11,15 @@ from safetensors.torch import load_file, save
 from torch import nn
 
 from afg_datasets.errors import ModelError
-from afg_datasets.layout import INFO_FILE, MODEL_DIR, MODEL_FILE, atomic_write, write_json
+from afg_datasets.layout import (
+    INFO_FILE,
+    MODEL_DIR,
+    MODEL_FILE,
+    atomic_write,
+    read_json,
+    write_json,
+)
+from afg_datasets.models.nets import is_user_model
 from afg_datasets.models.target import ModelInfo, TargetModel, build_model, freeze
 
 
@@ -66,21 +73,37 @@ def save_model(model: TargetModel, info: ModelInfo, directory: Path) -> Path:
     return weights
 
 
-def load_model_dir(directory: Path, device: str = "cpu") -> tuple[TargetModel, ModelInfo]:
-    """Rebuild a saved target model (safetensors, no pickle), frozen and in eval mode."""
-    raw = json.loads((directory / INFO_FILE).read_text())
+def load_model_dir(
+    directory: Path, device: str = "cpu", trusted: str | None = None
+) -> tuple[TargetModel, ModelInfo]:
+    """Rebuild a saved target model (safetensors, no pickle), frozen and in eval mode.
+
+    A saved model.json is data: its architecture must be a registered name. A `module:callable`
+    there is imported only when the caller's own code names the same one (`trusted`)."""
+    raw = read_json(directory / INFO_FILE)
     known = {f.name for f in fields(ModelInfo)}  # older caches may carry extra keys
     info = ModelInfo(
         **{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items() if k in known}
     )
+    spec = info.architecture
+    if is_user_model(spec) and spec != trusted:
+        raise ModelError(
+            f"{directory / INFO_FILE} names the architecture {spec!r}, a Python import path; "
+            "nothing a corpus names is imported. If you trust that code, load it explicitly: "
+            f"load_target_model(DIR, architecture={spec!r})"
+        )
     model = build_model(info)
     model.load_state_dict(load_file(str(directory / MODEL_FILE)))
     return freeze(model.to(device)), info
 
 
-def load_target_model(corpus_dir: str | os.PathLike, device: str = "cpu") -> TargetModel:
-    """The target model a corpus was built with, in eval mode."""
-    return load_model_dir(Path(corpus_dir) / MODEL_DIR, device)[0]
+def load_target_model(
+    corpus_dir: str | os.PathLike, device: str = "cpu", architecture: str | None = None
+) -> TargetModel:
+    """The target model a corpus was built with, in eval mode. `architecture`: a
+    `module:callable` you trust, for corpora built with a custom model (never taken from the
+    corpus itself)."""
+    return load_model_dir(Path(corpus_dir) / MODEL_DIR, device, trusted=architecture)[0]
 
 
 def cache_root() -> Path:
