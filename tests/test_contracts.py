@@ -129,7 +129,13 @@ def test_encoder_contract(name, tiny_model):
 def test_executor_contract_resumes_a_complete_build_without_touching_it(name, corpus, small_config):
     files = corpus.manifest["files"]
     shards = {p: p.stat().st_mtime_ns for p in (corpus.out / "data").rglob("*.parquet")}
-    again = build_corpus(small_config, corpus.out, progress=False, executor=name)
+    try:
+        again = build_corpus(small_config, corpus.out, progress=False, executor=name)
+    finally:
+        if name == "ray":
+            import ray
+
+            ray.shutdown()  # the executor started a local cluster; later tests start their own
     assert again.tasks_run == []
     assert {p: p.stat().st_mtime_ns for p in shards} == shards
     assert json.loads((corpus.out / "manifest.json").read_text())["files"] == files

@@ -113,7 +113,10 @@ def test_user_model_module_callable(folder, tmp_path, monkeypatch):
     cfg = folder_config(folder, architecture="my_models:tiny", layers=["1"])
     result = build_corpus(cfg, tmp_path / "afg", progress=False)
     assert result.manifest["model"]["weights"] == "user"
-    assert load_target_model(tmp_path / "afg")(torch.rand(1, 3, 32, 32)).shape == (1, 3)
+    with pytest.raises(ModelError, match="nothing a corpus names is imported"):
+        load_target_model(tmp_path / "afg")  # the corpus alone never names code to import
+    model = load_target_model(tmp_path / "afg", architecture="my_models:tiny")
+    assert model(torch.rand(1, 3, 32, 32)).shape == (1, 3)
     sys.modules.pop("my_models", None)
 
 
