@@ -79,17 +79,20 @@ def load(
     return AFGDataset(load_dataset(str(path_or_repo_id), config, split=split))
 
 
-def shard_urls(dir_or_urls: str | os.PathLike | list[str], split: str) -> list[str]:
-    """The shards to stream: for a corpus directory, exactly its manifest's (never a glob)."""
+def shard_hashes(dir_or_urls: str | os.PathLike | list[str], split: str) -> dict[str, str | None]:
+    """Shard url -> its manifest sha256 (None: bare urls, not checked). For a corpus directory,
+    exactly the manifest's shards of `split` (never a glob); the manifest is read once."""
     if isinstance(dir_or_urls, (list, tuple)):
-        return list(dir_or_urls)
+        return dict.fromkeys(dir_or_urls)
     root = Path(dir_or_urls)
-    if root.is_dir():
-        urls = [str(p) for p in split_files(root, load_manifest(root), split, "wds")]
-        if not urls:
-            raise CorpusError(f"{root}: the manifest lists no webdataset shards for {split!r}")
-        return urls
-    return [str(dir_or_urls)]
+    if not root.is_dir():
+        return {str(dir_or_urls): None}
+    manifest = load_manifest(root)
+    sha = {str(root / e["path"]): e["sha256"] for e in manifest["files"]}
+    urls = {str(p): sha[str(p)] for p in split_files(root, manifest, split, "wds")}
+    if not urls:
+        raise CorpusError(f"{root}: the manifest lists no webdataset shards for {split!r}")
+    return urls
 
 
 def decode_sample(sample: Mapping[str, Any]) -> dict[str, Any]:
@@ -109,15 +112,12 @@ def decode_sample(sample: Mapping[str, Any]) -> dict[str, Any]:
         raise CorpusError(f"corrupt webdataset sample in {where}: {err}") from None
 
 
-def _checked_urls(urls: list[str], root: Path | None) -> Iterator[dict[str, str]]:
-    """Each shard's sha256 is checked against the manifest before it is read (local corpora)."""
-    expected = {}
-    if root is not None:
-        expected = {str(root / e["path"]): e["sha256"] for e in load_manifest(root)["files"]}
-    for url in urls:
-        if url in expected and not Path(url).is_file():
+def _checked_urls(shards: dict[str, str | None]) -> Iterator[dict[str, str]]:
+    """Each listed shard's sha256 is checked against the manifest before it is read."""
+    for url, expected in shards.items():
+        if expected is not None and not Path(url).is_file():
             raise CorpusError(f"{url}: listed in the manifest but missing")
-        if url in expected and sha256_file(Path(url)) != expected[url]:
+        if expected is not None and sha256_file(Path(url)) != expected:
             raise CorpusError(f"{url}: sha256 differs from the manifest (corrupt or tampered)")
         yield {"url": url}
 
@@ -132,13 +132,11 @@ def stream(dir_or_urls: str | os.PathLike | list[str], split: str = "train"):
     """A webdataset pipeline yielding the same dicts as `load`, for corpora too big for disk."""
     import webdataset as wds
 
-    urls = shard_urls(dir_or_urls, split)
-    root = Path(dir_or_urls) if not isinstance(dir_or_urls, (list, tuple)) else None
-    root = root if root is not None and root.is_dir() else None
+    shards = shard_hashes(dir_or_urls, split)
 
     class CheckedShards(wds.pipeline.IterableDataset):
         def __iter__(self):
-            return _checked_urls(urls, root)
+            return _checked_urls(shards)
 
     return wds.DataPipeline(
         CheckedShards(),
