@@ -76,9 +76,22 @@ def build_shards(
     config: ConfigArg = None,
     out: Annotated[Path, typer.Option(help="Output corpus directory.")] = Path("afg"),
     limit: Annotated[int | None, typer.Option(help="Use only the first N source images.")] = None,
+    source: Annotated[
+        str | None,
+        typer.Option(help="Source kind (overrides the config): digits, mnist, imagefolder, wds..."),
+    ] = None,
     source_root: Annotated[
         str | None,
-        typer.Option(help="Source data location (directory, or dataset dir / repo id for hf)."),
+        typer.Option(
+            help="Source data location: a directory, a dataset dir / repo id (hf), or a shard "
+            "directory / brace pattern (wds)."
+        ),
+    ] = None,
+    loader_workers: Annotated[
+        int | None,
+        typer.Option(
+            min=0, help="Image-decoding processes per build process (default: CPUs / 2, max 8)."
+        ),
     ] = None,
     model: Annotated[
         str | None,
@@ -138,7 +151,9 @@ def build_shards(
     cfg = cfg.replace(
         limit=limit,
         seed=seed,
+        source__name=source,
         source__root=source_root,
+        source__workers=loader_workers,
         model__architecture=model,
         model__checkpoint=checkpoint,
         genome__encoder=encoder,

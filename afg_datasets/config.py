@@ -19,7 +19,7 @@ from afg_datasets.genome import ENCODERS
 from afg_datasets.layout import SPLITS
 from afg_datasets.models import check_architecture
 from afg_datasets.resources import resource_dir
-from afg_datasets.sources import SourceConfig
+from afg_datasets.sources import SOURCES, SourceConfig
 
 
 @dataclass(frozen=True)
@@ -90,6 +90,7 @@ class BuildConfig:
     splits: SplitConfig = field(default_factory=SplitConfig)
 
     def __post_init__(self):
+        SOURCES[self.source.name]
         if not self.attacks:
             raise ConfigError(f"attacks must name at least one of: {', '.join(ATTACKS)}")
         for attack, params in self.attacks.items():
@@ -102,7 +103,11 @@ class BuildConfig:
             raise ConfigError(f"seed must be >= 0, got {self.seed}")
 
     def to_dict(self) -> dict[str, Any]:
-        return json.loads(json.dumps(dataclasses.asdict(self)))
+        """The settings that determine the corpus (execution settings such as the number of
+        loader workers are left out: they never change a byte)."""
+        data = json.loads(json.dumps(dataclasses.asdict(self)))
+        del data["source"]["workers"]
+        return data
 
     def config_hash(self) -> str:
         # Attack order is part of the corpus (records interleave in that order in each tar).

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -18,12 +19,10 @@ from afg_datasets.genome import ENCODERS, EncoderInputs, make_encoder
 from afg_datasets.models import TargetModel, forward_with_taps, freeze
 from afg_datasets.sources import SOURCES, SourceConfig, load_source
 from tests.test_attacks import QUICK
-from tests.test_sources import MNIST, write_cifar10, write_folder
+from tests.test_sources import MNIST, write_cifar10, write_folder, write_wds
 
 
 def write_cifar100(root: Path) -> None:
-    import pickle
-
     folder = root / "cifar-100-python"
     folder.mkdir(parents=True)
     rng = np.random.default_rng(0)
@@ -56,6 +55,7 @@ def source_config(name: str, root: Path) -> SourceConfig:
         "cifar100": write_cifar100,
         "imagefolder": lambda r: write_folder(r, corrupt=False),
         "hf": write_hf,
+        "wds": write_wds,
     }
     if name in writers:
         writers[name](root)
@@ -68,14 +68,21 @@ def test_source_contract(name, tmp_path):
     cfg = source_config(name, tmp_path / name)
     source = load_source(cfg)
     n = len(source)
-    assert n > 0 and source.images.dtype == np.uint8 and source.images.ndim == 4
-    assert source.images.shape[0] == len(source.labels) == n
-    assert source.images.shape[1] == source.images.shape[2], "square images"
-    assert source.channels in (1, 3)
+    assert n > 0 and len(source.labels) == n and source.labels.dtype == np.int64
     assert len(set(source.ids)) == n, "ids are unique"
     assert source.labels.min() >= 0 and source.labels.max() < len(source.class_names)
+    assert source.channels in (1, 3)
+    picked = np.array([n - 1, 0])
+    decoded = source.read(picked)  # any items, in the order asked, decoded on demand
+    size = source.image_size
+    assert decoded.images.dtype == np.uint8
+    assert decoded.images.shape == (2, size, size, source.channels), "square, HWC"
+    assert decoded.kept.tolist() == picked.tolist() and decoded.bad == ()
+    copy = pickle.loads(pickle.dumps(source.reader))  # loader workers get a copy
+    assert np.array_equal(copy.read(picked).images, decoded.images)
     head = source.head(2)
-    assert head.ids == source.ids[:2] and np.array_equal(head.images, source.images[:2])
+    assert head.ids == source.ids[:2] and len(head) == 2
+    assert np.array_equal(head.read(np.arange(2)).images, source.read(np.arange(2)).images)
     assert load_source(cfg).ids == source.ids, "ids are stable across loads"
 
 

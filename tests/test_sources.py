@@ -1,6 +1,7 @@
 """Source registry: real loaders on real (MNIST) or test-written data, and their bad inputs."""
 
 import gzip
+import io
 import logging
 import pickle
 from pathlib import Path
@@ -9,16 +10,20 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from afg_datasets import sources
 from afg_datasets.errors import SourceError
-from afg_datasets.sources import SOURCES, SourceConfig, load_source, read_idx
+from afg_datasets.sources import SOURCES, SourceConfig, bundled, load_source, read_idx
 
 MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 needs_mnist = pytest.mark.skipif(not MNIST.is_dir(), reason="../shared/data/mnist not present")
 
 
+def pixels(source) -> np.ndarray:
+    """Every image of a source, decoded (the bad-image policy applied)."""
+    return source.read(np.arange(len(source))).images
+
+
 def test_registry_lists_all_sources():
-    assert {"digits", "mnist", "cifar10", "cifar100", "imagefolder", "hf"} <= set(SOURCES)
+    assert {"digits", "mnist", "cifar10", "cifar100", "imagefolder", "hf", "wds"} <= set(SOURCES)
 
 
 @needs_mnist
@@ -26,7 +31,8 @@ def test_mnist_test_set_is_the_whole_source_and_says_so(caplog):
     with caplog.at_level(logging.WARNING):
         source = load_source(SourceConfig("mnist", root=str(MNIST), image_size=28))
     assert "only the 10,000-image test set" in caplog.text
-    assert source.images.shape == (10_000, 28, 28, 1) and source.images.dtype == np.uint8
+    images = pixels(source)
+    assert images.shape == (10_000, 28, 28, 1) and images.dtype == np.uint8
     assert np.bincount(source.labels).tolist()[:3] == [980, 1135, 1032]
     assert len(set(source.ids)) == 10_000 and source.ids[0] == "mnist-t10k-00000"
 
@@ -58,7 +64,7 @@ def test_truncated_idx_is_a_clear_error(tmp_path):
 
 @pytest.mark.parametrize("name", ["mnist", "cifar10", "imagefolder"])
 def test_missing_root_and_wrong_layout(tmp_path, name, monkeypatch):
-    monkeypatch.setattr(sources, "_download_cifar", lambda root, folder: False)
+    monkeypatch.setattr(bundled, "_download_cifar", lambda root, folder: False)
     with pytest.raises(SourceError, match="not a directory"):
         load_source(SourceConfig(name, root=str(tmp_path / "nowhere")))
     with pytest.raises(SourceError, match="expected"):
@@ -93,15 +99,15 @@ def write_cifar10(root: Path, per_batch: int = 2) -> None:
 def test_cifar10_python_batch_layout(tmp_path):
     write_cifar10(tmp_path)
     source = load_source(SourceConfig("cifar10", root=str(tmp_path), image_size=32))
-    assert source.images.shape == (12, 32, 32, 3)
+    assert pixels(source).shape == (12, 32, 32, 3)
     assert source.class_names[0] == "airplane" and source.labels.tolist()[:2] == [0, 1]
     raw = pickle.loads((tmp_path / "cifar-10-batches-py" / "data_batch_1").read_bytes())
     expected = raw["data"][0].reshape(3, 32, 32).transpose(1, 2, 0)
-    assert np.array_equal(source.images[0], expected), "channel order must be HWC RGB"
+    assert np.array_equal(pixels(source)[0], expected), "channel order must be HWC RGB"
 
 
 def test_cifar_missing_batch_says_where_to_put_files(tmp_path, monkeypatch):
-    monkeypatch.setattr(sources, "_download_cifar", lambda root, folder: False)
+    monkeypatch.setattr(bundled, "_download_cifar", lambda root, folder: False)
     write_cifar10(tmp_path)
     (tmp_path / "cifar-10-batches-py" / "test_batch").unlink()
     with pytest.raises(SourceError, match="test_batch.*cifar-10-batches-py"):
@@ -122,16 +128,20 @@ def write_folder(root: Path, corrupt: bool = True) -> Path:
 
 def test_imagefolder_classes_crop_and_bad_image_policy(tmp_path):
     root = write_folder(tmp_path / "folder")
+    strict = load_source(SourceConfig("imagefolder", root=str(root), image_size=32))
+    assert len(strict) == 10, "setup lists files; nothing is decoded yet"
     with pytest.raises(SourceError, match="broken.jpg"):
-        load_source(SourceConfig("imagefolder", root=str(root), image_size=32))
+        pixels(strict)
     source = load_source(
         SourceConfig("imagefolder", root=str(root), image_size=32, on_bad_image="skip")
     )
     assert source.class_names == ("cat", "dog", "owl")
-    assert source.images.shape == (9, 32, 32, 3)
-    assert source.skipped == ("owl/broken.jpg",)
+    decoded = source.reader.read(np.arange(len(source)))
+    assert decoded.images.shape == (9, 32, 32, 3)
+    broken = [i for i in source.ids if "broken" in i]
+    assert source.check(decoded) == tuple(broken) and len(broken) == 1
     assert all("." not in i and i == i.lower() for i in source.ids)
-    assert len(set(source.ids)) == 9
+    assert len(set(source.ids)) == 10
 
 
 def test_hf_dataset_directory(tmp_path):
@@ -148,10 +158,44 @@ def test_hf_dataset_directory(tmp_path):
         "hf", root=str(tmp_path / "ds"), image_size=16, image_column="img", label_column="y"
     )
     source = load_source(cfg)
-    assert source.images.shape == (4, 16, 16, 3)
+    assert pixels(source).shape == (4, 16, 16, 3)
     assert source.class_names == ("a", "b") and source.labels.tolist() == [0, 1, 1, 0]
     with pytest.raises(SourceError, match="columns"):
         load_source(SourceConfig("hf", root=str(tmp_path / "ds"), label_column="label"))
+
+
+def write_wds(root: Path, shards: int = 2, per_shard: int = 4, json_label: bool = False) -> Path:
+    """Shards as img2dataset writes them, with webdataset's own ShardWriter; classes.txt."""
+    import webdataset as wds
+
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    pattern = str(root / "shard-%06d.tar")
+    with wds.ShardWriter(pattern, maxcount=per_shard, verbose=0) as sink:
+        for i in range(shards * per_shard):
+            array = rng.integers(0, 256, (30 + i, 40, 3), dtype=np.uint8)
+            image = io.BytesIO()
+            Image.fromarray(array).save(image, format="JPEG" if i % 2 else "PNG")
+            label = {"json": {"label": i % 3}} if json_label else {"cls": i % 3}
+            ext = "jpg" if i % 2 else "png"
+            sink.write({"__key__": f"{i:08d}", ext: image.getvalue(), **label})
+    (root / "classes.txt").write_text("ant\nbee\ncow\n")
+    return root
+
+
+def test_wds_directory_pattern_json_labels_and_missing_shard(tmp_path):
+    root = write_wds(tmp_path / "shards", json_label=True)
+    source = load_source(SourceConfig("wds", root=str(root), image_size=16))
+    assert len(source) == 8 and source.class_names == ("ant", "bee", "cow")
+    assert source.labels.tolist() == [i % 3 for i in range(8)]
+    pattern = str(root / "shard-{000000..000001}.tar")
+    same = load_source(SourceConfig("wds", root=pattern, image_size=16))
+    assert same.ids == source.ids
+    assert np.array_equal(pixels(same), pixels(source))
+    with pytest.raises(SourceError, match="shard-000002.tar"):
+        load_source(SourceConfig("wds", root=str(root / "shard-{000000..000002}.tar")))
+    with pytest.raises(SourceError, match="label_field"):
+        load_source(SourceConfig("wds", root=str(root), label_field="class"))
 
 
 @needs_mnist
@@ -182,4 +226,4 @@ def test_mnist_builder_end_to_end(tmp_path):
     dataset = load_dataset(str(out), "fgsm")
     assert sum(len(split) for split in dataset.values()) == 48
     assert dataset["train"].features["genome_spatial"].shape[-1] == 8
-    assert load_source(SourceConfig("mnist", root=str(MNIST), image_size=28)).images.shape[1] == 28
+    assert load_source(SourceConfig("mnist", root=str(MNIST), image_size=28)).image_size == 28

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from afg_datasets.build.stats import make_stats
+from afg_datasets.build.stats import make_stats, skipped_sources
 from afg_datasets.card import write_card
 from afg_datasets.errors import OutputDirError
 from afg_datasets.layout import (
@@ -74,13 +74,19 @@ def make_manifest(out: Path, plan: dict[str, Any], markers: list[dict]) -> dict[
     model_files = [file_entry(out, model_dir / name, None) for name in (INFO_FILE, MODEL_FILE)]
     weights_path = f"{MODEL_DIR}/{MODEL_FILE}"
     weights = next(e for e in model_files if e["path"] == weights_path)
+    skipped = skipped_sources(markers)
+    variants = 1 + len(plan["attacks"])
+    splits = {}
+    for name, counts in plan["splits"].items():
+        sources = counts["sources"] - len(skipped.get(name, []))
+        splits[name] = {"sources": sources, "records": sources * variants}
     return {
         "name": plan["config"]["name"],
         "config": plan["config"],
         "config_hash": plan["config_hash"],
         "package_version": plan["package_version"],
         "seeds": plan["seeds"],
-        "source": plan["source"],
+        "source": {**plan["source"], "skipped": sum(map(len, skipped.values()))},
         "model": {
             "sha256": weights["sha256"],
             "path": weights_path,
@@ -89,7 +95,7 @@ def make_manifest(out: Path, plan: dict[str, Any], markers: list[dict]) -> dict[
         "layers": plan["layers"],
         "attacks": plan["attacks"],
         "features": plan["features"],
-        "splits": plan["splits"],
+        "splits": splits,
         "tasks": len(plan["tasks"]),
         "files": data_files + model_files,
     }

@@ -27,7 +27,7 @@ from afg_datasets.models import (
 )
 from afg_datasets.plan import derive_seed
 from afg_datasets.records import CLEAN, features_to_json, record_features
-from afg_datasets.sources import load_source
+from afg_datasets.sources import default_loader_workers, load_source
 from afg_datasets.splits import assign_splits
 
 
@@ -35,7 +35,7 @@ def model_cache_key(cfg: BuildConfig) -> str:
     """Training inputs only: --limit, attacks and genome settings reuse the same model."""
     model = {k: v for k, v in asdict(cfg.model).items() if k != "layers"}
     key = {
-        "source": asdict(cfg.source),
+        "source": cfg.to_dict()["source"],
         "model": model,
         "splits": asdict(cfg.splits),
         "seed": cfg.seed,
@@ -52,6 +52,8 @@ class Pipeline:
         self.device = torch.device(device)
         self.progress = progress
         self.setup_timer = StageTimer()
+        workers = cfg.source.workers
+        self.loader_workers = default_loader_workers() if workers is None else workers
 
     def setup(self, model_dir: Path | None = None) -> None:
         """Load the source, obtain the target model (from `model_dir` when given: a worker
@@ -82,8 +84,9 @@ class Pipeline:
         """Layers, encoder, schema and attacks for the current model (validated here)."""
         self.layers = tuple(self.cfg.model.layers or self.model_info.layers)
         self.model.check_layers(self.layers)
-        image_shape = (self.source.channels, self.source.images.shape[1])
-        probe = torch.zeros(1, image_shape[0], *self.source.images.shape[1:3], device=self.device)
+        size = self.source.image_size
+        image_shape = (self.source.channels, size)
+        probe = torch.zeros(1, self.source.channels, size, size, device=self.device)
         _, acts = forward_with_taps(self.model, self.layers, probe)
         self.layer_shapes = {name: tuple(acts[name].shape[1:]) for name in self.layers}
         self.encoder_inputs = EncoderInputs(
@@ -111,8 +114,7 @@ class Pipeline:
             derive_seed(self.cfg.seed, "model"),
         )
         data = SourceData(
-            full.images,
-            full.labels,
+            full,
             np.flatnonzero(split_of_all == "train"),
             np.flatnonzero(split_of_all == "test"),
             len(full.class_names),
@@ -141,7 +143,6 @@ class Pipeline:
             "source": {
                 "name": source.name,
                 "images": len(source),
-                "skipped": len(source.skipped),
                 "license": source.license,
                 "citation": source.citation,
                 "class_names": list(source.class_names),

@@ -92,6 +92,7 @@ def make_stats(setup: dict[str, Any], markers: list[dict], wall: float | None) -
         "devices": sorted({m["device"] for m in markers}),
         "torch_threads": sorted({m["torch_threads"] for m in markers}),
         "tasks": {"count": len(markers), "ranks": len({m["worker"] for m in markers})},
+        "skipped_sources": sorted(i for ids in skipped_sources(markers).values() for i in ids),
         "target_model": setup.get("target_model", {}),
         "clean": tallies.get(CLEAN, AttackTally()).summary(adversarial=False),
         "attacks": {
@@ -107,3 +108,12 @@ def make_stats(setup: dict[str, Any], markers: list[dict], wall: float | None) -
             for name, sec in sorted(seconds.items())
         },
     }
+
+
+def skipped_sources(markers: list[dict]) -> dict[str, list[str]]:
+    """Ids of unreadable source images left out (on_bad_image: skip), by split."""
+    skipped: dict[str, list[str]] = {}
+    for marker in markers:
+        for split, ids in marker.get("skipped", {}).items():
+            skipped.setdefault(split, []).extend(ids)
+    return {split: sorted(ids) for split, ids in sorted(skipped.items())}

@@ -18,6 +18,8 @@ from afg_datasets.layout import SPLITS, file_entry, marker_path, parquet_path, t
 from afg_datasets.models import forward_with_taps
 from afg_datasets.plan import Task, clear_task, derive_seed, read_marker
 from afg_datasets.records import CLEAN, RecordBatch
+from afg_datasets.sources import Decoded
+from afg_datasets.sources.loading import decode_batches
 from afg_datasets.writers import ParquetShardWriter, WebDatasetShardWriter
 
 
@@ -30,6 +32,13 @@ def quantize(adv: torch.Tensor, clean: torch.Tensor, linf: float | None) -> torc
         base = clean.mul(255).round()
         stored = torch.minimum(torch.maximum(stored, base - levels), base + levels)
     return stored.clamp(0, 255).to(torch.uint8)
+
+
+def to_device(pixels: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A CPU tensor on `device`; through pinned memory without blocking on CUDA."""
+    if device.type != "cuda":
+        return pixels.to(device)
+    return pixels.pin_memory().to(device, non_blocking=True)
 
 
 class TaskRun:
@@ -47,13 +56,15 @@ class TaskRun:
         """Write the task's shards (temp names, renamed at the end); returns its marker."""
         started = time.time()
         p, task = self.pipeline, self.task
-        sources = np.arange(task.start, task.stop)
+        skipped: dict[str, list[str]] = defaultdict(list)
+        batches = self.batches()
+        chunks = [chunk for _, _, chunk in batches]
         try:
-            for split in SPLITS:
-                chosen = sources[p.split_of[sources] == split]
-                for b, start in enumerate(range(0, len(chosen), p.cfg.batch_size)):
-                    chunk = chosen[start : start + p.cfg.batch_size]
-                    for batch in self.variants(split, b, chunk):
+            decoded_batches = decode_batches(p.source.reader, chunks, p.loader_workers)
+            for (split, b, _), decoded in zip(batches, self.timed(decoded_batches), strict=True):
+                skipped[split] += p.source.check(decoded)
+                if len(decoded.kept):
+                    for batch in self.variants(split, b, decoded):
                         self.write(batch, split)
             with self.timer("write"):
                 shards = [w.close() for w in self.writers.values()]
@@ -74,15 +85,36 @@ class TaskRun:
             "tallies": {name: vars(t).copy() for name, t in self.tallies.items()},
             "stages": {k: round(v, 4) for k, v in self.timer.seconds.items()},
             "files": files,
+            "skipped": dict(skipped),
         }
 
-    def variants(self, split: str, batch_index: int, indices: np.ndarray) -> Iterator[RecordBatch]:
-        """The clean records of a batch of sources, then each attack's records."""
+    def batches(self) -> list[tuple[str, int, np.ndarray]]:
+        """(split, batch index, source indices) of this task, split by split."""
+        p, task = self.pipeline, self.task
+        sources = np.arange(task.start, task.stop)
+        batches = []
+        for split in SPLITS:
+            chosen = sources[p.split_of[sources] == split]
+            for b, start in enumerate(range(0, len(chosen), p.cfg.batch_size)):
+                batches.append((split, b, chosen[start : start + p.cfg.batch_size]))
+        return batches
+
+    def timed(self, decoded: Iterator[Decoded]) -> Iterator[Decoded]:
+        """`decoded`, with the time spent waiting for each batch counted as stage `decode`."""
+        while True:
+            with self.timer("decode"):
+                item = next(decoded, None)
+            if item is None:
+                return
+            yield item
+
+    def variants(self, split: str, batch_index: int, decoded: Decoded) -> Iterator[RecordBatch]:
+        """The clean records of a batch of decoded sources, then each attack's records."""
         p, seed = self.pipeline, self.task.seed
-        images = p.source.images[indices]
+        images, indices = decoded.images, decoded.kept
         labels = p.source.labels[indices]
         ids = [p.source.ids[i] for i in indices]
-        x = torch.from_numpy(images).permute(0, 3, 1, 2).to(p.device).float().div(255)
+        x = to_device(torch.from_numpy(images), p.device).permute(0, 3, 1, 2).float().div(255)
         y = torch.from_numpy(labels).to(p.device)
         zeros = np.zeros(len(indices), dtype=np.float32)
         genome_seed = derive_seed(seed, "genome", split, batch_index)

@@ -32,6 +32,7 @@ from afg_datasets.models.storage import (
     save_model,
 )
 from afg_datasets.models.target import ModelInfo, TargetModel, freeze
+from afg_datasets.sources import Source
 
 log = logging.getLogger(__name__)
 EVAL_LIMIT = 2000  # test images used to report a loaded (not trained) model's accuracy
@@ -48,27 +49,27 @@ class TrainSettings:
 
 @dataclass(frozen=True)
 class SourceData:
-    """The full source, as the model stage needs it: pixels, labels and split indices."""
+    """The full source, as the model stage needs it: the source (pixels read through its
+    reader, in batches) and the split indices."""
 
-    images: np.ndarray  # uint8 [N, H, W, C]
-    labels: np.ndarray
+    source: Source
     train_idx: np.ndarray
     test_idx: np.ndarray
     num_classes: int
 
     def tensors(self, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        x = torch.from_numpy(self.images[idx]).permute(0, 3, 1, 2).float().div(255)
-        return x, torch.from_numpy(self.labels[idx])
+        return self.source.tensors(idx)
 
 
 @torch.no_grad()
 def accuracy(model: TargetModel, data: SourceData, idx: np.ndarray, batch: int = 256) -> float:
     device = next(model.parameters()).device
-    correct = 0
+    correct = total = 0
     for chunk in np.array_split(idx, max(1, -(-len(idx) // batch))):
         x, y = data.tensors(chunk)
         correct += int((model(x.to(device)).argmax(1).cpu() == y).sum())
-    return correct / max(len(idx), 1)
+        total += len(y)
+    return correct / max(total, 1)
 
 
 def train_model(
@@ -114,7 +115,7 @@ def load_pretrained(
 ) -> tuple[TargetModel, ModelInfo]:
     """A torchvision or user model with a checkpoint, standard weights, or its own weights."""
     arch = architecture(name)
-    channels, size = data.images.shape[-1], data.images.shape[1]
+    channels, size = data.source.channels, data.source.image_size
     net = arch.build(channels, data.num_classes, size)
     sha = None
     if checkpoint:

@@ -128,7 +128,7 @@ def bench_encoder(
     """Both comparisons on the first `samples` source images of `cfg` at its layers."""
     pipeline = Pipeline(cfg.replace(limit=samples), Path("."), device, progress=False)
     pipeline.setup()
-    x = torch.from_numpy(pipeline.source.images).permute(0, 3, 1, 2).float().div(255)
+    x, _ = pipeline.source.tensors(np.arange(len(pipeline.source)))
     _, acts = forward_with_taps(pipeline.model, pipeline.layers, x.to(pipeline.device))
     genome = cfg.genome
     results: dict[str, Any] = {

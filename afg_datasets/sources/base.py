@@ -1,0 +1,242 @@
+"""The source contract: an index (ids, labels, class names; known without decoding a pixel)
+plus a reader that decodes any range of items on demand, so a build's memory and start-up do not
+grow with the source."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import logging
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, UnidentifiedImageError
+
+from afg_datasets.errors import ConfigError, SourceError
+
+log = logging.getLogger(__name__)
+
+BAD_IMAGE_POLICIES = ("error", "skip")
+# What a broken, truncated or oversized (decompression bomb) image raises while decoding.
+DECODE_ERRORS = (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError)
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """Where the source images come from and how they are made uniform."""
+
+    name: str = "digits"
+    root: str | None = None  # directory (mnist, cifar, imagefolder), dataset dir / repo id (hf),
+    # or a directory of .tar shards / a brace pattern `shards/{000000..000099}.tar` (wds)
+    image_size: int = 32  # final square size
+    resize: int | None = None  # decoded sources: shorter side before the centre crop
+    on_bad_image: str = "error"  # decoded sources: error | skip (decided when a task decodes)
+    split: str = "train"  # hf: which split of the dataset
+    image_column: str = "image"  # hf
+    label_column: str = "label"  # hf
+    label_field: str = "label"  # wds: the json field holding the class (when there is no .cls)
+    workers: int | None = None  # decoding processes per build process; None: from the CPU count.
+    # An execution setting: it never changes a byte, so it is left out of the config hash.
+
+    def __post_init__(self):
+        if not isinstance(self.image_size, int) or isinstance(self.image_size, bool):
+            raise ConfigError(f"source.image_size must be an integer, got {self.image_size!r}")
+        if not 0 < self.image_size <= 4096:
+            raise ConfigError(f"source.image_size must be in 1..4096, got {self.image_size}")
+        if self.resize is not None and (
+            not isinstance(self.resize, int) or not self.image_size <= self.resize <= 8192
+        ):
+            raise ConfigError(
+                f"source.resize must be an integer in image_size..8192, got {self.resize!r}"
+            )
+        if self.on_bad_image not in BAD_IMAGE_POLICIES:
+            raise ConfigError(
+                f"source.on_bad_image must be one of {BAD_IMAGE_POLICIES}, "
+                f"got {self.on_bad_image!r}"
+            )
+        if self.workers is not None and (
+            not isinstance(self.workers, int) or isinstance(self.workers, bool) or self.workers < 0
+        ):
+            raise ConfigError(f"source.workers must be an integer >= 0, got {self.workers!r}")
+
+
+def default_loader_workers() -> int:
+    """Decoding processes per build process: half the CPUs this process may use, at most 8."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return min(8, max(1, (cpus or 1) // 2))
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """What a reader returns for some items: the readable ones' pixels and positions, and for
+    each unreadable one its id and a description naming the file and the error."""
+
+    images: np.ndarray  # uint8 [k, H, W, C]
+    kept: np.ndarray  # int64 [k]: source indices of `images`
+    bad: tuple[tuple[str, str], ...] = ()
+
+
+class ImageReader(Protocol):
+    """Decodes items of a source by index. Must be picklable (loader workers get a copy)."""
+
+    decodes: bool  # True when reading costs decoding work (worth loader worker processes)
+
+    def read(self, indices: np.ndarray) -> Decoded: ...
+
+
+@dataclass(frozen=True)
+class ArrayReader:
+    """A small bundled source already in memory (digits, MNIST, CIFAR)."""
+
+    images: np.ndarray
+    decodes: bool = False
+
+    def read(self, indices: np.ndarray) -> Decoded:
+        indices = np.asarray(indices, dtype=np.int64)
+        return Decoded(self.images[indices], indices)
+
+
+class DecodingReader:
+    """Decodes one encoded image per item, squared to `size`; a subclass says how to open item
+    i (`open_item`) and how to name it in an error (`describe`)."""
+
+    decodes = True
+
+    def __init__(self, ids: tuple[str, ...], size: int, resize: int | None, channels: int = 3):
+        self.ids, self.size, self.resize, self.channels = ids, size, resize, channels
+
+    def open_item(self, index: int) -> Image.Image:
+        raise NotImplementedError
+
+    def describe(self, index: int) -> str:
+        raise NotImplementedError
+
+    def read(self, indices: np.ndarray) -> Decoded:
+        images, kept, bad = [], [], []
+        for index in np.asarray(indices, dtype=np.int64).tolist():
+            try:
+                with self.open_item(index) as image:
+                    images.append(square(image, self.resize, self.size))
+            except DECODE_ERRORS as err:
+                bad.append((self.ids[index], f"{self.describe(index)}: {err}"))
+                continue
+            kept.append(index)
+        shape = (len(images), self.size, self.size, self.channels)
+        pixels = np.stack(images) if images else np.zeros(shape, dtype=np.uint8)
+        return Decoded(pixels, np.array(kept, dtype=np.int64), tuple(bad))
+
+
+def open_bytes(data: bytes) -> Image.Image:
+    return Image.open(io.BytesIO(data))
+
+
+@dataclass(frozen=True)
+class Source:
+    """A labelled image collection: an index known at setup plus a reader for its pixels."""
+
+    name: str
+    labels: np.ndarray  # int64 [N]
+    class_names: tuple[str, ...]
+    ids: tuple[str, ...]  # stable and unique
+    license: str
+    citation: str
+    reader: ImageReader
+    channels: int
+    image_size: int
+    on_bad_image: str = "error"
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def head(self, limit: int | None) -> Source:
+        """The first `limit` items (all when None), in source order; nothing is decoded."""
+        if limit is None or limit >= len(self):
+            return self
+        return dataclasses.replace(self, labels=self.labels[:limit], ids=self.ids[:limit])
+
+    def read(self, indices: np.ndarray) -> Decoded:
+        """Decode items, applying the bad-image policy (see `check`)."""
+        decoded = self.reader.read(np.asarray(indices, dtype=np.int64))
+        self.check(decoded)
+        return decoded
+
+    def check(self, decoded: Decoded) -> tuple[str, ...]:
+        """Apply on_bad_image to what a reader found unreadable: `error` raises naming the
+        file; `skip` logs it. Returns the ids left out."""
+        for _, problem in decoded.bad:
+            if self.on_bad_image == "error":
+                raise SourceError(
+                    f"unreadable image {problem} (set source.on_bad_image: skip to leave it out)"
+                )
+            log.warning("skipping unreadable image %s", problem)
+        return tuple(item_id for item_id, _ in decoded.bad)
+
+    def tensors(self, indices: np.ndarray, batch: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
+        """Float [0,1] NCHW images and their labels, decoded `batch` items at a time."""
+        xs, ys = [], []
+        for start in range(0, len(indices), batch):
+            decoded = self.read(indices[start : start + batch])
+            xs.append(torch.from_numpy(decoded.images).permute(0, 3, 1, 2).float().div(255))
+            ys.append(torch.from_numpy(self.labels[decoded.kept]))
+        if not xs:
+            return torch.zeros(0, self.channels, self.image_size, self.image_size), torch.zeros(
+                0, dtype=torch.int64
+            )
+        return torch.cat(xs), torch.cat(ys)
+
+
+def resize_uint8(images: np.ndarray, size: int) -> np.ndarray:
+    """Resize uint8 [N, H, W, C] images to size x size with antialiased bilinear interpolation."""
+    if images.shape[1] == images.shape[2] == size:
+        return images
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float()
+    x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    return x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
+
+
+def square(image: Image.Image, resize: int | None, size: int) -> np.ndarray:
+    """RGB; the shorter side resized to `resize` (default: size), centre-cropped size x size."""
+    image = image.convert("RGB")
+    short = resize or size
+    w, h = image.size
+    scale = short / min(w, h)
+    image = image.resize(
+        (max(size, round(w * scale)), max(size, round(h * scale))), Image.Resampling.BILINEAR
+    )
+    w, h = image.size
+    left, top = (w - size) // 2, (h - size) // 2
+    return np.asarray(image.crop((left, top, left + size, top + size)), dtype=np.uint8)
+
+
+def stable_id(prefix: str, relative: str) -> str:
+    """Lowercase, dot-free id from a relative path, unique through a short hash of the path."""
+    slug = re.sub(r"[^a-z0-9_-]+", "-", relative.lower()).strip("-")
+    return f"{prefix}-{slug}-{hashlib.sha1(relative.encode()).hexdigest()[:8]}"
+
+
+def require_dir(cfg: SourceConfig, layout: str) -> Path:
+    if cfg.root is None:
+        raise SourceError(f"source {cfg.name!r} needs a root directory (--source-root): {layout}")
+    root = Path(cfg.root).expanduser()
+    if not root.is_dir():
+        raise SourceError(f"source {cfg.name!r}: root {str(root)!r} is not a directory; {layout}")
+    return root
+
+
+def array_source(cfg: SourceConfig, images: np.ndarray, labels: np.ndarray, **index) -> Source:
+    """A bundled in-memory source, resized to the configured size."""
+    images = resize_uint8(images, cfg.image_size)
+    return Source(
+        labels=labels.astype(np.int64),
+        reader=ArrayReader(images),
+        channels=int(images.shape[-1]),
+        image_size=cfg.image_size,
+        **index,
+    )

@@ -1,0 +1,165 @@
+"""Small bundled sources held in memory behind the reader interface: digits, MNIST, CIFAR."""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import pickle  # noqa: S403 - only for the CIFAR python-batch format of the user's own files
+from pathlib import Path
+
+import numpy as np
+
+from afg_datasets.errors import SourceError
+from afg_datasets.sources.base import Source, SourceConfig, array_source, require_dir
+
+log = logging.getLogger(__name__)
+
+
+def load_digits(cfg: SourceConfig) -> Source:
+    """scikit-learn's bundled 8x8 handwritten digits (1,797 images, no download)."""
+    from sklearn.datasets import load_digits as sk_digits
+
+    bunch = sk_digits()
+    images = np.rint(bunch.images * (255.0 / 16.0)).astype(np.uint8)[..., None]
+    return array_source(
+        cfg,
+        images,
+        bunch.target,
+        name="digits",
+        class_names=tuple(str(c) for c in range(10)),
+        ids=tuple(f"digits-{i:05d}" for i in range(len(images))),
+        license="cc-by-4.0",
+        citation="UCI ML hand-written digits (Alpaydin & Kaynak, 1998), via scikit-learn",
+    )
+
+
+MNIST_LAYOUT = (
+    "expected the IDX files t10k-images-idx3-ubyte[.gz] and t10k-labels-idx1-ubyte[.gz] "
+    "(and optionally train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz])"
+)
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """One IDX file (gzip-compressed or not) as a numpy array."""
+    raw = path.read_bytes()
+    if raw[:2] == b"\x1f\x8b":
+        raw = gzip.decompress(raw)
+    if len(raw) < 4 or raw[:2] != b"\x00\x00" or raw[2] != 0x08:
+        raise SourceError(f"{path}: not an unsigned-byte IDX file")
+    ndim = raw[3]
+    dims = np.frombuffer(raw, dtype=">u4", count=ndim, offset=4).astype(int)
+    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
+    if data.size != int(np.prod(dims)):
+        raise SourceError(f"{path}: truncated IDX file ({data.size} of {np.prod(dims)} values)")
+    return data.reshape(dims)
+
+
+def _find_idx(root: Path, stem: str) -> Path | None:
+    for name in (stem, f"{stem}.gz", stem.replace("-idx", ".idx")):
+        if (root / name).is_file():
+            return root / name
+    return None
+
+
+def load_mnist(cfg: SourceConfig) -> Source:
+    """MNIST from its IDX files; train then test. With only the test files, uses those alone."""
+    root = require_dir(cfg, MNIST_LAYOUT)
+    parts = []
+    for part in ("train", "t10k"):
+        images = _find_idx(root, f"{part}-images-idx3-ubyte")
+        labels = _find_idx(root, f"{part}-labels-idx1-ubyte")
+        if images and labels:
+            parts.append((part, read_idx(images), read_idx(labels)))
+    if not parts:
+        raise SourceError(f"source 'mnist': no IDX files in {str(root)!r}; {MNIST_LAYOUT}")
+    if [p[0] for p in parts] == ["t10k"]:
+        log.warning(
+            "mnist: only the 10,000-image test set found in %s; using it as the whole "
+            "source (the corpus's own train/validation/test split applies)",
+            root,
+        )
+    images = np.concatenate([p[1] for p in parts])[..., None]
+    labels = np.concatenate([p[2] for p in parts]).astype(np.int64)
+    ids = tuple(f"mnist-{part}-{i:05d}" for part, imgs, _ in parts for i in range(len(imgs)))
+    return array_source(
+        cfg,
+        images,
+        labels,
+        name="mnist",
+        class_names=tuple(str(c) for c in range(10)),
+        ids=ids,
+        license="cc-by-sa-3.0",
+        citation="The MNIST database of handwritten digits (LeCun, Cortes, Burges)",
+    )
+
+
+def _cifar(
+    cfg: SourceConfig, folder: str, train: list[str], label_key: str, meta: tuple[str, str]
+) -> Source:
+    test = "test" if folder.startswith("cifar-100") else "test_batch"
+    names = [*train, test, meta[0]]
+    layout = (
+        f"expected {folder}/ holding the python batches {', '.join(names)} "
+        f"(from {CIFAR_URLS[folder]})"
+    )
+    root = require_dir(cfg, layout)
+
+    def missing() -> list[Path]:
+        base = root / folder if (root / folder).is_dir() else root
+        return [base / n for n in names if not (base / n).is_file()]
+
+    if missing() and not _download_cifar(root, folder):
+        raise SourceError(
+            f"source {cfg.name!r}: missing {missing()[0]} and it could not be downloaded; {layout}"
+        )
+    base = root / folder if (root / folder).is_dir() else root
+    batches, ids = [], []
+    for name in [*train, test]:
+        with open(base / name, "rb") as handle:
+            batch = pickle.load(handle, encoding="latin1")  # noqa: S301 - the format is pickle
+        data = np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+        batches.append((data.transpose(0, 2, 3, 1), np.asarray(batch[label_key], dtype=np.int64)))
+        ids += [f"{cfg.name}-{name.replace('_', '')}-{i:05d}" for i in range(len(data))]
+    with open(base / meta[0], "rb") as handle:
+        class_names = tuple(pickle.load(handle, encoding="latin1")[meta[1]])  # noqa: S301
+    images = np.concatenate([b[0] for b in batches])
+    labels = np.concatenate([b[1] for b in batches])
+    return array_source(
+        cfg,
+        images,
+        labels,
+        name=cfg.name,
+        class_names=class_names,
+        ids=tuple(ids),
+        license="unknown",
+        citation="Learning Multiple Layers of Features from Tiny Images (Krizhevsky, 2009)",
+    )
+
+
+CIFAR_URLS = {
+    "cifar-10-batches-py": "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
+    "cifar-100-python": "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
+}
+
+
+def _download_cifar(root: Path, folder: str) -> bool:
+    """Fetch and unpack the archive through torchvision where the network allows."""
+    from torchvision.datasets.utils import download_and_extract_archive
+
+    try:
+        download_and_extract_archive(CIFAR_URLS[folder], download_root=str(root))
+    except Exception as err:  # noqa: BLE001 - any network failure means: tell the user where
+        log.warning("could not download %s: %s", folder, err)
+        return False
+    return (root / folder).is_dir()
+
+
+def load_cifar10(cfg: SourceConfig) -> Source:
+    """CIFAR-10 in torchvision's python-batch layout under root."""
+    train = [f"data_batch_{i}" for i in range(1, 6)]
+    return _cifar(cfg, "cifar-10-batches-py", train, "labels", ("batches.meta", "label_names"))
+
+
+def load_cifar100(cfg: SourceConfig) -> Source:
+    """CIFAR-100 (fine labels) in torchvision's python-batch layout under root."""
+    return _cifar(cfg, "cifar-100-python", ["train"], "fine_labels", ("meta", "fine_label_names"))

@@ -1,0 +1,167 @@
+"""`wds`: webdataset shards of image + class (img2dataset's layout, and that of large image
+corpora on the Hub). Setup reads only tar headers and the small class members; a task reads the
+bytes of its own images (seek + read), so a rank touches the image data of its shards only."""
+
+from __future__ import annotations
+
+import json
+import re
+import tarfile
+from pathlib import Path
+
+import numpy as np
+from braceexpand import braceexpand
+from PIL import Image
+
+from afg_datasets.errors import SourceError
+from afg_datasets.sources.base import DecodingReader, Source, SourceConfig, open_bytes, stable_id
+
+IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp")
+MAX_CLASS_MEMBER_BYTES = 1 << 20  # a .cls or .json member larger than this is not metadata
+LAYOUT = (
+    "expected a directory of uncompressed .tar shards or a brace pattern such as "
+    "shards/{000000..000099}.tar; each sample has a jpg/png/webp image and a .cls member "
+    "(or a .json member with the class in source.label_field)"
+)
+# webdataset's own rule: the key is the member path up to the first dot of its base name.
+KEY_EXT = re.compile(r"^((?:.*/|)[^./]+)\.([^/]*)$")
+
+
+def shard_paths(root: str) -> list[Path]:
+    """The shards a root names: every .tar in a directory (sorted), or a brace pattern."""
+    if "{" in root:
+        paths = [Path(p).expanduser() for p in braceexpand(root)]
+        missing = [p for p in paths if not p.is_file()]
+        if missing:
+            raise SourceError(
+                f"source 'wds': shard {str(missing[0])!r} does not exist "
+                f"({len(missing)} of the {len(paths)} shards of {root!r} are missing)"
+            )
+        return paths
+    directory = Path(root).expanduser()
+    if not directory.is_dir():
+        raise SourceError(f"source 'wds': {root!r} is neither a directory nor a pattern; {LAYOUT}")
+    paths = sorted(directory.glob("*.tar"))
+    if not paths:
+        raise SourceError(f"source 'wds': no .tar shards in {root!r}; {LAYOUT}")
+    return paths
+
+
+def _small_member(tar: tarfile.TarFile, info: tarfile.TarInfo, where: str) -> bytes:
+    if info.size > MAX_CLASS_MEMBER_BYTES:
+        raise SourceError(f"source 'wds': {where} is {info.size} bytes; not a class member")
+    handle = tar.extractfile(info)
+    assert handle is not None  # a regular file
+    return handle.read()
+
+
+def _label(ext: str, data: bytes, field: str, where: str) -> int:
+    try:
+        value = int(data.decode().strip()) if ext == "cls" else json.loads(data)[field]
+        if isinstance(value, bool) or int(value) != value or value < 0:
+            raise ValueError(value)
+        return int(value)
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as err:
+        raise SourceError(
+            f"source 'wds': {where}: no class (a non-negative integer in .cls or in the json "
+            f"field {field!r}, set by source.label_field): {err!r}"
+        ) from None
+
+
+def index_shard(path: Path, label_field: str) -> list[tuple[str, int, int, int]]:
+    """(key, image offset, image size, class) of each sample of one shard, in shard order."""
+    samples: dict[str, dict] = {}
+    try:
+        with tarfile.open(path, "r:") as tar:  # uncompressed, so offsets address the bytes
+            for info in tar:
+                match = KEY_EXT.match(info.name)
+                if not info.isfile() or not match:
+                    continue
+                key, ext = match.group(1), match.group(2).lower()
+                sample = samples.setdefault(key, {})
+                where = f"{path.name}:{info.name}"
+                if ext in IMAGE_EXTENSIONS:
+                    sample["image"] = (info.offset_data, info.size)
+                elif ext in ("cls", "json") and "label" not in sample:
+                    data = _small_member(tar, info, where)
+                    sample["label"] = _label(ext, data, label_field, where)
+    except (tarfile.TarError, OSError) as err:
+        raise SourceError(f"source 'wds': cannot read shard {str(path)!r}: {err}") from None
+    rows = []
+    for key, sample in samples.items():
+        if "image" not in sample:
+            continue  # metadata without an image is not a source image
+        if "label" not in sample:
+            raise SourceError(f"source 'wds': {path.name}: sample {key!r} has no class; {LAYOUT}")
+        rows.append((key, *sample["image"], sample["label"]))
+    return rows
+
+
+def class_names(directory: Path, labels: np.ndarray) -> tuple[str, ...]:
+    """From classes.txt (one per line) or classes.json (a list) beside the shards, else 0..K-1."""
+    if (directory / "classes.txt").is_file():
+        names = (directory / "classes.txt").read_text().splitlines()
+    elif (directory / "classes.json").is_file():
+        names = json.loads((directory / "classes.json").read_text())
+    else:
+        return tuple(str(c) for c in range(int(labels.max()) + 1))
+    if not isinstance(names, list) or int(labels.max()) >= len(names):
+        raise SourceError(
+            f"source 'wds': {directory} names {len(names)} classes but the shards use class "
+            f"{int(labels.max())}; classes.txt/json must list every class in order"
+        )
+    return tuple(str(n) for n in names)
+
+
+class TarReader(DecodingReader):
+    """Items are image members of tar shards, read at their recorded offsets."""
+
+    def __init__(self, shards: tuple[str, ...], members: np.ndarray, ids, size, resize):
+        super().__init__(ids, size, resize)
+        self.shards, self.members = shards, members  # members: int64 [N, 3] shard, offset, size
+
+    def open_item(self, index: int) -> Image.Image:
+        shard, offset, size = self.members[index].tolist()
+        with open(self.shards[shard], "rb") as handle:
+            handle.seek(offset)
+            return open_bytes(handle.read(size))
+
+    def describe(self, index: int) -> str:
+        return f"{self.shards[self.members[index, 0]]} (sample {self.ids[index]})"
+
+
+def load_wds(cfg: SourceConfig) -> Source:
+    """webdataset shards under --source-root (a directory or a brace pattern)."""
+    if not cfg.root:
+        raise SourceError(f"source 'wds' needs --source-root; {LAYOUT}")
+    paths = shard_paths(cfg.root)
+    keys, members, labels = [], [], []
+    for number, path in enumerate(paths):
+        for key, offset, size, label in index_shard(path, cfg.label_field):
+            keys.append((path.name, key))
+            members.append((number, offset, size))
+            labels.append(label)
+    if not keys:
+        raise SourceError(f"source 'wds': no image samples in {cfg.root!r}; {LAYOUT}")
+    unique = len({key for _, key in keys}) == len(keys)
+    ids = tuple(stable_id("wds", key if unique else f"{shard}/{key}") for shard, key in keys)
+    labels_array = np.array(labels, dtype=np.int64)
+    directory = paths[0].parent
+    return Source(
+        name="wds",
+        labels=labels_array,
+        class_names=class_names(directory, labels_array),
+        ids=ids,
+        license="unknown",
+        citation=f"webdataset shards {cfg.root}",
+        reader=TarReader(
+            tuple(map(str, paths)),
+            np.array(members, dtype=np.int64),
+            ids,
+            cfg.image_size,
+            cfg.resize,
+        ),
+        channels=3,
+        image_size=cfg.image_size,
+        on_bad_image=cfg.on_bad_image,
+    )
