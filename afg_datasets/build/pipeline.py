@@ -118,6 +118,7 @@ class Pipeline:
             np.flatnonzero(split_of_all == "train"),
             np.flatnonzero(split_of_all == "test"),
             len(full.class_names),
+            used=len(self.source),
         )
         self.model, self.model_info, self.model_cached = obtain_target_model(
             model_cfg.architecture,

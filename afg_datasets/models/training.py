@@ -56,6 +56,8 @@ class SourceData:
     train_idx: np.ndarray
     test_idx: np.ndarray
     num_classes: int
+    used: int | None = None  # sources the build uses (--limit); a loaded model is scored on
+    # the test split among those, so setup decodes no image the build does not use
 
     def tensors(self, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         return self.source.tensors(idx)
@@ -111,7 +113,7 @@ def train_model(
 
 
 def load_pretrained(
-    name: str, checkpoint: str | None, data: SourceData
+    name: str, checkpoint: str | None, data: SourceData, device: str = "cpu"
 ) -> tuple[TargetModel, ModelInfo]:
     """A torchvision or user model with a checkpoint, standard weights, or its own weights."""
     arch = architecture(name)
@@ -130,8 +132,8 @@ def load_pretrained(
     mean, std = (IMAGENET_MEAN, IMAGENET_STD) if not is_user_model(name) else ((0.0,), (1.0,))
     if len(mean) != channels:
         mean, std = (mean[0],) * channels, (std[0],) * channels
-    model = freeze(TargetModel(net, mean, std))
-    test_idx = data.test_idx[:EVAL_LIMIT]
+    model = freeze(TargetModel(net, mean, std)).to(device)
+    test_idx = data.test_idx[data.test_idx < (data.used or len(data.source))][:EVAL_LIMIT]
     info = ModelInfo(
         name,
         channels,
@@ -180,8 +182,8 @@ def obtain_target_model(
 ) -> tuple[TargetModel, ModelInfo, bool]:
     """Trained-and-cached, or loaded. Returns (model, info, came from the cache)."""
     if checkpoint or not architecture(name).trainable:
-        model, info = load_pretrained(name, checkpoint, data)
-        return model.to(device), info, False
+        model, info = load_pretrained(name, checkpoint, data, device)
+        return model, info, False
     directory = cache_root() / "models" / cache_key
     directory.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(directory.with_name(directory.name + ".lock")):  # concurrent ranks train once
