@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -80,15 +81,43 @@ ATTACKS: Registry[AttackSpec] = Registry(
 )
 
 _RESERVED = {"predict", "num_classes", "clip_min", "clip_max", "targeted"}
+_REAL_VALUED = {"confidence"}  # integer default (0) in advertorch, but a real-valued margin
 
 
 def attack_class(name: str) -> type:
     return getattr(advertorch_attacks(), ATTACKS[name].class_name)
 
 
+MAX_ATTACK_COUNT = 100_000  # iterations, samples, pixels: a safety limit against runaway builds
+
+
+def _check_param(name: str, key: str, value: Any, default: Any) -> None:
+    """A YAML value must have the type of advertorch's default: numbers finite and >= 0,
+    integers at most MAX_ATTACK_COUNT, booleans only where the default is one."""
+    where = f"attack {name!r}: {key}"
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} must be true or false, got {value!r}")
+    elif isinstance(default, int):
+        if not number or not float(value).is_integer():
+            raise ConfigError(f"{where} must be an integer, got {value!r}")
+        if not 0 <= value <= MAX_ATTACK_COUNT:
+            raise ConfigError(f"{where} must be in 0..{MAX_ATTACK_COUNT}, got {value!r}")
+    elif isinstance(default, float) or default is None:
+        if default is None and value is None:
+            return
+        if not number or not math.isfinite(value) or value < 0:
+            raise ConfigError(f"{where} must be a finite number >= 0, got {value!r}")
+    elif type(value) is not type(default):
+        raise ConfigError(f"{where} must be a {type(default).__name__}, got {value!r}")
+
+
 def resolve_params(name: str, params: Mapping[str, Any]) -> dict[str, Any]:
-    """Registry defaults updated by `params`; unknown or negative values raise ConfigError."""
-    allowed = set(inspect.signature(attack_class(name).__init__).parameters) - _RESERVED - {"self"}
+    """Registry defaults updated by `params`; unknown names and ill-typed, non-finite, negative
+    or oversized values raise ConfigError naming the attack and parameter."""
+    signature = inspect.signature(attack_class(name).__init__).parameters
+    allowed = set(signature) - _RESERVED - {"self"}
     unknown = sorted(set(params) - allowed)
     if unknown:
         raise ConfigError(
@@ -97,8 +126,12 @@ def resolve_params(name: str, params: Mapping[str, Any]) -> dict[str, Any]:
         )
     merged = {**ATTACKS[name].defaults, **params}
     for key, value in merged.items():
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
-            raise ConfigError(f"attack {name!r}: {key} must be >= 0, got {value}")
+        default = ATTACKS[name].defaults.get(key, signature[key].default)
+        if key in _REAL_VALUED:
+            default = float(default)
+        _check_param(name, key, value, default)
+        if isinstance(default, int) and not isinstance(default, bool):
+            merged[key] = int(value)
     return merged
 
 

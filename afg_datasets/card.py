@@ -193,6 +193,7 @@ def render_card(
         model=manifest["model"],
         layers=manifest["layers"],
         genome=manifest["config"]["genome"],
+        precision=manifest["config"].get("precision", "fp32"),
         seeds=manifest["seeds"],
         attack_stats=stats["attacks"],
         attack_params={k: _compact(v) for k, v in manifest["attacks"].items()},
@@ -220,4 +221,4 @@ def write_card(out: Path, manifest: dict[str, Any], stats: dict[str, Any]) -> Pa
 
 def refresh_card(root: Path) -> Path:
     """Rewrite a finished corpus's card from its manifest and stats (after bench, afs)."""
-    return write_card(root, load_manifest(root), read_json(root / STATS_FILE))
+    return write_card(root, load_manifest(root), read_json(root / STATS_FILE, shape="stats"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -10,9 +11,24 @@ import typer
 from typer.core import TyperGroup
 
 from afg_datasets import __version__, printers
+from afg_datasets.cli_options import (
+    AttacksOpt,
+    CheckpointOpt,
+    ConfigArg,
+    CorpusArg,
+    DeviceOpt,
+    EncoderOpt,
+    JsonOpt,
+    ModelOpt,
+    PrecisionOpt,
+    SourceOpt,
+    SourceRootOpt,
+)
 from afg_datasets.errors import AFGError
 from afg_datasets.layout import AFS_JSON, AFS_PNG, BENCH_DIR, CARD_FILE
 from afg_datasets.printers import console
+
+STARTED = time.perf_counter()  # `afg estimate` counts the imports a build pays as setup
 
 
 class _OneLineErrors(TyperGroup):
@@ -36,15 +52,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_show_locals=False,
 )
-
-# Arguments and options several commands share.
-ConfigArg = Annotated[
-    str | None,
-    typer.Argument(help="Builder YAML path or name of a builder in builders/ (default: digits)."),
-]
-CorpusArg = Annotated[Path, typer.Argument(help="A built corpus directory.")]
-DeviceOpt = Annotated[str, typer.Option(help="Torch device: cpu, cuda or cuda:N.")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
 
 
 def _version(show: bool) -> None:
@@ -71,47 +78,35 @@ def main(
     )
 
 
+def _configure(config: str | None, attacks: str | None, **changes):
+    """The builder config with the command line's overrides (options not given change nothing)."""
+    from afg_datasets.config import load_config
+
+    cfg = load_config(config)
+    if attacks is not None:
+        names = [a.strip() for a in attacks.split(",") if a.strip()]
+        cfg = cfg.replace(attacks={n: cfg.attacks.get(n, {}) for n in names})
+    return cfg.replace(**changes)
+
+
 @app.command("build-shards")
 def build_shards(
     config: ConfigArg = None,
     out: Annotated[Path, typer.Option(help="Output corpus directory.")] = Path("afg"),
     limit: Annotated[int | None, typer.Option(help="Use only the first N source images.")] = None,
-    source: Annotated[
-        str | None,
-        typer.Option(help="Source kind (overrides the config): digits, mnist, imagefolder, wds..."),
-    ] = None,
-    source_root: Annotated[
-        str | None,
-        typer.Option(
-            help="Source data location: a directory, a dataset dir / repo id (hf), or a shard "
-            "directory / brace pattern (wds)."
-        ),
-    ] = None,
+    source: SourceOpt = None,
+    source_root: SourceRootOpt = None,
     loader_workers: Annotated[
         int | None,
         typer.Option(
             min=0, help="Image-decoding processes per build process (default: CPUs / 2, max 8)."
         ),
     ] = None,
-    model: Annotated[
-        str | None,
-        typer.Option(
-            help="Target model: a registry name (small_cnn, resnet18, ...) or module:callable."
-        ),
-    ] = None,
-    checkpoint: Annotated[
-        str | None,
-        typer.Option(help="Target-model weights: a state dict (.pt) or .safetensors file."),
-    ] = None,
-    attacks: Annotated[
-        str | None,
-        typer.Option(
-            help="Comma-separated attack names (config parameters are kept for those it names)."
-        ),
-    ] = None,
-    encoder: Annotated[
-        str | None, typer.Option(help="Genome encoder: groupmap or groupviz (default: config).")
-    ] = None,
+    model: ModelOpt = None,
+    checkpoint: CheckpointOpt = None,
+    attacks: AttacksOpt = None,
+    encoder: EncoderOpt = None,
+    precision: PrecisionOpt = None,
     device: DeviceOpt = "cpu",
     seed: Annotated[int | None, typer.Option(help="Build seed (overrides the config).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace a different corpus in --out.")] = False,
@@ -142,15 +137,13 @@ def build_shards(
     Re-running on the same --out resumes; with several ranks, `afg finalize` completes it."""
     from afg_datasets.build import RunOptions, build_corpus
     from afg_datasets.build.executors import default_workers, rank_device, resolve_ranks
-    from afg_datasets.config import load_config
 
-    cfg = load_config(config)
-    if attacks is not None:
-        names = [a.strip() for a in attacks.split(",") if a.strip()]
-        cfg = cfg.replace(attacks={n: cfg.attacks.get(n, {}) for n in names})
-    cfg = cfg.replace(
+    cfg = _configure(
+        config,
+        attacks,
         limit=limit,
         seed=seed,
+        precision=precision,
         source__name=source,
         source__root=source_root,
         source__workers=loader_workers,
@@ -175,11 +168,51 @@ def build_shards(
     result = build_corpus(cfg, out, options)
     if not result.manifest:
         console.print(
-            f"rank {rank} of {world_size}: ran {len(result.tasks_run)} task(s); other ranks are "
-            f"still building. When all have finished: afg finalize {out}"
+            f"rank {rank} of {world_size}: ran {len(result.tasks_run)} task(s); other ranks or "
+            f"processes are still building. When all have finished: afg finalize {out}"
         )
         return
     printers.build_summary(result)
+
+
+@app.command()
+def estimate(
+    config: ConfigArg = None,
+    sources: Annotated[
+        int | None, typer.Option(min=1, help="Source images to plan for (default: the source's).")
+    ] = None,
+    devices: Annotated[int, typer.Option(min=1, help="Devices (ranks) of this kind.")] = 1,
+    calibration: Annotated[
+        int | None, typer.Option(min=1, help="Source images calibrated (default: one batch).")
+    ] = None,
+    source: SourceOpt = None,
+    source_root: SourceRootOpt = None,
+    model: ModelOpt = None,
+    checkpoint: CheckpointOpt = None,
+    attacks: AttacksOpt = None,
+    encoder: EncoderOpt = None,
+    precision: PrecisionOpt = None,
+    device: DeviceOpt = "cpu",
+    as_json: JsonOpt = False,
+):
+    """Plan a build: calibrate every stage on this device, project wall time, records, bytes."""
+    from afg_datasets.build.options import check_device
+    from afg_datasets.perf.estimate import estimate as run
+
+    check_device(device)
+    cfg = _configure(
+        config,
+        attacks,
+        precision=precision,
+        source__name=source,
+        source__root=source_root,
+        source__workers=0,
+        model__architecture=model,
+        model__checkpoint=checkpoint,
+        genome__encoder=encoder,
+    )
+    report = run(cfg, sources, devices, device, calibration, started=STARTED)
+    printers.report(report, as_json, printers.estimate)
 
 
 @app.command()
@@ -223,11 +256,16 @@ def push(
     private: Annotated[bool, typer.Option(help="Create the repo as private.")] = False,
     revision: Annotated[str | None, typer.Option(help="Branch to push to.")] = None,
     dry_run: Annotated[bool, typer.Option(help="Validate and list the upload only.")] = False,
+    timeout: Annotated[
+        float, typer.Option(min=0.1, help="Seconds a Hub request may wait without progress.")
+    ] = 60.0,
 ):
     """Publish a corpus to the Hugging Face Hub (token: HF_TOKEN or the saved login)."""
     from afg_datasets.hub import push as push_corpus
 
-    plan = push_corpus(directory, repo_id, private=private, revision=revision, dry_run=dry_run)
+    plan = push_corpus(
+        directory, repo_id, private=private, revision=revision, dry_run=dry_run, timeout=timeout
+    )
     printers.upload(plan, repo_id, dry_run)
 
 
@@ -272,25 +310,31 @@ def bench_loader(
 @app.command("bench-build")
 def bench_build(
     config: ConfigArg = None,
-    what: Annotated[str, typer.Option(help="Comma-separated: kill, scaling, memory.")] = (
-        "kill,scaling,memory"
-    ),
+    what: Annotated[
+        str, typer.Option(help="Comma-separated: kill, scaling, memory, source.")
+    ] = "kill,scaling,memory",
     limit: Annotated[int, typer.Option(min=1, help="Source images per build (x1).")] = 256,
     sources_per_task: Annotated[int, typer.Option(min=1, help="Task size for the builds.")] = 32,
     points: Annotated[int, typer.Option(min=1, help="Random kill points.")] = 10,
     seed: Annotated[int, typer.Option(help="Seed of the kill points.")] = 0,
+    source_images: Annotated[
+        int, typer.Option(min=1, help="source: N of the N vs 10N image folders.")
+    ] = 2000,
     work_dir: Annotated[
         Path | None, typer.Option(help="Where the temporary builds go (default: system temp).")
     ] = None,
     as_json: JsonOpt = False,
 ):
-    """SIGKILL-and-resume, weak scaling (1 vs 2 workers), peak RSS (x1 vs x4) of real builds."""
+    """SIGKILL-and-resume, weak scaling (1 vs 2 workers), peak RSS (x1 vs x4) of real builds;
+    `source`: an imagenet build over N vs 10N JPEGs (memory, start-up, decode rate)."""
     from afg_datasets.config import load_config
+    from afg_datasets.perf.build_bench import BenchSettings
     from afg_datasets.perf.build_bench import bench_build as run
 
     cfg = load_config(config).replace(sources_per_task=sources_per_task)
     names = [w.strip() for w in what.split(",") if w.strip()]
-    results = run(cfg, names, limit, points, seed, work_dir)
+    settings = BenchSettings(limit, points, seed, source_images)
+    results = run(cfg, names, settings, work_dir)
     printers.report(results, as_json, printers.build_bench)
 
 

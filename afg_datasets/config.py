@@ -7,13 +7,15 @@ import hashlib
 import json
 import math
 import typing
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import yaml
+from pydantic import Field
 
 from afg_datasets.attacks import ATTACKS, resolve_params
+from afg_datasets.checks import Fraction, PositiveFloat, Seed, bounded, section
 from afg_datasets.errors import ConfigError
 from afg_datasets.genome import ENCODERS
 from afg_datasets.layout import SPLITS
@@ -21,66 +23,71 @@ from afg_datasets.models import check_architecture
 from afg_datasets.resources import resource_dir
 from afg_datasets.sources import SOURCES, SourceConfig
 
+# Safety limits on sizes and counts (a value above one is refused, naming the limit).
+MAX_BATCH = 4096
+MAX_EPOCHS = 1000
+MAX_GROUPS = 64
+MAX_GENOME_SIZE = 256
+MAX_ITERS = 100_000
+MAX_RENDER = 1024
+MAX_SOURCES = 10**9
 
-@dataclass(frozen=True)
+
+@section("model.")
 class ModelConfig:
     architecture: str = "small_cnn"  # registry name or `package.module:callable`
     checkpoint: str | None = None  # state dict (.pt, weights-only) or .safetensors
-    layers: tuple[str, ...] = ()  # empty: the architecture's default taps (every conv block)
-    epochs: int = 10
-    batch_size: int = 64
-    lr: float = 2e-3
+    # empty: the architecture's default taps (every conv block); YAML gives a list
+    layers: Annotated[tuple[str, ...], Field(strict=False)] = ()
+    epochs: bounded(MAX_EPOCHS) = 10
+    batch_size: bounded(MAX_BATCH) = 64
+    lr: PositiveFloat = 2e-3
 
     def __post_init__(self):
         check_architecture(self.architecture)
-        object.__setattr__(self, "layers", tuple(self.layers))
-        for name in ("epochs", "batch_size", "lr"):
-            _positive(f"model.{name}", getattr(self, name))
 
 
-@dataclass(frozen=True)
+@section("genome.")
 class GenomeConfig:
     encoder: str = "groupmap"
-    groups: int = 4
-    size: int = 8
-    nmf_iters: int = 100
+    groups: bounded(MAX_GROUPS) = 4
+    size: bounded(MAX_GENOME_SIZE) = 8
+    nmf_iters: bounded(MAX_ITERS) = 100
     # groupviz only (feature visualization of each group, Lucid's recipe):
-    steps: int = 128  # Adam steps per visualization (Lucid: 512)
-    lr: float = 0.05  # Adam learning rate (Lucid's default)
-    image_size: int | None = None  # rendered size; None: the model's input size
+    steps: bounded(MAX_ITERS) = 128  # Adam steps per visualization (Lucid: 512)
+    lr: PositiveFloat = 0.05  # Adam learning rate (Lucid's default)
+    image_size: bounded(MAX_RENDER) | None = None  # rendered size; None: the model's input size
 
     def __post_init__(self):
         ENCODERS[self.encoder]
-        for name in ("groups", "size", "nmf_iters", "steps", "lr"):
-            _positive(f"genome.{name}", getattr(self, name))
-        if self.image_size is not None:
-            _positive("genome.image_size", self.image_size)
 
 
-@dataclass(frozen=True)
+@section("splits.")
 class SplitConfig:
-    train: float = 0.8
-    validation: float = 0.1
-    test: float = 0.1
+    train: Fraction = 0.8
+    validation: Fraction = 0.1
+    test: Fraction = 0.1
 
     def __post_init__(self):
         ratios = self.ratios()
-        if any(r < 0 for r in ratios.values()) or not math.isclose(sum(ratios.values()), 1.0):
-            raise ConfigError(f"splits must be >= 0 and sum to 1, got {ratios}")
+        if not math.isclose(sum(ratios.values()), 1.0):
+            raise ConfigError(f"splits must sum to 1, got {ratios}")
 
     def ratios(self) -> dict[str, float]:
         return {name: getattr(self, name) for name in SPLITS}
 
 
-@dataclass(frozen=True)
+@section("")
 class BuildConfig:
     """Everything that determines a corpus's bytes (the output path and device do not)."""
 
     name: str = "afg-digits"
-    seed: int = 0
-    limit: int | None = None
-    batch_size: int = 256
-    sources_per_task: int = 256  # a task (resume unit, one shard per attack and split)
+    seed: Seed = 0
+    limit: bounded(MAX_SOURCES) | None = None
+    batch_size: bounded(MAX_BATCH) = 256
+    precision: Literal["fp32", "bf16"] = "fp32"  # target-model forward passes (autocast)
+    sources_per_task: bounded(MAX_SOURCES) = 256  # a task (resume unit, one shard per attack
+    # and split)
     source: SourceConfig = field(default_factory=SourceConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     attacks: dict[str, dict[str, Any]] = field(
@@ -95,12 +102,6 @@ class BuildConfig:
             raise ConfigError(f"attacks must name at least one of: {', '.join(ATTACKS)}")
         for attack, params in self.attacks.items():
             resolve_params(attack, params or {})
-        if self.limit is not None:
-            _positive("limit", self.limit)
-        _positive("batch_size", self.batch_size)
-        _positive("sources_per_task", self.sources_per_task)
-        if self.seed < 0:
-            raise ConfigError(f"seed must be >= 0, got {self.seed}")
 
     def to_dict(self) -> dict[str, Any]:
         """The settings that determine the corpus (execution settings such as the number of
@@ -122,10 +123,10 @@ class BuildConfig:
         for key, value in changes.items():
             if value is None:
                 continue
-            section, _, name = key.partition("__")
+            part, _, name = key.partition("__")
             if name:
-                current = top.get(section, getattr(self, section))
-                top[section] = dataclasses.replace(current, **{name: value})
+                current = top.get(part, getattr(self, part))
+                top[part] = dataclasses.replace(current, **{name: value})
             else:
                 top[key] = value
         return dataclasses.replace(self, **top)
@@ -133,11 +134,6 @@ class BuildConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> BuildConfig:
         return _from_dict(cls, data, "")
-
-
-def _positive(name: str, value: float) -> None:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
-        raise ConfigError(f"{name} must be a positive number, got {value!r}")
 
 
 def _from_dict(cls: type, data: Any, prefix: str) -> Any:
@@ -170,6 +166,9 @@ def _attack_dict(value: Any) -> dict[str, dict[str, Any]]:
         value = {name: {} for name in value}
     if not isinstance(value, dict):
         raise ConfigError(f"attacks must map attack names to parameters, got {value!r}")
+    bad = {name: p for name, p in value.items() if not isinstance(p, dict | None)}
+    if bad:
+        raise ConfigError(f"attacks: parameters must be a mapping, got {bad!r}")
     return {name: dict(params or {}) for name, params in value.items()}
 
 

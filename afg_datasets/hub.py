@@ -6,13 +6,17 @@ honoured by huggingface_hub itself.
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from huggingface_hub import DatasetCard, HfApi
 from huggingface_hub.errors import HfHubHTTPError
+from huggingface_hub.utils import _http as hub_http
 
 from afg_datasets.errors import AFGError
 from afg_datasets.layout import CARD_FILE, PUBLISHED_EXTRAS
@@ -22,6 +26,8 @@ log = logging.getLogger(__name__)
 
 REQUIRED_METADATA = ("pretty_name", "license", "task_categories", "tags", "configs", "dataset_info")
 RETRIES = 3
+BACKOFF_SECONDS = 2.0  # doubled after each failed attempt
+TIMEOUT_SECONDS = 60.0  # connect, read, write and pool timeout of every Hub request
 
 
 class PushError(AFGError):
@@ -67,8 +73,10 @@ def push(
     private: bool = False,
     revision: str | None = None,
     dry_run: bool = False,
+    timeout: float = TIMEOUT_SECONDS,
 ) -> list[UploadFile]:
-    """Verify, then create the dataset repo if needed and upload the corpus folder."""
+    """Verify, then create the dataset repo if needed and upload the corpus folder. Every
+    request gives up after `timeout` seconds without progress and is retried (RETRIES)."""
     root = Path(root)
     if repo_id.count("/") != 1:
         raise PushError(f"--repo-id must look like NAMESPACE/NAME, got {repo_id!r}")
@@ -77,6 +85,14 @@ def push(
     plan = upload_plan(root, load_manifest(root))
     if dry_run:
         return plan
+    with hub_timeouts(timeout):
+        _upload(root, repo_id, private, revision, plan)
+    return plan
+
+
+def _upload(
+    root: Path, repo_id: str, private: bool, revision: str | None, plan: list[UploadFile]
+) -> None:
     api = HfApi()
     _with_retries(
         lambda: api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
@@ -95,22 +111,46 @@ def push(
             commit_message=f"Upload AFG corpus {root.name}",
         )
     )
-    return plan
+
+
+@contextlib.contextmanager
+def hub_timeouts(seconds: float) -> Iterator[None]:
+    """huggingface_hub's own HTTP client, with timeouts (its default has none, so a server
+    that accepts and never answers would hang a push forever)."""
+
+    def factory():
+        client = hub_http.default_client_factory()
+        client.timeout = seconds
+        return client
+
+    hub_http.set_client_factory(factory)
+    try:
+        yield
+    finally:
+        hub_http.set_client_factory(hub_http.default_client_factory)
+
+
+def _network_errors() -> tuple[type[BaseException], ...]:
+    """Connection-level errors (refused, reset, timed out, protocol) of the HTTP library
+    huggingface_hub uses (httpx, or its httpx2 fork), plus the builtin ones."""
+    library = importlib.import_module(type(hub_http.get_session()).__module__.split(".")[0])
+    return (ConnectionError, TimeoutError, library.TransportError)
 
 
 def _with_retries(call):
     """Retry transient Hub errors (5xx, 429, connection); re-running an upload resumes it."""
     attempt = 1
+    network = _network_errors()
     while True:
         try:
             return call()
-        except (HfHubHTTPError, ConnectionError, TimeoutError) as err:
+        except (HfHubHTTPError, *network) as err:
             status = getattr(getattr(err, "response", None), "status_code", None)
             transient = status is None or status >= 500 or status == 429
             if not transient or attempt == RETRIES:
                 raise PushError(f"Hub request failed: {_scrub(err)}") from None
             log.warning("transient Hub error (attempt %d/%d): %s", attempt, RETRIES, _scrub(err))
-            time.sleep(2**attempt)
+            time.sleep(BACKOFF_SECONDS * 2 ** (attempt - 1))
             attempt += 1
 
 

@@ -13,7 +13,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from pydantic import ValidationError
+
 from afg_datasets.errors import CorpusError
+from afg_datasets.schemas import SHAPES
 
 SPLITS = ("train", "validation", "test")
 
@@ -103,6 +106,12 @@ def marker_path(out: Path, task_id: int) -> Path:
     return out / TASKS_DIR / f"{task_id:05d}.json"
 
 
+def task_lock_path(out: Path, task_id: int) -> Path:
+    """Held by the process running the task (so two builds racing into one --out share the
+    tasks instead of deleting each other's files)."""
+    return out / TASKS_DIR / f"{task_id:05d}.lock"
+
+
 def split_of_shard(relative: str) -> str:
     """The split a shard path belongs to (its file name starts with `<split>-`)."""
     return relative.rsplit("/", 1)[-1].split("-", 1)[0]
@@ -140,11 +149,23 @@ def file_entry(out: Path, path: Path, rows: int | None) -> dict[str, Any]:
     }
 
 
-def read_json(path: Path, missing: str = "missing") -> Any:
-    """A JSON file of a corpus or build; a missing or malformed one is a `CorpusError`."""
+def read_json(path: Path, missing: str = "missing", shape: str | None = None) -> Any:
+    """A JSON file of a corpus or build, checked against `shape` (a name in `schemas.SHAPES`)
+    when given; a missing, malformed or misshapen one is a `CorpusError` naming the field."""
     if not path.is_file():
         raise CorpusError(f"{path}: {missing}")
     try:
-        return json.loads(path.read_text())
-    except ValueError as err:
+        data = json.loads(path.read_text())
+    except (ValueError, RecursionError) as err:
         raise CorpusError(f"{path}: not valid JSON ({err})") from None
+    if shape is not None:
+        try:
+            SHAPES[shape].validate_python(data)
+        except ValidationError as err:
+            first = err.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "top level"
+            raise CorpusError(
+                f"{path}: not a valid {shape} file: {where}: {first['msg']} "
+                f"({err.error_count()} problem(s))"
+            ) from None
+    return data

@@ -10,6 +10,8 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
+import tarfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,9 @@ from afg_datasets.layout import sha256_file
 from afg_datasets.verify import CorpusError, load_manifest, require_intact, split_files
 
 META_FIELDS = ("key", "attack", "label", "is_adversarial", "mixed_label")
+NPY_DTYPES = ("<f4", "<f2", "<f8", "|u1", "<i8")  # what a genome member may hold
+MAX_MEMBER_BYTES = 256 << 20  # a single tar member larger than this is not a record's
+MEMBER = re.compile(r"^((?:.*/|)[^./]+)\.([^/]*)$")  # webdataset's key / extension rule
 
 
 def to_example(meta: Mapping[str, Any], genome: Mapping[str, np.ndarray]) -> dict[str, Any]:
@@ -101,7 +106,7 @@ def decode_sample(sample: Mapping[str, Any]) -> dict[str, Any]:
     try:
         meta = json.loads(sample["json"])
         genome = {
-            name[: -len(".npy")]: np.load(io.BytesIO(data), allow_pickle=False)
+            name[: -len(".npy")]: decode_npy(data)
             for name, data in sample.items()
             if name.endswith(".npy")
         }
@@ -112,6 +117,81 @@ def decode_sample(sample: Mapping[str, Any]) -> dict[str, Any]:
         raise CorpusError(f"corrupt webdataset sample in {where}: {err}") from None
 
 
+def decode_npy(data: bytes) -> np.ndarray:
+    """An .npy member, its header checked before any memory is reserved: a known numeric dtype
+    (never object, so never pickle) and a shape whose size matches the bytes present."""
+    stream = io.BytesIO(data)
+    version = np.lib.format.read_magic(stream)
+    if version == (1, 0):
+        shape, fortran, dtype = np.lib.format.read_array_header_1_0(stream)
+    else:
+        shape, fortran, dtype = np.lib.format.read_array_header_2_0(stream)
+    if dtype.str not in NPY_DTYPES:
+        raise ValueError(f"npy dtype {dtype.str} is not one of {NPY_DTYPES}")
+    count = int(np.prod(shape, dtype=object))
+    if count * dtype.itemsize != len(data) - stream.tell():
+        raise ValueError(f"npy header says shape {shape} but {len(data) - stream.tell()} bytes")
+    array = np.frombuffer(data, dtype=dtype, count=count, offset=stream.tell())
+    return array.reshape(shape, order="F" if fortran else "C")
+
+
+def tar_samples(urls: Iterator[dict[str, str]]) -> Iterator[dict[str, Any]]:
+    """Shard urls -> webdataset samples ({__key__, __url__, ext: bytes}). Unlike a bare tar
+    reader this refuses what a corpus never holds (non-regular or huge members) and a shard
+    cut short: a complete tar ends with zero blocks, a shard truncated at a member boundary
+    does not."""
+    from webdataset import gopen
+
+    for item in urls:
+        url = item["url"]
+        with gopen(url, "rb") as raw:
+            tracked = _TailTracker(raw)
+            try:
+                with tarfile.open(fileobj=tracked, mode="r|") as tar:
+                    yield from _group_members(tar, url)
+            except tarfile.TarError as err:
+                raise CorpusError(f"{url}: unreadable tar shard: {err}") from None
+            tracked.read()  # the zero padding after the end-of-archive blocks
+            if not tracked.ends_with_zero_blocks():
+                raise CorpusError(f"{url}: truncated shard (no end-of-archive marker)")
+
+
+def _group_members(tar: tarfile.TarFile, url: str) -> Iterator[dict[str, Any]]:
+    sample: dict[str, Any] = {}
+    for member in tar:
+        match = MEMBER.match(member.name)
+        if not member.isfile() or not match or member.size > MAX_MEMBER_BYTES:
+            raise CorpusError(f"{url}: member {member.name!r} is not a record file")
+        key, ext = match.groups()
+        if sample and sample["__key__"] != key:
+            yield sample
+            sample = {}
+        sample.setdefault("__key__", key)
+        sample["__url__"] = url
+        handle = tar.extractfile(member)
+        sample[ext] = handle.read() if handle else b""
+    if sample:
+        yield sample
+
+
+class _TailTracker(io.RawIOBase):
+    """A read-only stream that remembers its last 1024 bytes."""
+
+    def __init__(self, raw):
+        self.raw, self.tail = raw, b""
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.raw.read(size) if size is not None and size >= 0 else self.raw.read()
+        self.tail = (self.tail + data)[-1024:]
+        return data
+
+    def ends_with_zero_blocks(self) -> bool:
+        return len(self.tail) == 1024 and not self.tail.strip(b"\0")
+
+
 def _checked_urls(shards: dict[str, str | None]) -> Iterator[dict[str, str]]:
     """Each listed shard's sha256 is checked against the manifest before it is read."""
     for url, expected in shards.items():
@@ -120,12 +200,6 @@ def _checked_urls(shards: dict[str, str | None]) -> Iterator[dict[str, str]]:
         if expected is not None and sha256_file(Path(url)) != expected:
             raise CorpusError(f"{url}: sha256 differs from the manifest (corrupt or tampered)")
         yield {"url": url}
-
-
-def _raise_naming_shard(exn: Exception) -> bool:
-    if isinstance(exn, CorpusError):
-        raise exn
-    raise CorpusError(f"unreadable webdataset shard: {exn}") from None
 
 
 def stream(dir_or_urls: str | os.PathLike | list[str], split: str = "train"):
@@ -140,7 +214,7 @@ def stream(dir_or_urls: str | os.PathLike | list[str], split: str = "train"):
 
     return wds.DataPipeline(
         CheckedShards(),
-        wds.tarfile_to_samples(handler=_raise_naming_shard),
+        tar_samples,
         wds.map(decode_sample),
     )
 

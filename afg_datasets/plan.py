@@ -20,7 +20,7 @@ from filelock import FileLock
 
 from afg_datasets import __version__
 from afg_datasets.config import BuildConfig
-from afg_datasets.errors import OutputDirError
+from afg_datasets.errors import CorpusError, OutputDirError
 from afg_datasets.layout import (
     LOCK_FILE,
     MANIFEST_FILE,
@@ -31,6 +31,7 @@ from afg_datasets.layout import (
     marker_path,
     parquet_path,
     partial_path,
+    read_json,
     tar_path,
     write_json,
 )
@@ -70,7 +71,7 @@ def read_plan(out: Path) -> dict[str, Any]:
     path = out / PLAN_FILE
     if not path.is_file():
         raise OutputDirError(f"{out}: no {PLAN_FILE}; is this an AFG build directory?")
-    return json.loads(path.read_text())
+    return read_json(path, shape="plan")
 
 
 def plan_tasks(plan: dict[str, Any]) -> list[Task]:
@@ -83,9 +84,9 @@ def read_marker(out: Path, task: Task) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     try:
-        marker = json.loads(path.read_text())
-    except ValueError:
-        return None
+        marker = read_json(path, shape="marker")
+    except CorpusError:
+        return None  # a torn or foreign marker: the task runs again
     for entry in marker["files"]:
         file = out / entry["path"]
         if not file.is_file() or file.stat().st_size != entry["bytes"]:
@@ -115,7 +116,7 @@ def corpus_hash(out: Path) -> str | None:
         if path.is_file():
             try:
                 return json.loads(path.read_text())["config_hash"]
-            except (ValueError, KeyError):
+            except (ValueError, KeyError, TypeError):
                 return "unreadable"
     return None
 

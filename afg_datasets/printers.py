@@ -96,6 +96,42 @@ def build_bench(results: dict[str, Any]) -> None:
             f"peak RSS: {m['x1']['records']} records {m['x1']['peak_rss_mb']} MB, "
             f"{m['x4']['records']} records {m['x4']['peak_rss_mb']} MB (ratio {m['ratio']})"
         )
+    if "source" in results:
+        s = results["source"]
+        sizes = [v for k, v in s.items() if k.startswith("n")]
+        for v in sizes:
+            out.print(
+                f"source of {v['images']} images, --limit {s['limit']}: peak RSS "
+                f"{v['peak_rss_mb']} MB, listing {v['listing_seconds']} s, first task "
+                f"{v['first_task_after_launch_s']} s after launch"
+            )
+        out.print(f"peak RSS ratio (10N / N): {s['rss_ratio']}")
+        out.print(f"decode images/s at 224 px: {s['decode_images_per_s']}")
+
+
+def estimate(report: dict[str, Any]) -> None:
+    table = Table("stage", "s / source image", "share", "of fwd+bwd floor")
+    for s in report["stages"]:
+        fraction = s["floor_fraction"]
+        table.add_row(
+            s["stage"],
+            f"{s['seconds_per_source']:.5f}",
+            f"{s['share']:.1%}",
+            f"{fraction:.3f}" if fraction is not None else "-",
+        )
+    out = Console()
+    out.print(table)
+    hours = report["wall_seconds"] / 3600
+    out.print(
+        f"projected: {report['sources']} source images on {report['devices']} x "
+        f"{report['device_name']} ({report['precision']}): {report['wall_seconds']:.0f} s "
+        f"({hours:.2f} h), {report['records']} records, {report['bytes'] / 1e9:.2f} GB"
+    )
+    out.print(
+        f"setup {report['setup_seconds']} s, training {report['train_model_seconds']} s; "
+        f"floor {report['floor_images_per_s']} images/s; calibrated on "
+        f"{report['calibration_sources']} {report['calibration_source']} source images"
+    )
 
 
 def encoder_bench(results: dict[str, Any]) -> None:

@@ -138,7 +138,7 @@ def split_files(root: Path, manifest: dict, split: str, fmt: str = "parquet") ->
 
 
 def load_manifest(root: Path) -> dict:
-    return read_json(root / MANIFEST_FILE, "missing; not a complete AFG corpus")
+    return read_json(root / MANIFEST_FILE, "missing; not a complete AFG corpus", "manifest")
 
 
 def verify_corpus(root: str | Path) -> list[str]:

@@ -9,6 +9,7 @@ import sys
 import tarfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from afg_datasets.build import RunOptions, build_corpus
@@ -18,6 +19,9 @@ from afg_datasets.layout import AFS_JSON, AFS_PNG, BENCH_DIR
 from afg_datasets.loader import stream
 from afg_datasets.models import load_target_model
 from afg_datasets.verify import load_manifest, verify_corpus
+from tests.test_sources import write_idx as write
+
+RETRY_WARNINGS = 2  # one logged line per transient failure before the last attempt
 
 
 @pytest.fixture()
@@ -55,8 +59,8 @@ def test_verify_refuses_paths_outside_the_corpus_and_symlinks(copy, tmp_path):
         copy,
         lambda m: m["files"].extend(
             [
-                {"path": "../secret.txt", "sha256": "0", "bytes": 7, "rows": None},
-                {"path": str(secret), "sha256": "0", "bytes": 7, "rows": None},
+                {"path": "../secret.txt", "sha256": "0" * 64, "bytes": 7, "rows": None},
+                {"path": str(secret), "sha256": "0" * 64, "bytes": 7, "rows": None},
             ]
         ),
     )
@@ -137,3 +141,161 @@ def test_partial_files_in_model_dir_are_never_listed(corpus, tmp_path):
     (out / "model" / "model.safetensors.partial").write_bytes(b"half")
     manifest = finalize(out).manifest
     assert not [e for e in manifest["files"] if e["path"].endswith(".partial")]
+
+
+def test_stream_of_bare_urls_refuses_a_shard_cut_at_a_member_boundary(copy, tmp_path):
+    shard = sorted((copy / "wds" / "test").glob("*.tar"))[0]
+    whole = sum(1 for _ in stream([str(shard)]))
+    with tarfile.open(shard) as tar:
+        members = tar.getmembers()
+    cut = members[len(members) // 2].offset  # a member boundary: tar readers stop silently
+    truncated = tmp_path / "cut.tar"
+    truncated.write_bytes(shard.read_bytes()[:cut])
+    with pytest.raises(CorpusError, match="truncated"):
+        list(stream([str(truncated)]))
+    assert whole > 0
+
+
+def test_hostile_npy_header_is_refused_before_allocating(copy):
+    from afg_datasets.loader import decode_npy
+
+    good = io.BytesIO()
+    np.save(good, np.zeros((2, 3), dtype=np.float32))
+    header = good.getvalue().replace(b"(2, 3)", b"(10000000000000, 3)")
+    with pytest.raises(ValueError, match="shape"):
+        decode_npy(header)
+    objects = io.BytesIO()
+    np.save(objects, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(ValueError, match="dtype"):
+        decode_npy(objects.getvalue())
+    assert decode_npy(good.getvalue()).shape == (2, 3)
+
+
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        ({"files": None}, "files"),
+        ({"files": [{"path": "x"}]}, "files.0"),
+        ({"source": []}, "source"),
+    ],
+)
+def test_malformed_manifest_is_one_error_naming_the_field(copy, change, field):
+    rewrite_manifest(copy, lambda m: m.update(change))
+    with pytest.raises(CorpusError, match=rf"manifest file: {field}"):
+        verify_corpus(copy)
+    (copy / "manifest.json").write_text("[1, 2]")
+    with pytest.raises(CorpusError, match="top level"):
+        load_manifest(copy)
+
+
+def test_torn_marker_means_the_task_runs_again(small_config, tmp_path):
+    out = tmp_path / "afg"
+    build_corpus(small_config.replace(limit=12), out, progress=False)
+    marker = out / "tasks" / "00000.json"
+    marker.write_text(json.dumps({"files": "not a list"}))
+    result = build_corpus(small_config.replace(limit=12), out, progress=False)
+    assert result.tasks_run == [0] and verify_corpus(out) == []
+
+
+@pytest.mark.parametrize(
+    "data, field",
+    [
+        ({"seed": "abc"}, "seed"),
+        ({"seed": True}, "seed"),
+        ({"limit": 2.5}, "limit"),
+        ({"sources_per_task": 2.5}, "sources_per_task"),
+        ({"source": {"image_size": True}}, "source.image_size"),
+        ({"model": {"layers": "block1"}}, "model.layers"),
+        ({"genome": {"size": 100000}}, "genome.size"),
+        ({"genome": {"groups": 10000}}, "genome.groups"),
+        ({"genome": {"image_size": 100000}}, "genome.image_size"),
+        ({"genome": {"lr": float("nan")}}, "genome.lr"),
+        ({"attacks": {"fgsm": {"eps": "big"}}}, "eps"),
+        ({"attacks": {"fgsm": {"eps": float("nan")}}}, "eps"),
+        ({"attacks": {"pgd": {"nb_iter": 2.5}}}, "nb_iter"),
+        ({"attacks": {"pgd": {"nb_iter": 10**9}}}, "nb_iter"),
+        ({"attacks": {"pgd": "strong"}}, "attacks"),
+    ],
+)
+def test_bad_config_values_fail_before_anything_is_written(data, field, tmp_path):
+    from afg_datasets.config import BuildConfig
+
+    with pytest.raises(ConfigError, match=field):
+        build_corpus(BuildConfig.from_dict(data), tmp_path / "afg", progress=False)
+    assert not (tmp_path / "afg").exists()
+
+
+def test_rank_from_a_bad_environment_is_one_error():
+    from afg_datasets.build.executors import resolve_ranks
+
+    with pytest.raises(ConfigError, match="RANK='abc'"):
+        resolve_ranks(None, None, {"RANK": "abc", "WORLD_SIZE": "2"})
+
+
+def test_nan_checkpoint_and_non_tensor_entries_are_refused(tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    from afg_datasets.models.storage import read_checkpoint
+
+    save_file({"w": torch.tensor([1.0, float("nan")])}, str(tmp_path / "nan.safetensors"))
+    with pytest.raises(ModelError, match="NaN"):
+        read_checkpoint(tmp_path / "nan.safetensors")
+    (tmp_path / "junk.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")
+    with pytest.raises(ModelError, match="not a readable"):
+        read_checkpoint(tmp_path / "junk.safetensors")
+    torch.save({"w": torch.zeros(2), "step": 3}, tmp_path / "mixed.pt")
+    with pytest.raises(ModelError, match="not tensors"):
+        read_checkpoint(tmp_path / "mixed.pt")
+
+
+def test_bad_idx_files_and_out_of_range_labels_are_source_errors(tmp_path):
+    from afg_datasets.errors import SourceError
+    from afg_datasets.sources import SourceConfig, load_source, read_idx
+
+    (tmp_path / "six").write_bytes(b"\x00\x00\x08\x03\x00\x00")
+    with pytest.raises(SourceError, match="truncated IDX header"):
+        read_idx(tmp_path / "six")
+    (tmp_path / "bad.gz").write_bytes(b"\x1f\x8b" + b"garbage" * 3)
+    with pytest.raises(SourceError, match="gzip"):
+        read_idx(tmp_path / "bad.gz")
+    mnist = tmp_path / "mnist"
+    mnist.mkdir()
+    write(mnist / "t10k-images-idx3-ubyte", np.zeros((3, 28, 28)), compress=False)
+    write(mnist / "t10k-labels-idx1-ubyte", np.array([0, 1]), compress=False)
+    with pytest.raises(SourceError, match="not N images"):
+        load_source(SourceConfig("mnist", root=str(mnist)))
+    write(mnist / "t10k-labels-idx1-ubyte", np.array([0, 1, 12]), compress=False)
+    with pytest.raises(SourceError, match="labels must be in 0..9"):
+        load_source(SourceConfig("mnist", root=str(mnist)))
+
+
+def test_push_to_a_server_that_never_answers_ends_in_one_line(copy):
+    import socket
+    import threading
+    import time
+
+    from tests.test_publish import TOKEN, run_cli
+
+    server = socket.create_server(("127.0.0.1", 0))
+    held = []  # accepted connections, kept open and never answered
+
+    def accept():
+        while True:
+            try:
+                held.append(server.accept()[0])
+            except OSError:
+                return
+
+    threading.Thread(target=accept, daemon=True).start()
+    url = f"http://127.0.0.1:{server.getsockname()[1]}"
+    start = time.monotonic()
+    env = {"HF_ENDPOINT": url, "HF_TOKEN": TOKEN, "HF_HUB_DISABLE_TELEMETRY": "1"}
+    result = run_cli("push", str(copy), "--repo-id", "afg-org/x", "--timeout", "0.5", env=env)
+    elapsed = time.monotonic() - start
+    server.close()
+    assert result.returncode == 2, result.stderr
+    assert "Hub request failed" in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) <= RETRY_WARNINGS + 1
+    assert held and elapsed < 60
+    assert TOKEN not in result.stderr + result.stdout

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -263,3 +264,69 @@ def test_live_push_and_load(corpus):
     from datasets import load_dataset
 
     assert len(load_dataset(repo, "all", split="test")) > 0
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(data=st.data())
+def test_bare_url_stream_is_whole_or_a_clean_error(fuzz_copy, tmp_path_factory, data):
+    """Without a manifest, a damaged shard gives every record or a CorpusError: never a
+    silently short stream, never another exception."""
+    shard = first(fuzz_copy, "wds/test/*.tar")
+    original = shard.read_bytes()
+    whole = len(list(afg_datasets.stream([str(shard)])))
+    cut = data.draw(st.integers(0, len(original) - 1), label="cut")
+    damaged = tmp_path_factory.mktemp("cut") / "shard.tar"
+    damaged.write_bytes(original[:cut])
+    try:
+        count = len(list(afg_datasets.stream([str(damaged)])))
+    except CorpusError:
+        return
+    assert count == whole, f"cut at {cut} of {len(original)} gave {count} of {whole} records"
+
+
+CONFIG_VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=6),
+    st.lists(st.integers(-3, 3), max_size=2),
+    st.dictionaries(st.text(max_size=4), st.integers(-3, 3), max_size=2),
+)
+
+
+def config_dicts():
+    from afg_datasets.config import BuildConfig, GenomeConfig, ModelConfig
+    from afg_datasets.sources import SourceConfig
+
+    def section(cls):
+        names = [f.name for f in dataclasses.fields(cls)] + ["unknown_key"]
+        return st.dictionaries(st.sampled_from(names), CONFIG_VALUES, max_size=3)
+
+    top = [f.name for f in dataclasses.fields(BuildConfig)]
+    nested = {"source": section(SourceConfig), "model": section(ModelConfig)}
+    nested["genome"] = section(GenomeConfig)
+    nested["attacks"] = st.dictionaries(
+        st.sampled_from(["fgsm", "pgd", "cw_l2", "nope"]),
+        st.one_of(
+            CONFIG_VALUES, st.dictionaries(st.sampled_from(["eps", "nb_iter"]), CONFIG_VALUES)
+        ),
+        max_size=2,
+    )
+    return st.fixed_dictionaries({}, optional={k: nested.get(k, CONFIG_VALUES) for k in top})
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=config_dicts())
+def test_any_config_is_valid_or_one_config_error(data):
+    from afg_datasets.config import BuildConfig
+    from afg_datasets.errors import ConfigError
+
+    try:
+        cfg = BuildConfig.from_dict(data)
+    except ConfigError as err:
+        assert "\n" not in str(err) and str(err)
+        return
+    assert BuildConfig.from_dict(cfg.to_dict()).config_hash() == cfg.config_hash()

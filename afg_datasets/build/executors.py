@@ -39,17 +39,28 @@ def resolve_ranks(
         if rank is None or world_size is None:
             raise ConfigError("--rank and --world-size go together; give both or neither")
     elif "RANK" in env and "WORLD_SIZE" in env:
-        rank, world_size = int(env["RANK"]), int(env["WORLD_SIZE"])
-        local = int(env.get("LOCAL_RANK", rank))
+        rank, world_size = _env_int(env, "RANK"), _env_int(env, "WORLD_SIZE")
+        local = _env_int(env, "LOCAL_RANK", rank)
     elif "SLURM_ARRAY_TASK_ID" in env and "SLURM_ARRAY_TASK_COUNT" in env:
-        first = int(env.get("SLURM_ARRAY_TASK_MIN", 0))
-        rank = int(env["SLURM_ARRAY_TASK_ID"]) - first
-        world_size = int(env["SLURM_ARRAY_TASK_COUNT"])
+        first = _env_int(env, "SLURM_ARRAY_TASK_MIN", 0)
+        rank = _env_int(env, "SLURM_ARRAY_TASK_ID") - first
+        world_size = _env_int(env, "SLURM_ARRAY_TASK_COUNT")
     else:
         rank, world_size = 0, 1
     if world_size < 1 or not 0 <= rank < world_size:
         raise ConfigError(f"rank {rank} is not in 0..world size-1 (world size {world_size})")
     return rank, world_size, local
+
+
+def _env_int(env: Mapping[str, str], name: str, default: int | None = None) -> int:
+    """An integer environment variable set by torchrun or SLURM, or a ConfigError naming it."""
+    value = env.get(name)
+    if value is None and default is not None:
+        return default
+    try:
+        return int(str(value).strip())
+    except ValueError:
+        raise ConfigError(f"environment variable {name}={value!r} must be an integer") from None
 
 
 def rank_device(device: str, local_rank: int | None) -> str:

@@ -19,7 +19,9 @@ from afg_datasets.config import BuildConfig
 from afg_datasets.genome import EncoderInputs, make_encoder
 from afg_datasets.layout import MODEL_DIR, SPLITS
 from afg_datasets.models import (
+    ModelInfo,
     SourceData,
+    TargetModel,
     TrainSettings,
     forward_with_taps,
     load_model_dir,
@@ -27,7 +29,7 @@ from afg_datasets.models import (
 )
 from afg_datasets.plan import derive_seed
 from afg_datasets.records import CLEAN, features_to_json, record_features
-from afg_datasets.sources import default_loader_workers, load_source
+from afg_datasets.sources import Source, default_loader_workers, load_source
 from afg_datasets.splits import assign_splits
 
 
@@ -80,8 +82,19 @@ class Pipeline:
         """A saved model of this build (its own config may name a `module:callable`)."""
         return load_model_dir(model_dir, str(self.device), trusted=self.cfg.model.architecture)
 
+    def calibrate_with(self, source: Source, model: TargetModel, info: ModelInfo) -> None:
+        """Set up on a given source sample and model (`afg estimate`; nothing is trained)."""
+        self.source = source
+        self.split_of = assign_splits(source.ids, self.cfg.seed, self.cfg.splits.ratios())
+        self.model, self.model_info, self.model_cached = model, info, True
+        self._bind_model()
+
     def _bind_model(self) -> None:
-        """Layers, encoder, schema and attacks for the current model (validated here)."""
+        """Precision, memory layout, layers, encoder, schema and attacks for the current model
+        (validated here)."""
+        self.model.set_precision(self.cfg.precision)
+        if self.device.type == "cuda":  # NHWC convolutions use the tensor cores best
+            self.model.to(memory_format=torch.channels_last)
         self.layers = tuple(self.cfg.model.layers or self.model_info.layers)
         self.model.check_layers(self.layers)
         size = self.source.image_size

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections import defaultdict
@@ -11,10 +12,19 @@ from typing import Any
 
 import numpy as np
 import torch
+from filelock import FileLock, Timeout
 
 from afg_datasets.build.pipeline import Pipeline
 from afg_datasets.build.stats import AttackTally, StageTimer, peak_rss_mb
-from afg_datasets.layout import SPLITS, file_entry, marker_path, parquet_path, tar_path, write_json
+from afg_datasets.layout import (
+    SPLITS,
+    file_entry,
+    marker_path,
+    parquet_path,
+    tar_path,
+    task_lock_path,
+    write_json,
+)
 from afg_datasets.models import forward_with_taps
 from afg_datasets.plan import Task, clear_task, derive_seed, read_marker
 from afg_datasets.records import CLEAN, RecordBatch
@@ -32,6 +42,9 @@ def quantize(adv: torch.Tensor, clean: torch.Tensor, linf: float | None) -> torc
         base = clean.mul(255).round()
         stored = torch.minimum(torch.maximum(stored, base - levels), base + levels)
     return stored.clamp(0, 255).to(torch.uint8)
+
+
+log = logging.getLogger(__name__)
 
 
 def to_device(pixels: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -168,13 +181,22 @@ class TaskRun:
 
 
 def complete_task(pipeline: Pipeline, task: Task, num_tasks: int) -> bool:
-    """Run `task` unless its marker says it is done; the marker is written last.
-    Returns whether it ran."""
+    """Run `task` unless its marker says it is done or another process is running it; the
+    marker is written last. Returns whether it ran."""
     out = pipeline.out
-    if read_marker(out, task) is not None:
-        return False
-    clear_task(out, task, num_tasks, pipeline.variant_names)
-    marker = TaskRun(pipeline, task, num_tasks).run()
     marker_path(out, task.id).parent.mkdir(exist_ok=True)
-    write_json(marker_path(out, task.id), marker)
-    return True
+    lock = FileLock(task_lock_path(out, task.id))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        log.info("task %d is being run by another process; skipping it", task.id)
+        return False
+    try:
+        if read_marker(out, task) is not None:
+            return False
+        clear_task(out, task, num_tasks, pipeline.variant_names)
+        marker = TaskRun(pipeline, task, num_tasks).run()
+        write_json(marker_path(out, task.id), marker)
+        return True
+    finally:
+        lock.release()

@@ -27,17 +27,24 @@ def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
     """A state dict from safetensors or torch.save (loaded with weights_only=True, no pickle)."""
     if not path.is_file():
         raise ModelError(f"checkpoint {str(path)!r} does not exist")
-    if path.suffix == ".safetensors":
-        return load_file(str(path))
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any unpickling refusal is a bad checkpoint
+        if path.suffix == ".safetensors":
+            state = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unpickling refusal or parse error is a bad file
         raise ModelError(
-            f"checkpoint {str(path)!r} is not a weights-only state dict: {err}"
+            f"checkpoint {str(path)!r} is not a readable weights-only state dict: {err}"
         ) from None
     state = state.get("state_dict", state) if isinstance(state, dict) else state
     if not isinstance(state, dict):
         raise ModelError(f"checkpoint {str(path)!r} holds {type(state).__name__}, not a state dict")
+    odd = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
+    if odd:
+        raise ModelError(f"checkpoint {str(path)!r}: entries {odd[:5]} are not tensors")
+    bad = [k for k, v in state.items() if v.is_floating_point() and not v.isfinite().all()]
+    if bad:
+        raise ModelError(f"checkpoint {str(path)!r}: NaN or infinite values in {bad[:5]}")
     return state
 
 

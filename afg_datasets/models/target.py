@@ -32,17 +32,29 @@ class ModelInfo:
     checkpoint_sha256: str | None = None
 
 
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}  # build precision -> autocast dtype
+
+
 class TargetModel(nn.Module):
-    """Wraps a classifier so it takes [0,1] pixels; normalization lives here."""
+    """Wraps a classifier so it takes [0,1] pixels; normalization lives here. With a reduced
+    `precision`, the net runs under torch.autocast; logits come back as float32."""
 
     def __init__(self, net: nn.Module, mean: Sequence[float], std: Sequence[float]):
         super().__init__()
         self.net = net
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+        self.autocast: torch.dtype | None = None
+
+    def set_precision(self, precision: str) -> None:
+        self.autocast = PRECISIONS[precision]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net((x - self.mean) / self.std)
+        x = (x - self.mean) / self.std
+        if self.autocast is None:
+            return self.net(x)
+        with torch.autocast(x.device.type, dtype=self.autocast):
+            return self.net(x).float()
 
     def layer_names(self) -> list[str]:
         return [name for name, _ in self.net.named_modules() if name]
@@ -72,7 +84,7 @@ def tap(
 
     def hook_for(name: str):
         def hook(_module, _inputs, output):
-            captured[name] = output
+            captured[name] = output.float()  # a no-op in fp32; bf16 taps become float32
             if stop and len(captured) == len(set(layers)):
                 raise _StopForward
 

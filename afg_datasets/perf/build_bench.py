@@ -1,4 +1,5 @@
-"""`afg bench-build`: crash safety, weak scaling and streaming memory of real builds.
+"""`afg bench-build`: crash safety, weak scaling, streaming memory and source scaling of real
+builds.
 
 Every figure comes from real `afg build-shards` processes (killed with SIGKILL, resumed, run
 with 1 or 2 workers), never from a timed test.
@@ -14,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,7 @@ import yaml
 from afg_datasets.config import BuildConfig
 from afg_datasets.errors import AFGError
 from afg_datasets.layout import MANIFEST_FILE, PLAN_FILE, STATS_FILE, TASKS_DIR
+from afg_datasets.perf.source_bench import source_scaling
 from afg_datasets.verify import verify_corpus
 
 
@@ -134,26 +137,33 @@ def streaming_memory(cfg: BuildConfig, limit: int, work: Path) -> dict[str, Any]
     return {**peaks, "ratio": round(ratio, 3)}
 
 
+@dataclass(frozen=True)
+class BenchSettings:
+    limit: int  # source images per build (x1)
+    points: int  # random kill points
+    seed: int  # seed of the kill points
+    source_images: int  # `source`: N of the N vs 10N folders (builds use --limit 64)
+
+
 BENCHES = {
-    "kill": lambda cfg, limit, points, seed, work: kill_resume(
-        cfg.replace(limit=limit), points, seed, work
-    ),
-    "scaling": lambda cfg, limit, points, seed, work: weak_scaling(cfg, limit, work),
-    "memory": lambda cfg, limit, points, seed, work: streaming_memory(cfg, limit, work),
+    "kill": lambda cfg, s, work: kill_resume(cfg.replace(limit=s.limit), s.points, s.seed, work),
+    "scaling": lambda cfg, s, work: weak_scaling(cfg, s.limit, work),
+    "memory": lambda cfg, s, work: streaming_memory(cfg, s.limit, work),
+    "source": lambda cfg, s, work: source_scaling(s.source_images, 64, work),
 }
 
 
 def bench_build(
-    cfg: BuildConfig, which: list[str], limit: int, points: int, seed: int, work: Path | None
+    cfg: BuildConfig, which: list[str], settings: BenchSettings, work: Path | None
 ) -> dict[str, Any]:
-    """Run the named benchmarks (kill, scaling, memory) in a temporary directory."""
+    """Run the named benchmarks (kill, scaling, memory, source) in a temporary directory."""
     unknown = sorted(set(which) - set(BENCHES))
     if unknown:
         raise BenchError(f"unknown benchmark(s) {unknown}; choose from {', '.join(BENCHES)}")
-    results: dict[str, Any] = {"config_hash": cfg.config_hash(), "limit": limit}
+    results: dict[str, Any] = {"config_hash": cfg.config_hash(), "limit": settings.limit}
     with tempfile.TemporaryDirectory(dir=work) as tmp:
         for name in which:
             directory = Path(tmp) / name
             directory.mkdir()
-            results[name] = BENCHES[name](cfg, limit, points, seed, directory)
+            results[name] = BENCHES[name](cfg, settings, directory)
     return results

@@ -12,59 +12,49 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Annotated, Literal, Protocol
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
+from pydantic import Field
 
+from afg_datasets.checks import bounded, section
 from afg_datasets.errors import ConfigError, SourceError
 
 log = logging.getLogger(__name__)
 
 BAD_IMAGE_POLICIES = ("error", "skip")
+MAX_IMAGE_SIZE = 4096  # a safety limit on image sides (see afg_datasets.checks)
 # What a broken, truncated or oversized (decompression bomb) image raises while decoding.
 DECODE_ERRORS = (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError)
 
 
-@dataclass(frozen=True)
+@section("source.")
 class SourceConfig:
     """Where the source images come from and how they are made uniform."""
 
     name: str = "digits"
     root: str | None = None  # directory (mnist, cifar, imagefolder), dataset dir / repo id (hf),
     # or a directory of .tar shards / a brace pattern `shards/{000000..000099}.tar` (wds)
-    image_size: int = 32  # final square size
-    resize: int | None = None  # decoded sources: shorter side before the centre crop
-    on_bad_image: str = "error"  # decoded sources: error | skip (decided when a task decodes)
+    image_size: bounded(MAX_IMAGE_SIZE) = 32  # final square size
+    resize: bounded(MAX_IMAGE_SIZE) | None = None  # decoded sources: shorter side, then crop
+    on_bad_image: Literal["error", "skip"] = "error"  # decoded sources; decided per task
     split: str = "train"  # hf: which split of the dataset
     image_column: str = "image"  # hf
     label_column: str = "label"  # hf
     label_field: str = "label"  # wds: the json field holding the class (when there is no .cls)
-    workers: int | None = None  # decoding processes per build process; None: from the CPU count.
-    # An execution setting: it never changes a byte, so it is left out of the config hash.
+    workers: Annotated[int, Field(ge=0, le=64)] | None = None  # decoding processes per build
+    # process; None: from the CPU count. An execution setting: never changes a byte, so it is
+    # left out of the config hash.
 
     def __post_init__(self):
-        if not isinstance(self.image_size, int) or isinstance(self.image_size, bool):
-            raise ConfigError(f"source.image_size must be an integer, got {self.image_size!r}")
-        if not 0 < self.image_size <= 4096:
-            raise ConfigError(f"source.image_size must be in 1..4096, got {self.image_size}")
-        if self.resize is not None and (
-            not isinstance(self.resize, int) or not self.image_size <= self.resize <= 8192
-        ):
+        if self.resize is not None and self.resize < self.image_size:
             raise ConfigError(
-                f"source.resize must be an integer in image_size..8192, got {self.resize!r}"
+                f"source.resize ({self.resize}) must be at least source.image_size "
+                f"({self.image_size}): the shorter side is resized, then centre-cropped"
             )
-        if self.on_bad_image not in BAD_IMAGE_POLICIES:
-            raise ConfigError(
-                f"source.on_bad_image must be one of {BAD_IMAGE_POLICIES}, "
-                f"got {self.on_bad_image!r}"
-            )
-        if self.workers is not None and (
-            not isinstance(self.workers, int) or isinstance(self.workers, bool) or self.workers < 0
-        ):
-            raise ConfigError(f"source.workers must be an integer >= 0, got {self.workers!r}")
 
 
 def default_loader_workers() -> int:
@@ -151,6 +141,18 @@ class Source:
     channels: int
     image_size: int
     on_bad_image: str = "error"
+
+    def __post_init__(self):
+        labels, classes = self.labels, len(self.class_names)
+        if labels.ndim != 1 or len(labels) != len(self.ids):
+            raise SourceError(
+                f"source {self.name!r}: {len(self.ids)} items but labels of shape {labels.shape}"
+            )
+        if len(labels) and (labels.min() < 0 or labels.max() >= classes):
+            raise SourceError(
+                f"source {self.name!r}: labels must be in 0..{classes - 1} ({classes} classes), "
+                f"found {int(labels.min())}..{int(labels.max())}"
+            )
 
     def __len__(self) -> int:
         return len(self.ids)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import logging
 import pickle  # noqa: S403 - only for the CIFAR python-batch format of the user's own files
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -43,10 +44,15 @@ def read_idx(path: Path) -> np.ndarray:
     """One IDX file (gzip-compressed or not) as a numpy array."""
     raw = path.read_bytes()
     if raw[:2] == b"\x1f\x8b":
-        raw = gzip.decompress(raw)
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error) as err:
+            raise SourceError(f"{path}: corrupt or truncated gzip file ({err})") from None
     if len(raw) < 4 or raw[:2] != b"\x00\x00" or raw[2] != 0x08:
         raise SourceError(f"{path}: not an unsigned-byte IDX file")
     ndim = raw[3]
+    if len(raw) < 4 + 4 * ndim:
+        raise SourceError(f"{path}: truncated IDX header")
     dims = np.frombuffer(raw, dtype=">u4", count=ndim, offset=4).astype(int)
     data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
     if data.size != int(np.prod(dims)):
@@ -69,7 +75,13 @@ def load_mnist(cfg: SourceConfig) -> Source:
         images = _find_idx(root, f"{part}-images-idx3-ubyte")
         labels = _find_idx(root, f"{part}-labels-idx1-ubyte")
         if images and labels:
-            parts.append((part, read_idx(images), read_idx(labels)))
+            pixels, classes = read_idx(images), read_idx(labels)
+            if pixels.ndim != 3 or classes.ndim != 1 or len(pixels) != len(classes):
+                raise SourceError(
+                    f"source 'mnist': {images.name} {pixels.shape} and {labels.name} "
+                    f"{classes.shape} are not N images of H x W and N labels"
+                )
+            parts.append((part, pixels, classes))
     if not parts:
         raise SourceError(f"source 'mnist': no IDX files in {str(root)!r}; {MNIST_LAYOUT}")
     if [p[0] for p in parts] == ["t10k"]:

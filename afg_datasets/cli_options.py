@@ -1,0 +1,50 @@
+"""Arguments and options several `afg` commands share (typer annotations)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+ConfigArg = Annotated[
+    str | None,
+    typer.Argument(help="Builder YAML path or name of a builder in builders/ (default: digits)."),
+]
+CorpusArg = Annotated[Path, typer.Argument(help="A built corpus directory.")]
+DeviceOpt = Annotated[str, typer.Option(help="Torch device: cpu, cuda or cuda:N.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
+SourceOpt = Annotated[
+    str | None,
+    typer.Option(help="Source kind (overrides the config): digits, mnist, imagefolder, wds..."),
+]
+SourceRootOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Source data location: a directory, a dataset dir / repo id (hf), or a shard "
+        "directory / brace pattern (wds)."
+    ),
+]
+ModelOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Target model: a registry name (small_cnn, resnet18, ...) or module:callable."
+    ),
+]
+CheckpointOpt = Annotated[
+    str | None,
+    typer.Option(help="Target-model weights: a state dict (.pt) or .safetensors file."),
+]
+AttacksOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Comma-separated attack names (config parameters are kept for those it names)."
+    ),
+]
+EncoderOpt = Annotated[
+    str | None, typer.Option(help="Genome encoder: groupmap or groupviz (default: config).")
+]
+PrecisionOpt = Annotated[
+    str | None,
+    typer.Option(help="Target-model forward passes: fp32 (default, reproducible) or bf16."),
+]

@@ -1,0 +1,217 @@
+"""`afg estimate`: plan a build before paying for it.
+
+A short calibration on this device with the build's real model, attacks and encoder: one task of
+`calibration` source images (from the real source, or random pixels of the right shape when the
+source is not at hand) runs in a temporary directory through the same `TaskRun` a build uses, so
+every stage is timed exactly as in a build. Its per-source seconds, the setup cost and the shard
+bytes are projected onto N sources spread over K devices the way `build-shards` spreads tasks over
+ranks. The model's own forward+backward throughput at the build's batch size is the floor each
+stage is judged against.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from afg_datasets.build.pipeline import Pipeline, model_cache_key
+from afg_datasets.build.task import TaskRun
+from afg_datasets.config import BuildConfig
+from afg_datasets.errors import SourceError
+from afg_datasets.layout import INFO_FILE
+from afg_datasets.models import ModelInfo, SourceData, TargetModel, freeze, load_model_dir
+from afg_datasets.models.nets import IMAGENET_MEAN, IMAGENET_STD, architecture
+from afg_datasets.models.storage import cache_root
+from afg_datasets.models.training import load_pretrained
+from afg_datasets.plan import Task, derive_seed, make_tasks
+from afg_datasets.sources import Source, load_source
+from afg_datasets.sources.base import ArrayReader
+
+SYNTHETIC_CLASSES = 1000  # a source that is not at hand is estimated as ImageNet-shaped
+
+
+def synthetic_source(cfg: BuildConfig, count: int, classes: int) -> Source:
+    """Random pixels of the configured shape (decoding is then not part of the estimate)."""
+    rng = np.random.default_rng(cfg.seed)
+    size, channels = cfg.source.image_size, 3
+    images = rng.integers(0, 256, (count, size, size, channels), dtype=np.uint8)
+    return Source(
+        name=f"synthetic-{cfg.source.name}",
+        labels=rng.integers(0, classes, count).astype(np.int64),
+        class_names=tuple(str(c) for c in range(classes)),
+        ids=tuple(f"synthetic-{i:07d}" for i in range(count)),
+        license="none",
+        citation="random pixels",
+        reader=ArrayReader(images),
+        channels=channels,
+        image_size=size,
+    )
+
+
+def random_model(name: str, source: Source) -> tuple[TargetModel, ModelInfo]:
+    """The configured architecture with random weights: a forward+backward costs the same."""
+    arch = architecture(name)
+    classes = len(source.class_names)
+    net = arch.build(source.channels, classes, source.image_size)
+    mean, std = (IMAGENET_MEAN, IMAGENET_STD) if source.channels == 3 else ((0.5,), (0.25,))
+    model = freeze(TargetModel(net, mean, std))
+    info = ModelInfo(
+        name,
+        source.channels,
+        classes,
+        source.image_size,
+        mean,
+        std,
+        arch.default_layers,
+        0,
+        0.0,
+        0,
+        0,
+        "random",
+    )
+    return model, info
+
+
+def calibration_model(cfg: BuildConfig, source: Source, device: str):
+    """(model, info, whether a trainable net still has to be trained). The build's own weights
+    where they are at hand (a checkpoint, or a small net already trained and cached), else the
+    architecture with random weights. Nothing is trained or cached here."""
+    arch = architecture(cfg.model.architecture)
+    if cfg.model.checkpoint:
+        empty = np.zeros(0, dtype=np.int64)
+        data = SourceData(source, empty, empty, len(source.class_names))
+        model, info = load_pretrained(cfg.model.architecture, cfg.model.checkpoint, data, device)
+        return model, info, False
+    cached = cache_root() / "models" / model_cache_key(cfg)
+    if arch.trainable and (cached / INFO_FILE).is_file():
+        model, info = load_model_dir(cached, device)
+        return model, info, False
+    model, info = random_model(cfg.model.architecture, source)
+    return model.to(device), info, arch.trainable
+
+
+def training_seconds(cfg: BuildConfig, source: Source, train_images: int, device) -> float:
+    """Measured optimizer steps of the configured small net (random data, the build's batch
+    size), times the steps `model.epochs` over `train_images` take."""
+    arch = architecture(cfg.model.architecture)
+    size, batch = source.image_size, cfg.model.batch_size
+    net = arch.build(source.channels, len(source.class_names), size).to(device)
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.model.lr)
+    x = torch.rand(batch, source.channels, size, size, device=device)
+    y = torch.randint(0, len(source.class_names), (batch,), device=device)
+    runs = []
+    for _ in range(4):  # the first is a warm-up
+        start = time.perf_counter()
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(net(x), y).backward()
+        opt.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        runs.append(time.perf_counter() - start)
+    return float(np.median(runs[1:])) * math.ceil(train_images / batch) * cfg.model.epochs
+
+
+def throughput_floor(model: TargetModel, shape: tuple[int, ...], device: torch.device) -> float:
+    """Images/s of the model's forward+backward (w.r.t. the input, as attacks do), timed alone."""
+    x = torch.rand(*shape, device=device, requires_grad=True)
+    runs = []
+    for _ in range(4):  # the first is a warm-up
+        start = time.perf_counter()
+        model(x).logsumexp(1).sum().backward()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        runs.append(time.perf_counter() - start)
+    return shape[0] / float(np.median(runs[1:]))
+
+
+def _source_for(cfg: BuildConfig, count: int) -> tuple[Source, bool]:
+    try:
+        return load_source(cfg.source), True
+    except SourceError:
+        if cfg.source.root:
+            raise
+        return synthetic_source(cfg, count, SYNTHETIC_CLASSES), False
+
+
+def _projection(cfg: BuildConfig, sources: int, devices: int) -> int:
+    """The most source images any one of `devices` ranks gets (tasks dealt round-robin)."""
+    tasks = make_tasks(cfg, sources)
+    return max(sum(t.stop - t.start for t in tasks[r::devices]) for r in range(devices))
+
+
+def estimate(
+    cfg: BuildConfig,
+    sources: int | None,
+    devices: int,
+    device: str,
+    calibration: int | None = None,
+    started: float | None = None,
+) -> dict[str, Any]:
+    """Calibrate on this device, then project a build of `sources` images on `devices`."""
+    started = started or time.perf_counter()
+    count = min(calibration or cfg.batch_size, cfg.sources_per_task)
+    with tempfile.TemporaryDirectory(prefix="afg-estimate-") as tmp:
+        source, real = _source_for(cfg, count)
+        total = sources or len(source)
+        pipeline = Pipeline(cfg, Path(tmp), device, progress=False)
+        model, info, untrained = calibration_model(cfg, source, device)
+        pipeline.calibrate_with(source.head(count), model, info)
+        setup = time.perf_counter() - started
+        floor = throughput_floor(
+            pipeline.model,
+            (cfg.batch_size, source.channels, source.image_size, source.image_size),
+            pipeline.device,
+        )
+        task = Task(0, 0, len(pipeline.source), derive_seed(cfg.seed, "task", 0))
+        run = TaskRun(pipeline, task, 1)
+        marker = run.run()
+        shard_bytes = sum(f["bytes"] for f in marker["files"])
+        records = sum(t["records"] for t in marker["tallies"].values())
+        train_images = round(total * cfg.splits.train)
+        train_seconds = (
+            training_seconds(cfg, source, train_images, pipeline.device) if untrained else 0.0
+        )
+    per_source = {k: v / count for k, v in marker["stages"].items()}
+    busiest = _projection(cfg, total, devices)
+    task_seconds = sum(per_source.values()) * busiest
+    wall = setup + train_seconds + task_seconds
+    stage_total = sum(per_source.values())
+    variants = 1 + len(cfg.attacks)
+    return {
+        "sources": total,
+        "devices": devices,
+        "device": str(pipeline.device),
+        "device_name": _device_name(pipeline.device),
+        "precision": cfg.precision,
+        "calibration_sources": count,
+        "calibration_source": "real" if real else "synthetic random pixels",
+        "setup_seconds": round(setup, 2),
+        "train_model_seconds": round(train_seconds, 2),
+        "wall_seconds": round(wall, 1),
+        "records": total * variants,
+        "bytes": int(shard_bytes / max(records, 1) * total * variants),
+        "floor_images_per_s": round(floor, 1),
+        "stages": [
+            {
+                "stage": name,
+                "seconds_per_source": round(sec, 6),
+                "share": round(sec / stage_total, 4) if stage_total else 0.0,
+                # source images/s of the stage as a fraction of the fwd+bwd floor (an attack
+                # of n gradient steps can reach at most 1/n of it)
+                "floor_fraction": round(1 / (sec * floor), 4) if sec else None,
+            }
+            for name, sec in sorted(per_source.items(), key=lambda kv: -kv[1])
+        ],
+    }
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({torch.get_num_threads()} torch threads)"

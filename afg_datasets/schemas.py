@@ -1,0 +1,110 @@
+"""The shapes of the JSON files a corpus or build holds (manifest, plan, task markers, stats), as
+pydantic TypedDicts. A file read from disk is checked against its shape before any field is
+used, so a malformed or hostile file is one `CorpusError` naming the file and the field, never
+a KeyError or TypeError deep inside verify, card, finalize, load or push. Extra keys are allowed
+(newer writers may add some); only what the readers use is required."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import ConfigDict, Field, TypeAdapter, with_config
+from typing_extensions import NotRequired, TypedDict
+
+STRICT = ConfigDict(strict=True, allow_inf_nan=False)
+Count = Annotated[int, Field(ge=0)]
+Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+
+
+@with_config(STRICT)
+class FileEntry(TypedDict):
+    path: str
+    sha256: Sha256
+    bytes: Count
+    rows: Count | None
+
+
+@with_config(STRICT)
+class SplitCounts(TypedDict):
+    sources: Count
+    records: Count
+
+
+@with_config(STRICT)
+class SourceFacts(TypedDict):
+    name: str
+    images: Count
+    license: str
+    citation: str
+    class_names: list[str]
+
+
+@with_config(STRICT)
+class Manifest(TypedDict):
+    name: str
+    config: dict[str, Any]
+    config_hash: str
+    source: SourceFacts
+    model: dict[str, Any]
+    layers: list[dict[str, Any]]
+    attacks: dict[str, dict[str, Any]]
+    features: dict[str, Any]
+    splits: dict[str, SplitCounts]
+    files: list[FileEntry]
+
+
+@with_config(STRICT)
+class TaskEntry(TypedDict):
+    id: Count
+    start: Count
+    stop: Count
+    seed: Count
+
+
+@with_config(STRICT)
+class Plan(TypedDict):
+    config: dict[str, Any]
+    config_hash: str
+    tasks: list[TaskEntry]
+    source: SourceFacts
+    splits: dict[str, SplitCounts]
+    attacks: dict[str, dict[str, Any]]
+
+
+@with_config(STRICT)
+class Tally(TypedDict):
+    records: Count
+    successes: Count
+    linf: float
+    l2: float
+
+
+@with_config(STRICT)
+class Marker(TypedDict):
+    task: Count
+    worker: int
+    device: str
+    torch_threads: Count
+    started: float
+    finished: float
+    peak_rss_mb: float
+    tallies: dict[str, Tally]
+    stages: dict[str, float]
+    files: list[FileEntry]
+    skipped: NotRequired[dict[str, list[str]]]
+
+
+@with_config(STRICT)
+class Stats(TypedDict):
+    records: Count
+    attacks: dict[str, dict[str, Any]]
+    clean: dict[str, Any]
+    stages: dict[str, dict[str, Any]]
+
+
+SHAPES: dict[str, TypeAdapter] = {
+    "manifest": TypeAdapter(Manifest),
+    "plan": TypeAdapter(Plan),
+    "marker": TypeAdapter(Marker),
+    "stats": TypeAdapter(Stats),
+}

@@ -1,0 +1,54 @@
+"""`afg estimate` and reduced precision: a plan with the documented keys that writes nothing,
+and bf16 builds that verify and load."""
+
+from __future__ import annotations
+
+import json
+
+from datasets import load_dataset
+
+from afg_datasets.build import build_corpus
+from afg_datasets.verify import verify_corpus
+from tests.test_publish import run_cli
+
+KEYS = {"sources", "devices", "device", "wall_seconds", "bytes", "records", "stages"}
+
+
+def test_estimate_json_has_the_documented_keys_and_writes_nothing(tmp_path, model_cache):
+    env = {"OMP_NUM_THREADS": "1"}
+    result = run_cli(
+        "estimate",
+        "--sources",
+        "5000",
+        "--devices",
+        "2",
+        "--calibration",
+        "16",
+        "--json",
+        cwd=tmp_path,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert set(report) >= KEYS
+    assert report["sources"] == 5000 and report["devices"] == 2 and report["device"] == "cpu"
+    assert report["wall_seconds"] > 0 and report["bytes"] > 0
+    assert report["records"] == 5000 * 4  # clean + fgsm, pgd, cw_l2
+    stages = {s["stage"]: s for s in report["stages"]}
+    assert {"attack/fgsm", "attack/pgd", "attack/cw_l2", "encode", "predict", "write"} <= set(
+        stages
+    )
+    assert all(s["seconds_per_source"] > 0 for s in report["stages"])
+    assert abs(sum(s["share"] for s in report["stages"]) - 1) < 0.01
+    assert list(tmp_path.iterdir()) == [], "nothing written into the working directory"
+
+
+def test_bf16_builds_verify_and_load_with_their_own_hash(small_config, tmp_path):
+    bf16 = small_config.replace(limit=12, precision="bf16")
+    assert bf16.config_hash() != small_config.replace(limit=12).config_hash()
+    result = build_corpus(bf16, tmp_path / "afg", progress=False)
+    assert result.manifest["config"]["precision"] == "bf16"
+    assert verify_corpus(tmp_path / "afg") == []
+    assert "bf16" in (tmp_path / "afg" / "README.md").read_text()
+    dataset = load_dataset(str(tmp_path / "afg"), "all")
+    assert sum(len(split) for split in dataset.values()) == 12 * 4
