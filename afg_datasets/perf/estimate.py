@@ -173,7 +173,8 @@ def estimate(
         marker = run.run()
         shard_bytes = sum(f["bytes"] for f in marker["files"])
         records = sum(t["records"] for t in marker["tallies"].values())
-        train_images = round(total * cfg.splits.train)
+        # a small net trains on the train split of the whole source, whatever --limit says
+        train_images = round((len(source) if real else total) * cfg.splits.train)
         train_seconds = (
             training_seconds(cfg, source, train_images, pipeline.device) if untrained else 0.0
         )
