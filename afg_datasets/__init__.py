@@ -10,6 +10,7 @@ __version__ = "0.2.0"
 
 _PUBLIC = {
     "load": "afg_datasets.loader",
+    "dataloader": "afg_datasets.loader",
     "stream": "afg_datasets.loader",
     "load_target_model": "afg_datasets.models",
     "verify_corpus": "afg_datasets.verify",

@@ -202,7 +202,8 @@ def render_card(
         splits=manifest["splits"],
         load_path=load_path,
         first_attack=next(iter(manifest["attacks"])),
-        wds_train_last=max(len(wds_train) - 1, 0),
+        wds_train_last=max((int(e["path"].split("-")[-3]) for e in wds_train), default=0),
+        num_tasks=manifest["tasks"],
         license=manifest["source"]["license"],
         **extras,
     )

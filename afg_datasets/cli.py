@@ -19,10 +19,12 @@ from afg_datasets.cli_options import (
     DeviceOpt,
     EncoderOpt,
     JsonOpt,
+    LoaderWorkersOpt,
     ModelOpt,
     PrecisionOpt,
     SourceOpt,
     SourceRootOpt,
+    ThreadsOpt,
 )
 from afg_datasets.errors import AFGError
 from afg_datasets.layout import AFS_JSON, AFS_PNG, BENCH_DIR, CARD_FILE
@@ -96,12 +98,7 @@ def build_shards(
     limit: Annotated[int | None, typer.Option(help="Use only the first N source images.")] = None,
     source: SourceOpt = None,
     source_root: SourceRootOpt = None,
-    loader_workers: Annotated[
-        int | None,
-        typer.Option(
-            min=0, help="Image-decoding processes per build process (default: CPUs / 2, max 8)."
-        ),
-    ] = None,
+    loader_workers: LoaderWorkersOpt = None,
     model: ModelOpt = None,
     checkpoint: CheckpointOpt = None,
     attacks: AttacksOpt = None,
@@ -126,6 +123,7 @@ def build_shards(
     world_size: Annotated[
         int | None, typer.Option(help="Number of ranks sharing the build (with --rank).")
     ] = None,
+    threads: ThreadsOpt = None,
     executor: Annotated[str, typer.Option(help="How tasks run: local or ray.")] = "local",
     ray_address: Annotated[
         str | None, typer.Option(help="Ray cluster address (e.g. auto); default: start one.")
@@ -164,6 +162,7 @@ def build_shards(
         workers=workers,
         executor=executor,
         ray_address=ray_address,
+        threads=threads,
     )
     result = build_corpus(cfg, out, options)
     if not result.manifest:
@@ -301,7 +300,7 @@ def bench_loader(
     repeats: Annotated[int, typer.Option(help="Passes per reader; the median is reported.")] = 3,
     as_json: JsonOpt = False,
 ):
-    """records/s and MB/s of `load`, `stream` and a raw read of the same files."""
+    """records/s and MB/s of dataloader, stream and load against datasets' own readers."""
     from afg_datasets.perf.loader_bench import bench_loaders
 
     printers.report(bench_loaders(directory, split, repeats), as_json, printers.loader_bench)

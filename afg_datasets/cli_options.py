@@ -48,3 +48,17 @@ PrecisionOpt = Annotated[
     str | None,
     typer.Option(help="Target-model forward passes: fp32 (default, reproducible) or bf16."),
 ]
+LoaderWorkersOpt = Annotated[
+    int | None,
+    typer.Option(
+        min=0, help="Image-decoding processes per build process (default: CPUs / 2, max 8)."
+    ),
+]
+ThreadsOpt = Annotated[
+    int | None,
+    typer.Option(
+        min=1,
+        help="torch/OpenMP threads per process (default: OMP_NUM_THREADS, else CPUs / "
+        "processes on the node).",
+    ),
+]

@@ -59,7 +59,13 @@ def validate_card(root: Path) -> DatasetCard:
     path = root / CARD_FILE
     if not path.is_file():
         raise PushError(f"{path}: missing; run `afg card {root}`")
-    card = DatasetCard.load(path)
+    try:
+        card = DatasetCard.load(path)
+    except Exception as err:  # noqa: BLE001 - YAML and card parse errors come in many types
+        first = (str(err).splitlines() or [type(err).__name__])[0]
+        raise PushError(
+            f"{path}: not a parseable dataset card ({first}); run `afg card {root}`"
+        ) from None
     data = card.data.to_dict()
     missing = [key for key in REQUIRED_METADATA if not data.get(key)]
     if missing:

@@ -21,7 +21,8 @@ import torch
 
 from afg_datasets.genome import genome_inputs
 from afg_datasets.layout import sha256_file
-from afg_datasets.verify import CorpusError, load_manifest, require_intact, split_files
+from afg_datasets.records import CLEAN
+from afg_datasets.verify import CorpusError, load_manifest, require_files, split_files
 
 META_FIELDS = ("key", "attack", "label", "is_adversarial", "mixed_label")
 NPY_DTYPES = ("<f4", "<f2", "<f8", "|u1", "<i8")  # what a genome member may hold
@@ -78,10 +79,74 @@ def load(
     """A torch-ready dataset from a local corpus directory or a Hub repo id."""
     from datasets import load_dataset
 
-    local = Path(path_or_repo_id)
-    if verify and local.is_dir():
-        require_intact(local)
+    check_split(path_or_repo_id, config, split, verify)
     return AFGDataset(load_dataset(str(path_or_repo_id), config, split=split))
+
+
+def check_split(path_or_repo_id: str | os.PathLike, config: str, split: str, verify: bool) -> None:
+    """For a local corpus, the parquet files of `config` and `split` against the manifest."""
+    local = Path(path_or_repo_id)
+    if not (verify and local.is_dir()):
+        return
+    files = split_files(local, load_manifest(local), split, "parquet")
+    require_files(local, [p for p in files if config == "all" or p.parent.name in (CLEAN, config)])
+
+
+def dataloader(
+    path_or_repo_id: str | os.PathLike,
+    config: str = "all",
+    split: str = "train",
+    batch_size: int = 256,
+    shuffle: bool = False,
+    num_workers: int = 0,
+    columns: list[str] | None = None,
+    seed: int = 0,
+    verify: bool = True,
+) -> torch.utils.data.DataLoader:
+    """A torch DataLoader of batch dicts (stacked tensors; `attack`/`key` as lists), read
+    straight from Arrow: one `take` per batch, no per-record Python. Genomes are float32, as
+    in `load`; `shuffle` is seeded."""
+    from datasets import load_dataset
+
+    check_split(path_or_repo_id, config, split, verify)
+    data = load_dataset(str(path_or_repo_id), config, split=split)
+    names = list(columns) if columns else [*META_FIELDS, *genome_inputs(data.column_names)]
+    unknown = sorted(set(names) - set(data.column_names))
+    if unknown:
+        raise CorpusError(f"no column(s) {unknown}; columns: {data.column_names}")
+    data = data.select_columns(names).with_format("torch")
+    order = (
+        torch.utils.data.RandomSampler(data, generator=torch.Generator().manual_seed(seed))
+        if shuffle
+        else torch.utils.data.SequentialSampler(data)
+    )
+    return torch.utils.data.DataLoader(
+        data,
+        batch_size=None,  # the sampler yields whole batches of indices: one Arrow take each
+        sampler=torch.utils.data.BatchSampler(order, batch_size, drop_last=False),
+        num_workers=num_workers,
+        collate_fn=_like_load,
+    )
+
+
+def _like_load(batch: dict[str, Any]) -> dict[str, Any]:
+    """The dtypes `load` gives: float32 genomes and mixed labels."""
+    return {
+        k: v.float()
+        if torch.is_tensor(v) and (k.startswith("genome_") or k == "mixed_label")
+        else v
+        for k, v in batch.items()
+    }
+
+
+def collate(examples: list[dict[str, Any]]) -> dict[str, Any]:
+    """Examples -> one batch dict: tensors stacked, strings as lists."""
+    return {
+        name: torch.stack([e[name] for e in examples])
+        if torch.is_tensor(examples[0][name])
+        else [e[name] for e in examples]
+        for name in examples[0]
+    }
 
 
 def shard_hashes(dir_or_urls: str | os.PathLike | list[str], split: str) -> dict[str, str | None]:
@@ -202,21 +267,46 @@ def _checked_urls(shards: dict[str, str | None]) -> Iterator[dict[str, str]]:
         yield {"url": url}
 
 
-def stream(dir_or_urls: str | os.PathLike | list[str], split: str = "train"):
-    """A webdataset pipeline yielding the same dicts as `load`, for corpora too big for disk."""
+class _ShardCheck:
+    """Pipeline stage: the shards this process reads, each checked before it is read."""
+
+    def __init__(self, shards: dict[str, str | None]):
+        self.shards = shards
+
+    def __call__(self, urls: Iterator[dict[str, str]]) -> Iterator[dict[str, str]]:
+        return _checked_urls({u["url"]: self.shards[u["url"]] for u in urls})
+
+
+def stream(
+    dir_or_urls: str | os.PathLike | list[str], split: str = "train", batch_size: int | None = None
+):
+    """A webdataset pipeline yielding the same dicts as `load` (or, with `batch_size`, batches
+    as `dataloader` does), for corpora too big for disk. Shards are split across ranks and
+    DataLoader workers (webdataset's split_by_node / split_by_worker), so no record is read
+    twice; each process checks the sha256 of the shards it reads."""
     import webdataset as wds
 
     shards = shard_hashes(dir_or_urls, split)
-
-    class CheckedShards(wds.pipeline.IterableDataset):
-        def __iter__(self):
-            return _checked_urls(shards)
-
-    return wds.DataPipeline(
-        CheckedShards(),
+    stages = [
+        wds.SimpleShardList(list(shards)),
+        wds.split_by_node,
+        wds.split_by_worker,
+        _ShardCheck(shards),
         tar_samples,
         wds.map(decode_sample),
-    )
+    ]
+    if batch_size:
+        stages.append(wds.batched(batch_size, collation_fn=collate, partial=True))
+    return wds.DataPipeline(*stages)
 
 
-__all__ = ["AFGDataset", "CorpusError", "decode_sample", "load", "stream", "to_example"]
+__all__ = [
+    "AFGDataset",
+    "CorpusError",
+    "collate",
+    "dataloader",
+    "decode_sample",
+    "load",
+    "stream",
+    "to_example",
+]

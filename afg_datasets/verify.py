@@ -156,7 +156,26 @@ def verify_corpus(root: str | Path) -> list[str]:
     return problems
 
 
-def require_intact(root: str | Path) -> None:
+def require_intact(root: str | Path) -> dict:
+    """The manifest of a corpus that passes `verify_corpus`, else one CorpusError naming the
+    first problem. Every consumer of a local corpus goes through here before using it."""
     problems = verify_corpus(root)
     if problems:
-        raise CorpusError(f"corpus {str(root)!r} failed verification:\n" + "\n".join(problems))
+        raise CorpusError(
+            f"corpus {str(root)!r} failed verification ({len(problems)} problem(s); "
+            f"`afg verify {root}` lists them): {problems[0]}"
+        )
+    return load_manifest(Path(root))
+
+
+def require_files(root: str | Path, paths: list[Path]) -> dict:
+    """The manifest, after checking (size, sha256, rows) only the listed files a reader is about
+    to read, so loading one split neither re-hashes nor depends on the rest of the corpus."""
+    root = Path(root)
+    manifest = load_manifest(root)
+    wanted = {p.relative_to(root).as_posix() for p in paths}
+    for entry in manifest["files"]:
+        problem = check_entry(root, entry) if entry["path"] in wanted else None
+        if problem:
+            raise CorpusError(f"corpus {str(root)!r}: {problem}")
+    return manifest

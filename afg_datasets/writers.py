@@ -50,10 +50,15 @@ class _ShardWriter:
         return ShardFile(self.path, self.rows)
 
     def abort(self) -> None:
-        """Drop what this writer wrote (used when a task fails)."""
-        if self._open_now:
-            self._close()
-        partial_path(self.path).unlink(missing_ok=True)
+        """Drop what this writer wrote (used when a task fails). Closing may fail again (the
+        disk that filled up is still full); the temporary file goes in any case."""
+        try:
+            if self._open_now:
+                self._close()
+        except Exception:  # noqa: BLE001, S110 - the file is discarded; its close error is moot
+            pass
+        finally:
+            partial_path(self.path).unlink(missing_ok=True)
 
     def _open(self, path: Path) -> None:
         raise NotImplementedError

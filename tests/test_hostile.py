@@ -299,3 +299,109 @@ def test_push_to_a_server_that_never_answers_ends_in_one_line(copy):
     assert len(result.stderr.strip().splitlines()) <= RETRY_WARNINGS + 1
     assert held and elapsed < 60
     assert TOKEN not in result.stderr + result.stdout
+
+
+def test_push_to_a_closed_port_is_one_line(copy):
+    import socket
+
+    from tests.test_publish import TOKEN, run_cli
+
+    with socket.create_server(("127.0.0.1", 0)) as probe:
+        port = probe.getsockname()[1]  # closed again when the block ends: nothing listens
+    env = {"HF_ENDPOINT": f"http://127.0.0.1:{port}", "HF_TOKEN": TOKEN}
+    result = run_cli("push", str(copy), "--repo-id", "afg-org/x", "--timeout", "2", env=env)
+    assert result.returncode == 2 and "Hub request failed" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_malformed_card_plan_and_stats_are_one_error(copy, tmp_path):
+    from afg_datasets.build import finalize
+    from afg_datasets.card import refresh_card
+    from afg_datasets.hub import validate_card
+
+    card = copy / "README.md"
+    card.write_text("---\nlicense: [unclosed\n---\n# card\n")
+    with pytest.raises(PushError, match="not a parseable dataset card"):
+        validate_card(copy)
+    (copy / "stats.json").write_text(json.dumps({"records": "many"}))
+    with pytest.raises(CorpusError, match="stats file"):
+        refresh_card(copy)
+    (copy / "plan.json").write_text(json.dumps({"tasks": 3}))
+    with pytest.raises(CorpusError, match="plan file"):
+        finalize(copy)
+
+
+def test_decompression_bomb_is_a_bad_image_under_either_policy(tmp_path):
+    import struct
+    import zlib
+
+    from PIL import Image
+
+    from afg_datasets.errors import SourceError
+    from afg_datasets.sources import SourceConfig, load_source
+    from tests.test_sources import write_folder
+
+    root = write_folder(tmp_path / "folder", corrupt=False)
+    small = io.BytesIO()
+    Image.new("L", (4, 4)).save(small, format="PNG")
+    png = bytearray(small.getvalue())
+    header = struct.pack(">II", 50_000, 50_000) + bytes(png[24:29])  # 2.5 G pixels claimed
+    png[16:29] = header
+    png[29:33] = struct.pack(">I", zlib.crc32(b"IHDR" + header))
+    (root / "owl" / "bomb.png").write_bytes(bytes(png))
+    strict = load_source(SourceConfig("imagefolder", root=str(root), image_size=16))
+    with pytest.raises(SourceError, match="bomb.png"):
+        strict.read(np.arange(len(strict)))
+    lenient = load_source(
+        SourceConfig("imagefolder", root=str(root), image_size=16, on_bad_image="skip")
+    )
+    decoded = lenient.read(np.arange(len(lenient)))
+    assert len(decoded.kept) == len(lenient) - 1 and "bomb" in decoded.bad[0][0]
+
+
+def test_disk_full_mid_task_leaves_no_partial_and_resumes(small_config, tmp_path, monkeypatch):
+    import errno
+
+    from afg_datasets.writers import WebDatasetShardWriter
+
+    out = tmp_path / "afg"
+    original = WebDatasetShardWriter.write
+    calls = []
+
+    def full(self, samples):
+        calls.append(1)
+        if len(calls) == 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return original(self, samples)
+
+    monkeypatch.setattr(WebDatasetShardWriter, "write", full)
+    cfg = small_config.replace(limit=12)
+    with pytest.raises(OSError, match="No space"):
+        build_corpus(cfg, out, progress=False)
+    assert not list(out.rglob("*.partial")) and not (out / "manifest.json").exists()
+    monkeypatch.setattr(WebDatasetShardWriter, "write", original)
+    build_corpus(cfg, out, progress=False)
+    assert verify_corpus(out) == []
+
+
+def test_two_builds_racing_into_one_out_share_it(small_config, tmp_path):
+    import os
+    import subprocess
+
+    import yaml
+
+    config = tmp_path / "race.yaml"
+    cfg = small_config.replace(limit=24, sources_per_task=4, attacks={"fgsm": {}})
+    config.write_text(yaml.safe_dump(cfg.to_dict()))
+    out = tmp_path / "afg"
+    command = [sys.executable, "-m", "afg_datasets.cli", "build-shards", str(config)]
+    command += ["--out", str(out), "--no-progress"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    procs = [
+        subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for _ in range(2)
+    ]
+    results = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [r[1][-500:] for r in results]
+    assert verify_corpus(out) == []
+    assert load_manifest(out)["tasks"] == 6

@@ -121,11 +121,26 @@ def test_torchrun_two_cpu_ranks(reference, config_file, tmp_path):
     assert plan_ranks == {"count": 3, "ranks": 2}
 
 
-def test_local_workers(reference, tasked_config, tmp_path):
+def test_local_workers(reference, tasked_config, tmp_path, monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     out = tmp_path / "workers"
     result = build_corpus(tasked_config, out, progress=False, workers=2)
     assert sorted(result.tasks_run) == [0, 1, 2]
     assert shard_hashes(out) == shard_hashes(reference.out)
+    threads = json.loads((out / "stats.json").read_text())["torch_threads"]
+    assert threads == [max(1, len(os.sched_getaffinity(0)) // 2)], "CPUs split between workers"
+
+
+def test_thread_setting_reaches_spawned_workers(tasked_config, tmp_path, monkeypatch):
+    from afg_datasets.build.options import thread_budget
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    cpus = len(os.sched_getaffinity(0))
+    assert thread_budget(2, {"LOCAL_WORLD_SIZE": "2"}) == max(1, cpus // 4)
+    assert thread_budget(1, {"OMP_NUM_THREADS": "3"}) == 3
+    out = tmp_path / "threads"
+    build_corpus(tasked_config.replace(limit=8), out, progress=False, workers=2, threads=1)
+    assert json.loads((out / "stats.json").read_text())["torch_threads"] == [1]
 
 
 def test_ray_local_cluster(reference, tasked_config, tmp_path):

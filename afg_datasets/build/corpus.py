@@ -9,9 +9,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from afg_datasets.build.executors import EXECUTORS
 from afg_datasets.build.finalize import BuildResult, finalize, task_markers
-from afg_datasets.build.options import RunOptions
+from afg_datasets.build.options import RunOptions, thread_budget
 from afg_datasets.build.pipeline import Pipeline, WorkerSpec
 from afg_datasets.config import BuildConfig
 from afg_datasets.layout import INFO_FILE, MODEL_DIR, SETUP_FILE, write_json
@@ -33,6 +35,7 @@ def build_corpus(
     opts = replace(options or RunOptions(), **changes)
     out = Path(out)
     start = time.perf_counter()
+    torch.set_num_threads(opts.threads or thread_budget(1))
     pipeline = Pipeline(cfg, out, opts.device, opts.progress)
     pipeline.setup()  # all validation (names, layers) happens before anything is written
     check_output(out, cfg, opts.overwrite, opts.resume)

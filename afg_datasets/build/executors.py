@@ -86,6 +86,7 @@ class ExecutorOptions:
     workers: int = 1  # local processes (the local executor)
     progress: bool = True
     ray_address: str | None = None  # the ray executor; None: start a local cluster
+    threads: int = 1  # torch/OpenMP threads in each process that runs tasks
 
 
 def run_local(
@@ -94,6 +95,7 @@ def run_local(
     """In this process, or (--workers N) in N spawned processes taking tasks as they free up."""
     if opts.workers > 1:
         return _run_pool(spec, tasks, opts)
+    torch.set_num_threads(opts.threads)
     pipeline = pipeline or spec.pipeline()
     bar = tqdm(tasks, desc="tasks", unit="task", disable=not opts.progress)
     return [task.id for task in bar if complete_task(pipeline, task, spec.num_tasks)]
@@ -104,7 +106,7 @@ def _run_pool(spec: WorkerSpec, tasks: list[Task], opts: ExecutorOptions) -> lis
     devices = context.Queue()
     for device in worker_devices(spec.device, opts.workers):
         devices.put(device)
-    threads = max(1, (os.cpu_count() or 1) // opts.workers)
+    threads = opts.threads
     ran = []
     with ProcessPoolExecutor(
         opts.workers,
@@ -149,12 +151,20 @@ def run_ray(
         num_cpus=1, num_gpus=1 if cuda else 0, max_retries=RAY_RETRIES, retry_exceptions=True
     )(_ray_task)
     device = "cuda" if cuda else "cpu"  # Ray assigns the GPU: it is cuda:0 inside the task
-    results = ray.get([remote.remote(spec, task, device) for task in tasks])
+    results = ray.get([remote.remote(spec, task, device, opts.threads) for task in tasks])
     return [task.id for task, ran in zip(tasks, results, strict=True) if ran]
 
 
-def _ray_task(spec: WorkerSpec, task: Task, device: str) -> bool:
+def _ray_task(spec: WorkerSpec, task: Task, device: str, threads: int) -> bool:
+    torch.set_num_threads(min(threads, int(ray_cpus())))
     return complete_task(spec.pipeline(device), task, spec.num_tasks)
+
+
+def ray_cpus() -> float:
+    """The CPUs Ray gave this task (1: `num_cpus=1`)."""
+    import ray
+
+    return ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0)
 
 
 Executor = Callable[[WorkerSpec, list[Task], ExecutorOptions, Pipeline | None], list[int]]

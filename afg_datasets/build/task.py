@@ -16,6 +16,7 @@ from filelock import FileLock, Timeout
 
 from afg_datasets.build.pipeline import Pipeline
 from afg_datasets.build.stats import AttackTally, StageTimer, peak_rss_mb
+from afg_datasets.errors import ModelError
 from afg_datasets.layout import (
     SPLITS,
     file_entry,
@@ -158,6 +159,12 @@ class TaskRun:
             preds, acts = forward_with_taps(p.model, p.layers, x)
         with self.timer("encode"):
             genome = p.encoder.encode(acts, seed)
+        broken = [name for name, array in genome.items() if not np.isfinite(array).all()]
+        if broken:
+            raise ModelError(
+                f"the target model gave non-finite activations ({attack} records of task "
+                f"{self.task.id}: {broken}); its weights or the source pixels are unusable"
+            )
         batch = RecordBatch(
             ids, attack, params, images, labels, preds.cpu().numpy(), linf, l2, genome
         )

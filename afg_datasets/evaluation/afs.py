@@ -23,7 +23,7 @@ from afg_datasets.layout import AFS_JSON, AFS_PNG, read_json, write_json
 from afg_datasets.models import load_target_model
 from afg_datasets.recognizer.data import read_split
 from afg_datasets.records import CLEAN
-from afg_datasets.verify import load_manifest
+from afg_datasets.verify import require_intact
 
 
 class AnalysisError(AFGError):
@@ -81,7 +81,7 @@ def separability(
 def afs(root: str | Path, split: str = "test", seed: int = 0) -> dict[str, Any]:
     """Compute AFS curves for every attack, write afs.json and afs.png, refresh the card."""
     root = Path(root)
-    manifest = load_manifest(root)
+    manifest = require_intact(root)
     layers = [layer["name"] for layer in manifest["layers"]]
     attacks = list(manifest["attacks"])
     data = read_split(root, split, images=True)

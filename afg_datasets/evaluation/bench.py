@@ -27,7 +27,7 @@ from afg_datasets.evaluation.methods import METHODS, Scores
 from afg_datasets.layout import BENCH_DIR, SPLITS
 from afg_datasets.models import load_target_model
 from afg_datasets.recognizer.data import read_split, select
-from afg_datasets.verify import load_manifest
+from afg_datasets.verify import require_intact
 
 PROTOCOL = {
     "sources": "only source images the target model classifies correctly",
@@ -111,7 +111,7 @@ def run_bench(
     root = Path(root)
     out = Path(out) if out else root / BENCH_DIR
     start = time.perf_counter()
-    manifest = load_manifest(root)
+    manifest = require_intact(root)
     seeds = 1 if quick else seeds
     data = {s: protocol_filter(read_split(root, s)) for s in SPLITS}
     data_features = {s: layer_features(root, manifest, data[s]) for s in SPLITS}

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 from afg_datasets.errors import AFGError
 from afg_datasets.genome.groupviz import mosaic
 from afg_datasets.records import CLEAN, decode_png, record_key
-from afg_datasets.verify import load_manifest
+from afg_datasets.verify import require_intact
 
 
 class RecordNotFound(AFGError):
@@ -20,7 +20,7 @@ class RecordNotFound(AFGError):
 
 def find_record(root: Path, key: str) -> dict[str, Any]:
     """One record by key, from the parquet shards (genome arrays as numpy)."""
-    manifest = load_manifest(root)
+    manifest = require_intact(root)
     for entry in manifest["files"]:
         if not entry["path"].endswith(".parquet"):
             continue

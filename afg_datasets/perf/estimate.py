@@ -33,13 +33,15 @@ from afg_datasets.plan import Task, derive_seed, make_tasks
 from afg_datasets.sources import Source, load_source
 from afg_datasets.sources.base import ArrayReader
 
-SYNTHETIC_CLASSES = 1000  # a source that is not at hand is estimated as ImageNet-shaped
+# (channels, classes) of a source that is not at hand; others are estimated ImageNet-shaped
+SYNTHETIC_SHAPES = {"mnist": (1, 10), "cifar10": (3, 10), "cifar100": (3, 100)}
 
 
-def synthetic_source(cfg: BuildConfig, count: int, classes: int) -> Source:
+def synthetic_source(cfg: BuildConfig, count: int) -> Source:
     """Random pixels of the configured shape (decoding is then not part of the estimate)."""
     rng = np.random.default_rng(cfg.seed)
-    size, channels = cfg.source.image_size, 3
+    channels, classes = SYNTHETIC_SHAPES.get(cfg.source.name, (3, 1000))
+    size = cfg.source.image_size
     images = rng.integers(0, 256, (count, size, size, channels), dtype=np.uint8)
     return Source(
         name=f"synthetic-{cfg.source.name}",
@@ -136,7 +138,7 @@ def _source_for(cfg: BuildConfig, count: int) -> tuple[Source, bool]:
     except SourceError:
         if cfg.source.root:
             raise
-        return synthetic_source(cfg, count, SYNTHETIC_CLASSES), False
+        return synthetic_source(cfg, count), False
 
 
 def _projection(cfg: BuildConfig, sources: int, devices: int) -> int:

@@ -15,7 +15,7 @@ from afg_datasets.verify import load_manifest, split_files
 
 def read_split(root: str | Path, split: str, images: bool = True) -> dict[str, np.ndarray]:
     """Every record of `split` (all attack directories), in file order; PNGs decoded only
-    when `images` is set."""
+    when `images` is set. Callers verify the corpus once first (`require_intact`)."""
     root = Path(root)
     manifest = load_manifest(root)
     paths = split_files(root, manifest, split, "parquet")

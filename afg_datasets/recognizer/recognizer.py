@@ -16,7 +16,7 @@ from afg_datasets.models import forward_with_taps, load_model_dir
 from afg_datasets.recognizer.data import read_split, to_tensors
 from afg_datasets.recognizer.model import RecognizerNet
 from afg_datasets.recognizer.training import TrainConfig, fit_recognizer
-from afg_datasets.verify import load_manifest
+from afg_datasets.verify import require_intact
 
 WEIGHTS = "recognizer.safetensors"
 CONFIG = "recognizer.json"
@@ -45,7 +45,7 @@ class Recognizer:
     ) -> Recognizer:
         """Train on the corpus's train split, early-stopped on its validation split."""
         root = Path(corpus_dir)
-        manifest = load_manifest(root)
+        manifest = require_intact(root)
         inputs = recognizer_inputs(manifest)
         train_data = to_tensors(read_split(root, "train", images=False), inputs)
         val_data = to_tensors(read_split(root, "validation", images=False), inputs)
