@@ -196,6 +196,10 @@ def test_wds_directory_pattern_json_labels_and_missing_shard(tmp_path):
         load_source(SourceConfig("wds", root=str(root / "shard-{000000..000002}.tar")))
     with pytest.raises(SourceError, match="label_field"):
         load_source(SourceConfig("wds", root=str(root), label_field="class"))
+    named = SourceConfig("wds", root=str(root), class_names=["x", "y", "z"])
+    assert load_source(named).class_names == ("x", "y", "z")
+    with pytest.raises(SourceError, match="every class"):
+        load_source(SourceConfig("wds", root=str(root), class_names=["x"]))
 
 
 @needs_mnist

@@ -119,6 +119,19 @@ def test_wds_source_builds_a_corpus_that_loads(tmp_path, checkpoint):
     assert verify_corpus(out) == []
 
 
+def test_hf_source_builds_a_corpus_that_loads(tmp_path):
+    from tests.test_contracts import write_hf
+
+    root = tmp_path / "hf"
+    write_hf(root)
+    out = tmp_path / "afg"
+    result = build_corpus(config("hf", root), out, progress=False)
+    assert result.manifest["source"]["class_names"] == ["a", "b"]
+    dataset = load_dataset(str(out), "fgsm")
+    assert sum(len(split) for split in dataset.values()) == 8
+    assert verify_corpus(out) == []
+
+
 def test_wds_ranks_read_disjoint_shards(tmp_path, checkpoint, monkeypatch):
     root = write_wds(tmp_path / "shards", shards=2, per_shard=4)
     read: dict[int, set[int]] = {}

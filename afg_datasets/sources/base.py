@@ -45,6 +45,8 @@ class SourceConfig:
     image_column: str = "image"  # hf
     label_column: str = "label"  # hf
     label_field: str = "label"  # wds: the json field holding the class (when there is no .cls)
+    # wds: class names in label order (else classes.txt / classes.json beside the shards)
+    class_names: Annotated[tuple[str, ...], Field(strict=False)] = ()
     workers: Annotated[int, Field(ge=0, le=64)] | None = None  # decoding processes per build
     # process; None: from the CPU count. An execution setting: never changes a byte, so it is
     # left out of the config hash.

@@ -97,18 +97,27 @@ def index_shard(path: Path, label_field: str) -> list[tuple[str, int, int, int]]
     return rows
 
 
-def class_names(directory: Path, labels: np.ndarray) -> tuple[str, ...]:
-    """From classes.txt (one per line) or classes.json (a list) beside the shards, else 0..K-1."""
-    if (directory / "classes.txt").is_file():
+def class_names(
+    directory: Path, labels: np.ndarray, configured: tuple[str, ...] = ()
+) -> tuple[str, ...]:
+    """From source.class_names, else classes.txt (one per line) or classes.json (a list)
+    beside the shards, else 0..K-1."""
+    if configured:
+        names = list(configured)
+    elif (directory / "classes.txt").is_file():
         names = (directory / "classes.txt").read_text().splitlines()
     elif (directory / "classes.json").is_file():
-        names = json.loads((directory / "classes.json").read_text())
+        try:
+            names = json.loads((directory / "classes.json").read_text())
+        except ValueError as err:
+            raise SourceError(f"source 'wds': {directory / 'classes.json'}: {err}") from None
     else:
         return tuple(str(c) for c in range(int(labels.max()) + 1))
     if not isinstance(names, list) or int(labels.max()) >= len(names):
         raise SourceError(
             f"source 'wds': {directory} names {len(names)} classes but the shards use class "
-            f"{int(labels.max())}; classes.txt/json must list every class in order"
+            f"{int(labels.max())}; source.class_names or classes.txt/json must list every class "
+            "in order"
         )
     return tuple(str(n) for n in names)
 
@@ -150,7 +159,7 @@ def load_wds(cfg: SourceConfig) -> Source:
     return Source(
         name="wds",
         labels=labels_array,
-        class_names=class_names(directory, labels_array),
+        class_names=class_names(directory, labels_array, cfg.class_names),
         ids=ids,
         license="unknown",
         citation=f"webdataset shards {cfg.root}",
