@@ -74,6 +74,7 @@ class Plan(TypedDict):
 @with_config(STRICT)
 class Tally(TypedDict):
     records: Count
+    eligible: Count
     successes: Count
     linf: float
     l2: float

@@ -56,13 +56,21 @@ def marker(tallies, stages, started, finished, worker=1):
     }
 
 
+def tally(clean: AttackTally, attack: AttackTally, labels, clean_preds, attack_preds, linf, l2):
+    """Tally a clean batch and its attacked copy the way a task does."""
+    both = np.ones(len(labels), bool)
+    clean.add(batch("clean", labels, clean_preds, [0] * len(labels), [0] * len(labels)), both)
+    eligible = np.array(clean_preds) == np.array(labels)
+    attack.add(batch("pgd", labels, attack_preds, linf, l2), eligible)
+
+
 def test_stats_sum_tallies_and_stage_rates_over_tasks():
     t1 = {"clean": AttackTally(), "pgd": AttackTally()}
-    t1["clean"].add(batch("clean", [0, 1], [0, 0], [0, 0], [0, 0]))
-    t1["pgd"].add(batch("pgd", [0, 1], [1, 1], [0.1, 0.1], [1.0, 2.0]))
+    # source 1 is misclassified when clean: its attacked copy is no success, whatever it says
+    tally(t1["clean"], t1["pgd"], [0, 1], [0, 0], [1, 0], [0.1, 0.5], [1.0, 9.0])
     t2 = {"clean": AttackTally(), "pgd": AttackTally()}
-    t2["clean"].add(batch("clean", [2, 3], [2, 3], [0, 0], [0, 0]))
-    t2["pgd"].add(batch("pgd", [2, 3], [2, 0], [0.1, 0.3], [3.0, 2.0]))
+    # source 2's attack fails: its distance does not enter the means
+    tally(t2["clean"], t2["pgd"], [2, 3], [2, 3], [2, 0], [0.9, 0.3], [9.0, 2.0])
     markers = [
         marker(t1, {"attack/pgd": 2.0, "encode": 1.0}, 10.0, 14.0, worker=1),
         marker(t2, {"attack/pgd": 2.0, "encode": 3.0}, 11.0, 20.0, worker=2),
@@ -72,8 +80,9 @@ def test_stats_sum_tallies_and_stage_rates_over_tasks():
     assert stats["records"] == 8 and stats["wall_seconds"] == 10.0  # 10.0 .. 20.0
     assert stats["clean"] == {"records": 4, "accuracy": 0.75}
     pgd = stats["attacks"]["pgd"]
-    assert pgd["records"] == 4 and pgd["success_rate"] == 0.5
-    assert pgd["mean_linf"] == pytest.approx(0.15) and pgd["mean_l2"] == pytest.approx(2.0)
+    assert pgd["records"] == 4 and pgd["attacked"] == 3 and pgd["successes"] == 2
+    assert pgd["success_rate"] == pytest.approx(2 / 3, abs=1e-6)
+    assert pgd["mean_linf"] == pytest.approx(0.2) and pgd["mean_l2"] == pytest.approx(1.5)
     assert stats["stages"]["attack/pgd"] == {"seconds": 4.0, "records_per_s": 1.0}
     assert stats["stages"]["encode"] == {"seconds": 4.0, "records_per_s": 2.0}
     assert stats["stages"]["load"]["records_per_s"] is None  # once per process

@@ -10,6 +10,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from afg_datasets.records import CLEAN, RecordBatch
 
 
@@ -34,33 +36,40 @@ def peak_rss_mb() -> float:
 
 @dataclass
 class AttackTally:
-    """Running sums for one attack (or `clean`): records, fooled predictions, distances."""
+    """Running sums for one attack (or `clean`). An attack counts only against sources the
+    target model classifies correctly when clean (`eligible`): a source it already gets wrong
+    is not a success; distances are summed over successful attacks only."""
 
     records: int = 0
-    successes: int = 0
-    linf: float = 0.0
+    eligible: int = 0  # records whose clean source the model classifies correctly
+    successes: int = 0  # clean: misclassified records; attacks: eligible and now fooled
+    linf: float = 0.0  # sums over successes (attacks); 0 for clean
     l2: float = 0.0
 
-    def add(self, batch: RecordBatch) -> None:
+    def add(self, batch: RecordBatch, eligible: np.ndarray) -> None:
+        fooled = (batch.preds != batch.labels) & eligible
         self.records += len(batch.labels)
-        self.successes += int((batch.preds != batch.labels).sum())
-        self.linf += float(batch.linf.sum())
-        self.l2 += float(batch.l2.sum())
+        self.eligible += int(eligible.sum())
+        self.successes += int(fooled.sum())
+        self.linf += float(batch.linf[fooled].sum())
+        self.l2 += float(batch.l2[fooled].sum())
 
     def merge(self, other: AttackTally) -> None:
-        for name in ("records", "successes", "linf", "l2"):
+        for name in ("records", "eligible", "successes", "linf", "l2"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
     def summary(self, adversarial: bool) -> dict[str, float]:
-        n = max(self.records, 1)
-        rate = self.successes / n
         if not adversarial:
-            return {"records": self.records, "accuracy": round(1 - rate, 6)}
+            accuracy = 1 - self.successes / max(self.records, 1)
+            return {"records": self.records, "accuracy": round(accuracy, 6)}
+        hits = max(self.successes, 1)
         return {
             "records": self.records,
-            "success_rate": round(rate, 6),
-            "mean_linf": round(self.linf / n, 6),
-            "mean_l2": round(self.l2 / n, 6),
+            "attacked": self.eligible,
+            "successes": self.successes,
+            "success_rate": round(self.successes / max(self.eligible, 1), 6),
+            "mean_linf": round(self.linf / hits, 6),
+            "mean_l2": round(self.l2 / hits, 6),
         }
 
 

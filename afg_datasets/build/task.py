@@ -132,7 +132,10 @@ class TaskRun:
         y = torch.from_numpy(labels).to(p.device)
         zeros = np.zeros(len(indices), dtype=np.float32)
         genome_seed = derive_seed(seed, "genome", split, batch_index)
-        yield self.encode(ids, CLEAN, "{}", x, images, labels, zeros, zeros, genome_seed)
+        clean = self.encode(ids, CLEAN, "{}", x, images, labels, zeros, zeros, genome_seed)
+        self.tallies[CLEAN].add(clean, np.ones(len(labels), dtype=bool))
+        eligible = clean.preds == labels  # attacks count only where the model was right
+        yield clean
         for attack in p.attacks:
             with self.timer(f"attack/{attack.name}"):
                 adv = attack.run(x, y, derive_seed(seed, attack.name, split, batch_index))
@@ -140,7 +143,7 @@ class TaskRun:
                 delta = stored.float().div(255) - x
                 linf = delta.flatten(1).abs().amax(1).cpu().numpy()
                 l2 = delta.flatten(1).norm(dim=1).cpu().numpy()
-            yield self.encode(
+            batch = self.encode(
                 ids,
                 attack.name,
                 attack.params_json,
@@ -151,9 +154,11 @@ class TaskRun:
                 l2,
                 genome_seed,
             )
+            self.tallies[attack.name].add(batch, eligible)
+            yield batch
 
     def encode(self, ids, attack, params, x, images, labels, linf, l2, seed) -> RecordBatch:
-        """Re-predict the stored images with taps, encode their genomes, tally the batch."""
+        """Re-predict the stored images with taps and encode their genomes."""
         p = self.pipeline
         with self.timer("predict"):
             preds, acts = forward_with_taps(p.model, p.layers, x)
@@ -168,7 +173,6 @@ class TaskRun:
         batch = RecordBatch(
             ids, attack, params, images, labels, preds.cpu().numpy(), linf, l2, genome
         )
-        self.tallies[attack].add(batch)
         return batch
 
     def write(self, batch: RecordBatch, split: str) -> None:

@@ -21,7 +21,7 @@ from afg_datasets.evaluation.activations import layer_activations
 from afg_datasets.genome import genome_inputs
 from afg_datasets.layout import AFS_JSON, AFS_PNG, read_json, write_json
 from afg_datasets.models import load_target_model
-from afg_datasets.recognizer.data import read_split
+from afg_datasets.recognizer.data import protocol_filter, read_split
 from afg_datasets.records import CLEAN
 from afg_datasets.verify import require_intact
 
@@ -84,7 +84,7 @@ def afs(root: str | Path, split: str = "test", seed: int = 0) -> dict[str, Any]:
     manifest = require_intact(root)
     layers = [layer["name"] for layer in manifest["layers"]]
     attacks = list(manifest["attacks"])
-    data = read_split(root, split, images=True)
+    data = protocol_filter(read_split(root, split, images=True))  # successful attacks only
     if not len(data.get("key", [])):
         raise AnalysisError(f"{root}: split {split!r} has no records")
     names = genome_inputs(manifest["features"]["columns"])

@@ -26,7 +26,7 @@ from afg_datasets.evaluation.activations import layer_activations
 from afg_datasets.evaluation.methods import METHODS, Scores
 from afg_datasets.layout import BENCH_DIR, SPLITS
 from afg_datasets.models import load_target_model
-from afg_datasets.recognizer.data import read_split, select
+from afg_datasets.recognizer.data import protocol_filter, read_split, select
 from afg_datasets.verify import require_intact
 
 PROTOCOL = {
@@ -48,14 +48,6 @@ METRICS = (
     "clean_acc",
     "end_to_end_acc",
 )
-
-
-def protocol_filter(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    clean = arrays["attack"] == "clean"
-    correct = set(arrays["source_id"][clean & (arrays["pred"] == arrays["label"])])
-    keep = np.array([s in correct for s in arrays["source_id"]])
-    keep &= clean | arrays["success"]
-    return select(arrays, keep)
 
 
 def layer_features(root: Path, manifest: dict, arrays: dict[str, np.ndarray]) -> list[np.ndarray]:

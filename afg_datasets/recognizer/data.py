@@ -55,3 +55,13 @@ def to_tensors(arrays: dict[str, np.ndarray], inputs: list[str]) -> dict[str, to
 
 def select(arrays: dict[str, np.ndarray], mask: np.ndarray) -> dict[str, np.ndarray]:
     return {k: v[mask] for k, v in arrays.items()}
+
+
+def protocol_filter(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Only sources the target model classifies correctly when clean; adversarial records
+    only where the attack succeeded."""
+    clean = arrays["attack"] == "clean"
+    correct = set(arrays["source_id"][clean & (arrays["pred"] == arrays["label"])])
+    keep = np.array([s in correct for s in arrays["source_id"]])
+    keep &= clean | arrays["success"]
+    return select(arrays, keep)
