@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -134,43 +133,45 @@ def optional_sections(root: Path | None) -> dict[str, Any]:
         extras["afs_figure"] = AFS_PNG
         afs = root / AFS_JSON
         if afs.is_file():
-            extras["afs_sentence"] = json.loads(afs.read_text()).get("summary", "")
+            extras["afs_sentence"] = str(read_json(afs).get("summary", ""))
     if (root / "bench" / "results.md").is_file():
         extras["bench_table"] = (root / "bench" / "results.md").read_text()
         results = root / BENCH_DIR / "results.json"
         if results.is_file():
-            extras["bench_verdict"] = bench_verdict(json.loads(results.read_text())["results"])
+            extras["bench_verdict"] = bench_verdict(read_json(results))
     return extras
 
 
-def bench_verdict(results: list[dict[str, Any]]) -> str:
-    """One plain sentence: does AFG beat the raw-pixel control on recovery and unseen attacks?"""
-
-    def mean(method: str, setting: str, metric: str) -> float | None:
-        values = [
-            r[metric]
-            for r in results
-            if r["method"] == method
-            and r["setting"] == setting
-            and r["attack"] != "overall"
-            and r[metric] is not None
-        ]
-        return sum(values) / len(values) if values else None
-
+def bench_verdict(report: dict[str, Any]) -> str:
+    """Plain sentences decided by the paired bootstrap intervals: on how many attacks does AFG
+    beat the raw-pixel control (interval of the difference above zero), lose, or neither?"""
+    comparisons = report.get("comparisons") if isinstance(report, dict) else None
+    if not isinstance(comparisons, list):
+        return ""
     parts = []
     for label, setting, metric in (
         ("recovery (seen)", "seen", "recovery_acc"),
         ("recovery on unseen attacks", "unseen", "recovery_acc"),
         ("detection AUROC on unseen attacks", "unseen", "detection_auroc"),
     ):
-        afg, raw = mean("afg", setting, metric), mean("raw_pixels", setting, metric)
-        if afg is not None and raw is not None:
-            verdict = "beats" if afg > raw else "does not beat"
-            parts.append(
-                f"{label}: AFG {verdict} the raw-pixel control ({afg:.3f} vs {raw:.3f}, "
-                "mean over attacks)"
-            )
-    return "; ".join(parts) + "." if parts else ""
+        rows = [
+            c
+            for c in comparisons
+            if c.get("setting") == setting
+            and c.get("metric") == metric
+            and c.get("attack") != "overall"
+        ]
+        if not rows:
+            continue
+        better = sum(c.get("verdict") == "afg better" for c in rows)
+        worse = sum(c.get("verdict") == "raw pixels better" for c in rows)
+        parts.append(
+            f"{label}: AFG beats the raw-pixel control on {better} of {len(rows)} attacks, "
+            f"loses on {worse}, and no difference is shown on {len(rows) - better - worse}"
+        )
+    if not parts:
+        return ""
+    return "; ".join(parts) + " (paired 95 % bootstrap intervals over test source images)."
 
 
 def render_card(

@@ -1,6 +1,7 @@
 """Recognizer and `afg bench` on the small real corpus (figures come from the benchmark)."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -70,6 +71,55 @@ def test_metrics_from_sklearn_on_known_scores():
     m = metrics(test, perfect, np.ones(4, bool))
     assert m["detection_auroc"] == 1.0 and m["tpr_at_5fpr"] == 1.0 and m["detection_acc"] == 1.0
     assert m["recovery_acc"] == 0.5 and m["clean_acc"] == 1.0 and m["end_to_end_acc"] == 0.75
+
+
+def test_unit_weights_give_scikit_learn_metrics_with_ties():
+    from sklearn.metrics import balanced_accuracy_score, roc_auc_score, roc_curve
+
+    from afg_datasets.evaluation.intervals import weighted_metrics
+
+    rng = np.random.default_rng(0)
+    is_adv = rng.integers(0, 2, 300)
+    p = np.round(rng.random(300) * 0.6 + 0.3 * is_adv, 1)  # coarse: many tied scores
+    m = weighted_metrics(is_adv, np.zeros(300), p, None, np.ones((1, 300)))
+    fpr, tpr, _ = roc_curve(is_adv, p)
+    assert m["detection_auroc"][0] == pytest.approx(roc_auc_score(is_adv, p))
+    assert m["tpr_at_5fpr"][0] == pytest.approx(np.interp(0.05, fpr, tpr))
+    assert m["detection_acc"][0] == pytest.approx(balanced_accuracy_score(is_adv, p > 0.5))
+
+
+def test_a_resample_takes_a_source_with_all_its_records():
+    from afg_datasets.evaluation.intervals import source_weights
+
+    ids = np.array(["a", "a", "a", "b", "b", "c"])  # clean + adversarial records per source
+    w = source_weights(ids, draws=200, seed=0)
+    assert (w[:, 0] == w[:, 1]).all() and (w[:, 1] == w[:, 2]).all() and (w[:, 3] == w[:, 4]).all()
+    assert (w[:, [0, 3, 5]].sum(1) == 3).all(), "3 sources drawn per resample"
+
+
+def test_bench_rows_carry_intervals_and_paired_comparisons(report):
+    result, _ = report
+    row = next(r for r in result["results"] if (r["method"], r["setting"]) == ("afg", "seen"))
+    low, high = row["ci"]["detection_auroc"]
+    assert 0 <= low <= high <= 1 and high - low > 0, "a real interval, not a point"
+    assert "bootstrap" in result["protocol"]["uncertainty"]
+    comparisons = result["comparisons"]
+    assert {c["metric"] for c in comparisons} >= {"detection_auroc", "recovery_acc"}
+    for c in comparisons:
+        lo, hi = c["ci"]
+        expected = "afg better" if lo > 0 else "raw pixels better" if hi < 0 else None
+        assert c["verdict"] == (expected or "no difference shown")
+    again = run_bench_rows(report)
+    assert again == result["results"], "same arguments, same numbers"
+
+
+def run_bench_rows(report):
+    """The rows of a second identical run (timings live outside `results`)."""
+    import tempfile
+
+    result, out = report
+    with tempfile.TemporaryDirectory() as tmp:
+        return run_bench(result["corpus"]["path"], Path(tmp) / "b", quick=True)["results"]
 
 
 def test_mixed_readout_skips_the_fooled_prediction():

@@ -12,6 +12,7 @@ import json
 import platform
 import statistics
 import time
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,10 +20,18 @@ from typing import Any
 import numpy as np
 import sklearn
 import torch
-from sklearn.metrics import balanced_accuracy_score, roc_auc_score, roc_curve
+from sklearn.metrics import roc_curve
 
 from afg_datasets import __version__
 from afg_datasets.evaluation.activations import layer_activations
+from afg_datasets.evaluation.intervals import (
+    DRAWS,
+    LEVEL,
+    METRICS,
+    interval,
+    source_weights,
+    weighted_metrics,
+)
 from afg_datasets.evaluation.methods import METHODS, Scores
 from afg_datasets.layout import BENCH_DIR, SPLITS
 from afg_datasets.models import load_target_model
@@ -40,14 +49,6 @@ PROTOCOL = {
     "(threshold 0.5); recovery = top-1 original class on successful adversarial "
     "records; end_to_end = class accuracy on the mixed clean + adversarial stream",
 }
-METRICS = (
-    "detection_auroc",
-    "tpr_at_5fpr",
-    "detection_acc",
-    "recovery_acc",
-    "clean_acc",
-    "end_to_end_acc",
-)
 
 
 def layer_features(root: Path, manifest: dict, arrays: dict[str, np.ndarray]) -> list[np.ndarray]:
@@ -60,33 +61,59 @@ def layer_features(root: Path, manifest: dict, arrays: dict[str, np.ndarray]) ->
 
 
 def metrics(test: dict[str, np.ndarray], scores: Scores, mask: np.ndarray) -> dict[str, Any]:
-    is_adv = test["is_adversarial"][mask].astype(bool)
-    labels = test["label"][mask]
-    out: dict[str, Any] = dict.fromkeys(METRICS)
-    if scores.p_adv is not None and 0 < is_adv.sum() < len(is_adv):
-        p = scores.p_adv[mask]
-        fpr, tpr, _ = roc_curve(is_adv, p)
-        out["detection_auroc"] = float(roc_auc_score(is_adv, p))
-        out["tpr_at_5fpr"] = float(np.interp(0.05, fpr, tpr))
-        out["detection_acc"] = float(balanced_accuracy_score(is_adv, p > 0.5))
-    if scores.classes is not None:
-        correct = scores.classes[mask] == labels
-        out["recovery_acc"] = float(correct[is_adv].mean()) if is_adv.any() else None
-        out["clean_acc"] = float(correct[~is_adv].mean()) if (~is_adv).any() else None
-        out["end_to_end_acc"] = float(correct.mean())
+    """The plain metrics of `scores` on the masked test records (no resampling)."""
+    values = _draws(test, scores, mask, np.ones((1, int(mask.sum()))))
+    out: dict[str, Any] = {k: None if np.isnan(v[0]) else float(v[0]) for k, v in values.items()}
     out["n"] = int(mask.sum())
     return out
 
 
-def aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    row = {"n": runs[0]["n"], "seeds": len(runs), "std": {}}
+def _draws(test, scores: Scores, mask: np.ndarray, weights: np.ndarray) -> dict[str, np.ndarray]:
+    p_adv = None if scores.p_adv is None else scores.p_adv[mask]
+    classes = None if scores.classes is None else scores.classes[mask]
+    return weighted_metrics(
+        test["is_adversarial"][mask], test["label"][mask], p_adv, classes, weights
+    )
+
+
+def aggregate(runs: list[dict[str, Any]], draws: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Mean over training seeds, their sample std, and the bootstrap interval (over test
+    source images) of the seed-mean."""
+    row: dict[str, Any] = {"n": runs[0]["n"], "seeds": len(runs), "std": {}, "ci": {}}
     for key in METRICS:
         values = [r[key] for r in runs if r[key] is not None]
         row[key] = statistics.fmean(values) if values else None
-        row["std"][key] = (
-            statistics.pstdev(values) if len(values) > 1 else (0.0 if values else None)
-        )
+        row["std"][key] = statistics.stdev(values) if len(values) > 1 else None
+        row["ci"][key] = interval(draws[key]) if values else None
     return row
+
+
+def compare(boots: dict[str, dict[str, np.ndarray]], rows: dict[str, dict]) -> list[dict]:
+    """AFG minus the raw-pixel control per metric, with the paired bootstrap interval of the
+    difference (same resampled source images for both)."""
+    if "afg" not in boots or "raw_pixels" not in boots:
+        return []
+    out = []
+    for key in METRICS:
+        afg, raw = rows["afg"][key], rows["raw_pixels"][key]
+        if afg is None or raw is None:
+            continue
+        ci = interval(boots["afg"][key] - boots["raw_pixels"][key])
+        out.append(
+            {
+                "metric": key,
+                "afg": afg,
+                "raw_pixels": raw,
+                "difference": afg - raw,
+                "ci": ci,
+                "verdict": "afg better"
+                if ci and ci[0] > 0
+                else "raw pixels better"
+                if ci and ci[1] < 0
+                else "no difference shown",
+            }
+        )
+    return out
 
 
 # ---- the run --------------------------------------------------------------------------------
@@ -109,7 +136,7 @@ def run_bench(
     data_features = {s: layer_features(root, manifest, data[s]) for s in SPLITS}
     attacks = list(manifest["attacks"])
     chosen = methods or list(METHODS)
-    results, curves = [], {}
+    results, comparisons, curves = [], [], {}
     settings = [("seen", None)] + [("unseen", a) for a in attacks]
     for setting, held_out in settings:
         subset = {s: _without(data[s], held_out if s != "test" else None) for s in SPLITS}
@@ -118,22 +145,35 @@ def run_bench(
             for s in SPLITS
         }
         test_attacks = attacks if held_out is None else [held_out]
+        boots: dict[str, dict[str, dict]] = {}  # attack -> method -> seed-mean draws
+        rows: dict[str, dict[str, dict]] = {}
         for method in chosen:
             if setting == "unseen" and method == "afg_mixed":
                 continue  # the paper's formulation is reported in the seen setting
             progress(f"{setting}{'/' + held_out if held_out else ''}: {method}")
             runs: dict[str, list[dict]] = {}
+            draws: dict[str, list[dict]] = {}
             for seed in range(seeds):
                 scores = METHODS[method]({**subset, "features": feats}, manifest, seed, quick)
                 for attack in [*test_attacks, *(["overall"] if held_out is None else [])]:
                     mask = _attack_mask(subset["test"], attack)
                     runs.setdefault(attack, []).append(metrics(subset["test"], scores, mask))
+                    weights = _weights(subset["test"], mask, setting, attack)
+                    draws.setdefault(attack, []).append(
+                        _draws(subset["test"], scores, mask, weights)
+                    )
                     if seed == 0 and setting == "seen" and scores.p_adv is not None:
                         curves[(method, attack)] = _roc(subset["test"], scores, mask)
             for attack, per_seed in runs.items():
-                results.append(
-                    {"method": method, "setting": setting, "attack": attack, **aggregate(per_seed)}
-                )
+                mean_draws = {k: np.mean([d[k] for d in draws[attack]], 0) for k in METRICS}
+                row = {"method": method, "setting": setting, "attack": attack}
+                row.update(aggregate(per_seed, mean_draws))
+                results.append(row)
+                boots.setdefault(attack, {})[method] = mean_draws
+                rows.setdefault(attack, {})[method] = row
+        for attack in boots:
+            for item in compare(boots[attack], rows[attack]):
+                comparisons.append({"setting": setting, "attack": attack, **item})
     report = {
         "corpus": {
             "name": manifest["name"],
@@ -144,6 +184,10 @@ def run_bench(
             **PROTOCOL,
             "seeds": seeds,
             "quick": quick,
+            "uncertainty": f"mean over {seeds} training seed(s) with their sample std; "
+            f"{LEVEL:.0%} percentile interval from {DRAWS} paired bootstrap resamples of the "
+            "test source images (a source brings its clean and all its adversarial records; "
+            "the same resamples for every method, so differences are paired)",
             "test_records": {
                 a: int(_attack_mask(data["test"], a).sum()) for a in ["overall", *attacks]
             },
@@ -156,6 +200,7 @@ def run_bench(
         },
         "seconds": round(time.perf_counter() - start, 1),
         "results": results,
+        "comparisons": comparisons,
     }
     write_outputs(out, report, curves, attacks)
     return report
@@ -176,16 +221,41 @@ def _attack_mask(test, attack: str) -> np.ndarray:
     return (test["attack"] == "clean") | (test["attack"] == attack)
 
 
+def _weights(test, mask: np.ndarray, setting: str, attack: str) -> np.ndarray:
+    """The bootstrap weights of one test subset: the same for every method (paired)."""
+    seed = zlib.crc32(f"{setting}/{attack}".encode())
+    return source_weights(test["source_id"][mask], DRAWS, seed)
+
+
 def _roc(test, scores: Scores, mask) -> tuple[list[float], list[float]]:
     fpr, tpr, _ = roc_curve(test["is_adversarial"][mask].astype(bool), scores.p_adv[mask])
     return fpr.tolist(), tpr.tolist()
 
 
 def _fmt(row: dict, key: str) -> str:
-    value, std = row[key], row["std"][key]
+    """`mean [low, high] ±std`: the 95 % bootstrap interval, then the seed spread."""
+    value, std, ci = row[key], row["std"].get(key), row.get("ci", {}).get(key)
     if value is None:
         return "–"
-    return f"{value:.3f}" if not std else f"{value:.3f} ± {std:.3f}"
+    text = f"{value:.3f}"
+    if ci:
+        text += f" [{ci[0]:.3f}, {ci[1]:.3f}]"
+    return text + (f" ±{std:.3f}" if std else "")
+
+
+def comparison_table(report: dict[str, Any]) -> str:
+    """AFG minus raw pixels, per setting, attack and metric, with the paired interval."""
+    lines = [
+        "| setting | attack | metric | AFG - raw pixels | 95 % paired interval | verdict |",
+        "|---|---|---|---|---|---|",
+    ]
+    for c in report.get("comparisons", []):
+        ci = f"[{c['ci'][0]:+.3f}, {c['ci'][1]:+.3f}]" if c["ci"] else "–"
+        lines.append(
+            f"| {c['setting']} | {c['attack']} | {c['metric']} | {c['difference']:+.3f} | {ci} "
+            f"| {c['verdict']} |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def results_table(report: dict[str, Any]) -> str:
@@ -202,11 +272,12 @@ def results_table(report: dict[str, Any]) -> str:
     protocol = report["protocol"]
     note = (
         f"\n\nTest split of `{report['corpus']['name']}` ({report['corpus']['config_hash']}), "
-        f"mean ± std over {protocol['seeds']} seed(s). {protocol['threat_model'].capitalize()}. "
+        f"mean [95 % bootstrap interval over test source images] ±std over "
+        f"{protocol['seeds']} training seed(s). {protocol['threat_model'].capitalize()}. "
         f"Sources: {protocol['sources']}; adversarial records: "
         f"{protocol['adversarial_records']}.\n"
     )
-    return header + "\n".join(rows) + note
+    return header + "\n".join(rows) + note + "\n" + comparison_table(report)
 
 
 def write_outputs(out: Path, report: dict, curves: dict, attacks: list[str]) -> None:

@@ -1,0 +1,89 @@
+"""Metrics with their uncertainty: every metric is computed for a matrix of record weights, one
+row per paired bootstrap resample of the test **source images** (a resampled source brings its
+clean record and all its adversarial records), so intervals and method differences are
+vectorized over resamples. With a single row of ones the metrics are the plain ones, equal to
+scikit-learn's `roc_auc_score`, `roc_curve` (interpolated TPR at 5 % FPR) and
+`balanced_accuracy_score`; scikit-learn has no weighted-resample form of these, hence this
+module."""
+
+from __future__ import annotations
+
+import numpy as np
+
+METRICS = (
+    "detection_auroc",
+    "tpr_at_5fpr",
+    "detection_acc",
+    "recovery_acc",
+    "clean_acc",
+    "end_to_end_acc",
+)
+DRAWS = 1000  # bootstrap resamples
+LEVEL = 0.95
+
+
+def source_weights(source_ids: np.ndarray, draws: int, seed: int) -> np.ndarray:
+    """[draws, records] weights: how often each record's source image was drawn when the
+    test sources are resampled with replacement."""
+    sources, inverse = np.unique(source_ids, return_inverse=True)
+    rng = np.random.default_rng(seed)
+    counts = rng.multinomial(len(sources), np.full(len(sources), 1 / len(sources)), size=draws)
+    return counts[:, inverse].astype(np.float64)
+
+
+def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
+
+
+def _auroc_and_tpr(p: np.ndarray, positive: np.ndarray, w: np.ndarray):
+    """Weighted AUROC (ties count half) and TPR at 5 % FPR on the weighted ROC curve."""
+    order = np.argsort(p, kind="stable")
+    p, positive, w = p[order], positive[order], w[:, order]
+    starts = np.flatnonzero(np.r_[True, p[1:] != p[:-1]])  # groups of tied scores
+    pos = np.add.reduceat(w * positive, starts, axis=1)
+    neg = np.add.reduceat(w * ~positive, starts, axis=1)
+    below = np.cumsum(neg, axis=1) - neg
+    auroc = _ratio((pos * (below + 0.5 * neg)).sum(1), pos.sum(1) * neg.sum(1))
+    # ROC from the highest threshold down, starting at (0, 0)
+    tpr = np.cumsum(pos[:, ::-1], axis=1) / np.maximum(pos.sum(1, keepdims=True), 1e-300)
+    fpr = np.cumsum(neg[:, ::-1], axis=1) / np.maximum(neg.sum(1, keepdims=True), 1e-300)
+    zeros = np.zeros((len(w), 1))
+    tpr, fpr = np.hstack([zeros, tpr]), np.hstack([zeros, fpr])
+    at5 = np.array([np.interp(0.05, f, t) for f, t in zip(fpr, tpr, strict=True)])
+    return auroc, np.where(np.isnan(auroc), np.nan, at5)
+
+
+def weighted_metrics(
+    is_adv: np.ndarray,
+    labels: np.ndarray,
+    p_adv: np.ndarray | None,
+    classes: np.ndarray | None,
+    w: np.ndarray,
+) -> dict[str, np.ndarray]:
+    """Each metric for every row of `w` ([draws, records]); NaN where undefined."""
+    nan = np.full(len(w), np.nan)
+    out = dict.fromkeys(METRICS, nan)
+    adv = is_adv.astype(bool)
+    if p_adv is not None:
+        out["detection_auroc"], out["tpr_at_5fpr"] = _auroc_and_tpr(p_adv, adv, w)
+        flagged = p_adv > 0.5
+        tpr = _ratio((w * (flagged & adv)).sum(1), (w * adv).sum(1))
+        tnr = _ratio((w * (~flagged & ~adv)).sum(1), (w * ~adv).sum(1))
+        out["detection_acc"] = (tpr + tnr) / 2
+    if classes is not None:
+        correct = classes == labels
+        out["recovery_acc"] = _ratio((w * (correct & adv)).sum(1), (w * adv).sum(1))
+        out["clean_acc"] = _ratio((w * (correct & ~adv)).sum(1), (w * ~adv).sum(1))
+        out["end_to_end_acc"] = _ratio((w * correct).sum(1), w.sum(1))
+    return out
+
+
+def interval(draws: np.ndarray) -> list[float] | None:
+    """The central LEVEL percentile interval of bootstrap draws (None if undefined)."""
+    draws = draws[~np.isnan(draws)]
+    if not len(draws):
+        return None
+    tail = (1 - LEVEL) / 2 * 100
+    low, high = np.percentile(draws, [tail, 100 - tail])
+    return [round(float(low), 4), round(float(high), 4)]
