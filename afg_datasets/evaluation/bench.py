@@ -151,23 +151,11 @@ def run_bench(
             if setting == "unseen" and method == "afg_mixed":
                 continue  # the paper's formulation is reported in the seen setting
             progress(f"{setting}{'/' + held_out if held_out else ''}: {method}")
-            runs: dict[str, list[dict]] = {}
-            draws: dict[str, list[dict]] = {}
-            for seed in range(seeds):
-                scores = METHODS[method]({**subset, "features": feats}, manifest, seed, quick)
-                for attack in [*test_attacks, *(["overall"] if held_out is None else [])]:
-                    mask = _attack_mask(subset["test"], attack)
-                    runs.setdefault(attack, []).append(metrics(subset["test"], scores, mask))
-                    weights = _weights(subset["test"], mask, setting, attack)
-                    draws.setdefault(attack, []).append(
-                        _draws(subset["test"], scores, mask, weights)
-                    )
-                    if seed == 0 and setting == "seen" and scores.p_adv is not None:
-                        curves[(method, attack)] = _roc(subset["test"], scores, mask)
-            for attack, per_seed in runs.items():
-                mean_draws = {k: np.mean([d[k] for d in draws[attack]], 0) for k in METRICS}
-                row = {"method": method, "setting": setting, "attack": attack}
-                row.update(aggregate(per_seed, mean_draws))
+            scored = [*test_attacks, *(["overall"] if held_out is None else [])]
+            data_in = {**subset, "features": feats}
+            for attack, (row, mean_draws) in _evaluate(
+                method, setting, data_in, manifest, seeds, quick, scored, curves
+            ).items():
                 results.append(row)
                 boots.setdefault(attack, {})[method] = mean_draws
                 rows.setdefault(attack, {})[method] = row
@@ -204,6 +192,29 @@ def run_bench(
     }
     write_outputs(out, report, curves, attacks)
     return report
+
+
+def _evaluate(method, setting, data, manifest, seeds, quick, attacks, curves) -> dict[str, tuple]:
+    """attack -> (result row, seed-mean bootstrap draws) of one method in one setting; the
+    seen setting's ROC curves (seed 0) go into `curves`."""
+    test = data["test"]
+    runs: dict[str, list[dict]] = {}
+    draws: dict[str, list[dict]] = {}
+    for seed in range(seeds):
+        scores = METHODS[method](data, manifest, seed, quick)
+        for attack in attacks:
+            mask = _attack_mask(test, attack)
+            runs.setdefault(attack, []).append(metrics(test, scores, mask))
+            weights = _weights(test, mask, setting, attack)
+            draws.setdefault(attack, []).append(_draws(test, scores, mask, weights))
+            if seed == 0 and setting == "seen" and scores.p_adv is not None:
+                curves[(method, attack)] = _roc(test, scores, mask)
+    out = {}
+    for attack, per_seed in runs.items():
+        mean_draws = {k: np.mean([d[k] for d in draws[attack]], 0) for k in METRICS}
+        row = {"method": method, "setting": setting, "attack": attack}
+        out[attack] = ({**row, **aggregate(per_seed, mean_draws)}, mean_draws)
+    return out
 
 
 def _keep(arrays, held_out: str | None) -> np.ndarray:
