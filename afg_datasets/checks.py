@@ -16,7 +16,6 @@ STRICT = ConfigDict(strict=True, allow_inf_nan=False, extra="forbid")
 LIMITS_NOTE = "a safety limit against runaway sizes; raise it in afg_datasets/config.py if needed"
 
 # Field types shared by the sections. Upper bounds are safety limits (see LIMITS_NOTE).
-PositiveInt = Annotated[int, Field(gt=0)]
 PositiveFloat = Annotated[float, Field(gt=0)]
 Fraction = Annotated[float, Field(ge=0, le=1)]
 Seed = Annotated[int, Field(ge=0, le=2**63 - 1)]

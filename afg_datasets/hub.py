@@ -20,7 +20,7 @@ from huggingface_hub.utils import _http as hub_http
 
 from afg_datasets.errors import AFGError
 from afg_datasets.layout import CARD_FILE, PUBLISHED_EXTRAS
-from afg_datasets.verify import load_manifest, require_intact
+from afg_datasets.verify import require_intact
 
 log = logging.getLogger(__name__)
 
@@ -86,9 +86,9 @@ def push(
     root = Path(root)
     if repo_id.count("/") != 1:
         raise PushError(f"--repo-id must look like NAMESPACE/NAME, got {repo_id!r}")
-    require_intact(root)
+    manifest = require_intact(root)
     validate_card(root)
-    plan = upload_plan(root, load_manifest(root))
+    plan = upload_plan(root, manifest)
     if dry_run:
         return plan
     with hub_timeouts(timeout):

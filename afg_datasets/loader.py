@@ -88,8 +88,10 @@ def check_split(path_or_repo_id: str | os.PathLike, config: str, split: str, ver
     local = Path(path_or_repo_id)
     if not (verify and local.is_dir()):
         return
-    files = split_files(local, load_manifest(local), split, "parquet")
-    require_files(local, [p for p in files if config == "all" or p.parent.name in (CLEAN, config)])
+    manifest = load_manifest(local)
+    files = split_files(local, manifest, split, "parquet")
+    read = [p for p in files if config == "all" or p.parent.name in (CLEAN, config)]
+    require_files(local, manifest, read)
 
 
 def dataloader(

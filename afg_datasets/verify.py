@@ -141,10 +141,10 @@ def load_manifest(root: Path) -> dict:
     return read_json(root / MANIFEST_FILE, "missing; not a complete AFG corpus", "manifest")
 
 
-def verify_corpus(root: str | Path) -> list[str]:
+def verify_corpus(root: str | Path, manifest: dict | None = None) -> list[str]:
     """All problems found, one line each naming the file; empty when the corpus is intact."""
     root = Path(root)
-    manifest = load_manifest(root)
+    manifest = manifest or load_manifest(root)
     problems = check_files(root, manifest)
     damaged = {p.split(":", 1)[0] for p in problems}
     if not (root / CARD_FILE).is_file():
@@ -159,23 +159,22 @@ def verify_corpus(root: str | Path) -> list[str]:
 def require_intact(root: str | Path) -> dict:
     """The manifest of a corpus that passes `verify_corpus`, else one CorpusError naming the
     first problem. Every consumer of a local corpus goes through here before using it."""
-    problems = verify_corpus(root)
+    manifest = load_manifest(Path(root))
+    problems = verify_corpus(root, manifest)
     if problems:
         raise CorpusError(
             f"corpus {str(root)!r} failed verification ({len(problems)} problem(s); "
             f"`afg verify {root}` lists them): {problems[0]}"
         )
-    return load_manifest(Path(root))
+    return manifest
 
 
-def require_files(root: str | Path, paths: list[Path]) -> dict:
-    """The manifest, after checking (size, sha256, rows) only the listed files a reader is about
-    to read, so loading one split neither re-hashes nor depends on the rest of the corpus."""
+def require_files(root: str | Path, manifest: dict, paths: list[Path]) -> None:
+    """Check (size, sha256, rows) only the listed files a reader is about to read, so loading
+    one split neither re-hashes nor depends on the rest of the corpus."""
     root = Path(root)
-    manifest = load_manifest(root)
     wanted = {p.relative_to(root).as_posix() for p in paths}
     for entry in manifest["files"]:
         problem = check_entry(root, entry) if entry["path"] in wanted else None
         if problem:
             raise CorpusError(f"corpus {str(root)!r}: {problem}")
-    return manifest

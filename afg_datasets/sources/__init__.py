@@ -6,7 +6,6 @@ from collections.abc import Callable
 
 from afg_datasets.registry import Registry
 from afg_datasets.sources.base import (
-    BAD_IMAGE_POLICIES,
     Decoded,
     ImageReader,
     Source,
@@ -45,7 +44,6 @@ def load_source(cfg: SourceConfig) -> Source:
 
 
 __all__ = [
-    "BAD_IMAGE_POLICIES",
     "IMAGE_SUFFIXES",
     "SOURCES",
     "Decoded",

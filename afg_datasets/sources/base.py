@@ -25,7 +25,6 @@ from afg_datasets.errors import ConfigError, SourceError
 
 log = logging.getLogger(__name__)
 
-BAD_IMAGE_POLICIES = ("error", "skip")
 MAX_IMAGE_SIZE = 4096  # a safety limit on image sides (see afg_datasets.checks)
 # What a broken, truncated or oversized (decompression bomb) image raises while decoding.
 DECODE_ERRORS = (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError)
