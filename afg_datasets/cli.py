@@ -80,15 +80,23 @@ def main(
     )
 
 
-def _configure(config: str | None, attacks: str | None, **changes):
-    """The builder config with the command line's overrides (options not given change nothing)."""
+def _configure(config, attacks, source, source_root, model, checkpoint, encoder, **changes):
+    """The builder config with the build options `build-shards` and `estimate` share, plus
+    `changes` (dotted as in BuildConfig.replace); options not given change nothing."""
     from afg_datasets.config import load_config
 
     cfg = load_config(config)
     if attacks is not None:
         names = [a.strip() for a in attacks.split(",") if a.strip()]
         cfg = cfg.replace(attacks={n: cfg.attacks.get(n, {}) for n in names})
-    return cfg.replace(**changes)
+    return cfg.replace(
+        source__name=source,
+        source__root=source_root,
+        model__architecture=model,
+        model__checkpoint=checkpoint,
+        genome__encoder=encoder,
+        **changes,
+    )
 
 
 @app.command("build-shards")
@@ -139,15 +147,15 @@ def build_shards(
     cfg = _configure(
         config,
         attacks,
+        source,
+        source_root,
+        model,
+        checkpoint,
+        encoder,
         limit=limit,
         seed=seed,
         precision=precision,
-        source__name=source,
-        source__root=source_root,
         source__workers=loader_workers,
-        model__architecture=model,
-        model__checkpoint=checkpoint,
-        genome__encoder=encoder,
     )
     rank, world_size, local_rank = resolve_ranks(rank, world_size)
     device = rank_device(device, local_rank)
@@ -202,13 +210,13 @@ def estimate(
     cfg = _configure(
         config,
         attacks,
+        source,
+        source_root,
+        model,
+        checkpoint,
+        encoder,
         precision=precision,
-        source__name=source,
-        source__root=source_root,
         source__workers=0,
-        model__architecture=model,
-        model__checkpoint=checkpoint,
-        genome__encoder=encoder,
     )
     report = run(cfg, sources, devices, device, calibration, started=STARTED)
     printers.report(report, as_json, printers.estimate)
