@@ -41,12 +41,20 @@ def advertorch_attacks():
 
 @dataclass(frozen=True)
 class AttackSpec:
-    """How to build one advertorch attack. `budget` names the norm bounded by param `eps`."""
+    """How to build one advertorch attack. `budget` names the norm bounded by param `eps`;
+    `norm` the distance a minimum-norm or unbounded attack minimizes (its family)."""
 
     class_name: str
     defaults: Mapping[str, Any] = field(default_factory=dict)
     budget: str | None = None  # "linf" | "l2" | None (minimum-norm or unbounded attacks)
     needs_num_classes: bool = False
+    norm: str | None = None
+
+    @property
+    def family(self) -> str:
+        """The norm family `afg bench --unseen family` holds out together: linf, l2, l1, l0
+        or spatial."""
+        return self.budget or self.norm or "other"
 
 
 ATTACKS: Registry[AttackSpec] = Registry(
@@ -62,21 +70,31 @@ ATTACKS: Registry[AttackSpec] = Registry(
             "LinfMomentumIterativeAttack", {"eps": 0.3, "nb_iter": 10, "eps_iter": 0.03}, "linf"
         ),
         "cw_l2": AttackSpec(
-            "CarliniWagnerL2Attack", {"max_iterations": 100, "binary_search_steps": 5}, None, True
+            "CarliniWagnerL2Attack",
+            {"max_iterations": 100, "binary_search_steps": 5},
+            None,
+            True,
+            "l2",
         ),
-        "ddn": AttackSpec("DDNL2Attack", {"nb_iter": 100}),
+        "ddn": AttackSpec("DDNL2Attack", {"nb_iter": 100}, norm="l2"),
         "ead": AttackSpec(
-            "ElasticNetL1Attack", {"max_iterations": 100, "binary_search_steps": 5}, None, True
+            "ElasticNetL1Attack",
+            {"max_iterations": 100, "binary_search_steps": 5},
+            None,
+            True,
+            "l1",
         ),
-        "jsma": AttackSpec("JacobianSaliencyMapAttack", {"gamma": 0.1}, None, True),
+        "jsma": AttackSpec("JacobianSaliencyMapAttack", {"gamma": 0.1}, None, True, "l0"),
         "lbfgs": AttackSpec(
-            "LBFGSAttack", {"max_iterations": 50, "binary_search_steps": 5}, None, True
+            "LBFGSAttack", {"max_iterations": 50, "binary_search_steps": 5}, None, True, "l2"
         ),
-        "fab": AttackSpec("LinfFABAttack", {"n_iter": 50}),
+        "fab": AttackSpec("LinfFABAttack", {"n_iter": 50}, norm="linf"),
         "spsa": AttackSpec("LinfSPSAAttack", {"eps": 0.3, "nb_iter": 10, "nb_sample": 64}, "linf"),
-        "stadv": AttackSpec("SpatialTransformAttack", {"max_iterations": 100}, None, True),
-        "singlepixel": AttackSpec("SinglePixelAttack", {"max_pixels": 50}),
-        "localsearch": AttackSpec("LocalSearchAttack", {"round_ub": 5}),
+        "stadv": AttackSpec(
+            "SpatialTransformAttack", {"max_iterations": 100}, None, True, "spatial"
+        ),
+        "singlepixel": AttackSpec("SinglePixelAttack", {"max_pixels": 50}, norm="l0"),
+        "localsearch": AttackSpec("LocalSearchAttack", {"round_ub": 5}, norm="l0"),
     },
 )
 

@@ -25,6 +25,7 @@ from afg_datasets.cli_options import (
     SourceOpt,
     SourceRootOpt,
     ThreadsOpt,
+    UnseenOpt,
 )
 from afg_datasets.errors import AFGError
 from afg_datasets.layout import AFS_JSON, AFS_PNG, BENCH_DIR, CARD_FILE
@@ -282,16 +283,23 @@ def bench(
     out: Annotated[Path | None, typer.Option(help="Output folder (default DIR/bench).")] = None,
     seeds: Annotated[int, typer.Option(min=1, help="Training seeds per method.")] = 3,
     quick: Annotated[bool, typer.Option(help="1 seed, fewer epochs.")] = False,
+    unseen: UnseenOpt = "all",
+    adaptive: Annotated[
+        bool, typer.Option(help="Add white-box PGD against each detector (slow).")
+    ] = False,
 ):
     """Benchmark the AFG recognizer against raw pixels, Mahalanobis, LID and the target model."""
     from afg_datasets.card import refresh_card
-    from afg_datasets.evaluation.bench import results_table, run_bench
+    from afg_datasets.evaluation.bench import run_bench
+    from afg_datasets.evaluation.report import results_table
 
     report = run_bench(
         directory,
         out,
         seeds=seeds,
         quick=quick,
+        unseen=unseen,
+        attack_systems=adaptive,
         progress=lambda step: console.print(f"[dim]{step}[/]"),
     )
     if out is None:

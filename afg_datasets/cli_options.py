@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
+
+# Fixed choices, spelled here so `--help` lists them without importing torch; a test keeps
+# them equal to the registries (genome.ENCODERS, models.target.PRECISIONS, bench.UNSEEN).
+EncoderChoice = Literal["groupmap", "groupviz"]
+PrecisionChoice = Literal["fp32", "bf16"]
+UnseenChoice = Literal["all", "attack", "family", "none"]
 
 ConfigArg = Annotated[
     str | None,
@@ -41,12 +47,14 @@ AttacksOpt = Annotated[
         help="Comma-separated attack names (config parameters are kept for those it names)."
     ),
 ]
-EncoderOpt = Annotated[
-    str | None, typer.Option(help="Genome encoder: groupmap or groupviz (default: config).")
-]
+EncoderOpt = Annotated[EncoderChoice | None, typer.Option(help="Genome encoder (default: config).")]
 PrecisionOpt = Annotated[
-    str | None,
+    PrecisionChoice | None,
     typer.Option(help="Target-model forward passes: fp32 (default, reproducible) or bf16."),
+]
+UnseenOpt = Annotated[
+    UnseenChoice,
+    typer.Option(help="Held-out settings: leave one attack out, one norm family out, all, none."),
 ]
 LoaderWorkersOpt = Annotated[
     int | None,

@@ -1,28 +1,30 @@
 """`afg bench`: the AFG recognizer beside the baselines a reviewer asks for, same splits.
 
 Protocol: only source images the target model classifies correctly; adversarial records only
-where the attack succeeded; splits by source image as built; non-adaptive threat model (the
-attacks never saw any detector). Settings: `seen` (train on every attack) and `unseen`
-(leave-one-attack-out). Metrics from scikit-learn on the test split.
+where the attack succeeded; splits by source image as built. Settings: `seen` (train on every
+attack), `unseen` (leave one attack out) and `family` (leave a whole norm family out), all
+non-adaptive; with `adaptive`, white-box PGD against each differentiable system
+(`evaluation/adaptive.py`). Every figure: seed mean, sample std over training seeds, and a
+paired bootstrap interval over test source images (`evaluation/intervals.py`).
 """
 
 from __future__ import annotations
 
-import json
 import platform
 import statistics
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import sklearn
 import torch
-from sklearn.metrics import roc_curve
 
 from afg_datasets import __version__
+from afg_datasets.attacks import ATTACKS
+from afg_datasets.evaluation import adaptive
 from afg_datasets.evaluation.activations import layer_activations
 from afg_datasets.evaluation.intervals import (
     DRAWS,
@@ -32,22 +34,40 @@ from afg_datasets.evaluation.intervals import (
     source_weights,
     weighted_metrics,
 )
-from afg_datasets.evaluation.methods import METHODS, Scores
+from afg_datasets.evaluation.methods import (
+    METHODS,
+    BenchInputs,
+    Scores,
+    afg_parameters,
+    raw_pixel_width,
+)
+from afg_datasets.evaluation.report import write_outputs
 from afg_datasets.layout import BENCH_DIR, SPLITS
 from afg_datasets.models import load_target_model
 from afg_datasets.recognizer.data import protocol_filter, read_split, select
+from afg_datasets.recognizer.model import RecognizerNet, parameter_count
 from afg_datasets.verify import require_intact
 
+UNSEEN = ("all", "attack", "family", "none")
 PROTOCOL = {
     "sources": "only source images the target model classifies correctly",
     "adversarial_records": "only where the attack succeeded (stored image misclassified)",
-    "splits": "by source image, as built (train / validation for early stopping / test)",
+    "splits": "by source image, as built (train / validation for early stopping, detector "
+    "fitting and thresholds / test)",
     "threat_model": "non-adaptive: the attacks target the classifier only and never saw any "
-    "detector or recognizer",
-    "settings": "seen: trained on all attacks; unseen: trained without attack X, tested on X",
-    "metrics": "scikit-learn roc_auc_score, roc_curve (TPR at 5% FPR), balanced_accuracy_score "
-    "(threshold 0.5); recovery = top-1 original class on successful adversarial "
-    "records; end_to_end = class accuracy on the mixed clean + adversarial stream",
+    "detector or recognizer (see `adaptive` for the white-box attacker)",
+    "settings": "seen: trained on all attacks; unseen: trained and validated without attack X, "
+    "tested on X; family: trained and validated without every attack of a norm family "
+    "(linf, l2, ...), tested on each of them",
+    "metrics": "AUROC; TPR at 5% FPR read off the test ROC (an oracle operating point); "
+    "TPR and FPR at the threshold chosen on validation (5% of clean validation records "
+    "flagged: the deployable operating point); balanced detection accuracy at 0.5; "
+    "recovery = top-1 original class on successful adversarial records; end_to_end = class "
+    "accuracy on the mixed clean + adversarial stream",
+    "controls": "raw_pixels: the same recognizer on the stored images, its width chosen so "
+    "its parameter count matches the AFG recognizer's, same training budget and early "
+    "stopping; mahalanobis (Lee et al. 2018) and lid (Ma et al. 2018): Gaussians / reference "
+    "set from clean train records, logistic regression fitted on validation",
 }
 
 
@@ -55,6 +75,22 @@ def layer_features(root: Path, manifest: dict, arrays: dict[str, np.ndarray]) ->
     """Global-average-pooled activations of every corpus layer, from the stored images."""
     layers = [layer["name"] for layer in manifest["layers"]]
     return layer_activations(load_target_model(root), arrays["image"], layers, pool=True)
+
+
+def settings(attacks: Sequence[str], unseen: str) -> list[tuple[str, list[str]]]:
+    """(setting, held-out attacks): seen; leave-one-attack-out; leave-one-family-out for every
+    family of two or more attacks that leaves another family to train on."""
+    if unseen not in UNSEEN:
+        raise ValueError(f"unseen must be one of {', '.join(UNSEEN)}, got {unseen!r}")
+    out: list[tuple[str, list[str]]] = [("seen", [])]
+    if unseen in ("all", "attack"):
+        out += [("unseen", [a]) for a in attacks]
+    if unseen in ("all", "family"):
+        families: dict[str, list[str]] = {}
+        for a in attacks:
+            families.setdefault(ATTACKS[a].family, []).append(a)
+        out += [("family", f) for f in families.values() if 1 < len(f) < len(attacks)]
+    return out
 
 
 # ---- metrics --------------------------------------------------------------------------------
@@ -72,15 +108,17 @@ def _draws(test, scores: Scores, mask: np.ndarray, weights: np.ndarray) -> dict[
     p_adv = None if scores.p_adv is None else scores.p_adv[mask]
     classes = None if scores.classes is None else scores.classes[mask]
     return weighted_metrics(
-        test["is_adversarial"][mask], test["label"][mask], p_adv, classes, weights
+        test["is_adversarial"][mask], test["label"][mask], p_adv, classes, weights, scores.threshold
     )
 
 
-def aggregate(runs: list[dict[str, Any]], draws: dict[str, np.ndarray]) -> dict[str, Any]:
+def aggregate(
+    runs: list[dict[str, Any]], draws: dict[str, np.ndarray], keys: Sequence[str] = METRICS
+) -> dict[str, Any]:
     """Mean over training seeds, their sample std, and the bootstrap interval (over test
     source images) of the seed-mean."""
     row: dict[str, Any] = {"n": runs[0]["n"], "seeds": len(runs), "std": {}, "ci": {}}
-    for key in METRICS:
+    for key in keys:
         values = [r[key] for r in runs if r[key] is not None]
         row[key] = statistics.fmean(values) if values else None
         row["std"][key] = statistics.stdev(values) if len(values) > 1 else None
@@ -99,19 +137,14 @@ def compare(boots: dict[str, dict[str, np.ndarray]], rows: dict[str, dict]) -> l
         if afg is None or raw is None:
             continue
         ci = interval(boots["afg"][key] - boots["raw_pixels"][key])
+        verdict = "no difference shown"
+        if ci and ci[0] > 0:
+            verdict = "afg better"
+        elif ci and ci[1] < 0:
+            verdict = "raw pixels better"
         out.append(
-            {
-                "metric": key,
-                "afg": afg,
-                "raw_pixels": raw,
-                "difference": afg - raw,
-                "ci": ci,
-                "verdict": "afg better"
-                if ci and ci[0] > 0
-                else "raw pixels better"
-                if ci and ci[1] < 0
-                else "no difference shown",
-            }
+            {"metric": key, "afg": afg, "raw_pixels": raw, "difference": afg - raw, "ci": ci}
+            | {"verdict": verdict}
         )
     return out
 
@@ -125,104 +158,163 @@ def run_bench(
     seeds: int = 3,
     quick: bool = False,
     methods: list[str] | None = None,
+    unseen: str = "all",
+    attack_systems: bool = False,
     progress: Callable[[str], None] = lambda _: None,
 ) -> dict[str, Any]:
+    """Run the bench; `attack_systems` adds the adaptive white-box attack."""
     root = Path(root)
     out = Path(out) if out else root / BENCH_DIR
     start = time.perf_counter()
     manifest = require_intact(root)
     seeds = 1 if quick else seeds
+    target = load_target_model(root)
     data = {s: protocol_filter(read_split(root, s)) for s in SPLITS}
-    data_features = {s: layer_features(root, manifest, data[s]) for s in SPLITS}
+    pooled = {s: layer_features(root, manifest, data[s]) for s in SPLITS}
     attacks = list(manifest["attacks"])
     chosen = methods or list(METHODS)
-    results, comparisons, curves = [], [], {}
-    settings = [("seen", None)] + [("unseen", a) for a in attacks]
-    for setting, held_out in settings:
-        subset = {s: _without(data[s], held_out if s != "test" else None) for s in SPLITS}
-        feats = {
-            s: [f[_keep(data[s], held_out if s != "test" else None)] for f in data_features[s]]
-            for s in SPLITS
-        }
-        test_attacks = attacks if held_out is None else [held_out]
+    results, comparisons, curves, systems = [], [], {}, {}
+    for setting, held_out in settings(attacks, unseen):
+        keep = {s: ~np.isin(data[s]["attack"], held_out) if s != "test" else None for s in SPLITS}
+        inputs = BenchInputs(
+            {s: data[s] if keep[s] is None else select(data[s], keep[s]) for s in SPLITS},
+            {s: [f if keep[s] is None else f[keep[s]] for f in pooled[s]] for s in SPLITS},
+            manifest,
+            target,
+            quick,
+        )
+        scored = [*held_out] if held_out else [*attacks, "overall"]
         boots: dict[str, dict[str, dict]] = {}  # attack -> method -> seed-mean draws
         rows: dict[str, dict[str, dict]] = {}
         for method in chosen:
-            if setting == "unseen" and method == "afg_mixed":
+            if setting != "seen" and method == "afg_mixed":
                 continue  # the paper's formulation is reported in the seen setting
-            progress(f"{setting}{'/' + held_out if held_out else ''}: {method}")
-            scored = [*test_attacks, *(["overall"] if held_out is None else [])]
-            data_in = {**subset, "features": feats}
-            for attack, (row, mean_draws) in _evaluate(
-                method, setting, data_in, manifest, seeds, quick, scored, curves
-            ).items():
-                results.append(row)
+            progress(f"{setting}{'/' + ','.join(held_out) if held_out else ''}: {method}")
+            evaluated, per_seed = _evaluate(method, setting, inputs, seeds, scored, curves)
+            if setting == "seen":
+                systems[method] = per_seed
+            for attack, (row, mean_draws) in evaluated.items():
+                results.append(row | {"held_out": held_out})
                 boots.setdefault(attack, {})[method] = mean_draws
                 rows.setdefault(attack, {})[method] = row
         for attack in boots:
             for item in compare(boots[attack], rows[attack]):
                 comparisons.append({"setting": setting, "attack": attack, **item})
     report = {
-        "corpus": {
-            "name": manifest["name"],
-            "config_hash": manifest["config_hash"],
-            "path": str(root),
-        },
-        "protocol": {
-            **PROTOCOL,
-            "seeds": seeds,
-            "quick": quick,
-            "uncertainty": f"mean over {seeds} training seed(s) with their sample std; "
-            f"{LEVEL:.0%} percentile interval from {DRAWS} paired bootstrap resamples of the "
-            "test source images (a source brings its clean and all its adversarial records; "
-            "the same resamples for every method, so differences are paired)",
-            "test_records": {
-                a: int(_attack_mask(data["test"], a).sum()) for a in ["overall", *attacks]
-            },
-        },
+        "corpus": {"name": manifest["name"], "config_hash": manifest["config_hash"]}
+        | {"path": str(root)},
+        "protocol": _protocol(data, attacks, seeds, quick, manifest, target),
         "versions": {
             "afg_datasets": __version__,
             "torch": torch.__version__,
             "sklearn": sklearn.__version__,
             "python": platform.python_version(),
         },
-        "seconds": round(time.perf_counter() - start, 1),
         "results": results,
         "comparisons": comparisons,
     }
+    if attack_systems:
+        report["adaptive"] = run_adaptive(data, manifest, target, systems, quick, progress)
+    report["seconds"] = round(time.perf_counter() - start, 1)
     write_outputs(out, report, curves, attacks)
     return report
 
 
-def _evaluate(method, setting, data, manifest, seeds, quick, attacks, curves) -> dict[str, tuple]:
-    """attack -> (result row, seed-mean bootstrap draws) of one method in one setting; the
-    seen setting's ROC curves (seed 0) go into `curves`."""
-    test = data["test"]
+def _protocol(data, attacks, seeds, quick, manifest, target) -> dict[str, Any]:
+    inputs = BenchInputs(data, {}, manifest, target, quick)
+    width = raw_pixel_width(inputs)
+    shape = tuple(data["train"]["image"].shape[1:])
+    raw = RecognizerNet({"image": shape}, inputs.num_classes, width=width)
+    return {
+        **PROTOCOL,
+        "seeds": seeds,
+        "quick": quick,
+        "parameters": {"afg": afg_parameters(inputs), "raw_pixels": parameter_count(raw)},
+        "raw_pixels_width": width,
+        "uncertainty": f"mean over {seeds} training seed(s) with their sample std; "
+        f"{LEVEL:.0%} percentile interval from {DRAWS} paired bootstrap resamples of the "
+        "test source images (a source brings its clean and all its adversarial records; "
+        "the same resamples for every method, so differences are paired)",
+        "test_records": {
+            a: int(_attack_mask(data["test"], a).sum()) for a in ["overall", *attacks]
+        },
+    }
+
+
+def _evaluate(
+    method: str, setting: str, inputs: BenchInputs, seeds: int, attacks, curves
+) -> tuple[dict[str, tuple], list[Scores]]:
+    """(attack -> (result row, seed-mean bootstrap draws), each seed's Scores) of one method
+    in one setting; the seen setting's ROC curves (seed 0) go into `curves`."""
+    test = inputs.splits["test"]
     runs: dict[str, list[dict]] = {}
     draws: dict[str, list[dict]] = {}
+    per_seed = []
     for seed in range(seeds):
-        scores = METHODS[method](data, manifest, seed, quick)
+        scores = METHODS[method](inputs, seed)
+        per_seed.append(scores)
         for attack in attacks:
             mask = _attack_mask(test, attack)
             runs.setdefault(attack, []).append(metrics(test, scores, mask))
-            weights = _weights(test, mask, setting, attack)
+            weights = _weights(test["source_id"][mask], f"{setting}/{attack}")
             draws.setdefault(attack, []).append(_draws(test, scores, mask, weights))
-            if seed == 0 and setting == "seen" and scores.p_adv is not None:
-                curves[(method, attack)] = _roc(test, scores, mask)
+            if seed == 0 and setting != "family" and scores.p_adv is not None:
+                curve = (test["is_adversarial"][mask], scores.p_adv[mask], scores.threshold)
+                curves[(setting, method, attack)] = curve
     out = {}
-    for attack, per_seed in runs.items():
+    for attack, seed_runs in runs.items():
         mean_draws = {k: np.mean([d[k] for d in draws[attack]], 0) for k in METRICS}
         row = {"method": method, "setting": setting, "attack": attack}
-        out[attack] = ({**row, **aggregate(per_seed, mean_draws)}, mean_draws)
-    return out
+        out[attack] = ({**row, **aggregate(seed_runs, mean_draws)}, mean_draws)
+    return out, per_seed
 
 
-def _keep(arrays, held_out: str | None) -> np.ndarray:
-    return np.ones(len(arrays["key"]), bool) if held_out is None else arrays["attack"] != held_out
+def run_adaptive(data, manifest, target, systems: dict[str, list[Scores]], quick, progress):
+    """Per budget and attackable method: the non-adaptive PGD (classifier only, computed once)
+    and the adaptive one (through each seed's system), with intervals over test sources."""
+    layers = [layer["name"] for layer in manifest["layers"]]
+    clean = data["test"]["attack"] == "clean"
+    images = torch.from_numpy(data["test"]["image"][clean]).float().div(255)
+    labels = torch.from_numpy(data["test"]["label"][clean].astype(np.int64))
+    ids = data["test"]["source_id"][clean]
+    if quick:
+        images, labels, ids = images[:64], labels[:64], ids[:64]
+    budgets = adaptive.budgets(manifest, data["train"])
+    rows = []
+    for budget in budgets:
+        weights = _weights(ids, f"adaptive/{budget.norm}")
+        plain = adaptive.perturb(target, layers, None, 0.5, images, labels, budget, seed=0)
+        for method, per_seed in systems.items():
+            if per_seed[0].system is None:
+                continue
+            progress(f"adaptive/{budget.norm}: {method}")
+            outcomes: dict[str, list] = {"non-adaptive": [], "adaptive": []}
+            for seed, scores in enumerate(per_seed):
+                args = (target, layers, scores.system, scores.threshold)
+                attacked = adaptive.perturb(*args, images, labels, budget, seed)
+                for mode, x in (("non-adaptive", plain), ("adaptive", attacked)):
+                    outcomes[mode].append(adaptive.outcome(*args, x, labels))
+            for mode, results in outcomes.items():
+                row = {"method": method, "attack": f"pgd_{budget.norm}", "mode": mode}
+                rows.append(row | _adaptive_row(results, weights))
+    return {
+        "threat_model": adaptive.THREAT_MODEL,
+        "budgets": adaptive.budget_dicts(budgets),
+        "rows": rows,
+    }
 
 
-def _without(arrays, held_out: str | None):
-    return select(arrays, _keep(arrays, held_out))
+def _adaptive_row(results: list[dict], weights: np.ndarray) -> dict[str, Any]:
+    """Seed mean, std and interval of the adaptive metrics of one method, budget and mode."""
+    n = weights.shape[1]
+    per_seed = [_plain(adaptive.adaptive_metrics(r, np.ones((1, n)))) | {"n": n} for r in results]
+    draws = [adaptive.adaptive_metrics(r, weights) for r in results]
+    mean = {k: np.mean([d[k] for d in draws], 0) for k in adaptive.METRICS}
+    return aggregate(per_seed, mean, adaptive.METRICS)
+
+
+def _plain(values: dict[str, np.ndarray]) -> dict[str, float | None]:
+    return {k: None if np.isnan(v[0]) else float(v[0]) for k, v in values.items()}
 
 
 def _attack_mask(test, attack: str) -> np.ndarray:
@@ -232,83 +324,6 @@ def _attack_mask(test, attack: str) -> np.ndarray:
     return (test["attack"] == "clean") | (test["attack"] == attack)
 
 
-def _weights(test, mask: np.ndarray, setting: str, attack: str) -> np.ndarray:
+def _weights(source_ids: np.ndarray, name: str) -> np.ndarray:
     """The bootstrap weights of one test subset: the same for every method (paired)."""
-    seed = zlib.crc32(f"{setting}/{attack}".encode())
-    return source_weights(test["source_id"][mask], DRAWS, seed)
-
-
-def _roc(test, scores: Scores, mask) -> tuple[list[float], list[float]]:
-    fpr, tpr, _ = roc_curve(test["is_adversarial"][mask].astype(bool), scores.p_adv[mask])
-    return fpr.tolist(), tpr.tolist()
-
-
-def _fmt(row: dict, key: str) -> str:
-    """`mean [low, high] ±std`: the 95 % bootstrap interval, then the seed spread."""
-    value, std, ci = row[key], row["std"].get(key), row.get("ci", {}).get(key)
-    if value is None:
-        return "–"
-    text = f"{value:.3f}"
-    if ci:
-        text += f" [{ci[0]:.3f}, {ci[1]:.3f}]"
-    return text + (f" ±{std:.3f}" if std else "")
-
-
-def comparison_table(report: dict[str, Any]) -> str:
-    """AFG minus raw pixels, per setting, attack and metric, with the paired interval."""
-    lines = [
-        "| setting | attack | metric | AFG - raw pixels | 95 % paired interval | verdict |",
-        "|---|---|---|---|---|---|",
-    ]
-    for c in report.get("comparisons", []):
-        ci = f"[{c['ci'][0]:+.3f}, {c['ci'][1]:+.3f}]" if c["ci"] else "–"
-        lines.append(
-            f"| {c['setting']} | {c['attack']} | {c['metric']} | {c['difference']:+.3f} | {ci} "
-            f"| {c['verdict']} |"
-        )
-    return "\n".join(lines) + "\n"
-
-
-def results_table(report: dict[str, Any]) -> str:
-    header = (
-        "| method | setting | attack | AUROC | TPR@5%FPR | det. acc | recovery | clean acc "
-        "| end-to-end | n |\n|---|---|---|---|---|---|---|---|---|---|\n"
-    )
-    rows = [
-        f"| {r['method']} | {r['setting']} | {r['attack']} | "
-        + " | ".join(_fmt(r, k) for k in METRICS)
-        + f" | {r['n']} |"
-        for r in report["results"]
-    ]
-    protocol = report["protocol"]
-    note = (
-        f"\n\nTest split of `{report['corpus']['name']}` ({report['corpus']['config_hash']}), "
-        f"mean [95 % bootstrap interval over test source images] ±std over "
-        f"{protocol['seeds']} training seed(s). {protocol['threat_model'].capitalize()}. "
-        f"Sources: {protocol['sources']}; adversarial records: "
-        f"{protocol['adversarial_records']}.\n"
-    )
-    return header + "\n".join(rows) + note + "\n" + comparison_table(report)
-
-
-def write_outputs(out: Path, report: dict, curves: dict, attacks: list[str]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(report, indent=2) + "\n")
-    (out / "results.md").write_text(results_table(report))
-    panels = [*attacks, "overall"]
-    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 4), squeeze=False)
-    for ax, attack in zip(axes[0], panels, strict=True):
-        for (method, curve_attack), (fpr, tpr) in sorted(curves.items()):
-            if curve_attack == attack:
-                ax.plot(fpr, tpr, label=method)
-        ax.plot([0, 1], [0, 1], color="grey", linewidth=0.5, linestyle="--")
-        ax.set(title=f"{attack} (seen)", xlabel="false positive rate", ylabel="true positive rate")
-        ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / "roc.png", dpi=120)
-    plt.close(fig)
+    return source_weights(source_ids, DRAWS, zlib.crc32(name.encode()))

@@ -13,6 +13,8 @@ import numpy as np
 METRICS = (
     "detection_auroc",
     "tpr_at_5fpr",
+    "tpr_at_val_threshold",
+    "fpr_at_val_threshold",
     "detection_acc",
     "recovery_acc",
     "clean_acc",
@@ -31,7 +33,7 @@ def source_weights(source_ids: np.ndarray, draws: int, seed: int) -> np.ndarray:
     return counts[:, inverse].astype(np.float64)
 
 
-def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+def ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
 
@@ -44,7 +46,7 @@ def _auroc_and_tpr(p: np.ndarray, positive: np.ndarray, w: np.ndarray):
     pos = np.add.reduceat(w * positive, starts, axis=1)
     neg = np.add.reduceat(w * ~positive, starts, axis=1)
     below = np.cumsum(neg, axis=1) - neg
-    auroc = _ratio((pos * (below + 0.5 * neg)).sum(1), pos.sum(1) * neg.sum(1))
+    auroc = ratio((pos * (below + 0.5 * neg)).sum(1), pos.sum(1) * neg.sum(1))
     # ROC from the highest threshold down, starting at (0, 0)
     tpr = np.cumsum(pos[:, ::-1], axis=1) / np.maximum(pos.sum(1, keepdims=True), 1e-300)
     fpr = np.cumsum(neg[:, ::-1], axis=1) / np.maximum(neg.sum(1, keepdims=True), 1e-300)
@@ -60,23 +62,44 @@ def weighted_metrics(
     p_adv: np.ndarray | None,
     classes: np.ndarray | None,
     w: np.ndarray,
+    threshold: float | None = None,
 ) -> dict[str, np.ndarray]:
-    """Each metric for every row of `w` ([draws, records]); NaN where undefined."""
+    """Each metric for every row of `w` ([draws, records]); NaN where undefined. `threshold`
+    (chosen on validation) flags `p_adv > threshold`: the deployable operating point."""
     nan = np.full(len(w), np.nan)
     out = dict.fromkeys(METRICS, nan)
     adv = is_adv.astype(bool)
     if p_adv is not None:
         out["detection_auroc"], out["tpr_at_5fpr"] = _auroc_and_tpr(p_adv, adv, w)
         flagged = p_adv > 0.5
-        tpr = _ratio((w * (flagged & adv)).sum(1), (w * adv).sum(1))
-        tnr = _ratio((w * (~flagged & ~adv)).sum(1), (w * ~adv).sum(1))
+        tpr = ratio((w * (flagged & adv)).sum(1), (w * adv).sum(1))
+        tnr = ratio((w * (~flagged & ~adv)).sum(1), (w * ~adv).sum(1))
         out["detection_acc"] = (tpr + tnr) / 2
+    if p_adv is not None and threshold is not None:
+        out["tpr_at_val_threshold"], out["fpr_at_val_threshold"] = flag_rates(
+            p_adv > threshold, adv, w
+        )
     if classes is not None:
         correct = classes == labels
-        out["recovery_acc"] = _ratio((w * (correct & adv)).sum(1), (w * adv).sum(1))
-        out["clean_acc"] = _ratio((w * (correct & ~adv)).sum(1), (w * ~adv).sum(1))
-        out["end_to_end_acc"] = _ratio((w * correct).sum(1), w.sum(1))
+        out["recovery_acc"] = ratio((w * (correct & adv)).sum(1), (w * adv).sum(1))
+        out["clean_acc"] = ratio((w * (correct & ~adv)).sum(1), (w * ~adv).sum(1))
+        out["end_to_end_acc"] = ratio((w * correct).sum(1), w.sum(1))
     return out
+
+
+def flag_rates(flagged: np.ndarray, adv: np.ndarray, w: np.ndarray):
+    """(TPR, FPR) of a fixed decision for every row of `w`."""
+    tpr = ratio((w * (flagged & adv)).sum(1), (w * adv).sum(1))
+    fpr = ratio((w * (flagged & ~adv)).sum(1), (w * ~adv).sum(1))
+    return tpr, fpr
+
+
+def validation_threshold(p_val: np.ndarray, adv_val: np.ndarray, fpr: float = 0.05) -> float:
+    """The lowest threshold that flags at most `fpr` of the clean validation records."""
+    clean = np.sort(p_val[~adv_val.astype(bool)])
+    if not len(clean):
+        return 0.5
+    return float(clean[min(len(clean) - 1, int(np.ceil(len(clean) * (1 - fpr))) - 1)])
 
 
 def interval(draws: np.ndarray) -> list[float] | None:

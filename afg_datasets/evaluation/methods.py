@@ -1,109 +1,233 @@
-"""The methods `afg bench` compares: the AFG recognizer and its baselines (raw pixels,
-Mahalanobis, LID, the target model alone). Each is (data, manifest, seed, quick) -> Scores."""
+"""The methods `afg bench` compares: the AFG recognizer and its baselines (raw pixels with
+matched capacity, Mahalanobis, LID, the target model alone). Each is (BenchInputs, seed) ->
+Scores on the test records, with a threshold chosen on validation and, where it can be
+differentiated, the whole system for the adaptive attack."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import make_pipeline
+from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from afg_datasets.evaluation.activations import layer_activations
+from afg_datasets.evaluation.intervals import validation_threshold
+from afg_datasets.genome import encoder_from_manifest
 from afg_datasets.layout import SPLITS
+from afg_datasets.models import TargetModel
 from afg_datasets.recognizer.data import to_tensors
+from afg_datasets.recognizer.model import RecognizerNet, matched_width, parameter_count
 from afg_datasets.recognizer.recognizer import recognizer_inputs
 from afg_datasets.recognizer.training import TrainConfig, evaluate, fit_recognizer
+
+# (images in [0,1], the target model's activations of them) -> (adversarial logit, class
+# logits or None), differentiable end to end: what the adaptive attack attacks.
+System = Callable[
+    [torch.Tensor, Mapping[str, torch.Tensor]], tuple[torch.Tensor, torch.Tensor | None]
+]
+
+
+@dataclass(frozen=True)
+class BenchInputs:
+    """What every method sees in one setting: the protocol-filtered splits (held-out attacks
+    already removed from train and validation), pooled activations, the corpus model."""
+
+    splits: dict[str, dict[str, np.ndarray]]
+    pooled: dict[str, list[np.ndarray]]  # split -> per layer [N, channels]
+    manifest: dict
+    target: TargetModel
+    quick: bool
+
+    @property
+    def layers(self) -> list[str]:
+        return [layer["name"] for layer in self.manifest["layers"]]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.manifest["source"]["class_names"])
 
 
 @dataclass
 class Scores:
-    """A method's output on the test records: p(adversarial) and/or the recovered class."""
+    """A method's output on the test records: p(adversarial) and/or the recovered class;
+    `threshold` flags p_adv > threshold (5 % of clean validation records flagged)."""
 
     p_adv: np.ndarray | None
     classes: np.ndarray | None
+    threshold: float | None = None
+    system: System | None = None
 
 
-def _recognizer(inputs: Callable[[dict], list[str]], objective: str):
-    def run(data, manifest, seed, quick) -> Scores:
-        names = inputs(manifest)
-        tensors = {s: to_tensors(data[s], names) for s in SPLITS}
+def _val_threshold(inputs: BenchInputs, p_val: np.ndarray) -> float:
+    return validation_threshold(p_val, inputs.splits["validation"]["is_adversarial"])
+
+
+# ---- recognizers (AFG, raw pixels) ----------------------------------------------------------
+
+
+def afg_parameters(inputs: BenchInputs, objective: str = "two_head") -> int:
+    """The parameter count of the AFG recognizer, which the raw-pixel control matches."""
+    names = recognizer_inputs(inputs.manifest)
+    return parameter_count(RecognizerNet(_shapes(inputs, names), inputs.num_classes, objective))
+
+
+def raw_pixel_width(inputs: BenchInputs, objective: str = "two_head") -> int:
+    target = afg_parameters(inputs, objective)
+    return matched_width(_shapes(inputs, ["image"]), inputs.num_classes, objective, target)
+
+
+def _shapes(inputs: BenchInputs, names: Sequence[str]) -> dict[str, tuple[int, ...]]:
+    return {n: tuple(inputs.splits["train"][n].shape[1:]) for n in names}
+
+
+def _recognizer(columns: Callable[[dict], list[str]], objective: str, matched: bool = False):
+    def run(inputs: BenchInputs, seed: int) -> Scores:
+        names = columns(inputs.manifest)
+        tensors = {s: to_tensors(inputs.splits[s], names) for s in SPLITS}
         net, _ = fit_recognizer(
             names,
             tensors["train"],
             tensors["validation"],
-            len(manifest["source"]["class_names"]),
+            inputs.num_classes,
             objective,
-            TrainConfig(epochs=10 if quick else 30, seed=seed),
+            TrainConfig(epochs=10 if inputs.quick else 30, seed=seed),
+            width=raw_pixel_width(inputs, objective) if matched else 16,
         )
-        _, logits = evaluate(net, tensors["test"])
-        p_adv, classes = net.readout(logits, tensors["test"]["pred"])
-        return Scores(p_adv.numpy(), classes.numpy())
+        p = {}
+        for split in ("validation", "test"):
+            logits = evaluate(net, tensors[split])[1]
+            p[split], classes = net.readout(logits, tensors[split]["pred"])
+        threshold = _val_threshold(inputs, p["validation"].numpy())
+        system = _recognizer_system(net, names, inputs) if objective == "two_head" else None
+        return Scores(p["test"].numpy(), classes.numpy(), threshold, system)
 
     return run
 
 
-def _detector(score_features: Callable[..., list[np.ndarray]]):
-    """Per-layer scores -> logistic regression fitted on train (clean vs adversarial)."""
+def _recognizer_system(net: RecognizerNet, names: list[str], inputs: BenchInputs):
+    """The recognizer on new images: raw pixels directly, genomes through the corpus's encoder
+    (only encoders with a differentiable form, `genome_tensors`)."""
+    encoder = None if names == ["image"] else encoder_from_manifest(inputs.manifest)
+    if encoder is not None and not hasattr(encoder, "genome_tensors"):
+        return None
 
-    def run(data, manifest, seed, quick) -> Scores:
-        feats = {s: score_features(data, s, seed) for s in ("train", "test")}
-        x = {s: np.stack(f, axis=1) for s, f in feats.items()}
-        clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
-        clf.fit(x["train"], data["train"]["is_adversarial"])
-        return Scores(clf.predict_proba(x["test"])[:, 1], None)
+    def system(images: torch.Tensor, acts: Mapping[str, torch.Tensor]):
+        features = {"image": images} if encoder is None else encoder.genome_tensors(acts)
+        logits = net(features)
+        return logits[:, 0], logits[:, 1:]
 
-    return run
+    return system
 
 
-def mahalanobis_scores(data, split, seed) -> list[np.ndarray]:
-    """Lee et al. 2018: min class-conditional Mahalanobis distance, tied covariance per layer
-    (fitted on clean train records; no input pre-processing)."""
-    train = data["train"]
-    clean = train["attack"] == "clean"
-    scores = []
-    for layer, feats in enumerate(data["features"][split]):
-        fit = data["features"]["train"][layer][clean]
+# ---- detectors (Mahalanobis, LID) -----------------------------------------------------------
+
+
+class Mahalanobis:
+    """Lee et al. 2018: per layer, the min class-conditional Mahalanobis distance of the
+    channel-pooled activations, tied covariance fitted on the clean train records (no input
+    pre-processing)."""
+
+    pool = True
+
+    def __init__(self, inputs: BenchInputs, seed: int):
+        train = inputs.splits["train"]
+        clean = train["attack"] == "clean"
         labels = train["label"][clean]
-        means = np.stack([fit[labels == c].mean(0) for c in np.unique(labels)])
-        centred = fit - means[np.searchsorted(np.unique(labels), labels)]
-        precision = np.linalg.pinv(np.cov(centred, rowvar=False) + 1e-6 * np.eye(fit.shape[1]))
-        diff = feats[:, None, :] - means[None]
-        dist = np.einsum("ncd,de,nce->nc", diff, precision, diff)
-        scores.append(dist.min(1))
-    return scores
+        classes = np.unique(labels)
+        self.means, self.precisions = [], []
+        for fit in features(inputs, "train", self.pool, np.flatnonzero(clean)):
+            fit = fit.numpy()
+            means = np.stack([fit[labels == c].mean(0) for c in classes])
+            centred = fit - means[np.searchsorted(classes, labels)]
+            cov = np.cov(centred, rowvar=False) + 1e-6 * np.eye(fit.shape[1])
+            self.means.append(torch.from_numpy(means))
+            self.precisions.append(torch.from_numpy(np.linalg.pinv(cov)))
+
+    def score(self, feats: list[torch.Tensor]) -> torch.Tensor:
+        out = []
+        for f, means, precision in zip(feats, self.means, self.precisions, strict=True):
+            diff = f[:, None, :] - means[None]
+            out.append(torch.einsum("ncd,de,nce->nc", diff, precision, diff).min(1).values)
+        return torch.stack(out, 1)
 
 
-def lid_scores(data, split, seed, k: int = 20, reference: int = 500) -> list[np.ndarray]:
-    """Ma et al. 2018: maximum-likelihood LID against a random reference set of clean train
-    records, per layer."""
-    clean = np.flatnonzero(data["train"]["attack"] == "clean")
-    rng = np.random.default_rng(seed)
-    ref = rng.choice(clean, size=min(reference, len(clean)), replace=False)
-    scores = []
-    for layer, feats in enumerate(data["features"][split]):
-        dist = torch.cdist(
-            torch.from_numpy(feats).double(),
-            torch.from_numpy(data["features"]["train"][layer][ref]).double(),
-        )
-        dist = torch.where(dist < 1e-12, torch.full_like(dist, float("inf")), dist)
-        knn = dist.topk(k, largest=False).values.clamp_min(1e-12)
-        lid = -1.0 / (torch.log(knn / knn[:, -1:]).mean(1) - 1e-12)
-        scores.append(lid.numpy())
-    return scores
+class LID:
+    """Ma et al. 2018: maximum-likelihood local intrinsic dimensionality of each layer's full
+    (flattened) activations against a reference set of clean train records; every scored
+    record is a validation or test record, so no record meets itself or its own source."""
+
+    pool = False
+    k = 20
+    reference = 500
+
+    def __init__(self, inputs: BenchInputs, seed: int):
+        clean = np.flatnonzero(inputs.splits["train"]["attack"] == "clean")
+        rng = np.random.default_rng(seed)
+        rows = np.sort(rng.choice(clean, size=min(self.reference, len(clean)), replace=False))
+        self.refs = features(inputs, "train", self.pool, rows)
+
+    def score(self, feats: list[torch.Tensor]) -> torch.Tensor:
+        out = []
+        for f, ref in zip(feats, self.refs, strict=True):
+            knn = torch.cdist(f, ref).topk(self.k, largest=False).values.clamp_min(1e-12)
+            out.append(-1.0 / (torch.log(knn / knn[:, -1:]).mean(1) - 1e-12))
+        return torch.stack(out, 1)
 
 
-def _target_model(data, manifest, seed, quick) -> Scores:
-    return Scores(None, data["test"]["pred"])
+def features(inputs: BenchInputs, split: str, pool: bool, rows=None) -> list[torch.Tensor]:
+    """Per layer, float64 features of a split's records: pooled (precomputed) or flattened
+    (recomputed from the stored images)."""
+    if pool:
+        arrays = inputs.pooled[split]
+        return [torch.from_numpy(a if rows is None else a[rows]).double() for a in arrays]
+    images = inputs.splits[split]["image"]
+    images = images if rows is None else images[rows]
+    flat = layer_activations(inputs.target, images, inputs.layers, pool=False)
+    return [torch.from_numpy(a).double() for a in flat]
 
 
-METHODS: dict[str, Callable[..., Scores]] = {
+def _detector(kind: type[Mahalanobis] | type[LID], adaptive: bool):
+    """Per-layer scores -> logistic regression fitted on the validation records (Lee et al.:
+    held-out data, clean vs adversarial); the threshold comes from the same records."""
+
+    def run(inputs: BenchInputs, seed: int) -> Scores:
+        detector = kind(inputs, seed)
+        x = {s: detector.score(features(inputs, s, kind.pool)) for s in ("validation", "test")}
+        clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
+        clf.fit(x["validation"].numpy(), inputs.splits["validation"]["is_adversarial"])
+        p = {s: clf.predict_proba(x[s].numpy())[:, 1] for s in x}
+
+        def system(images: torch.Tensor, acts: Mapping[str, torch.Tensor]):
+            layers = [acts[name] for name in inputs.layers]
+            feats = [a.flatten(2).mean(2) if kind.pool else a.flatten(1) for a in layers]
+            return _logit(clf, detector.score([f.double() for f in feats])), None
+
+        threshold = _val_threshold(inputs, p["validation"])
+        return Scores(p["test"], None, threshold, system if adaptive else None)
+
+    return run
+
+
+def _logit(clf: Pipeline, z: torch.Tensor) -> torch.Tensor:
+    """The fitted scaler + logistic regression in torch (differentiable)."""
+    scaler, lr = clf[0], clf[1]
+    scaled = (z - torch.from_numpy(scaler.mean_)) / torch.from_numpy(scaler.scale_)
+    return (scaled @ torch.from_numpy(lr.coef_[0]) + float(lr.intercept_[0])).float()
+
+
+def _target_model(inputs: BenchInputs, seed: int) -> Scores:
+    return Scores(None, inputs.splits["test"]["pred"])
+
+
+METHODS: dict[str, Callable[[BenchInputs, int], Scores]] = {
     "afg": _recognizer(recognizer_inputs, "two_head"),
     "afg_mixed": _recognizer(recognizer_inputs, "mixed"),
-    "raw_pixels": _recognizer(lambda manifest: ["image"], "two_head"),
-    "mahalanobis": _detector(mahalanobis_scores),
-    "lid": _detector(lid_scores),
+    "raw_pixels": _recognizer(lambda manifest: ["image"], "two_head", matched=True),
+    "mahalanobis": _detector(Mahalanobis, adaptive=True),
+    "lid": _detector(LID, adaptive=False),  # kNN over a reference set: not attacked adaptively
     "target_model": _target_model,
 }

@@ -48,14 +48,16 @@ class GroupMapEncoder:
         }
 
     def factorize(
-        self, activations: Mapping[str, torch.Tensor]
+        self, activations: Mapping[str, torch.Tensor], grad: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
         """(spatial maps [B, L, G, S, S], padded channel factors [B, L, G, Cmax], and per layer
-        the unpadded channel factors [B, G, C_l]: each group's direction in channel space)."""
+        the unpadded channel factors [B, G, C_l]: each group's direction in channel space).
+        With `grad`, gradients flow back to the activations through the unrolled updates."""
         spatial, directions = [], []
         cmax = max(self.channels)
         for index, layer in enumerate(self.layers):
-            act = activations[layer].detach().float().clamp_min(0)
+            act = activations[layer] if grad else activations[layer].detach()
+            act = act.float().clamp_min(0)
             batch, _, height, width = act.shape
             w, h = batched_nmf(
                 act.flatten(2).transpose(1, 2), self.groups, self.nmf_iters, self.seed + index
@@ -74,6 +76,16 @@ class GroupMapEncoder:
         spatial, channel, _ = self.factorize(activations)
         return {"genome_spatial": half(spatial), "genome_channels": half(channel)}
 
+    def genome_tensors(self, activations: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """`encode`'s columns as float32 tensors that carry gradients to the activations (the
+        NMF updates unrolled, the float16 rounding straight-through): what an adaptive attacker
+        differentiates. Forward values equal `encode`'s."""
+        spatial, channel, _ = self.factorize(activations, grad=True)
+        return {
+            "genome_spatial": _straight_through(spatial),
+            "genome_channels": _straight_through(channel),
+        }
+
     def _resize(self, maps: torch.Tensor) -> torch.Tensor:
         if maps.shape[-1] == self.size and maps.shape[-2] == self.size:
             return maps
@@ -90,3 +102,9 @@ class GroupMapEncoder:
 def half(x: torch.Tensor) -> np.ndarray:
     finite_max = float(np.finfo(np.float16).max)
     return x.clamp(max=finite_max).cpu().numpy().astype(np.float16)
+
+
+def _straight_through(x: torch.Tensor) -> torch.Tensor:
+    """float16-rounded values forward, identity gradient backward."""
+    finite_max = float(np.finfo(np.float16).max)
+    return x + (x.clamp(max=finite_max).half().float() - x).detach()

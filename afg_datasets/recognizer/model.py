@@ -21,7 +21,7 @@ def _branch(shape: tuple[int, ...], width: int) -> nn.Module:
     """Square trailing axes (maps, images) -> conv branch, leading axes as channels; else MLP."""
     if len(shape) >= 3 and shape[-1] == shape[-2] > 1:
         channels = math.prod(shape[:-2])
-        stride = 2 if shape[-1] >= 16 else 1  # keeps the raw-pixel control cheap on CPU
+        stride = 2 if shape[-1] >= 16 else 1  # compute, not capacity: see `matched_width`
         return nn.Sequential(
             nn.Unflatten(1, (channels, *shape[-2:])),
             nn.Conv2d(channels, width, 3, stride=stride, padding=1),
@@ -100,3 +100,23 @@ class RecognizerNet(nn.Module):
         others = classes.scatter(1, target_pred.view(-1, 1), float("-inf"))
         original = torch.where(p_adv > 0.5, others.argmax(1), classes.argmax(1))
         return p_adv, original
+
+
+def parameter_count(net: nn.Module) -> int:
+    return sum(p.numel() for p in net.parameters())
+
+
+def matched_width(
+    shapes: Mapping[str, tuple[int, ...]], num_classes: int, objective: str, target: int
+) -> int:
+    """The branch width whose net over `shapes` has the parameter count closest to `target`
+    (a control gets the capacity of the net it is compared with)."""
+
+    def count(width: int) -> int:
+        return parameter_count(RecognizerNet(shapes, num_classes, objective, width))
+
+    low, high = 1, 1024  # the count grows with the width: bisect for the first >= target
+    while low < high:
+        middle = (low + high) // 2
+        low, high = (middle + 1, high) if count(middle) < target else (low, middle)
+    return min((low, max(low - 1, 1)), key=lambda w: abs(count(w) - target))

@@ -84,12 +84,13 @@ def fit_recognizer(
     num_classes: int,
     objective: str,
     cfg: TrainConfig,
+    width: int = 16,
 ) -> tuple[RecognizerNet, dict]:
     """A recognizer over the `inputs` columns, built and trained under `cfg.seed` (so its
     initial weights are seeded too). Returns (net, training history)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
         net = RecognizerNet(
-            {n: tuple(train_data[n].shape[1:]) for n in inputs}, num_classes, objective
+            {n: tuple(train_data[n].shape[1:]) for n in inputs}, num_classes, objective, width
         )
     return net, train(net, train_data, val_data, cfg)
