@@ -153,6 +153,8 @@ def bench_verdict(report: dict[str, Any]) -> str:
         ("recovery (seen)", "seen", "recovery_acc"),
         ("recovery on unseen attacks", "unseen", "recovery_acc"),
         ("detection AUROC on unseen attacks", "unseen", "detection_auroc"),
+        ("recovery with a norm family held out", "family", "recovery_acc"),
+        ("detection AUROC with a norm family held out", "family", "detection_auroc"),
     ):
         rows = [
             c
@@ -171,7 +173,31 @@ def bench_verdict(report: dict[str, Any]) -> str:
         )
     if not parts:
         return ""
-    return "; ".join(parts) + " (paired 95 % bootstrap intervals over test source images)."
+    text = "; ".join(parts) + " (paired 95 % bootstrap intervals over test source images)."
+    return text + _adaptive_sentence(report.get("adaptive"))
+
+
+def _adaptive_sentence(block: Any) -> str:
+    """How much of each detector survives the white-box attacker (interval upper bounds)."""
+    rows = block.get("rows") if isinstance(block, dict) else None
+    if not isinstance(rows, list):
+        return ""
+    try:
+        parts = [
+            f"{r['method']} {r['attack']}: {r['detection_rate']:.2f} of successful "
+            f"adversarials detected (95 % interval up to {r['ci']['detection_rate'][1]:.2f})"
+            for r in rows
+            if r.get("mode") == "adaptive" and r.get("detection_rate") is not None
+        ]
+    except (KeyError, TypeError, IndexError, AttributeError):
+        return ""  # a results.json this version did not write: no sentence
+    if not parts:
+        return ""
+    return (
+        " Against an adaptive white-box attacker (see the threat model below): "
+        + "; ".join(parts)
+        + ". Every figure above assumes an attacker who ignores the detector."
+    )
 
 
 def render_card(

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from typer.core import TyperGroup
 
-from afg_datasets import __version__, printers
+from afg_datasets import __version__, cli_research, printers
 from afg_datasets.cli_options import (
     AttacksOpt,
     CheckpointOpt,
@@ -25,10 +25,8 @@ from afg_datasets.cli_options import (
     SourceOpt,
     SourceRootOpt,
     ThreadsOpt,
-    UnseenOpt,
 )
 from afg_datasets.errors import AFGError
-from afg_datasets.layout import AFS_JSON, AFS_PNG, BENCH_DIR, CARD_FILE
 from afg_datasets.printers import console
 
 STARTED = time.perf_counter()  # `afg estimate` counts the imports a build pays as setup
@@ -277,130 +275,8 @@ def push(
     printers.upload(plan, repo_id, dry_run)
 
 
-@app.command()
-def bench(
-    directory: CorpusArg,
-    out: Annotated[Path | None, typer.Option(help="Output folder (default DIR/bench).")] = None,
-    seeds: Annotated[int, typer.Option(min=1, help="Training seeds per method.")] = 3,
-    quick: Annotated[bool, typer.Option(help="1 seed, fewer epochs.")] = False,
-    unseen: UnseenOpt = "all",
-    adaptive: Annotated[
-        bool, typer.Option(help="Add white-box PGD against each detector (slow).")
-    ] = False,
-):
-    """Benchmark the AFG recognizer against raw pixels, Mahalanobis, LID and the target model."""
-    from afg_datasets.card import refresh_card
-    from afg_datasets.evaluation.bench import run_bench
-    from afg_datasets.evaluation.report import results_table
-
-    report = run_bench(
-        directory,
-        out,
-        seeds=seeds,
-        quick=quick,
-        unseen=unseen,
-        attack_systems=adaptive,
-        progress=lambda step: console.print(f"[dim]{step}[/]"),
-    )
-    if out is None:
-        refresh_card(directory)  # the card shows bench/results.md
-    typer.echo(results_table(report))
-    written = out or directory / BENCH_DIR
-    typer.echo(f"{report['seconds']:.0f}s; wrote {written}/results.json, results.md, roc.png")
-
-
-@app.command("bench-loader")
-def bench_loader(
-    directory: CorpusArg,
-    split: Annotated[str, typer.Option(help="Split to read.")] = "train",
-    repeats: Annotated[int, typer.Option(help="Passes per reader; the median is reported.")] = 3,
-    as_json: JsonOpt = False,
-):
-    """records/s and MB/s of dataloader, stream and load against datasets' own readers."""
-    from afg_datasets.perf.loader_bench import bench_loaders
-
-    printers.report(bench_loaders(directory, split, repeats), as_json, printers.loader_bench)
-
-
-@app.command("bench-build")
-def bench_build(
-    config: ConfigArg = None,
-    what: Annotated[
-        str, typer.Option(help="Comma-separated: kill, scaling, memory, source.")
-    ] = "kill,scaling,memory",
-    limit: Annotated[int, typer.Option(min=1, help="Source images per build (x1).")] = 256,
-    sources_per_task: Annotated[int, typer.Option(min=1, help="Task size for the builds.")] = 32,
-    points: Annotated[int, typer.Option(min=1, help="Random kill points.")] = 10,
-    seed: Annotated[int, typer.Option(help="Seed of the kill points.")] = 0,
-    source_images: Annotated[
-        int, typer.Option(min=1, help="source: N of the N vs 10N image folders.")
-    ] = 2000,
-    work_dir: Annotated[
-        Path | None, typer.Option(help="Where the temporary builds go (default: system temp).")
-    ] = None,
-    as_json: JsonOpt = False,
-):
-    """SIGKILL-and-resume, weak scaling (1 vs 2 workers), peak RSS (x1 vs x4) of real builds;
-    `source`: an imagenet build over N vs 10N JPEGs (memory, start-up, decode rate)."""
-    from afg_datasets.config import load_config
-    from afg_datasets.perf.build_bench import BenchSettings
-    from afg_datasets.perf.build_bench import bench_build as run
-
-    cfg = load_config(config).replace(sources_per_task=sources_per_task)
-    names = [w.strip() for w in what.split(",") if w.strip()]
-    settings = BenchSettings(limit, points, seed, source_images)
-    results = run(cfg, names, settings, work_dir)
-    printers.report(results, as_json, printers.build_bench)
-
-
-@app.command("bench-encoder")
-def bench_encoder(
-    config: ConfigArg = None,
-    encoder: Annotated[
-        str | None, typer.Option(help="groupviz or groupmap (default: the config's).")
-    ] = None,
-    samples: Annotated[int, typer.Option(min=1, help="Source images to encode.")] = 8,
-    steps: Annotated[int | None, typer.Option(help="groupviz steps (default: config).")] = None,
-    device: DeviceOpt = "cpu",
-    as_json: JsonOpt = False,
-):
-    """Batched encoder vs one visualization / one NMF at a time: seconds, speedups, errors."""
-    from afg_datasets.build.options import check_device
-    from afg_datasets.config import load_config
-    from afg_datasets.perf.encoder_bench import bench_encoder as run
-
-    cfg = load_config(config).replace(genome__encoder=encoder, genome__steps=steps)
-    check_device(device)
-    printers.report(run(cfg, samples, device), as_json, printers.encoder_bench)
-
-
-@app.command("afs")
-def afs_command(
-    directory: CorpusArg,
-    split: Annotated[str, typer.Option(help="Split to measure.")] = "test",
-    seed: Annotated[int, typer.Option(help="Seed of the same-class clean pairs.")] = 0,
-):
-    """Adversarial feature separability: clean-vs-adversarial distance per attack and layer
-    (raw activations and genome); writes afs.json, afs.png and refreshes the card."""
-    from afg_datasets.evaluation.afs import afs
-
-    printers.afs(afs(directory, split, seed))
-    typer.echo(f"wrote {directory / AFS_JSON}, {directory / AFS_PNG}, {CARD_FILE}")
-
-
-@app.command()
-def show(
-    directory: CorpusArg,
-    key: Annotated[str, typer.Argument(help="Record key, e.g. digits-00004-fgsm.")],
-    out: Annotated[
-        Path | None, typer.Option(help="PNG to write (default: ./show-KEY.png).")
-    ] = None,
-):
-    """One figure: clean image, adversarial image, amplified perturbation, both genomes."""
-    from afg_datasets.evaluation.show import show as show_record
-
-    path = show_record(directory, key, out)
-    typer.echo(f"wrote {path}")
+for name, command in cli_research.COMMANDS.items():
+    app.command(name)(command)
 
 
 if __name__ == "__main__":

@@ -58,3 +58,27 @@ def test_builder_names_and_paths(tmp_path):
     assert cfg.seed == 3 and cfg.attacks == {"fgsm": {}}
     with pytest.raises(ConfigError, match="does not exist"):
         resolve_config_path(str(tmp_path / "missing.yaml"))
+
+
+def test_cli_choices_equal_the_registries():
+    from typing import get_args
+
+    from afg_datasets import cli_options
+    from afg_datasets.evaluation.bench import UNSEEN
+    from afg_datasets.genome import ENCODERS
+    from afg_datasets.models.target import PRECISIONS
+
+    assert set(get_args(cli_options.EncoderChoice)) == set(ENCODERS)
+    assert set(get_args(cli_options.PrecisionChoice)) == set(PRECISIONS)
+    assert set(get_args(cli_options.UnseenChoice)) == set(UNSEEN)
+
+
+def test_a_fixed_choice_option_names_its_choices(tmp_path):
+    from typer.testing import CliRunner
+
+    from afg_datasets.cli import app
+
+    result = CliRunner().invoke(app, ["build-shards", "--precision", "fp8", "--out", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "fp8" in result.output and "fp32" in result.output and "bf16" in result.output
+    assert not list(tmp_path.iterdir()), "nothing written"

@@ -11,6 +11,7 @@ from huggingface_hub import DatasetCard
 from afg_datasets.card import write_card
 from afg_datasets.evaluation.bench import metrics, run_bench
 from afg_datasets.evaluation.methods import METHODS, Scores
+from afg_datasets.layout import SPLITS
 from afg_datasets.recognizer import Recognizer, RecognizerNet, TrainConfig
 from afg_datasets.recognizer.data import read_split
 
@@ -39,6 +40,8 @@ def test_bench_writes_every_method_and_setting(report, corpus):
             "attack",
             "detection_auroc",
             "tpr_at_5fpr",
+            "tpr_at_val_threshold",
+            "fpr_at_val_threshold",
             "detection_acc",
             "recovery_acc",
             "clean_acc",
@@ -51,6 +54,11 @@ def test_bench_writes_every_method_and_setting(report, corpus):
     assert rows[("target_model", "seen", "pgd")]["recovery_acc"] == 0.0, "successful attacks only"
     assert rows[("target_model", "seen", "pgd")]["clean_acc"] == 1.0, "correct sources only"
     assert "non-adaptive" in saved["protocol"]["threat_model"]
+    params = saved["protocol"]["parameters"]
+    assert abs(params["raw_pixels"] / params["afg"] - 1) <= 0.2, "capacity-matched control"
+    for method in ("afg", "raw_pixels", "mahalanobis", "lid"):
+        row = rows[(method, "seen", "overall")]
+        assert row["fpr_at_val_threshold"] is not None and row["tpr_at_val_threshold"] is not None
 
 
 def test_card_includes_the_results_table(report, corpus, tmp_path):
@@ -109,17 +117,66 @@ def test_bench_rows_carry_intervals_and_paired_comparisons(report):
         lo, hi = c["ci"]
         expected = "afg better" if lo > 0 else "raw pixels better" if hi < 0 else None
         assert c["verdict"] == (expected or "no difference shown")
-    again = run_bench_rows(report)
-    assert again == result["results"], "same arguments, same numbers"
+    first = json.loads((report[1] / "results.json").read_text())
+    again = rerun(report)
+    for saved in (first, again):
+        saved.pop("seconds")
+    assert again == first, "same arguments, same results.json (timings aside)"
 
 
-def run_bench_rows(report):
-    """The rows of a second identical run (timings live outside `results`)."""
+def rerun(report):
+    """results.json of a second identical run."""
     import tempfile
 
     result, out = report
     with tempfile.TemporaryDirectory() as tmp:
-        return run_bench(result["corpus"]["path"], Path(tmp) / "b", quick=True)["results"]
+        run_bench(result["corpus"]["path"], Path(tmp) / "b", quick=True)
+        return json.loads((Path(tmp) / "b" / "results.json").read_text())
+
+
+def test_held_out_attacks_never_reach_train_or_validation(corpus, tmp_path, monkeypatch):
+    from afg_datasets.attacks import ATTACKS
+    from afg_datasets.evaluation import bench
+
+    seen: list[tuple[set, set, set]] = []
+
+    def spy(inputs, seed):
+        attacks = {s: set(inputs.splits[s]["attack"]) - {"clean"} for s in SPLITS}
+        seen.append((attacks["train"], attacks["validation"], attacks["test"]))
+        return Scores(np.zeros(len(inputs.splits["test"]["key"])), None, 0.5)
+
+    monkeypatch.setitem(bench.METHODS, "spy", spy)
+    result = bench.run_bench(corpus.out, tmp_path, quick=True, methods=["spy"], unseen="all")
+    attacks = set(corpus.manifest["attacks"])
+    settings = [(r["setting"], tuple(r["held_out"])) for r in result["results"]]
+    held = {h for s, h in settings if s != "seen"}
+    families = {ATTACKS[a].family for a in attacks}
+    assert {(a,) for a in attacks} <= held, "leave-one-attack-out for every attack"
+    assert any(len(h) > 1 for h in held) or len(families) == len(attacks), "a family hold-out"
+    assert len(seen) == 1 + len(held)
+    assert seen[0][0] == attacks, "the seen setting trains on every attack"
+    for (train, validation, test), held_out in zip(seen[1:], held_order(settings), strict=True):
+        assert not (train | validation) & set(held_out), f"{held_out} leaked into training"
+        assert test == attacks, "the test split keeps every attack; rows score the held-out"
+
+
+def held_order(settings):
+    out = []
+    for setting, held_out in settings:
+        if setting != "seen" and held_out not in out:
+            out.append(held_out)
+    return out
+
+
+def test_validation_threshold_flags_at_most_five_percent_of_clean():
+    from afg_datasets.evaluation.intervals import validation_threshold
+
+    rng = np.random.default_rng(0)
+    p = rng.random(1000)
+    adv = np.r_[np.zeros(400, bool), np.ones(600, bool)]
+    threshold = validation_threshold(p, adv)
+    flagged = (p[~adv] > threshold).mean()
+    assert 0.04 <= flagged <= 0.05
 
 
 def test_mixed_readout_skips_the_fooled_prediction():

@@ -31,8 +31,9 @@ METRICS = ("success_rate", "detection_rate", "evasion_rate", "recovery_acc")
 THREAT_MODEL = (
     "adaptive white-box: the attacker knows the target model, the genome encoder and the "
     "detector with its threshold, and runs PGD (random start, the corpus's Linf / L2 "
-    "budgets, final iterate rounded to uint8) on hinge(true-class logit margin + "
-    f"{KAPPA}) + hinge(detector logit - threshold logit + {KAPPA}), differentiating through "
+    "budgets, final iterate rounded toward the clean image to uint8 levels) on "
+    f"hinge(true-class logit margin + {KAPPA}) + "
+    f"hinge(detector logit - threshold logit + {KAPPA}), differentiating through "
     "the target model, the genome encoder (NMF multiplicative updates unrolled, float16 "
     "rounding straight-through) and the recognizer. Non-adaptive: PGD on the target model's "
     "cross-entropy alone, same budget. Rates are over correctly classified clean test "
@@ -89,8 +90,9 @@ def perturb(
     budget: Budget,
     seed: int,
 ) -> torch.Tensor:
-    """PGD adversarials of [0,1] `images`, rounded to uint8 levels; `system` None attacks the
-    target model alone (non-adaptive, cross-entropy)."""
+    """PGD adversarials of [0,1] `images` (on the uint8 grid), the perturbation rounded toward
+    zero to whole uint8 levels so it stays inside the budget; `system` None attacks the target
+    model alone (non-adaptive, cross-entropy)."""
     classes = {"linf": "LinfPGDAttack", "l2": "L2PGDAttack"}
     loss = None if system is None else _hinges(threshold)  # None: advertorch's cross-entropy
     attack = getattr(advertorch_attacks(), classes[budget.norm])(
@@ -109,7 +111,8 @@ def perturb(
         for start in range(0, len(images), BATCH):
             x, y = images[start : start + BATCH], labels[start : start + BATCH]
             out.append(attack.perturb(x.clone(), y.clone()).detach())
-    return torch.cat(out).mul(255).round().div(255)
+    delta = torch.cat(out) - images
+    return images + delta.mul(255).add(delta.sign() * 1e-4).trunc().div(255)
 
 
 def _combined(target: TargetModel, layers: list[str], system):
