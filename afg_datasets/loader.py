@@ -7,11 +7,8 @@ read with allow_pickle=False and webdataset's own decoders are not used.
 
 from __future__ import annotations
 
-import io
-import json
+import functools
 import os
-import re
-import tarfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -20,14 +17,11 @@ import numpy as np
 import torch
 
 from afg_datasets.genome import genome_inputs
-from afg_datasets.layout import sha256_file
 from afg_datasets.records import CLEAN
+from afg_datasets.tarshards import read_shard, rebatch
 from afg_datasets.verify import CorpusError, load_manifest, require_files, split_files
 
 META_FIELDS = ("key", "attack", "label", "is_adversarial", "mixed_label")
-NPY_DTYPES = ("<f4", "<f2", "<f8", "|u1", "<i8")  # what a genome member may hold
-MAX_MEMBER_BYTES = 256 << 20  # a single tar member larger than this is not a record's
-MEMBER = re.compile(r"^((?:.*/|)[^./]+)\.([^/]*)$")  # webdataset's key / extension rule
 
 
 def to_example(meta: Mapping[str, Any], genome: Mapping[str, np.ndarray]) -> dict[str, Any]:
@@ -169,16 +163,6 @@ def _like_load(batch: dict[str, np.ndarray]) -> dict[str, Any]:
     return out
 
 
-def collate(examples: list[dict[str, Any]]) -> dict[str, Any]:
-    """Examples -> one batch dict: tensors stacked, strings as lists."""
-    return {
-        name: torch.stack([e[name] for e in examples])
-        if torch.is_tensor(examples[0][name])
-        else [e[name] for e in examples]
-        for name in examples[0]
-    }
-
-
 def shard_hashes(dir_or_urls: str | os.PathLike | list[str], split: str) -> dict[str, str | None]:
     """Shard url -> its manifest sha256 (None: bare urls, not checked). For a corpus directory,
     exactly the manifest's shards of `split` (never a glob); the manifest is read once."""
@@ -195,116 +179,22 @@ def shard_hashes(dir_or_urls: str | os.PathLike | list[str], split: str) -> dict
     return urls
 
 
-def decode_sample(sample: Mapping[str, Any]) -> dict[str, Any]:
-    """A raw webdataset sample (bytes members) -> example; errors name the shard."""
-    where = f"{sample.get('__url__', '?')} (sample {sample.get('__key__', '?')})"
-    try:
-        meta = json.loads(sample["json"])
-        genome = {
-            name[: -len(".npy")]: decode_npy(data)
-            for name, data in sample.items()
-            if name.endswith(".npy")
-        }
-        if not genome:
-            raise KeyError("no .npy genome members")
-        return to_example(meta, genome)
-    except (KeyError, ValueError, TypeError, OSError) as err:
-        raise CorpusError(f"corrupt webdataset sample in {where}: {err}") from None
-
-
-def decode_npy(data: bytes) -> np.ndarray:
-    """An .npy member, its header checked before any memory is reserved: a known numeric dtype
-    (never object, so never pickle) and a shape whose size matches the bytes present."""
-    stream = io.BytesIO(data)
-    version = np.lib.format.read_magic(stream)
-    if version == (1, 0):
-        shape, fortran, dtype = np.lib.format.read_array_header_1_0(stream)
-    else:
-        shape, fortran, dtype = np.lib.format.read_array_header_2_0(stream)
-    if dtype.str not in NPY_DTYPES:
-        raise ValueError(f"npy dtype {dtype.str} is not one of {NPY_DTYPES}")
-    count = int(np.prod(shape, dtype=object))
-    if count * dtype.itemsize != len(data) - stream.tell():
-        raise ValueError(f"npy header says shape {shape} but {len(data) - stream.tell()} bytes")
-    array = np.frombuffer(data, dtype=dtype, count=count, offset=stream.tell())
-    return array.reshape(shape, order="F" if fortran else "C")
-
-
-def tar_samples(urls: Iterator[dict[str, str]]) -> Iterator[dict[str, Any]]:
-    """Shard urls -> webdataset samples ({__key__, __url__, ext: bytes}). Unlike a bare tar
-    reader this refuses what a corpus never holds (non-regular or huge members) and a shard
-    cut short: a complete tar ends with zero blocks, a shard truncated at a member boundary
-    does not."""
-    from webdataset import gopen
-
-    for item in urls:
-        url = item["url"]
-        with gopen(url, "rb") as raw:
-            tracked = _TailTracker(raw)
-            try:
-                with tarfile.open(fileobj=tracked, mode="r|") as tar:
-                    yield from _group_members(tar, url)
-            except tarfile.TarError as err:
-                raise CorpusError(f"{url}: unreadable tar shard: {err}") from None
-            tracked.read()  # the zero padding after the end-of-archive blocks
-            if not tracked.ends_with_zero_blocks():
-                raise CorpusError(f"{url}: truncated shard (no end-of-archive marker)")
-
-
-def _group_members(tar: tarfile.TarFile, url: str) -> Iterator[dict[str, Any]]:
-    sample: dict[str, Any] = {}
-    for member in tar:
-        match = MEMBER.match(member.name)
-        if not member.isfile() or not match or member.size > MAX_MEMBER_BYTES:
-            raise CorpusError(f"{url}: member {member.name!r} is not a record file")
-        key, ext = match.groups()
-        if sample and sample["__key__"] != key:
-            yield sample
-            sample = {}
-        sample.setdefault("__key__", key)
-        sample["__url__"] = url
-        handle = tar.extractfile(member)
-        sample[ext] = handle.read() if handle else b""
-    if sample:
-        yield sample
-
-
-class _TailTracker(io.RawIOBase):
-    """A read-only stream that remembers its last 1024 bytes."""
-
-    def __init__(self, raw):
-        self.raw, self.tail = raw, b""
-
-    def readable(self) -> bool:
-        return True
-
-    def read(self, size: int = -1) -> bytes:
-        data = self.raw.read(size) if size is not None and size >= 0 else self.raw.read()
-        self.tail = (self.tail + data)[-1024:]
-        return data
-
-    def ends_with_zero_blocks(self) -> bool:
-        return len(self.tail) == 1024 and not self.tail.strip(b"\0")
-
-
-def _checked_urls(shards: dict[str, str | None]) -> Iterator[dict[str, str]]:
-    """Each listed shard's sha256 is checked against the manifest before it is read."""
-    for url, expected in shards.items():
-        if expected is not None and not Path(url).is_file():
-            raise CorpusError(f"{url}: listed in the manifest but missing")
-        if expected is not None and sha256_file(Path(url)) != expected:
-            raise CorpusError(f"{url}: sha256 differs from the manifest (corrupt or tampered)")
-        yield {"url": url}
-
-
-class _ShardCheck:
-    """Pipeline stage: the shards this process reads, each checked before it is read."""
+class _ShardColumns:
+    """Pipeline stage: each shard this process reads -> its records as columns (sha256 checked
+    on the bytes read, `tarshards.read_shard`)."""
 
     def __init__(self, shards: dict[str, str | None]):
         self.shards = shards
 
-    def __call__(self, urls: Iterator[dict[str, str]]) -> Iterator[dict[str, str]]:
-        return _checked_urls({u["url"]: self.shards[u["url"]] for u in urls})
+    def __call__(self, urls: Iterator[dict[str, str]]) -> Iterator[dict[str, Any]]:
+        for item in urls:
+            yield read_shard(item["url"], self.shards[item["url"]])
+
+
+def _records(batches: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    for batch in batches:
+        for i in range(len(batch["key"])):
+            yield {name: column[i] for name, column in batch.items()}
 
 
 def stream(
@@ -313,30 +203,20 @@ def stream(
     """A webdataset pipeline yielding the same dicts as `load` (or, with `batch_size`, batches
     as `dataloader` does), for corpora too big for disk. Shards are split across ranks and
     DataLoader workers (webdataset's split_by_node / split_by_worker), so no record is read
-    twice; each process checks the sha256 of the shards it reads."""
+    twice; each process checks the sha256 of the shards it reads. Shards are read as columns
+    (`tarshards`): no per-member tarfile or npy parsing."""
     import webdataset as wds
 
     shards = shard_hashes(dir_or_urls, split)
+    batches = functools.partial(rebatch, batch_size=batch_size or 1024)
     stages = [
         wds.SimpleShardList(list(shards)),
         wds.split_by_node,
         wds.split_by_worker,
-        _ShardCheck(shards),
-        tar_samples,
-        wds.map(decode_sample),
+        _ShardColumns(shards),
+        batches,
     ]
-    if batch_size:
-        stages.append(wds.batched(batch_size, collation_fn=collate, partial=True))
-    return wds.DataPipeline(*stages)
+    return wds.DataPipeline(*stages, *([] if batch_size else [_records]))
 
 
-__all__ = [
-    "AFGDataset",
-    "CorpusError",
-    "collate",
-    "dataloader",
-    "decode_sample",
-    "load",
-    "stream",
-    "to_example",
-]
+__all__ = ["AFGDataset", "CorpusError", "dataloader", "load", "stream", "to_example"]

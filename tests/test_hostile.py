@@ -156,19 +156,31 @@ def test_stream_of_bare_urls_refuses_a_shard_cut_at_a_member_boundary(copy, tmp_
     assert whole > 0
 
 
-def test_hostile_npy_header_is_refused_before_allocating(copy):
-    from afg_datasets.loader import decode_npy
+def _shard_with(tmp_path, npy: bytes):
+    """A one-sample shard whose genome member is `npy`."""
+    path = tmp_path / "hostile.tar"
+    meta = {"key": "a", "attack": "clean", "label": 0, "is_adversarial": False}
+    members = {"a.json": json.dumps(meta | {"mixed_label": [1, 0]}).encode(), "a.g.npy": npy}
+    with tarfile.open(path, "w", format=tarfile.USTAR_FORMAT) as tar:
+        for name, payload in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(payload)
+            tar.addfile(info, io.BytesIO(payload))
+    return str(path)
 
+
+def test_hostile_npy_header_is_refused_before_allocating(tmp_path):
     good = io.BytesIO()
     np.save(good, np.zeros((2, 3), dtype=np.float32))
     header = good.getvalue().replace(b"(2, 3)", b"(10000000000000, 3)")
-    with pytest.raises(ValueError, match="shape"):
-        decode_npy(header)
+    with pytest.raises(CorpusError, match="shape"):
+        list(stream([_shard_with(tmp_path, header)]))
     objects = io.BytesIO()
     np.save(objects, np.array([{"a": 1}], dtype=object), allow_pickle=True)
-    with pytest.raises(ValueError, match="dtype"):
-        decode_npy(objects.getvalue())
-    assert decode_npy(good.getvalue()).shape == (2, 3)
+    with pytest.raises(CorpusError, match="dtype"):
+        list(stream([_shard_with(tmp_path, objects.getvalue())]))
+    (record,) = stream([_shard_with(tmp_path, good.getvalue())])
+    assert record["g"].shape == (2, 3) and record["key"] == "a"
 
 
 @pytest.mark.parametrize(
