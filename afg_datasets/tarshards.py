@@ -31,6 +31,9 @@ BLOCK = 512
 NPY_DTYPES = ("<f4", "<f2", "<f8", "|u1", "<i8")  # what a genome member may hold
 MAX_MEMBER_BYTES = 256 << 20  # a single tar member larger than this is not a record's
 MEMBER = re.compile(r"^((?:.*/|)[^./]+)\.([^/]*)$")  # webdataset's key / extension rule
+MEMBERS = re.compile(r"^((?:[^\n]*/|)[^./\n]+)\.([^/\n]*)$", re.M)  # the same, one per line
+# (records, {extension: (data offsets, sizes)}, one entry per record in order)
+Layout = tuple[int, dict[str, tuple[np.ndarray, np.ndarray]]]
 
 
 class _NotPlain(Exception):
@@ -45,10 +48,10 @@ def read_shard(url: str, expected_sha256: str | None) -> dict[str, Any]:
     if expected_sha256 is not None and hashlib.sha256(raw).hexdigest() != expected_sha256:
         raise CorpusError(f"{url}: sha256 differs from the manifest (corrupt or tampered)")
     try:
-        records = _plain_members(raw, url)
+        layout = _plain_members(raw, url)
     except _NotPlain:
-        raw, records = _tarfile_members(raw, url)
-    return _columns(raw, records, url)
+        raw, layout = _tarfile_members(raw, url)
+    return _columns(raw, layout, url)
 
 
 def _read(url: str, listed: bool) -> bytes:
@@ -63,96 +66,103 @@ def _read(url: str, listed: bool) -> bytes:
         return handle.read()
 
 
-def _plain_members(buf: bytes, url: str) -> list[dict[str, tuple[int, int]]]:
-    """Records as {ext: (data offset, size)}, walking the ustar headers."""
-    records: list[dict[str, tuple[int, int]]] = []
-    offsets, stored, current = [], [], None
-    offset, end = 0, len(buf)
-    while True:
-        if offset + 2 * BLOCK > end:
-            raise CorpusError(f"{url}: truncated shard (no end-of-archive marker)")
-        header = buf[offset : offset + BLOCK]
-        if not header.strip(b"\0"):
-            if buf[offset:].strip(b"\0") or end - offset < 2 * BLOCK:
-                raise CorpusError(f"{url}: truncated shard or data after the end marker")
-            break
-        if header[156:157] not in (b"0", b"\0") or header[345:346] != b"\0":
-            raise _NotPlain
+def _plain_members(raw: bytes, url: str) -> Layout:
+    """Records as {ext: (data offset, size)}. The walk from header to header reads only each
+    size field; the headers are then checked together (checksum, type, name)."""
+    offsets, sizes, offset, end = [], [], 0, len(raw)
+    while raw[offset : offset + 1] not in (b"\0", b""):  # a zero block ends the archive
         try:
-            name = header[:100].split(b"\0", 1)[0].decode()
-            size = int(header[124:136].split(b"\0", 1)[0].strip() or b"0", 8)
-            stored.append(int(header[148:156].split(b"\0", 1)[0].strip() or b"0", 8))
+            size = int(raw[offset + 124 : offset + 135], 8)  # 11 octal digits, as tar writes
         except ValueError:
-            raise CorpusError(f"{url}: unreadable tar header at byte {offset}") from None
-        match = MEMBER.match(name)
-        if not match or size > MAX_MEMBER_BYTES:
-            raise CorpusError(f"{url}: member {name!r} is not a record file")
-        if offset + BLOCK + size > end:
-            raise CorpusError(f"{url}: truncated shard (member {name!r} cut short)")
-        key, ext = match.groups()
-        if current is None or current[0] != key:
-            current = (key, {})
-            records.append(current[1])
-        current[1][ext] = (offset + BLOCK, size)
+            raise _NotPlain from None
+        if size > MAX_MEMBER_BYTES or offset + BLOCK + size > end:
+            raise CorpusError(f"{url}: truncated shard or oversized member at byte {offset}")
         offsets.append(offset)
+        sizes.append(size)
         offset += BLOCK + -(-size // BLOCK) * BLOCK
-    _check_checksums(np.frombuffer(buf, np.uint8), np.array(offsets), np.array(stored), url)
-    return records
+    if end - offset < 2 * BLOCK or raw[offset:].strip(b"\0"):
+        raise CorpusError(f"{url}: truncated shard (no end-of-archive marker at byte {offset})")
+    blocks = np.frombuffer(raw, np.uint8, count=end // BLOCK * BLOCK).reshape(-1, BLOCK)
+    headers = blocks[np.array(offsets, dtype=np.int64) // BLOCK]
+    _check_headers(headers, offsets, url)
+    names = b"\n".join(_fields(headers[:, :100])).decode("utf-8", "replace")
+    return _layout(names, len(offsets), np.array(offsets) + BLOCK, np.array(sizes), url)
 
 
-def _check_checksums(data: np.ndarray, offsets: np.ndarray, stored: np.ndarray, url: str):
-    """ustar checksum: the header's bytes summed with the checksum field read as spaces."""
-    if not len(offsets):
+def _check_headers(headers: np.ndarray, offsets: list[int], url: str) -> None:
+    """ustar checksums (the header summed with its checksum field read as spaces) and plain
+    regular-file members without a name prefix; anything else goes to tarfile."""
+    if not len(headers):
         return
-    headers = data[offsets[:, None] + np.arange(BLOCK)].astype(np.int64)
-    computed = headers.sum(1) - headers[:, 148:156].sum(1) + 8 * ord(" ")
-    bad = np.flatnonzero(computed != stored)
+    if (~np.isin(headers[:, 156], (0, ord("0")))).any() or headers[:, 345].any():
+        raise _NotPlain
+    try:
+        stored = [int(f.strip(b" \0") or b"0", 8) for f in _fields(headers[:, 148:156])]
+    except ValueError:
+        raise CorpusError(f"{url}: unreadable tar header checksum") from None
+    computed = headers.sum(1, dtype=np.int64) - headers[:, 148:156].sum(1, dtype=np.int64)
+    bad = np.flatnonzero(computed + 8 * ord(" ") != np.array(stored))
     if len(bad):
-        raise CorpusError(f"{url}: bad tar header checksum at byte {int(offsets[bad[0]])}")
+        raise CorpusError(f"{url}: bad tar header checksum at byte {offsets[bad[0]]}")
 
 
-def _tarfile_members(buf: bytes, url: str) -> tuple[bytes, list[dict[str, tuple[int, int]]]]:
+def _fields(columns: np.ndarray) -> list[bytes]:
+    """Each row of a fixed-width header field as bytes, trailing NULs dropped."""
+    return columns.copy().view(f"S{columns.shape[1]}").ravel().tolist()
+
+
+def _layout(names: str, count: int, starts: np.ndarray, sizes: np.ndarray, url: str) -> Layout:
+    """Consecutive members with one key form a record; every name must be a record file and
+    every record must hold the same member kinds (a corpus is rectangular)."""
+    pairs = MEMBERS.findall(names)
+    if len(pairs) != count or "\0" in names:
+        bad = next((n for n in names.split("\n") if not MEMBER.match(n) or "\0" in n), names)
+        raise CorpusError(f"{url}: member {bad!r} is not a record file")
+    keys = np.array([key for key, _ in pairs], dtype=object)
+    record = np.r_[0, np.cumsum(keys[1:] != keys[:-1])] if count else np.zeros(0, np.int64)
+    records = int(record[-1]) + 1 if count else 0
+    exts = np.array([ext for _, ext in pairs], dtype=object)
+    members = {}
+    for ext in dict.fromkeys(exts.tolist()):
+        chosen = exts == ext
+        if not np.array_equal(record[chosen], np.arange(records)):
+            raise CorpusError(f"{url}: every sample needs exactly one {ext!r} member")
+        members[ext] = (starts[chosen], sizes[chosen])
+    return records, members
+
+
+def _tarfile_members(buf: bytes, url: str) -> tuple[bytes, Layout]:
     """The general path: tarfile reads the members (their data joined into one buffer)."""
-    records: list[dict[str, tuple[int, int]]] = []
-    chunks, position, current = [], 0, None
+    names, starts, sizes, chunks, position = [], [], [], [], 0
     try:
         with tarfile.open(fileobj=io.BytesIO(buf), mode="r:") as tar:
             for member in tar:
-                match = MEMBER.match(member.name)
-                if not member.isfile() or not match or member.size > MAX_MEMBER_BYTES:
+                if not member.isfile() or member.size > MAX_MEMBER_BYTES:
                     raise CorpusError(f"{url}: member {member.name!r} is not a record file")
-                key, ext = match.groups()
                 handle = tar.extractfile(member)
                 payload = handle.read() if handle else b""
                 if len(payload) != member.size:
                     raise CorpusError(f"{url}: truncated shard")
-                if current is None or current[0] != key:
-                    current = (key, {})
-                    records.append(current[1])
-                current[1][ext] = (position, member.size)
+                names.append(member.name)
+                starts.append(position)
+                sizes.append(member.size)
                 chunks.append(payload)
                 position += member.size
     except tarfile.TarError as err:
         raise CorpusError(f"{url}: unreadable tar shard: {err}") from None
     if buf[-2 * BLOCK :].strip(b"\0"):
         raise CorpusError(f"{url}: truncated shard (no end-of-archive marker)")
-    return b"".join(chunks), records
+    layout = _layout("\n".join(names), len(names), np.array(starts), np.array(sizes), url)
+    return b"".join(chunks), layout
 
 
-def _columns(raw: bytes, records: list[dict], url: str) -> dict[str, Any]:
-    metas, genome_members = [], {}
-    for index, record in enumerate(records):
-        try:
-            start, size = record["json"]
-            metas.append(json.loads(raw[start : start + size]))
-        except (KeyError, ValueError) as err:
-            raise CorpusError(f"{url}: corrupt sample {index}: {err}") from None
-        for ext, location in record.items():
-            if ext.endswith(".npy"):
-                genome_members.setdefault(ext[: -len(".npy")], []).append(location)
-    if not genome_members or any(len(v) != len(records) for v in genome_members.values()):
-        raise CorpusError(f"{url}: every sample needs the same .npy genome members")
-    columns: dict[str, Any] = {n: _gather(raw, v, url) for n, v in genome_members.items()}
+def _columns(raw: bytes, layout: Layout, url: str) -> dict[str, Any]:
+    records, members = layout
+    genomes = [ext for ext in members if ext.endswith(".npy")]
+    if "json" not in members or not genomes:
+        raise CorpusError(f"{url}: every sample needs a .json and .npy genome members")
+    metas = _metas(raw, *members["json"], url)
+    columns: dict[str, Any] = {e[: -len(".npy")]: _gather(raw, *members[e], url) for e in genomes}
     try:
         columns["label"] = np.array([int(m["label"]) for m in metas], np.int64)
         columns["is_adversarial"] = np.array([bool(m["is_adversarial"]) for m in metas])
@@ -166,24 +176,39 @@ def _columns(raw: bytes, records: list[dict], url: str) -> dict[str, Any]:
     return columns
 
 
-def _gather(raw: bytes, locations: list[tuple[int, int]], url: str) -> np.ndarray:
+def _metas(raw: bytes, starts: np.ndarray, sizes: np.ndarray, url: str) -> list[dict]:
+    """Every record's JSON, parsed as one array (one call instead of one per record); a member
+    that is not exactly one object is found and named."""
+    parts = [raw[s : s + n] for s, n in zip(starts.tolist(), sizes.tolist(), strict=True)]
+    try:
+        metas = json.loads(b"[" + b",".join(parts) + b"]")
+        if len(metas) == len(parts) and all(isinstance(m, dict) for m in metas):
+            return metas
+    except ValueError:
+        pass
+    for index, part in enumerate(parts):
+        try:
+            if not isinstance(json.loads(part), dict):
+                raise ValueError("not a JSON object")
+        except ValueError as err:
+            raise CorpusError(f"{url}: corrupt sample {index}: {err}") from None
+    raise CorpusError(f"{url}: corrupt sample metadata")
+
+
+def _gather(raw: bytes, starts: np.ndarray, sizes: np.ndarray, url: str) -> np.ndarray:
     """One genome column: every member's npy header must equal the first one's (parsed and
-    checked once), then each array is a view of the bytes, stacked once."""
+    checked once); the arrays' bytes are joined and read as one [R, ...] array."""
     data = np.frombuffer(raw, np.uint8)
-    starts = np.array([s for s, _ in locations])
-    sizes = np.array([n for _, n in locations])
     head, dtype, shape, fortran = _npy_member(raw, int(starts[0]), int(sizes[0]), url)
     if (sizes != sizes[0]).any():
         raise CorpusError(f"{url}: npy members of one column differ in size")
     headers = data[starts[:, None] + np.arange(head)]
     if (headers != headers[0]).any():
         raise CorpusError(f"{url}: npy members of one column have different headers")
-    return np.stack([_array(raw, int(s) + head, dtype, shape, fortran) for s in starts])
-
-
-def _array(raw: bytes, offset: int, dtype: np.dtype, shape: tuple, fortran: bool) -> np.ndarray:
-    array = np.frombuffer(raw, dtype, math.prod(shape), offset=offset)
-    return array.reshape(shape, order="F" if fortran else "C")
+    end = int(sizes[0])
+    blob = b"".join([raw[s + head : s + end] for s in starts.tolist()])
+    rows = np.frombuffer(blob, dtype).reshape(len(starts), *(shape[::-1] if fortran else shape))
+    return rows.transpose(0, *range(len(shape), 0, -1)) if fortran else rows
 
 
 def _npy_member(raw: bytes, start: int, size: int, url: str):
@@ -249,8 +274,8 @@ def _as_torch(columns: dict[str, Any], torch) -> dict[str, Any]:
     for name, column in columns.items():
         if isinstance(column, list):
             out[name] = column
-        elif name.startswith("genome_"):
-            out[name] = torch.from_numpy(np.ascontiguousarray(column, dtype=np.float32))
+        elif name.startswith("genome_"):  # a copy: the stored bytes are read-only
+            out[name] = torch.from_numpy(column.astype(np.float32))
         else:
             out[name] = torch.from_numpy(np.ascontiguousarray(column))
     return out
