@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
 from datasets import DatasetInfo, Features, SplitDict, SplitInfo
 from datasets.info import DatasetInfosDict
 from datasets.utils.metadata import MetadataConfigs
@@ -64,7 +65,26 @@ def _patterns(config: str, split: str) -> list[str]:
     return [f"data/{d}/{split}-*.parquet" for d in dirs]
 
 
-def card_data(manifest: dict[str, Any]) -> DatasetCardData:
+# Hub ids of the sources a corpus extends (Hub convention `extended|<id>`); others: original.
+SOURCE_HUB_IDS = {
+    "mnist": "ylecun/mnist",
+    "cifar10": "uoft-cs/cifar10",
+    "cifar100": "uoft-cs/cifar100",
+    "imagenet": "ILSVRC/imagenet-1k",
+}
+
+
+def _arrow_bytes(root: Path | None, entry: dict[str, Any]) -> int:
+    """A parquet file's uncompressed (Arrow) size from its footer; its file size without one."""
+    if root is None:
+        return int(entry["bytes"])
+    metadata = pq.read_metadata(root / entry["path"])
+    return sum(metadata.row_group(i).total_byte_size for i in range(metadata.num_row_groups))
+
+
+def card_data(manifest: dict[str, Any], root: Path | None = None) -> DatasetCardData:
+    """Hub metadata: configs, and per config the Arrow size of each split (`num_bytes`,
+    `dataset_size`) beside the parquet bytes (`download_size`)."""
     features = features_from_json(manifest["features"])
     layout = config_layout(manifest)
     total = sum(e["rows"] for e in manifest["files"] if e["path"].startswith("data/"))
@@ -79,8 +99,12 @@ def card_data(manifest: dict[str, Any]) -> DatasetCardData:
             "interpretability",
             "nmf",
         ],
+        task_ids=["multi-class-image-classification", "multi-label-image-classification"],
         size_categories=[size_category(total)],
-        source_datasets=[manifest["source"]["name"]],
+        source_datasets=[
+            f"extended|{SOURCE_HUB_IDS[name]}" if name in SOURCE_HUB_IDS else "original"
+            for name in [manifest["source"]["name"]]
+        ],
     )
     MetadataConfigs(
         {
@@ -98,7 +122,7 @@ def card_data(manifest: dict[str, Any]) -> DatasetCardData:
             split_dict.add(
                 SplitInfo(
                     name=split,
-                    num_bytes=sum(f["bytes"] for f in files),
+                    num_bytes=sum(_arrow_bytes(root, f) for f in files),
                     num_examples=sum(f["rows"] for f in files),
                 )
             )
@@ -106,6 +130,7 @@ def card_data(manifest: dict[str, Any]) -> DatasetCardData:
             features=features,
             splits=split_dict,
             dataset_size=sum(i.num_bytes for i in split_dict.values()),
+            download_size=sum(f["bytes"] for files in splits.values() for f in files),
         )
     DatasetInfosDict(infos).to_dataset_card_data(data)
     return data
@@ -205,12 +230,14 @@ def render_card(
     stats: dict[str, Any],
     load_path: str = "afg",
     root: Path | None = None,
+    published: bool = False,
 ) -> DatasetCard:
+    """The card; `published`: `load_path` is the Hub repo id it is pushed to."""
     features = features_from_json(manifest["features"])
     extras = optional_sections(root)
     wds_train = [e for e in manifest["files"] if e["path"].startswith("wds/train/")]
     return DatasetCard.from_template(
-        card_data(manifest),
+        card_data(manifest, root),
         template_path=str(resource_dir("cards") / TEMPLATE),
         pretty_name=f"AFG: {manifest['name']}",
         package_version=manifest["package_version"],
@@ -228,6 +255,7 @@ def render_card(
         schema=schema_rows(features),
         splits=manifest["splits"],
         load_path=load_path,
+        published=published,
         first_attack=next(iter(manifest["attacks"])),
         wds_train_last=max((int(e["path"].split("-")[-3]) for e in wds_train), default=0),
         num_tasks=manifest["tasks"],

@@ -17,14 +17,18 @@ from afg_datasets.cli_options import (
     ConfigArg,
     CorpusArg,
     DeviceOpt,
+    DryRunOpt,
     EncoderOpt,
     JsonOpt,
     LoaderWorkersOpt,
     ModelOpt,
     PrecisionOpt,
+    PrivateOpt,
+    RevisionOpt,
     SourceOpt,
     SourceRootOpt,
     ThreadsOpt,
+    TimeoutOpt,
 )
 from afg_datasets.errors import AFGError
 from afg_datasets.printers import console
@@ -178,6 +182,11 @@ def build_shards(
             f"processes are still building. When all have finished: afg finalize {out}"
         )
         return
+    if not result.tasks_run:
+        console.print(
+            f"[bold]{out}: already complete[/], nothing was rebuilt; the figures below are the "
+            "original build's (stats.json). Use --overwrite to build it again."
+        )
     printers.build_summary(result)
 
 
@@ -259,12 +268,10 @@ def verify(directory: CorpusArg):
 def push(
     directory: CorpusArg,
     repo_id: Annotated[str, typer.Option(help="Hub dataset repo, NAMESPACE/NAME.")],
-    private: Annotated[bool, typer.Option(help="Create the repo as private.")] = False,
-    revision: Annotated[str | None, typer.Option(help="Branch to push to.")] = None,
-    dry_run: Annotated[bool, typer.Option(help="Validate and list the upload only.")] = False,
-    timeout: Annotated[
-        float, typer.Option(min=0.1, help="Seconds a Hub request may wait without progress.")
-    ] = 60.0,
+    private: PrivateOpt = False,
+    revision: RevisionOpt = None,
+    dry_run: DryRunOpt = False,
+    timeout: TimeoutOpt = 60.0,
 ):
     """Publish a corpus to the Hugging Face Hub (token: HF_TOKEN or the saved login)."""
     from afg_datasets.hub import push as push_corpus
@@ -272,6 +279,23 @@ def push(
     plan = push_corpus(
         directory, repo_id, private=private, revision=revision, dry_run=dry_run, timeout=timeout
     )
+    printers.upload(plan, repo_id, dry_run)
+
+
+@app.command("push-recognizer")
+def push_recognizer(
+    directory: Annotated[Path, typer.Argument(help="A saved recognizer (afg fit-recognizer).")],
+    repo_id: Annotated[str, typer.Option(help="Hub model repo, NAMESPACE/NAME.")],
+    private: PrivateOpt = False,
+    revision: RevisionOpt = None,
+    dry_run: DryRunOpt = False,
+    timeout: TimeoutOpt = 60.0,
+):
+    """Publish a saved recognizer to a Hub model repo; load it with
+    Recognizer.from_pretrained(REPO_ID)."""
+    from afg_datasets.hub import push_recognizer as push_model
+
+    plan = push_model(directory, repo_id, private, revision, dry_run, timeout)
     printers.upload(plan, repo_id, dry_run)
 
 

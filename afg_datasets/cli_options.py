@@ -8,10 +8,12 @@ from typing import Annotated, Literal
 import typer
 
 # Fixed choices, spelled here so `--help` lists them without importing torch; a test keeps
-# them equal to the registries (genome.ENCODERS, models.target.PRECISIONS, bench.UNSEEN).
+# them equal to the registries (genome.ENCODERS, models.target.PRECISIONS, bench.UNSEEN,
+# recognizer.OBJECTIVES).
 EncoderChoice = Literal["groupmap", "groupviz"]
 PrecisionChoice = Literal["fp32", "bf16"]
 UnseenChoice = Literal["all", "attack", "family", "none"]
+ObjectiveChoice = Literal["two_head", "mixed"]
 
 ConfigArg = Annotated[
     str | None,
@@ -69,4 +71,10 @@ ThreadsOpt = Annotated[
         help="torch/OpenMP threads per process (default: OMP_NUM_THREADS, else CPUs / "
         "processes on the node).",
     ),
+]
+PrivateOpt = Annotated[bool, typer.Option(help="Create the repo as private.")]
+RevisionOpt = Annotated[str | None, typer.Option(help="Branch to push to.")]
+DryRunOpt = Annotated[bool, typer.Option(help="Validate and list the upload only.")]
+TimeoutOpt = Annotated[
+    float, typer.Option(min=0.1, help="Seconds a Hub request may wait without progress.")
 ]

@@ -14,6 +14,7 @@ from afg_datasets.cli_options import (
     DeviceOpt,
     EncoderOpt,
     JsonOpt,
+    ObjectiveChoice,
     UnseenOpt,
 )
 from afg_datasets.layout import AFS_JSON, AFS_PNG, BENCH_DIR, CARD_FILE
@@ -138,7 +139,26 @@ def show(
     typer.echo(f"wrote {path}")
 
 
+def fit_recognizer(
+    directory: CorpusArg,
+    out: Annotated[Path, typer.Option(help="Folder to save the recognizer in.")],
+    objective: Annotated[
+        ObjectiveChoice, typer.Option(help="two_head (default) or the paper's mixed label.")
+    ] = "two_head",
+    seed: Annotated[int, typer.Option(help="Seed of weights and data order.")] = 0,
+    epochs: Annotated[int, typer.Option(min=1, help="At most this many epochs.")] = 30,
+):
+    """Train the AFG recognizer on a corpus (early stopping on validation) and save it with
+    its model card, ready for `afg push-recognizer`."""
+    from afg_datasets.recognizer import Recognizer, TrainConfig
+
+    recognizer = Recognizer.fit(directory, objective, TrainConfig(epochs=epochs, seed=seed))
+    path = recognizer.save(out)
+    typer.echo(f"wrote {path} ({recognizer.info['epochs']} epochs)")
+
+
 COMMANDS = {
+    "fit-recognizer": fit_recognizer,
     "bench": bench,
     "bench-loader": bench_loader,
     "bench-build": bench_build,

@@ -9,24 +9,30 @@ from __future__ import annotations
 import contextlib
 import importlib
 import logging
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from huggingface_hub import DatasetCard, HfApi
+import tenacity
+from huggingface_hub import CommitOperationAdd, DatasetCard, HfApi, ModelCard
 from huggingface_hub.errors import HfHubHTTPError
 from huggingface_hub.utils import _http as hub_http
 
 from afg_datasets.errors import AFGError
-from afg_datasets.layout import CARD_FILE, PUBLISHED_EXTRAS
+from afg_datasets.layout import (
+    CARD_FILE,
+    PUBLISHED_EXTRAS,
+    RECOGNIZER_FILES,
+    STATS_FILE,
+    read_json,
+)
 from afg_datasets.verify import require_intact
 
 log = logging.getLogger(__name__)
 
 REQUIRED_METADATA = ("pretty_name", "license", "task_categories", "tags", "configs", "dataset_info")
 RETRIES = 3
-BACKOFF_SECONDS = 2.0  # doubled after each failed attempt
+BACKOFF_SECONDS = 2.0  # waits 2 s, then 4 s (tenacity's exponential wait)
 TIMEOUT_SECONDS = 60.0  # connect, read, write and pool timeout of every Hub request
 
 
@@ -84,8 +90,7 @@ def push(
     """Verify, then create the dataset repo if needed and upload the corpus folder. Every
     request gives up after `timeout` seconds without progress and is retried (RETRIES)."""
     root = Path(root)
-    if repo_id.count("/") != 1:
-        raise PushError(f"--repo-id must look like NAMESPACE/NAME, got {repo_id!r}")
+    _check_repo_id(repo_id)
     manifest = require_intact(root)
     validate_card(root)
     plan = upload_plan(root, manifest)
@@ -96,25 +101,83 @@ def push(
     return plan
 
 
+def push_recognizer(
+    root: str | Path,
+    repo_id: str,
+    private: bool = False,
+    revision: str | None = None,
+    dry_run: bool = False,
+    timeout: float = TIMEOUT_SECONDS,
+) -> list[UploadFile]:
+    """Upload a saved recognizer (`Recognizer.save`) to a model repo: exactly its known
+    files, after checking they are all there and the model card parses."""
+    root = Path(root)
+    _check_repo_id(repo_id)
+    for name in RECOGNIZER_FILES:
+        path = root / name
+        if path.is_symlink() or not path.is_file():
+            raise PushError(f"{path}: missing or not a regular file; is {root} a saved recognizer?")
+    try:
+        ModelCard.load(root / "README.md")
+    except Exception as err:  # noqa: BLE001 - YAML and card parse errors come in many types
+        raise PushError(f"{root / 'README.md'}: not a parseable model card ({err})") from None
+    plan = [UploadFile(name, (root / name).stat().st_size) for name in RECOGNIZER_FILES]
+    if not dry_run:
+        with hub_timeouts(timeout):
+            upload_files(root, repo_id, "model", list(RECOGNIZER_FILES), private, revision)
+    return plan
+
+
+def _check_repo_id(repo_id: str) -> None:
+    if repo_id.count("/") != 1:
+        raise PushError(f"--repo-id must look like NAMESPACE/NAME, got {repo_id!r}")
+
+
 def _upload(
     root: Path, repo_id: str, private: bool, revision: str | None, plan: list[UploadFile]
 ) -> None:
+    """The corpus's files; its card re-rendered so its snippets load `repo_id`."""
+    from afg_datasets.card import render_card
+
+    manifest = require_intact(root)
+    stats = read_json(root / STATS_FILE, shape="stats")
+    card = str(render_card(manifest, stats, repo_id, root, published=True)).encode()
+    paths = [item.path for item in plan]
+    upload_files(root, repo_id, "dataset", paths, private, revision, {CARD_FILE: card})
+
+
+def upload_files(
+    root: Path,
+    repo_id: str,
+    repo_type: str,
+    paths: list[str],
+    private: bool = False,
+    revision: str | None = None,
+    contents: dict[str, bytes] | None = None,
+) -> None:
+    """Create the repo (and branch) if needed and upload exactly `paths` of `root` in one
+    commit (`contents` replaces a file's bytes), each Hub request retried on transient
+    errors."""
     api = HfApi()
     _with_retries(
-        lambda: api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+        lambda: api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True)
     )
     if revision:
         _with_retries(
-            lambda: api.create_branch(repo_id, branch=revision, repo_type="dataset", exist_ok=True)
+            lambda: api.create_branch(repo_id, branch=revision, repo_type=repo_type, exist_ok=True)
         )
+    contents = contents or {}
+    operations = [
+        CommitOperationAdd(path, contents[path] if path in contents else str(root / path))
+        for path in paths  # exact names: nothing else goes
+    ]
     _with_retries(
-        lambda: api.upload_folder(
-            folder_path=str(root),
-            repo_id=repo_id,
-            repo_type="dataset",
+        lambda: api.create_commit(
+            repo_id,
+            operations,
+            commit_message=f"Upload {root.name} with afg-datasets",
+            repo_type=repo_type,
             revision=revision,
-            allow_patterns=[item.path for item in plan],  # exact names: nothing else goes
-            commit_message=f"Upload AFG corpus {root.name}",
         )
     )
 
@@ -143,21 +206,33 @@ def _network_errors() -> tuple[type[BaseException], ...]:
     return (ConnectionError, TimeoutError, library.TransportError)
 
 
+def _transient(err: BaseException) -> bool:
+    """5xx, 429 and connection-level errors are worth another try; other errors are not."""
+    if isinstance(err, HfHubHTTPError):
+        status = getattr(getattr(err, "response", None), "status_code", None)
+        return status is None or status >= 500 or status == 429
+    return isinstance(err, _network_errors())
+
+
 def _with_retries(call):
-    """Retry transient Hub errors (5xx, 429, connection); re-running an upload resumes it."""
-    attempt = 1
-    network = _network_errors()
-    while True:
-        try:
-            return call()
-        except (HfHubHTTPError, *network) as err:
-            status = getattr(getattr(err, "response", None), "status_code", None)
-            transient = status is None or status >= 500 or status == 429
-            if not transient or attempt == RETRIES:
-                raise PushError(f"Hub request failed: {_scrub(err)}") from None
-            log.warning("transient Hub error (attempt %d/%d): %s", attempt, RETRIES, _scrub(err))
-            time.sleep(BACKOFF_SECONDS * 2 ** (attempt - 1))
-            attempt += 1
+    """`call` with tenacity's exponential backoff on transient Hub errors (re-running an
+    upload resumes it); the last error becomes one PushError line, token-free."""
+    retrying = tenacity.Retrying(
+        stop=tenacity.stop_after_attempt(RETRIES),
+        wait=tenacity.wait_exponential(multiplier=BACKOFF_SECONDS),
+        retry=tenacity.retry_if_exception(_transient),
+        before_sleep=lambda state: log.warning(
+            "transient Hub error (attempt %d/%d): %s",
+            state.attempt_number,
+            RETRIES,
+            _scrub(state.outcome.exception()),
+        ),
+        reraise=True,
+    )
+    try:
+        return retrying(call)
+    except (HfHubHTTPError, *_network_errors()) as err:
+        raise PushError(f"Hub request failed: {_scrub(err)}") from None
 
 
 def _scrub(err: Exception) -> str:

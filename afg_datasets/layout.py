@@ -63,6 +63,15 @@ PUBLISHED_EXTRAS = (
 )
 # Published directories whose every file the manifest lists.
 CORPUS_DIRS = (DATA_DIR, WDS_DIR, MODEL_DIR)
+# A saved recognizer (`Recognizer.save`): exactly what `afg push-recognizer` uploads.
+RECOGNIZER_FILES = (
+    "README.md",
+    "config.json",
+    "model.safetensors",
+    "recognizer.json",
+    "target_model/model.json",
+    "target_model/model.safetensors",
+)
 
 PARTIAL = ".partial"  # a file being written; never listed, read or published
 

@@ -1,12 +1,14 @@
 """A loopback stand-in for the Hub endpoints huggingface_hub's upload path calls.
 
 create-repo, create-branch, validate-yaml, preupload (every file 'regular') and commit (NDJSON
-with base64 file contents). Files land in memory per (repo, revision); tokens are recorded.
+with base64 file contents), for dataset and model repos; for downloads, model repo info and
+resolve URLs. Files land in memory per (repo, revision); tokens are recorded.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import re
 import threading
@@ -33,6 +35,12 @@ class FakeHub:
                 auth = self.headers.get("Authorization", "")
                 hub.tokens.add(auth.removeprefix("Bearer "))
                 hub.route(self, self.path.split("?")[0], body)
+
+            def do_GET(self):
+                hub.serve(self, self.path.split("?")[0], body=True)
+
+            def do_HEAD(self):
+                hub.serve(self, self.path.split("?")[0], body=False)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
@@ -69,7 +77,9 @@ class FakeHub:
             self.repos[repo_id] = request
             self.files.setdefault((repo_id, "main"), {})
             return self.reply(handler, {"url": f"{self.url}/datasets/{repo_id}", "name": repo_id})
-        match = re.fullmatch(r"/api/datasets/([^/]+/[^/]+)/(preupload|commit|branch)/(.+)", path)
+        match = re.fullmatch(
+            r"/api/(?:datasets|models)/([^/]+/[^/]+)/(preupload|commit|branch)/(.+)", path
+        )
         if not match:
             return self.reply(handler, {"error": f"unknown route {path}"}, 404)
         repo_id, action, revision = match.groups()
@@ -102,3 +112,40 @@ class FakeHub:
                 "pullRequestUrl": None,
             },
         )
+
+    def serve(self, handler, path, body: bool):
+        """Downloads: repo info (files and commit) and each file by its resolve URL."""
+        info = re.fullmatch(r"/api/models/([^/]+/[^/]+)/revision/(.+)", path)
+        if info:
+            repo_id, revision = info.groups()
+            files = self.files.get((repo_id, revision), {})
+            siblings = [{"rfilename": name} for name in sorted(files)]
+            payload = {"id": repo_id, "sha": f"{self.commits:040x}", "siblings": siblings}
+            return self.reply(handler, payload)
+        tree = re.fullmatch(r"/api/models/([^/]+/[^/]+)/tree/([^/]+)", path)
+        if tree:
+            files = self.files.get((tree.group(1), "main"), {})
+            entries = [
+                {
+                    "type": "file",
+                    "path": name,
+                    "size": len(data),
+                    "oid": f"{hash(data) & 0xFFFF:040x}",
+                }
+                for name, data in sorted(files.items())
+            ]
+            return self.reply(handler, entries)
+        resolve = re.fullmatch(r"/([^/]+/[^/]+)/resolve/([^/]+)/(.+)", path)
+        stored = None
+        if resolve:
+            repo_id, _, name = resolve.groups()
+            stored = self.files.get((repo_id, "main"), {}).get(name)
+        if stored is None:
+            return self.reply(handler, {"error": f"unknown route {path}"}, 404)
+        handler.send_response(200)
+        handler.send_header("Content-Length", str(len(stored)))
+        handler.send_header("ETag", f'"{hashlib.sha256(stored).hexdigest()}"')
+        handler.send_header("X-Repo-Commit", f"{self.commits:040x}")
+        handler.end_headers()
+        if body:
+            handler.wfile.write(stored)

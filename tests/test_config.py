@@ -67,10 +67,12 @@ def test_cli_choices_equal_the_registries():
     from afg_datasets.evaluation.bench import UNSEEN
     from afg_datasets.genome import ENCODERS
     from afg_datasets.models.target import PRECISIONS
+    from afg_datasets.recognizer import OBJECTIVES
 
     assert set(get_args(cli_options.EncoderChoice)) == set(ENCODERS)
     assert set(get_args(cli_options.PrecisionChoice)) == set(PRECISIONS)
     assert set(get_args(cli_options.UnseenChoice)) == set(UNSEEN)
+    assert set(get_args(cli_options.ObjectiveChoice)) == set(OBJECTIVES)
 
 
 def test_a_fixed_choice_option_names_its_choices(tmp_path):

@@ -149,8 +149,10 @@ def test_push_through_loopback_hub(copy, tmp_path):
         uploaded = hub.files[("afg-org/digits", revision)]
         expected = {f.path for f in upload_plan(copy, load_manifest(copy))}
         assert set(uploaded) == expected
-        for path in expected:
+        for path in expected - {"README.md"}:
             assert uploaded[path] == (copy / path).read_bytes(), path
+        card = uploaded["README.md"].decode()
+        assert 'load_dataset("afg-org/digits")' in card and "snapshot_download" in card
     assert "plan.json" not in hub.files[("afg-org/digits", "main")]
     assert hub.validated and hub.validated[0]["task_categories"] == ["image-classification"]
 

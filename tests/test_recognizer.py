@@ -204,3 +204,40 @@ def test_recognizer_save_load_predict_on_new_images(corpus, tmp_path):
     expected, _ = loaded.net.readout(loaded.net(stored), torch.from_numpy(test["pred"]))
     assert np.allclose(p_adv, expected.detach().numpy(), atol=1e-4), "genomes recomputed exactly"
     assert set(METHODS) >= {"afg", "raw_pixels", "mahalanobis", "lid", "target_model"}
+
+
+def test_recognizer_round_trips_through_a_loopback_hub(corpus, tmp_path, monkeypatch):
+    """fit-recognizer -> push-recognizer (real huggingface_hub client) -> from_pretrained of
+    the repo id (real snapshot_download) -> the same predictions."""
+    from huggingface_hub import ModelCard
+
+    from tests.fake_hub import FakeHub
+    from tests.test_publish import TOKEN, run_cli
+
+    saved = tmp_path / "rec"
+    fitted = run_cli("fit-recognizer", str(corpus.out), "--out", str(saved), "--epochs", "2")
+    assert fitted.returncode == 0, fitted.stderr
+    card = ModelCard.load(saved / "README.md")
+    assert corpus.manifest["config_hash"] in card.text and "Threat model" in card.text
+    assert card.data.library_name == "afg-datasets"
+    with FakeHub() as hub:
+        env = {
+            "HF_ENDPOINT": hub.url,
+            "HF_TOKEN": TOKEN,
+            "HF_HUB_DISABLE_XET": "1",
+            "HF_HUB_DISABLE_TELEMETRY": "1",
+            "HF_HOME": str(tmp_path / "hf"),
+        }
+        pushed = run_cli("push-recognizer", str(saved), "--repo-id", "afg-org/rec", env=env)
+        assert pushed.returncode == 0, pushed.stderr
+        assert hub.repos["afg-org/rec"]["type"] == "model"
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.setattr("huggingface_hub.constants.ENDPOINT", hub.url)
+        monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "cache"))
+        downloaded = Recognizer.from_pretrained("afg-org/rec")
+    local = Recognizer.from_pretrained(saved)
+    images = read_split(corpus.out, "test")["image"][:16].transpose(0, 2, 3, 1)
+    for a, b in zip(local.predict(images), downloaded.predict(images), strict=True):
+        assert np.array_equal(a, b)
+    assert TOKEN not in pushed.stdout + pushed.stderr

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 from filelock import FileLock, Timeout
+from tqdm.auto import tqdm
 
 from afg_datasets.build.pipeline import Pipeline
 from afg_datasets.build.stats import AttackTally, StageTimer, peak_rss_mb
@@ -73,19 +74,24 @@ class TaskRun:
         skipped: dict[str, list[str]] = defaultdict(list)
         batches = self.batches()
         chunks = [chunk for _, _, chunk in batches]
+        bar = self.progress_bar(len(batches))
         try:
             decoded_batches = decode_batches(p.source.reader, chunks, p.loader_workers)
             for (split, b, _), decoded in zip(batches, self.timed(decoded_batches), strict=True):
                 skipped[split] += p.source.check(decoded)
+                bar.set_postfix_str(f"{split} batch {b}")
                 if len(decoded.kept):
                     for batch in self.variants(split, b, decoded):
                         self.write(batch, split)
+                        bar.update()
             with self.timer("write"):
                 shards = [w.close() for w in self.writers.values()]
         except BaseException:
             for writer in self.writers.values():
                 writer.abort()
             raise
+        finally:
+            bar.close()
         with self.timer("hash"):
             files = [file_entry(p.out, f.path, f.rows) for f in shards]
         return {
@@ -101,6 +107,14 @@ class TaskRun:
             "files": files,
             "skipped": dict(skipped),
         }
+
+    def progress_bar(self, batches: int) -> tqdm:
+        """Within the task: one step per variant (clean, each attack) of each batch."""
+        steps = batches * (1 + len(self.pipeline.attacks))
+        desc = f"task {self.task.id}"
+        return tqdm(
+            total=steps, desc=desc, unit="step", leave=False, disable=not self.pipeline.progress
+        )
 
     def batches(self) -> list[tuple[str, int, np.ndarray]]:
         """(split, batch index, source indices) of this task, split by split."""

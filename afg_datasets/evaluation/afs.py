@@ -147,7 +147,7 @@ def plot_afs(report: dict, curves: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), sharey=False)
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4.0), sharey=True)  # one y range: comparable
     depth = np.arange(len(report["layers"]))
     for ax, (kind, title) in zip(
         axes, (("raw", "raw activations"), ("genome", "genome")), strict=True
@@ -161,7 +161,17 @@ def plot_afs(report: dict, curves: dict, path: Path) -> None:
         ax.set_xlabel("layer (depth)")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("adv vs clean distance\n(/ same-class clean distance)")
-    axes[1].legend()
-    fig.tight_layout()
+    for ax in axes:
+        ax.axhline(1.0, color="grey", linewidth=0.6, linestyle=":")
+    axes[1].legend(fontsize=8)
+    fig.text(
+        0.5,
+        0.01,
+        "line: median over records; band: interquartile range (25th-75th percentile); "
+        "dotted: 1 = as far apart as two clean images of one class",
+        ha="center",
+        fontsize=8,
+    )
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
     fig.savefig(path, dpi=120)
     plt.close(fig)

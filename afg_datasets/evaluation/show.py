@@ -9,13 +9,41 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from afg_datasets.errors import AFGError
-from afg_datasets.genome.groupviz import mosaic
 from afg_datasets.records import CLEAN, decode_png, record_key
 from afg_datasets.verify import require_intact
 
 
 class RecordNotFound(AFGError):
     """No record with the requested key."""
+
+
+def _genomes(fig, axes, rows: list[dict[str, Any]], manifest: dict) -> None:
+    """Both genomes: stored groupviz mosaics as they are; spatial maps on one shared scale,
+    labelled by layer (rows) and group (columns)."""
+    titles = ("clean genome", "adversarial genome")
+    if all(r.get("genome_mosaic") for r in rows):
+        for ax, row, title in zip(axes, rows, titles, strict=True):
+            ax.imshow(decode_png(row["genome_mosaic"]["bytes"]))
+            ax.set_title(f"{title} (rows: layers, columns: groups)", fontsize=9)
+            ax.axis("off")
+        return
+    layers = [layer["name"] for layer in manifest["layers"]]
+    tiles = genome_tiles(rows)
+    size = tiles[0].shape[0] // len(layers)
+    groups = tiles[0].shape[1] // size
+    for ax, tile, title in zip(axes, tiles, titles, strict=True):
+        shown = ax.imshow(tile, cmap="viridis", vmin=0, vmax=1)
+        ax.set_title(title, fontsize=9)
+        ax.set_yticks([size * (i + 0.5) for i in range(len(layers))], layers, fontsize=7)
+        ax.set_xticks(
+            [size * (g + 0.5) for g in range(groups)], [f"g{g + 1}" for g in range(groups)]
+        )
+        ax.tick_params(length=0, labelsize=7)
+        for edge in range(1, len(layers)):
+            ax.axhline(edge * size - 0.5, color="white", linewidth=0.8)
+        for edge in range(1, groups):
+            ax.axvline(edge * size - 0.5, color="white", linewidth=0.8)
+    fig.colorbar(shown, ax=axes[-1], fraction=0.046, label="fraction of the layer's peak")
 
 
 def find_record(root: Path, key: str) -> dict[str, Any]:
@@ -30,43 +58,50 @@ def find_record(root: Path, key: str) -> dict[str, Any]:
     raise RecordNotFound(f"{root}: no record with key {key!r}")
 
 
-def genome_picture(row: dict[str, Any]) -> np.ndarray:
-    """The record's genome as an image: its stored mosaic, else a mosaic of the spatial maps."""
-    if row.get("genome_mosaic"):
-        return decode_png(row["genome_mosaic"]["bytes"])
-    maps = np.asarray(row["genome_spatial"], dtype=np.float32)  # [L, G, S, S]
-    peak = maps.reshape(len(maps), -1).max(1).clip(1e-8)[:, None, None, None]
-    tiles = (maps / peak * 255).round().astype(np.uint8)[None, :, :, None]
-    return mosaic(tiles)[0]
+def genome_tiles(rows: list[dict[str, Any]]) -> list[np.ndarray]:
+    """Each record's spatial genome as one [L*S, G*S] mosaic (rows: layers, columns: groups),
+    every layer divided by its peak over all the records, so they share one scale."""
+    maps = [np.asarray(r["genome_spatial"], dtype=np.float32) for r in rows]  # [L, G, S, S]
+    peak = np.max([m.reshape(len(m), -1).max(1) for m in maps], axis=0).clip(1e-8)
+    out = []
+    for m in maps:
+        scaled = m / peak[:, None, None, None]
+        layers, groups, size, _ = scaled.shape
+        out.append(scaled.transpose(0, 2, 1, 3).reshape(layers * size, groups * size))
+    return out
 
 
-def show(root: str | Path, key: str, out: str | Path | None = None, amplify: float = 5.0) -> Path:
-    """Clean image, adversarial image, amplified perturbation, and both genomes, side by side."""
+def show(root: str | Path, key: str, out: str | Path | None = None) -> Path:
+    """Clean image, adversarial image, the signed perturbation (diverging colours, colourbar)
+    and both genomes on one scale, side by side."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     root = Path(root)
+    manifest = require_intact(root)
     adversarial = find_record(root, key)
     clean = find_record(root, record_key(adversarial["source_id"], CLEAN))
     x_clean = decode_png(clean["image"]["bytes"]).astype(np.float32) / 255
     x_adv = decode_png(adversarial["image"]["bytes"]).astype(np.float32) / 255
-    delta = np.clip(0.5 + amplify * (x_adv - x_clean), 0, 1)
-    panels = [
-        (x_clean, f"clean (label {clean['label']}, pred {clean['pred']})"),
-        (x_adv, f"{adversarial['attack']} (pred {adversarial['pred']})"),
-        (delta, f"perturbation x{amplify:g}"),
-        (genome_picture(clean), "clean genome"),
-        (genome_picture(adversarial), "adversarial genome"),
-    ]
-    fig, axes = plt.subplots(1, len(panels), figsize=(3 * len(panels), 3.4))
-    for ax, (image, title) in zip(axes, panels, strict=True):
+    delta = (x_adv - x_clean).mean(-1)  # signed, averaged over channels
+    fig, axes = plt.subplots(1, 5, figsize=(16, 3.8))
+    for ax, image, title in (
+        (axes[0], x_clean, f"clean (label {clean['label']}, pred {clean['pred']})"),
+        (axes[1], x_adv, f"{adversarial['attack']} (pred {adversarial['pred']})"),
+    ):
         gray = image.shape[-1] == 1
-        ax.imshow(image[..., 0] if gray else image, cmap="gray" if gray else None)
+        ax.imshow(image[..., 0] if gray else image, cmap="gray" if gray else None, vmin=0, vmax=1)
         ax.set_title(title, fontsize=9)
         ax.axis("off")
-    fig.suptitle(f"{key}  (genome rows: layers, columns: groups)", fontsize=10)
+    limit = max(float(np.abs(delta).max()), 1 / 255)
+    shown = axes[2].imshow(delta, cmap="RdBu_r", vmin=-limit, vmax=limit)
+    axes[2].set_title("perturbation (adv - clean)", fontsize=9)
+    axes[2].axis("off")
+    fig.colorbar(shown, ax=axes[2], fraction=0.046, label="pixel change, [0,1] units")
+    _genomes(fig, axes[3:], [clean, adversarial], manifest)
+    fig.suptitle(key, fontsize=10)
     fig.tight_layout()
     path = Path(out) if out else Path(f"show-{key}.png")  # not into the corpus: it is published
     fig.savefig(path, dpi=120)

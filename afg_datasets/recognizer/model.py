@@ -12,6 +12,7 @@ import math
 from collections.abc import Mapping
 
 import torch
+from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 
 OBJECTIVES = ("two_head", "mixed")
@@ -36,8 +37,16 @@ def _branch(shape: tuple[int, ...], width: int) -> nn.Module:
     return nn.Sequential(nn.Linear(math.prod(shape), 4 * width), nn.ReLU())
 
 
-class RecognizerNet(nn.Module):
-    """Per-input standardization (train-set statistics as buffers), branches, shared trunk."""
+class RecognizerNet(
+    nn.Module,
+    PyTorchModelHubMixin,
+    library_name="afg-datasets",
+    tags=["afg", "adversarial-detection", "adversarial-examples"],
+    license="apache-2.0",
+):
+    """Per-input standardization (train-set statistics as buffers), branches, shared trunk.
+    Saved and loaded by huggingface_hub's mixin: config.json (the constructor arguments) and
+    model.safetensors."""
 
     def __init__(
         self,

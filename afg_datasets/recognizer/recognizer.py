@@ -1,4 +1,6 @@
-"""`Recognizer`: train on a corpus, save as safetensors + JSON, load, predict on new images."""
+"""`Recognizer`: train on a corpus; save, load and share it through huggingface_hub's model
+mixin (config.json + model.safetensors + a model card) with what genomes of new images need
+(recognizer.json: the corpus facts; target_model/: its weights); predict on new images."""
 
 from __future__ import annotations
 
@@ -8,18 +10,19 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 
+from afg_datasets.errors import ModelError
 from afg_datasets.genome import encoder_from_manifest, genome_inputs
-from afg_datasets.layout import MODEL_DIR
+from afg_datasets.layout import MODEL_DIR, RECOGNIZER_FILES
 from afg_datasets.models import forward_with_taps, load_model_dir
 from afg_datasets.recognizer.data import read_split, to_tensors
 from afg_datasets.recognizer.model import RecognizerNet
 from afg_datasets.recognizer.training import TrainConfig, fit_recognizer
 from afg_datasets.verify import require_intact
 
-WEIGHTS = "recognizer.safetensors"
-CONFIG = "recognizer.json"
+INFO = "recognizer.json"  # (RECOGNIZER_FILES lists every file a saved recognizer holds)
+TARGET_DIR = "target_model"
+MANIFEST_KEYS = ("name", "config", "config_hash", "seeds", "layers", "model", "source", "features")
 
 
 def recognizer_inputs(manifest: dict) -> list[str]:
@@ -29,11 +32,19 @@ def recognizer_inputs(manifest: dict) -> list[str]:
 class Recognizer:
     """A trained RecognizerNet plus what it needs to compute genomes of new images."""
 
-    def __init__(self, net: RecognizerNet, manifest: dict, target_dir: Path, info: dict):
+    def __init__(
+        self,
+        net: RecognizerNet,
+        manifest: dict,
+        target_dir: Path,
+        info: dict,
+        corpus_dir: Path | None = None,
+    ):
         self.net = net.eval()
         self.manifest = manifest
         self.target_dir = Path(target_dir)
         self.info = info
+        self.corpus_dir = corpus_dir  # where it was trained (its bench results go in the card)
         self._target = None
 
     @classmethod
@@ -59,49 +70,51 @@ class Recognizer:
             **history,
             "corpus": {"name": manifest["name"], "config_hash": manifest["config_hash"]},
         }
-        return cls(net, manifest, root / MODEL_DIR, info)
+        return cls(net, manifest, root / MODEL_DIR, info, root)
 
     def save(self, path: str | Path) -> Path:
+        """The mixin's config.json + model.safetensors, recognizer.json, target_model/ and a
+        model card (README.md) naming the corpus, its config hash, bench table and threat
+        model."""
+        from afg_datasets.recognizer.card import write_model_card
+
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        state = {k: v.contiguous() for k, v in self.net.state_dict().items()}
-        save_file(state, str(path / WEIGHTS))
-        shapes = {n: list(s) for n, s in self.net.shapes.items()}
-        config = {
-            **self.info,
-            "shapes": shapes,
-            "num_classes": self.net.num_classes,
-            "manifest": {
-                k: self.manifest[k]
-                for k in (
-                    "name",
-                    "config",
-                    "config_hash",
-                    "seeds",
-                    "layers",
-                    "model",
-                    "source",
-                    "features",
-                )
-            },
-        }
-        (path / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
-        if self.target_dir.resolve() != (path / "target_model").resolve():
-            shutil.copytree(self.target_dir, path / "target_model", dirs_exist_ok=True)
+        info = {**self.info, "manifest": {k: self.manifest[k] for k in MANIFEST_KEYS}}
+        (path / INFO).write_text(json.dumps(info, indent=2) + "\n")
+        if self.target_dir.resolve() != (path / TARGET_DIR).resolve():
+            for name in ("model.json", "model.safetensors"):
+                (path / TARGET_DIR).mkdir(exist_ok=True)
+                shutil.copyfile(self.target_dir / name, path / TARGET_DIR / name)
+        write_model_card(path / "README.md", info, self.corpus_dir)  # the mixin keeps it
+        self.net.save_pretrained(path)
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> Recognizer:
-        """Weights through safetensors, config through JSON: no pickle."""
-        path = Path(path)
-        config = json.loads((path / CONFIG).read_text())
-        net = RecognizerNet(
-            {n: tuple(s) for n, s in config["shapes"].items()},
-            config["num_classes"],
-            config["objective"],
-        )
-        net.load_state_dict(load_file(str(path / WEIGHTS)))
-        return cls(net, config["manifest"], path / "target_model", config)
+    def from_pretrained(cls, repo_or_dir: str | Path, revision: str | None = None) -> Recognizer:
+        """A saved recognizer from a local folder or a Hub model repo (only its known files
+        are downloaded). Weights through safetensors, everything else JSON: no pickle."""
+        local = Path(repo_or_dir)
+        if not local.is_dir():
+            from huggingface_hub import snapshot_download
+
+            local = Path(
+                snapshot_download(
+                    str(repo_or_dir), revision=revision, allow_patterns=list(RECOGNIZER_FILES)
+                )
+            )
+        missing = [name for name in RECOGNIZER_FILES[1:] if not (local / name).is_file()]
+        if missing:
+            raise ModelError(f"{repo_or_dir}: not a saved recognizer (missing {missing})")
+        try:
+            info = json.loads((local / INFO).read_text())
+            net = RecognizerNet.from_pretrained(local, strict=True)
+            manifest = {k: info["manifest"][k] for k in MANIFEST_KEYS}
+        except (ValueError, KeyError, TypeError, RuntimeError) as err:
+            raise ModelError(f"{repo_or_dir}: unreadable saved recognizer: {err}") from None
+        return cls(net, manifest, local / TARGET_DIR, info)
+
+    load = from_pretrained
 
     @torch.no_grad()
     def predict(self, images: torch.Tensor | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
