@@ -97,7 +97,7 @@ def push(
     if dry_run:
         return plan
     with hub_timeouts(timeout):
-        _upload(root, repo_id, private, revision, plan)
+        _upload(root, manifest, repo_id, private, revision, plan)
     return plan
 
 
@@ -134,12 +134,16 @@ def _check_repo_id(repo_id: str) -> None:
 
 
 def _upload(
-    root: Path, repo_id: str, private: bool, revision: str | None, plan: list[UploadFile]
+    root: Path,
+    manifest: dict,
+    repo_id: str,
+    private: bool,
+    revision: str | None,
+    plan: list[UploadFile],
 ) -> None:
     """The corpus's files; its card re-rendered so its snippets load `repo_id`."""
     from afg_datasets.card import render_card
 
-    manifest = require_intact(root)
     stats = read_json(root / STATS_FILE, shape="stats")
     card = str(render_card(manifest, stats, repo_id, root, published=True)).encode()
     paths = [item.path for item in plan]

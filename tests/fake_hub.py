@@ -46,6 +46,16 @@ class FakeHub:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
+    def env(self, token: str, home) -> dict[str, str]:
+        """The environment that points huggingface_hub at this server."""
+        return {
+            "HF_ENDPOINT": self.url,
+            "HF_TOKEN": token,
+            "HF_HUB_DISABLE_XET": "1",
+            "HF_HUB_DISABLE_TELEMETRY": "1",
+            "HF_HOME": str(home),
+        }
+
     def __enter__(self):
         self.thread.start()
         return self

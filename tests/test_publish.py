@@ -128,13 +128,7 @@ def verify_corpus_rows_only(copy, shard):
 
 def test_push_through_loopback_hub(copy, tmp_path):
     with FakeHub() as hub:
-        env = {
-            "HF_ENDPOINT": hub.url,
-            "HF_TOKEN": TOKEN,
-            "HF_HUB_DISABLE_XET": "1",
-            "HF_HUB_DISABLE_TELEMETRY": "1",
-            "HF_HOME": str(tmp_path / "hf"),
-        }
+        env = hub.env(TOKEN, tmp_path / "hf")
         result = run_cli("push", str(copy), "--repo-id", "afg-org/digits", env=env)
         assert result.returncode == 0, result.stderr
         again = run_cli(

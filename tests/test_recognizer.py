@@ -221,13 +221,7 @@ def test_recognizer_round_trips_through_a_loopback_hub(corpus, tmp_path, monkeyp
     assert corpus.manifest["config_hash"] in card.text and "Threat model" in card.text
     assert card.data.library_name == "afg-datasets"
     with FakeHub() as hub:
-        env = {
-            "HF_ENDPOINT": hub.url,
-            "HF_TOKEN": TOKEN,
-            "HF_HUB_DISABLE_XET": "1",
-            "HF_HUB_DISABLE_TELEMETRY": "1",
-            "HF_HOME": str(tmp_path / "hf"),
-        }
+        env = hub.env(TOKEN, tmp_path / "hf")
         pushed = run_cli("push-recognizer", str(saved), "--repo-id", "afg-org/rec", env=env)
         assert pushed.returncode == 0, pushed.stderr
         assert hub.repos["afg-org/rec"]["type"] == "model"
