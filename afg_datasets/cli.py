@@ -184,8 +184,8 @@ def build_shards(
         return
     if not result.tasks_run:
         console.print(
-            f"[bold]{out}: already complete[/], nothing was rebuilt; the figures below are the "
-            "original build's (stats.json). Use --overwrite to build it again."
+            f"[bold]already complete[/]: nothing in {out} was rebuilt; the figures below are "
+            "the original build's (stats.json). Use --overwrite to build it again."
         )
     printers.build_summary(result)
 

@@ -214,7 +214,10 @@ def test_cli_builds_and_summarizes(tmp_path):
     result = build()
     assert result.exit_code == 0, result.output
     assert "success rate" in result.output and "fgsm" in result.output
+    assert "already complete" not in result.output
     assert os.path.isfile(Path(out) / "manifest.json")
+    rerun = build()
+    assert rerun.exit_code == 0 and "already complete" in rerun.output, "old stats not as new"
     again = build("--seed", "2")
     assert again.exit_code == 2 and "--overwrite" in again.output
     replaced = build("--seed", "2", "--overwrite")

@@ -60,6 +60,11 @@ def test_card_metadata_parses(corpus):
     assert data["size_categories"] == ["n<1K"]
     infos = {i["config_name"]: i for i in data["dataset_info"]}
     assert infos["all"]["splits"][0]["num_examples"] > 0
+    assert data["source_datasets"] == ["original"] and data["task_ids"]
+    parquet = sum(e["bytes"] for e in corpus.manifest["files"] if e["path"].endswith(".parquet"))
+    assert infos["all"]["download_size"] == parquet, "download_size: the parquet bytes"
+    arrow = sum(split["num_bytes"] for split in infos["all"]["splits"])
+    assert infos["all"]["dataset_size"] == arrow != parquet, "num_bytes: uncompressed Arrow"
     assert "Record schema" in card.text and "chen2022afg" in card.text
 
 

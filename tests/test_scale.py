@@ -131,8 +131,31 @@ def test_local_workers(reference, tasked_config, tmp_path, monkeypatch):
     assert threads == [max(1, len(os.sched_getaffinity(0)) // 2)], "CPUs split between workers"
 
 
+def test_builds_on_one_node_share_the_cores(tmp_path, monkeypatch):
+    from afg_datasets.build.threads import node_processes, registered, registry, thread_budget
+
+    monkeypatch.setenv("AFG_CACHE_DIR", str(tmp_path))
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    cpus = len(os.sched_getaffinity(0))
+    alone = thread_budget(1)
+    registry().mkdir(parents=True)
+    (registry() / "999999999").write_text("4")  # a build that died without cleaning up
+    with registered(1):
+        assert node_processes() == 1 and thread_budget(1) == alone
+        neighbour = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+        try:
+            (registry() / str(neighbour.pid)).write_text("1")  # another build beside us
+            assert node_processes() == 2
+            assert thread_budget(1) == max(1, cpus // 2)
+        finally:
+            neighbour.kill()
+            neighbour.wait()
+        assert thread_budget(1) == alone, "a finished neighbour gives its cores back"
+    assert node_processes() == 0 and not (registry() / "999999999").exists()
+
+
 def test_thread_setting_reaches_spawned_workers(tasked_config, tmp_path, monkeypatch):
-    from afg_datasets.build.options import thread_budget
+    from afg_datasets.build.threads import thread_budget
 
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     cpus = len(os.sched_getaffinity(0))

@@ -13,8 +13,9 @@ import torch
 
 from afg_datasets.build.executors import EXECUTORS
 from afg_datasets.build.finalize import BuildResult, finalize, task_markers
-from afg_datasets.build.options import RunOptions, thread_budget
+from afg_datasets.build.options import RunOptions
 from afg_datasets.build.pipeline import Pipeline, WorkerSpec
+from afg_datasets.build.threads import registered, thread_budget
 from afg_datasets.config import BuildConfig
 from afg_datasets.layout import INFO_FILE, MODEL_DIR, SETUP_FILE, write_json
 from afg_datasets.models import save_model
@@ -33,7 +34,11 @@ def build_corpus(
     """Build (or resume) the corpus `cfg` describes in `out`: plan, this rank's tasks, and
     finalize when every task is complete (manifest.json last). `changes` set RunOptions fields."""
     opts = replace(options or RunOptions(), **changes)
-    out = Path(out)
+    with registered(opts.workers):  # other builds on this node leave us our share of cores
+        return _build(cfg, Path(out), opts)
+
+
+def _build(cfg: BuildConfig, out: Path, opts: RunOptions) -> BuildResult:
     start = time.perf_counter()
     torch.set_num_threads(opts.threads or thread_budget(1))
     pipeline = Pipeline(cfg, out, opts.device, opts.progress)

@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from afg_datasets.build.pipeline import Pipeline, WorkerSpec
 from afg_datasets.build.task import complete_task
+from afg_datasets.build.threads import thread_budget
 from afg_datasets.errors import ConfigError
 from afg_datasets.plan import Task
 from afg_datasets.registry import Registry
@@ -86,7 +87,7 @@ class ExecutorOptions:
     workers: int = 1  # local processes (the local executor)
     progress: bool = True
     ray_address: str | None = None  # the ray executor; None: start a local cluster
-    threads: int = 1  # torch/OpenMP threads in each process that runs tasks
+    threads: int | None = None  # per task process; None: the node's fair share, per task
 
 
 def run_local(
@@ -95,10 +96,13 @@ def run_local(
     """In this process, or (--workers N) in N spawned processes taking tasks as they free up."""
     if opts.workers > 1:
         return _run_pool(spec, tasks, opts)
-    torch.set_num_threads(opts.threads)
     pipeline = pipeline or spec.pipeline()
-    bar = tqdm(tasks, desc="tasks", unit="task", disable=not opts.progress)
-    return [task.id for task in bar if complete_task(pipeline, task, spec.num_tasks)]
+    ran = []
+    for task in tqdm(tasks, desc="tasks", unit="task", disable=not opts.progress):
+        torch.set_num_threads(opts.threads or thread_budget(1))  # builds may come and go
+        if complete_task(pipeline, task, spec.num_tasks):
+            ran.append(task.id)
+    return ran
 
 
 def _run_pool(spec: WorkerSpec, tasks: list[Task], opts: ExecutorOptions) -> list[int]:
@@ -106,7 +110,7 @@ def _run_pool(spec: WorkerSpec, tasks: list[Task], opts: ExecutorOptions) -> lis
     devices = context.Queue()
     for device in worker_devices(spec.device, opts.workers):
         devices.put(device)
-    threads = opts.threads
+    threads = opts.threads or thread_budget(opts.workers)
     ran = []
     with ProcessPoolExecutor(
         opts.workers,
@@ -151,7 +155,8 @@ def run_ray(
         num_cpus=1, num_gpus=1 if cuda else 0, max_retries=RAY_RETRIES, retry_exceptions=True
     )(_ray_task)
     device = "cuda" if cuda else "cpu"  # Ray assigns the GPU: it is cuda:0 inside the task
-    results = ray.get([remote.remote(spec, task, device, opts.threads) for task in tasks])
+    threads = opts.threads or thread_budget(1)
+    results = ray.get([remote.remote(spec, task, device, threads) for task in tasks])
     return [task.id for task, ran in zip(tasks, results, strict=True) if ran]
 
 

@@ -3,8 +3,6 @@ nothing. None of these change a corpus's bytes."""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
@@ -41,7 +39,7 @@ class RunOptions:
     workers: int = 1
     executor: str = "local"
     ray_address: str | None = None
-    threads: int | None = None  # torch/OpenMP threads per process; None: thread_budget()
+    threads: int | None = None  # torch/OpenMP threads per process; None: threads.thread_budget
 
     def __post_init__(self):
         check_device(self.device)
@@ -62,18 +60,4 @@ class RunOptions:
             )
 
     def executor_options(self) -> ExecutorOptions:
-        threads = self.threads or thread_budget(self.workers)
-        return ExecutorOptions(self.workers, self.progress, self.ray_address, threads)
-
-
-def thread_budget(processes: int, env: Mapping[str, str] = os.environ) -> int:
-    """torch/OpenMP threads for each of `processes` processes this build starts on the node:
-    OMP_NUM_THREADS when set, else the CPUs this process may use divided among them and among
-    the node's other ranks (torchrun's LOCAL_WORLD_SIZE). One thread per core avoids the
-    oversubscription that makes several torch processes on one node crawl."""
-    if env.get("OMP_NUM_THREADS", "").strip().isdigit() and int(env["OMP_NUM_THREADS"]) > 0:
-        return int(env["OMP_NUM_THREADS"])
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    local_ranks = env.get("LOCAL_WORLD_SIZE", "1")
-    sharing = processes * (int(local_ranks) if local_ranks.isdigit() and local_ranks != "0" else 1)
-    return max(1, (cpus or 1) // sharing)
+        return ExecutorOptions(self.workers, self.progress, self.ray_address, self.threads)
