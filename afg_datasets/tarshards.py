@@ -276,6 +276,6 @@ def _as_torch(columns: dict[str, Any], torch) -> dict[str, Any]:
             out[name] = column
         elif name.startswith("genome_"):  # a copy: the stored bytes are read-only
             out[name] = torch.from_numpy(column.astype(np.float32))
-        else:
-            out[name] = torch.from_numpy(np.ascontiguousarray(column))
+        else:  # a copy as well: a column may be a view of the shard's bytes
+            out[name] = torch.from_numpy(np.array(column))
     return out

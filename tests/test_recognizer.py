@@ -206,9 +206,22 @@ def test_recognizer_save_load_predict_on_new_images(corpus, tmp_path):
     assert set(METHODS) >= {"afg", "raw_pixels", "mahalanobis", "lid", "target_model"}
 
 
-def test_recognizer_round_trips_through_a_loopback_hub(corpus, tmp_path, monkeypatch):
+FROM_HUB = """
+import sys, numpy as np
+from afg_datasets.recognizer import Recognizer
+images = np.load(sys.argv[2])
+p_adv, classes = Recognizer.from_pretrained(sys.argv[1]).predict(images)
+np.save(sys.argv[3], np.stack([p_adv, classes.astype(np.float32)]))
+"""
+
+
+def test_recognizer_round_trips_through_a_loopback_hub(corpus, tmp_path):
     """fit-recognizer -> push-recognizer (real huggingface_hub client) -> from_pretrained of
-    the repo id (real snapshot_download) -> the same predictions."""
+    the repo id (real snapshot_download, in a fresh process) -> the same predictions."""
+    import os
+    import subprocess
+    import sys
+
     from huggingface_hub import ModelCard
 
     from tests.fake_hub import FakeHub
@@ -220,18 +233,24 @@ def test_recognizer_round_trips_through_a_loopback_hub(corpus, tmp_path, monkeyp
     card = ModelCard.load(saved / "README.md")
     assert corpus.manifest["config_hash"] in card.text and "Threat model" in card.text
     assert card.data.library_name == "afg-datasets"
+    images = read_split(corpus.out, "test")["image"][:16].transpose(0, 2, 3, 1)
+    np.save(tmp_path / "images.npy", images)
     with FakeHub() as hub:
         env = hub.env(TOKEN, tmp_path / "hf")
         pushed = run_cli("push-recognizer", str(saved), "--repo-id", "afg-org/rec", env=env)
         assert pushed.returncode == 0, pushed.stderr
         assert hub.repos["afg-org/rec"]["type"] == "model"
-        for name, value in env.items():
-            monkeypatch.setenv(name, value)
-        monkeypatch.setattr("huggingface_hub.constants.ENDPOINT", hub.url)
-        monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "cache"))
-        downloaded = Recognizer.from_pretrained("afg-org/rec")
-    local = Recognizer.from_pretrained(saved)
-    images = read_split(corpus.out, "test")["image"][:16].transpose(0, 2, 3, 1)
-    for a, b in zip(local.predict(images), downloaded.predict(images), strict=True):
-        assert np.array_equal(a, b)
+        script = [sys.executable, "-c", FROM_HUB, "afg-org/rec", str(tmp_path / "images.npy")]
+        loaded = subprocess.run(
+            [*script, str(tmp_path / "hub.npy")],
+            capture_output=True,
+            text=True,
+            env={**os.environ, **env},
+            timeout=300,
+        )
+        assert loaded.returncode == 0, loaded.stderr
+    p_adv, classes = Recognizer.from_pretrained(saved).predict(images)
+    assert np.array_equal(
+        np.load(tmp_path / "hub.npy"), np.stack([p_adv, classes.astype(np.float32)])
+    )
     assert TOKEN not in pushed.stdout + pushed.stderr
