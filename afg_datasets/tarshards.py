@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from afg_datasets.verify import CorpusError
 
@@ -67,8 +68,48 @@ def _read(url: str, listed: bool) -> bytes:
 
 
 def _plain_members(raw: bytes, url: str) -> Layout:
-    """Records as {ext: (data offset, size)}. The walk from header to header reads only each
-    size field; the headers are then checked together (checksum, type, name)."""
+    """Records as {ext: (data offset, size)}. Headers are found by their ustar magic and
+    their chain (each member ends where the next header starts) checked in one vectorized
+    pass; where the chain does not hold (a header without the magic, or member data that
+    happens to look like one) the headers are walked one by one. The headers are then checked
+    together (checksum, type, name)."""
+    end = len(raw)
+    blocks = np.frombuffer(raw, np.uint8, count=end // BLOCK * BLOCK).reshape(-1, BLOCK)
+    found = _chained_headers(blocks)
+    offsets, sizes = found if found is not None else _walk(raw, url)
+    if len(sizes) and (sizes.max() > MAX_MEMBER_BYTES or offsets[-1] + BLOCK + sizes[-1] > end):
+        raise CorpusError(f"{url}: truncated shard or oversized member")
+    stop = int(offsets[-1] + BLOCK + -(-sizes[-1] // BLOCK) * BLOCK) if len(sizes) else 0
+    if end - stop < 2 * BLOCK or raw[stop:].strip(b"\0"):
+        raise CorpusError(f"{url}: truncated shard (no end-of-archive marker at byte {stop})")
+    headers = blocks[offsets // BLOCK]
+    _check_headers(headers, offsets, url)
+    names = b"\n".join(_fields(headers[:, :100])).decode("utf-8", "replace")
+    return _layout(names, len(offsets), offsets + BLOCK, sizes, url)
+
+
+def _chained_headers(blocks: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """(offsets, sizes) of the blocks that carry the ustar magic and 11 octal size digits, if
+    they chain from block 0 to the end of the archive; else None."""
+    magic = (blocks[:, 257:263] == np.frombuffer(b"ustar\0", np.uint8)).all(1)
+    candidates = np.flatnonzero(magic)
+    if not len(candidates) or candidates[0] != 0:
+        return None
+    digits = blocks[candidates, 124:135].astype(np.int64) - ord("0")
+    if ((digits < 0) | (digits > 7)).any():
+        return None
+    sizes = digits @ (8 ** np.arange(10, -1, -1, dtype=np.int64))
+    following = candidates + 1 + -(-sizes // BLOCK)
+    if (following[:-1] != candidates[1:]).any():
+        return None
+    last = int(following[-1])
+    if last < len(blocks) and blocks[last].any():  # not the end-of-archive block
+        return None
+    return candidates * BLOCK, sizes
+
+
+def _walk(raw: bytes, url: str) -> tuple[np.ndarray, np.ndarray]:
+    """(offsets, sizes) from header to header, reading only each size field."""
     offsets, sizes, offset, end = [], [], 0, len(raw)
     while raw[offset : offset + 1] not in (b"\0", b""):  # a zero block ends the archive
         try:
@@ -80,30 +121,37 @@ def _plain_members(raw: bytes, url: str) -> Layout:
         offsets.append(offset)
         sizes.append(size)
         offset += BLOCK + -(-size // BLOCK) * BLOCK
-    if end - offset < 2 * BLOCK or raw[offset:].strip(b"\0"):
-        raise CorpusError(f"{url}: truncated shard (no end-of-archive marker at byte {offset})")
-    blocks = np.frombuffer(raw, np.uint8, count=end // BLOCK * BLOCK).reshape(-1, BLOCK)
-    headers = blocks[np.array(offsets, dtype=np.int64) // BLOCK]
-    _check_headers(headers, offsets, url)
-    names = b"\n".join(_fields(headers[:, :100])).decode("utf-8", "replace")
-    return _layout(names, len(offsets), np.array(offsets) + BLOCK, np.array(sizes), url)
+    return np.array(offsets, dtype=np.int64), np.array(sizes, dtype=np.int64)
 
 
-def _check_headers(headers: np.ndarray, offsets: list[int], url: str) -> None:
+def _check_headers(headers: np.ndarray, offsets: np.ndarray, url: str) -> None:
     """ustar checksums (the header summed with its checksum field read as spaces) and plain
     regular-file members without a name prefix; anything else goes to tarfile."""
     if not len(headers):
         return
     if (~np.isin(headers[:, 156], (0, ord("0")))).any() or headers[:, 345].any():
         raise _NotPlain
-    try:
-        stored = [int(f.strip(b" \0") or b"0", 8) for f in _fields(headers[:, 148:156])]
-    except ValueError:
-        raise CorpusError(f"{url}: unreadable tar header checksum") from None
+    stored = _checksums(headers[:, 148:156], url)
     computed = headers.sum(1, dtype=np.int64) - headers[:, 148:156].sum(1, dtype=np.int64)
     bad = np.flatnonzero(computed + 8 * ord(" ") != np.array(stored))
     if len(bad):
-        raise CorpusError(f"{url}: bad tar header checksum at byte {offsets[bad[0]]}")
+        raise CorpusError(f"{url}: bad tar header checksum at byte {int(offsets[bad[0]])}")
+
+
+def _checksums(fields: np.ndarray, url: str) -> np.ndarray:
+    """The stored checksums: six octal digits, NUL, space (as tar writes) read at once; other
+    spellings one by one."""
+    digits = fields[:, :6].astype(np.int64) - ord("0")
+    if (
+        ((digits >= 0) & (digits <= 7)).all()
+        and (fields[:, 6] == 0).all()
+        and (fields[:, 7] == 32).all()
+    ):
+        return digits @ (8 ** np.arange(5, -1, -1, dtype=np.int64))
+    try:
+        return np.array([int(f.strip(b" \0") or b"0", 8) for f in _fields(fields)])
+    except ValueError:
+        raise CorpusError(f"{url}: unreadable tar header checksum") from None
 
 
 def _fields(columns: np.ndarray) -> list[bytes]:
@@ -247,16 +295,14 @@ def _npy_layout(header: bytes, url: str) -> tuple[np.dtype, tuple[int, ...], boo
 def rebatch(shards: Iterator[dict[str, Any]], batch_size: int) -> Iterator[dict[str, Any]]:
     """Shard columns -> batches of `batch_size` records across shard boundaries (the last one
     partial), as torch: float32 genomes and mixed labels, strings as lists."""
-    import torch
-
     pending: dict[str, Any] | None = None
     for columns in shards:
         pending = columns if pending is None else _concat(pending, columns)
         while len(pending["key"]) >= batch_size:
             head, pending = _split(pending, batch_size)
-            yield _as_torch(head, torch)
+            yield _as_torch(head)
     if pending is not None and len(pending["key"]):
-        yield _as_torch(pending, torch)
+        yield _as_torch(pending)
 
 
 def _concat(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
@@ -269,13 +315,21 @@ def _split(columns: dict[str, Any], n: int) -> tuple[dict[str, Any], dict[str, A
     return {k: v[:n] for k, v in columns.items()}, {k: v[n:] for k, v in columns.items()}
 
 
-def _as_torch(columns: dict[str, Any], torch) -> dict[str, Any]:
+def float32_tensor(column: np.ndarray) -> torch.Tensor:
+    """A float32 copy, converted by torch: its float16 conversion is ~20x numpy's (measured
+    on a 256 x 1536 batch: 35 vs 650 us)."""
+    if column.dtype == np.float16:
+        return torch.from_numpy(np.array(column)).float()
+    return torch.from_numpy(np.array(column, dtype=np.float32))
+
+
+def _as_torch(columns: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, column in columns.items():
         if isinstance(column, list):
             out[name] = column
         elif name.startswith("genome_"):  # a copy: the stored bytes are read-only
-            out[name] = torch.from_numpy(column.astype(np.float32))
+            out[name] = float32_tensor(column)
         else:  # a copy as well: a column may be a view of the shard's bytes
             out[name] = torch.from_numpy(np.array(column))
     return out
