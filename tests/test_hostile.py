@@ -156,11 +156,13 @@ def test_stream_of_bare_urls_refuses_a_shard_cut_at_a_member_boundary(copy, tmp_
     assert whole > 0
 
 
-def _shard_with(tmp_path, npy: bytes):
-    """A one-sample shard whose genome member is `npy`."""
+def _shard_with(tmp_path, npy: bytes, png: bytes | None = None):
+    """A one-sample shard whose genome member is `npy` (and image member `png`)."""
     path = tmp_path / "hostile.tar"
     meta = {"key": "a", "attack": "clean", "label": 0, "is_adversarial": False}
     members = {"a.json": json.dumps(meta | {"mixed_label": [1, 0]}).encode(), "a.g.npy": npy}
+    if png is not None:
+        members["a.png"] = png
     with tarfile.open(path, "w", format=tarfile.USTAR_FORMAT) as tar:
         for name, payload in members.items():
             info = tarfile.TarInfo(name)
@@ -181,6 +183,18 @@ def test_hostile_npy_header_is_refused_before_allocating(tmp_path):
         list(stream([_shard_with(tmp_path, objects.getvalue())]))
     (record,) = stream([_shard_with(tmp_path, good.getvalue())])
     assert record["g"].shape == (2, 3) and record["key"] == "a"
+
+
+def test_member_data_that_looks_like_a_tar_header_is_read_as_data(tmp_path):
+    """Headers are found by their ustar magic; a data block carrying the magic breaks the
+    chain and the reader walks the headers one by one instead of misreading the shard."""
+    npy = io.BytesIO()
+    np.save(npy, np.arange(6, dtype=np.float32).reshape(2, 3))
+    fake = bytearray(2048)
+    fake[257:263] = b"ustar\0"
+    fake[124:135] = b"00000000000"
+    (record,) = stream([_shard_with(tmp_path, npy.getvalue(), bytes(fake))])
+    assert record["key"] == "a" and record["g"].flatten().tolist() == [0, 1, 2, 3, 4, 5]
 
 
 @pytest.mark.parametrize(
