@@ -71,12 +71,6 @@ PROTOCOL = {
 }
 
 
-def layer_features(root: Path, manifest: dict, arrays: dict[str, np.ndarray]) -> list[np.ndarray]:
-    """Global-average-pooled activations of every corpus layer, from the stored images."""
-    layers = [layer["name"] for layer in manifest["layers"]]
-    return layer_activations(load_target_model(root), arrays["image"], layers, pool=True)
-
-
 def settings(attacks: Sequence[str], unseen: str) -> list[tuple[str, list[str]]]:
     """(setting, held-out attacks): seen; leave-one-attack-out; leave-one-family-out for every
     family of two or more attacks that leaves another family to train on."""
@@ -170,7 +164,8 @@ def run_bench(
     seeds = 1 if quick else seeds
     target = load_target_model(root)
     data = {s: protocol_filter(read_split(root, s)) for s in SPLITS}
-    pooled = {s: layer_features(root, manifest, data[s]) for s in SPLITS}
+    layers = [layer["name"] for layer in manifest["layers"]]
+    pooled = {s: layer_activations(target, data[s]["image"], layers, pool=True) for s in SPLITS}
     attacks = list(manifest["attacks"])
     chosen = methods or list(METHODS)
     results, comparisons, curves, systems = [], [], {}, {}

@@ -83,8 +83,8 @@ class Recognizer:
         info = {**self.info, "manifest": {k: self.manifest[k] for k in MANIFEST_KEYS}}
         (path / INFO).write_text(json.dumps(info, indent=2) + "\n")
         if self.target_dir.resolve() != (path / TARGET_DIR).resolve():
+            (path / TARGET_DIR).mkdir(exist_ok=True)
             for name in ("model.json", "model.safetensors"):
-                (path / TARGET_DIR).mkdir(exist_ok=True)
                 shutil.copyfile(self.target_dir / name, path / TARGET_DIR / name)
         write_model_card(path / "README.md", info, self.corpus_dir)  # the mixin keeps it
         self.net.save_pretrained(path)
