@@ -206,6 +206,8 @@ def _tarfile_members(buf: bytes, url: str) -> tuple[bytes, Layout]:
 
 def _columns(raw: bytes, layout: Layout, url: str) -> dict[str, Any]:
     records, members = layout
+    if not records:
+        return {}  # an empty (but complete) shard
     genomes = [ext for ext in members if ext.endswith(".npy")]
     if "json" not in members or not genomes:
         raise CorpusError(f"{url}: every sample needs a .json and .npy genome members")
@@ -308,6 +310,8 @@ def rebatch(shards: Iterator[dict[str, Any]], batch_size: int) -> Iterator[dict[
     partial), as torch: float32 genomes and mixed labels, strings as lists."""
     pending: dict[str, Any] | None = None
     for columns in shards:
+        if not columns:
+            continue
         pending = columns if pending is None else _concat(pending, columns)
         while len(pending["key"]) >= batch_size:
             head, pending = _split(pending, batch_size)

@@ -195,6 +195,9 @@ def test_member_data_that_looks_like_a_tar_header_is_read_as_data(tmp_path):
     fake[124:135] = b"00000000000"
     (record,) = stream([_shard_with(tmp_path, npy.getvalue(), bytes(fake))])
     assert record["key"] == "a" and record["g"].flatten().tolist() == [0, 1, 2, 3, 4, 5]
+    empty = tmp_path / "empty.tar"
+    tarfile.open(empty, "w", format=tarfile.USTAR_FORMAT).close()
+    assert list(stream([str(empty)])) == [] == list(stream([str(empty)], batch_size=4))
 
 
 @pytest.mark.parametrize(
