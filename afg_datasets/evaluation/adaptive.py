@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -74,10 +74,6 @@ def budgets(manifest: dict, train: Mapping[str, np.ndarray]) -> list[Budget]:
             origin = f"median L2 of successful {', '.join(family)} train records"
             out.append(Budget(norm, eps, ITERATIONS, 2.5 * eps / ITERATIONS, origin))
     return out
-
-
-def budget_dicts(items: list[Budget]) -> list[dict]:
-    return [asdict(b) for b in items]
 
 
 def perturb(

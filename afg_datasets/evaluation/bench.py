@@ -15,6 +15,7 @@ import statistics
 import time
 import zlib
 from collections.abc import Callable, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -294,7 +295,7 @@ def run_adaptive(data, manifest, target, systems: dict[str, list[Scores]], quick
                 rows.append(row | _adaptive_row(results, weights))
     return {
         "threat_model": adaptive.THREAT_MODEL,
-        "budgets": adaptive.budget_dicts(budgets),
+        "budgets": [asdict(budget) for budget in budgets],
         "rows": rows,
     }
 

@@ -6,7 +6,7 @@ differentiated, the whole system for the adaptive attack."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -41,6 +41,7 @@ class BenchInputs:
     manifest: dict
     target: TargetModel
     quick: bool
+    flat: dict[str, list[torch.Tensor]] = field(default_factory=dict)  # split -> per layer
 
     @property
     def layers(self) -> list[str]:
@@ -180,14 +181,19 @@ class LID:
 
 def features(inputs: BenchInputs, split: str, pool: bool, rows=None) -> list[torch.Tensor]:
     """Per layer, float64 features of a split's records: pooled (precomputed) or flattened
-    (recomputed from the stored images)."""
+    (recomputed from the stored images; a whole split once per setting, for every seed)."""
     if pool:
         arrays = inputs.pooled[split]
         return [torch.from_numpy(a if rows is None else a[rows]).double() for a in arrays]
+    if rows is None and split in inputs.flat:
+        return inputs.flat[split]
     images = inputs.splits[split]["image"]
     images = images if rows is None else images[rows]
     flat = layer_activations(inputs.target, images, inputs.layers, pool=False)
-    return [torch.from_numpy(a).double() for a in flat]
+    out = [torch.from_numpy(a).double() for a in flat]
+    if rows is None:
+        inputs.flat[split] = out
+    return out
 
 
 def _detector(kind: type[Mahalanobis] | type[LID], adaptive: bool):
