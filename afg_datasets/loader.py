@@ -7,9 +7,11 @@ read with allow_pickle=False and webdataset's own decoders are not used.
 
 from __future__ import annotations
 
+import collections
 import functools
 import os
 from collections.abc import Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -209,14 +211,32 @@ def shard_hashes(dir_or_urls: str | os.PathLike | list[str], split: str) -> dict
 
 class _ShardColumns:
     """Pipeline stage: each shard this process reads -> its records as columns (sha256 checked
-    on the bytes read, `tarshards.read_shard`)."""
+    on the bytes read, `tarshards.read_shard`), in order. Up to torch's thread count of shards
+    are read at once (the parse runs mostly outside the GIL: numpy, Arrow, hashlib); in
+    DataLoader workers, where torch runs one thread, one at a time."""
 
-    def __init__(self, shards: dict[str, str | None]):
+    def __init__(self, shards: dict[str, str | None], threads: int | None = None):
         self.shards = shards
+        self.threads = threads
 
     def __call__(self, urls: Iterator[dict[str, str]]) -> Iterator[dict[str, Any]]:
-        for item in urls:
-            yield read_shard(item["url"], self.shards[item["url"]])
+        threads = self.threads or torch.get_num_threads()
+        if threads == 1:
+            for item in urls:
+                yield read_shard(item["url"], self.shards[item["url"]])
+            return
+        with ThreadPoolExecutor(threads, thread_name_prefix="afg-shards") as pool:
+            ahead: collections.deque[Future] = collections.deque()
+            try:
+                for item in urls:
+                    ahead.append(pool.submit(read_shard, item["url"], self.shards[item["url"]]))
+                    if len(ahead) >= threads:
+                        yield ahead.popleft().result()
+                while ahead:
+                    yield ahead.popleft().result()
+            finally:  # stopped early or failed: drop the shards not yet started
+                for future in ahead:
+                    future.cancel()
 
 
 def _records(batches: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
@@ -230,12 +250,14 @@ def stream(
     split: str = "train",
     batch_size: int | None = None,
     verify: bool = True,
+    threads: int | None = None,
 ):
     """A webdataset pipeline yielding the same dicts as `load` (or, with `batch_size`, batches
     as `dataloader` does), for corpora too big for disk. Shards are split across ranks and
     DataLoader workers (webdataset's split_by_node / split_by_worker), so no record is read
     twice; each process checks the sha256 of the shards it reads (`verify=False`: not the
-    hashes; every structural check stays). Shards are read as columns (`tarshards`)."""
+    hashes; every structural check stays). Shards are read as columns (`tarshards`), by
+    `threads` threads at once (default: torch's thread count; 1 in DataLoader workers)."""
     import webdataset as wds
 
     shards = shard_hashes(dir_or_urls, split)
@@ -246,7 +268,7 @@ def stream(
         wds.SimpleShardList(list(shards)),
         wds.split_by_node,
         wds.split_by_worker,
-        _ShardColumns(shards),
+        _ShardColumns(shards, threads),
         batches,
     ]
     return wds.DataPipeline(*stages, *([] if batch_size else [_records]))

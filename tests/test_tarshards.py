@@ -1,0 +1,140 @@
+"""The stream's fast paths (names checked at once, metadata through Arrow, shards read by
+several threads) give exactly what the general paths give, and hand anything else to them."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+
+import numpy as np
+import pytest
+import torch
+
+from afg_datasets import tarshards
+from afg_datasets.loader import stream
+from afg_datasets.verify import CorpusError
+
+
+def _npy(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return buffer.getvalue()
+
+
+def _meta(key: str, label: int) -> dict:
+    return {"key": key, "attack": "clean", "label": label, "is_adversarial": False,
+            "mixed_label": [1.0, 0.0, float(label)]}  # fmt: skip
+
+
+def _shard(path, records: list[tuple[str, dict[str, bytes]]]) -> str:
+    """A ustar shard of (key, {extension: payload}) in the order given."""
+    with tarfile.open(path, "w", format=tarfile.USTAR_FORMAT) as tar:
+        for key, members in records:
+            for ext, payload in members.items():
+                info = tarfile.TarInfo(f"{key}.{ext}")
+                info.size = len(payload)
+                tar.addfile(info, io.BytesIO(payload))
+    return str(path)
+
+
+def _records(keys: list[str], dump=json.dumps) -> list[tuple[str, dict[str, bytes]]]:
+    return [
+        (key, {"g.npy": _npy(np.full((2, 3), i, np.float16)), "json": dump(_meta(key, i)).encode()})
+        for i, key in enumerate(keys)
+    ]
+
+
+def _assert_same(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for name in a:
+        assert np.array_equal(np.asarray(a[name]), np.asarray(b[name])), name
+        assert np.asarray(a[name]).dtype == np.asarray(b[name]).dtype, name
+
+
+@pytest.fixture()
+def general(monkeypatch):
+    """read_shard with both fast paths switched off."""
+
+    def read(url):
+        with monkeypatch.context() as patch:
+            patch.setattr(tarshards, "_periodic_layout", lambda *args: None)
+            patch.setattr(tarshards, "_arrow_meta_columns", lambda *args: None)
+            return tarshards.read_shard(url, None)
+
+    return read
+
+
+def test_a_corpus_shard_reads_the_same_on_the_fast_and_the_general_paths(corpus, general):
+    shard = str(sorted((corpus.out / "wds" / "train").glob("*.tar"))[0])
+    with open(shard, "rb") as handle:
+        raw = handle.read()
+    blocks = np.frombuffer(raw, np.uint8).reshape(-1, tarshards.BLOCK)
+    offsets, sizes = tarshards._chained_headers(blocks)
+    names = blocks[offsets // tarshards.BLOCK][:, :100]
+    assert tarshards._periodic_layout(names, offsets + tarshards.BLOCK, sizes) is not None
+    _assert_same(tarshards.read_shard(shard, None), general(shard))
+
+
+@pytest.mark.parametrize(
+    "keys",
+    [
+        ["run.1/a", "run.1/b"],  # a dotted directory: webdataset keys may hold one
+        ["a b", "c"],  # a space in a key
+        ["x" * 90, "y"],  # names of different lengths, one near ustar's 100 bytes
+    ],
+)
+def test_unusual_but_valid_names_read_as_the_general_parser_reads_them(tmp_path, general, keys):
+    shard = _shard(tmp_path / "s.tar", _records(keys))
+    columns = tarshards.read_shard(shard, None)
+    assert columns["key"] == keys
+    _assert_same(columns, general(shard))
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda r: [r[0], (r[1][0], {"json": r[1][1]["json"]})],  # a record lost a member
+        lambda r: [r[0], ("a", r[1][1])],  # two records with one key
+    ],
+)
+def test_shards_that_break_the_pattern_are_refused_as_before(tmp_path, general, change):
+    shard = _shard(tmp_path / "s.tar", change(_records(["a", "b"])))
+    with pytest.raises(CorpusError, match="exactly one"):
+        tarshards.read_shard(shard, None)
+    with pytest.raises(CorpusError, match="exactly one"):
+        general(shard)
+
+
+def test_members_in_another_order_per_record_read_as_before(tmp_path, general):
+    first, second = _records(["a", "b"])
+    shard = _shard(tmp_path / "s.tar", [first, (second[0], dict(reversed(second[1].items())))])
+    columns = tarshards.read_shard(shard, None)
+    assert columns["key"] == ["a", "b"]
+    _assert_same(columns, general(shard))
+
+
+def test_metadata_the_arrow_reader_declines_is_parsed_by_orjson_alike(tmp_path, general):
+    compact = tarshards.read_shard(_shard(tmp_path / "c.tar", _records(["a", "b"])), None)
+    pretty = _shard(tmp_path / "p.tar", _records(["a", "b"], lambda m: json.dumps(m, indent=2)))
+    _assert_same(tarshards.read_shard(pretty, None), compact)  # newlines inside a member
+    as_text = [(k, m | {"json": m["json"].replace(b'"label": 1', b'"label": "1"')})
+               for k, m in _records(["a", "b"])]  # fmt: skip
+    _assert_same(tarshards.read_shard(_shard(tmp_path / "t.tar", as_text), None), compact)
+    missing = [(k, m | {"json": b'{"key": "%s"}' % k.encode()}) for k, m in _records(["a"])]
+    with pytest.raises(CorpusError, match="corrupt sample metadata"):
+        tarshards.read_shard(_shard(tmp_path / "m.tar", missing), None)
+    ragged = [(k, m | {"json": m["json"].replace(b"[1.0, 0.0, 1.0]", b"[1.0]")})
+              for k, m in _records(["a", "b"])]  # fmt: skip
+    with pytest.raises(CorpusError, match="mixed_label lengths differ"):
+        tarshards.read_shard(_shard(tmp_path / "r.tar", ragged), None)
+
+
+def test_shards_read_by_several_threads_stream_in_the_same_order(corpus):
+    one = list(stream(corpus.out, split="train", batch_size=5, threads=1))
+    three = list(stream(corpus.out, split="train", batch_size=5, threads=3))
+    assert [b["key"] for b in one] == [b["key"] for b in three] and len(one) > 1
+    for a, b in zip(one, three, strict=True):
+        assert torch.equal(a["genome_spatial"], b["genome_spatial"])
+    records = list(stream(corpus.out, split="train", threads=2))
+    assert [r["key"] for r in records] == [k for b in one for k in b["key"]]
