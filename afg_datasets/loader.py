@@ -7,11 +7,9 @@ read with allow_pickle=False and webdataset's own decoders are not used.
 
 from __future__ import annotations
 
-import collections
 import functools
 import os
 from collections.abc import Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +18,7 @@ import torch
 
 from afg_datasets.genome import genome_inputs
 from afg_datasets.records import CLEAN
-from afg_datasets.tarshards import float32_tensor, read_shard, rebatch
+from afg_datasets.tarshards import ShardBuffer, float32_tensor, read_shard, rebatch
 from afg_datasets.verify import CorpusError, load_manifest, require_files, split_files
 
 META_FIELDS = ("key", "attack", "label", "is_adversarial", "mixed_label")
@@ -211,32 +209,16 @@ def shard_hashes(dir_or_urls: str | os.PathLike | list[str], split: str) -> dict
 
 class _ShardColumns:
     """Pipeline stage: each shard this process reads -> its records as columns (sha256 checked
-    on the bytes read, `tarshards.read_shard`), in order. Up to torch's thread count of shards
-    are read at once (the parse runs mostly outside the GIL: numpy, Arrow, hashlib); in
-    DataLoader workers, where torch runs one thread, one at a time."""
+    on the bytes read, `tarshards.read_shard`). The shards of one pass are read into one
+    buffer: fresh memory for each shard costs more than its parse."""
 
-    def __init__(self, shards: dict[str, str | None], threads: int | None = None):
+    def __init__(self, shards: dict[str, str | None]):
         self.shards = shards
-        self.threads = threads
 
     def __call__(self, urls: Iterator[dict[str, str]]) -> Iterator[dict[str, Any]]:
-        threads = self.threads or torch.get_num_threads()
-        if threads == 1:
-            for item in urls:
-                yield read_shard(item["url"], self.shards[item["url"]])
-            return
-        with ThreadPoolExecutor(threads, thread_name_prefix="afg-shards") as pool:
-            ahead: collections.deque[Future] = collections.deque()
-            try:
-                for item in urls:
-                    ahead.append(pool.submit(read_shard, item["url"], self.shards[item["url"]]))
-                    if len(ahead) >= threads:
-                        yield ahead.popleft().result()
-                while ahead:
-                    yield ahead.popleft().result()
-            finally:  # stopped early or failed: drop the shards not yet started
-                for future in ahead:
-                    future.cancel()
+        buffer = ShardBuffer()
+        for item in urls:
+            yield read_shard(item["url"], self.shards[item["url"]], buffer)
 
 
 def _records(batches: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
@@ -250,14 +232,12 @@ def stream(
     split: str = "train",
     batch_size: int | None = None,
     verify: bool = True,
-    threads: int | None = None,
 ):
     """A webdataset pipeline yielding the same dicts as `load` (or, with `batch_size`, batches
     as `dataloader` does), for corpora too big for disk. Shards are split across ranks and
     DataLoader workers (webdataset's split_by_node / split_by_worker), so no record is read
     twice; each process checks the sha256 of the shards it reads (`verify=False`: not the
-    hashes; every structural check stays). Shards are read as columns (`tarshards`), by
-    `threads` threads at once (default: torch's thread count; 1 in DataLoader workers)."""
+    hashes; every structural check stays). Shards are read as columns (`tarshards`)."""
     import webdataset as wds
 
     shards = shard_hashes(dir_or_urls, split)
@@ -268,7 +248,7 @@ def stream(
         wds.SimpleShardList(list(shards)),
         wds.split_by_node,
         wds.split_by_worker,
-        _ShardColumns(shards, threads),
+        _ShardColumns(shards),
         batches,
     ]
     return wds.DataPipeline(*stages, *([] if batch_size else [_records]))

@@ -17,6 +17,7 @@ import hashlib
 import io
 import itertools
 import math
+import os
 import re
 import tarfile
 from collections.abc import Iterator
@@ -47,6 +48,7 @@ META_SCHEMA = pa.schema(  # the JSON fields a stream yields
         ("key", pa.string()),
     ]
 )
+Buffer = bytes | memoryview  # a shard's bytes: read into a ShardBuffer, or fetched
 # (records, {extension: (data offsets, sizes)}, one entry per record in order)
 Layout = tuple[int, dict[str, tuple[np.ndarray, np.ndarray]]]
 
@@ -55,11 +57,33 @@ class _NotPlain(Exception):
     """A header this reader leaves to tarfile (pax / GNU extensions, ustar prefixes)."""
 
 
-def read_shard(url: str, expected_sha256: str | None) -> dict[str, Any]:
+class ShardBuffer:
+    """Memory that the shards of one pass are read into, one after another: fresh memory for
+    every shard (page faults on tens of MB) cost more than its parse. No column returned by
+    `read_shard` is a view of it."""
+
+    def __init__(self) -> None:
+        self._memory = np.empty(0, np.uint8)
+
+    def read(self, path: Path) -> memoryview:
+        with open(path, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            if len(self._memory) < size:
+                self._memory = np.empty(size, np.uint8)
+            view = memoryview(self._memory)[:size]
+            if handle.readinto(view) != size:
+                raise CorpusError(f"{path}: the file changed while it was read")
+        return view
+
+
+def read_shard(
+    url: str, expected_sha256: str | None, buffer: ShardBuffer | None = None
+) -> dict[str, Any]:
     """The records of one shard as columns: genome arrays [R, ...] in their stored dtype,
     `label` int64, `is_adversarial` bool, `mixed_label` float32, `attack` / `key` lists.
-    The sha256 (when given) is checked on the same bytes before anything is parsed."""
-    raw = _read(url, expected_sha256)  # one shard at a time
+    The sha256 (when given) is checked on the same bytes before anything is parsed. A local
+    shard is read into `buffer` (reused by the caller for the next shard)."""
+    raw = _read(url, expected_sha256, buffer or ShardBuffer())
     if expected_sha256 is not None and hashlib.sha256(raw).hexdigest() != expected_sha256:
         raise CorpusError(f"{url}: sha256 differs from the manifest (corrupt or tampered)")
     try:
@@ -69,12 +93,12 @@ def read_shard(url: str, expected_sha256: str | None) -> dict[str, Any]:
     return _columns(raw, layout, url)
 
 
-def _read(url: str, expected_sha256: str | None) -> bytes:
-    """A local shard's bytes, else through webdataset's opener (http, pipe:, ...). Read
-    whole, not memory-mapped: the bytes parsed are the bytes hashed, and a map's page faults
-    cost more than the copy here (measured: 106k vs 153k records/s in `afg bench-loader`)."""
+def _read(url: str, expected_sha256: str | None, buffer: ShardBuffer) -> Buffer:
+    """A local shard's bytes (read whole: the bytes parsed are the bytes hashed; a memory map
+    faulted in page by page was slower here), else through webdataset's opener (http,
+    pipe:, ...)."""
     if Path(url).is_file():
-        return Path(url).read_bytes()
+        return buffer.read(Path(url))
     if expected_sha256 is not None:
         raise CorpusError(f"{url}: listed in the manifest but missing")
     from webdataset import gopen
@@ -83,7 +107,7 @@ def _read(url: str, expected_sha256: str | None) -> bytes:
         return handle.read()
 
 
-def _plain_members(raw: bytes, url: str) -> Layout:
+def _plain_members(raw: Buffer, url: str) -> Layout:
     """Records as {ext: (data offset, size)}. Headers are found by their ustar magic and
     their chain (each member ends where the next header starts) checked in one vectorized
     pass; where the chain does not hold (a header without the magic, or member data that
@@ -96,7 +120,7 @@ def _plain_members(raw: bytes, url: str) -> Layout:
     if len(sizes) and (sizes.max() > MAX_MEMBER_BYTES or offsets[-1] + BLOCK + sizes[-1] > end):
         raise CorpusError(f"{url}: truncated shard or oversized member")
     stop = int(offsets[-1] + BLOCK + -(-sizes[-1] // BLOCK) * BLOCK) if len(sizes) else 0
-    if end - stop < 2 * BLOCK or raw[stop:].strip(b"\0"):
+    if end - stop < 2 * BLOCK or bytes(raw[stop:]).strip(b"\0"):
         raise CorpusError(f"{url}: truncated shard (no end-of-archive marker at byte {stop})")
     headers = blocks[offsets // BLOCK]
     _check_headers(headers, offsets, url)
@@ -127,12 +151,12 @@ def _chained_headers(blocks: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None
     return candidates * BLOCK, sizes
 
 
-def _walk(raw: bytes, url: str) -> tuple[np.ndarray, np.ndarray]:
+def _walk(raw: Buffer, url: str) -> tuple[np.ndarray, np.ndarray]:
     """(offsets, sizes) from header to header, reading only each size field."""
     offsets, sizes, offset, end = [], [], 0, len(raw)
     while raw[offset : offset + 1] not in (b"\0", b""):  # a zero block ends the archive
         try:
-            size = int(raw[offset + 124 : offset + 135], 8)  # 11 octal digits, as tar writes
+            size = int(bytes(raw[offset + 124 : offset + 135]), 8)  # 11 octal digits, as tar writes
         except ValueError:
             raise _NotPlain from None
         if size > MAX_MEMBER_BYTES or offset + BLOCK + size > end:
@@ -239,7 +263,7 @@ def _periodic_layout(names: np.ndarray, starts: np.ndarray, sizes: np.ndarray) -
     }
 
 
-def _tarfile_members(buf: bytes, url: str) -> tuple[bytes, Layout]:
+def _tarfile_members(buf: Buffer, url: str) -> tuple[bytes, Layout]:
     """The general path: tarfile reads the members (their data joined into one buffer)."""
     names, starts, sizes, chunks, position = [], [], [], [], 0
     try:
@@ -258,13 +282,13 @@ def _tarfile_members(buf: bytes, url: str) -> tuple[bytes, Layout]:
                 position += member.size
     except tarfile.TarError as err:
         raise CorpusError(f"{url}: unreadable tar shard: {err}") from None
-    if buf[-2 * BLOCK :].strip(b"\0"):
+    if bytes(buf[-2 * BLOCK :]).strip(b"\0"):
         raise CorpusError(f"{url}: truncated shard (no end-of-archive marker)")
     layout = _layout("\n".join(names), len(names), np.array(starts), np.array(sizes), url)
     return b"".join(chunks), layout
 
 
-def _columns(raw: bytes, layout: Layout, url: str) -> dict[str, Any]:
+def _columns(raw: Buffer, layout: Layout, url: str) -> dict[str, Any]:
     records, members = layout
     if not records:
         return {}  # an empty (but complete) shard
@@ -275,7 +299,7 @@ def _columns(raw: bytes, layout: Layout, url: str) -> dict[str, Any]:
     return columns | _meta_columns(raw, *members["json"], url)
 
 
-def _meta_columns(raw: bytes, starts: np.ndarray, sizes: np.ndarray, url: str) -> dict[str, Any]:
+def _meta_columns(raw: Buffer, starts: np.ndarray, sizes: np.ndarray, url: str) -> dict[str, Any]:
     """label, is_adversarial, mixed_label, attack and key from every record's JSON: read as
     one table by Arrow's JSON reader (the five fields only, no Python object per record;
     ~1.4x orjson's parse with the columns built here), else, for anything that reader
@@ -353,7 +377,7 @@ def _metas(parts: list[bytes], url: str) -> list[dict]:
     raise CorpusError(f"{url}: corrupt sample metadata")
 
 
-def _gather(raw: bytes, starts: np.ndarray, sizes: np.ndarray, url: str) -> np.ndarray:
+def _gather(raw: Buffer, starts: np.ndarray, sizes: np.ndarray, url: str) -> np.ndarray:
     """One genome column: every member's npy header must equal the first one's (parsed and
     checked once); all members are then copied out with one index and read as [R, ...]."""
     head, dtype, shape, fortran = _npy_member(raw, int(starts[0]), int(sizes[0]), url)
@@ -369,7 +393,7 @@ def _gather(raw: bytes, starts: np.ndarray, sizes: np.ndarray, url: str) -> np.n
     return np.require(data, requirements="AW")  # torch takes aligned, writable memory
 
 
-def _member_bytes(raw: bytes, starts: np.ndarray, size: int) -> np.ndarray:
+def _member_bytes(raw: Buffer, starts: np.ndarray, size: int) -> np.ndarray:
     """[R, size] bytes of equal-size members: whole tar blocks with one index where every
     member starts on a block (a shard read directly), else slices joined."""
     if len(raw) % BLOCK == 0 and not (starts % BLOCK).any():
@@ -381,7 +405,7 @@ def _member_bytes(raw: bytes, starts: np.ndarray, size: int) -> np.ndarray:
     return np.frombuffer(joined, np.uint8).reshape(len(starts), size)
 
 
-def _npy_member(raw: bytes, start: int, size: int, url: str):
+def _npy_member(raw: Buffer, start: int, size: int, url: str):
     """(header length, dtype, shape, fortran) of the .npy member at `start`, checked before any
     memory is reserved: a known numeric dtype (never object, so never pickle) and a shape whose
     size matches the bytes present."""
@@ -392,7 +416,7 @@ def _npy_member(raw: bytes, start: int, size: int, url: str):
     return head, dtype, shape, fortran
 
 
-def _npy_header_length(raw: bytes, start: int, url: str) -> int:
+def _npy_header_length(raw: Buffer, start: int, url: str) -> int:
     if raw[start : start + 6] != b"\x93NUMPY" or len(raw) < start + 12:
         raise CorpusError(f"{url}: an .npy member without the npy magic")
     width = 2 if raw[start + 6] == 1 else 4

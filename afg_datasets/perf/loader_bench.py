@@ -2,24 +2,34 @@
 
 from __future__ import annotations
 
+import functools
 import statistics
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from afg_datasets.genome import genome_inputs
 from afg_datasets.loader import META_FIELDS, dataloader, load, stream
 from afg_datasets.verify import load_manifest, split_files
 
 
-def _median_seconds(run: Callable[[], int], repeats: int) -> tuple[float, int]:
-    timings, count = [], 0
+def _interleaved_medians(
+    runs: dict[str, Callable[[], int]], repeats: int, records: int
+) -> dict[str, float]:
+    """Median seconds per reader, the readers taking turns in each round (a machine that
+    slows down for a while then slows all of them alike); every pass must count `records`."""
+    timings: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(repeats):
-        start = time.perf_counter()
-        count = run()
-        timings.append(time.perf_counter() - start)
-    return statistics.median(timings), count
+        for name, run in runs.items():
+            start = time.perf_counter()
+            count = run()
+            timings[name].append(time.perf_counter() - start)
+            if count != records:
+                raise RuntimeError(f"{name} yielded {count} records, manifest says {records}")
+    return {name: statistics.median(seconds) for name, seconds in timings.items()}
 
 
 def _count(items: Iterable[Any]) -> int:
@@ -51,30 +61,20 @@ def bench_loaders(
     as_torch = table.select_columns(columns).with_format("torch")
     loader = dataloader(root, split=split, batch_size=batch_size, verify=False)
     dataset = load(root, split=split, verify=False)
+    batched = functools.partial(stream, root, split, batch_size)
     runs = {
-        "datasets_numpy_batched": (
-            lambda: _count_batches(as_numpy.iter(batch_size=batch_size)),
-            parquet,
-        ),
-        "datasets_torch": (lambda: _count(as_torch), parquet),
-        "dataloader": (lambda: _count_batches(loader), parquet),
-        "stream_batched": (
-            lambda: _count_batches(stream(root, split, batch_size, verify=False)),
-            tars,
-        ),
-        "stream_batched_verified": (
-            lambda: _count_batches(stream(root, split, batch_size)),
-            tars,
-        ),
-        "load": (lambda: _count(dataset), parquet),
-        "stream": (lambda: _count(stream(root, split, verify=False)), tars),
+        "datasets_numpy_batched": lambda: _count_batches(as_numpy.iter(batch_size=batch_size)),
+        "datasets_torch": lambda: _count(as_torch),
+        "dataloader": lambda: _count_batches(loader),
+        "stream_batched": lambda: _count_batches(batched(verify=False)),
+        "stream_batched_verified": lambda: _count_batches(batched()),
+        "load": lambda: _count(dataset),
+        "stream": lambda: _count(stream(root, split, verify=False)),
     }
+    medians = _interleaved_medians(runs, repeats, records)
     readers: dict[str, dict[str, float]] = {}
-    for name, (run, files) in runs.items():
-        seconds, count = _median_seconds(run, repeats)
-        if count != records:
-            raise RuntimeError(f"{name} yielded {count} records, manifest says {records}")
-        size = sum(p.stat().st_size for p in files)
+    for name, seconds in medians.items():
+        size = sum(p.stat().st_size for p in (tars if name.startswith("stream") else parquet))
         readers[name] = {
             "seconds": round(seconds, 4),
             "records_per_s": round(records / seconds, 1),
@@ -90,6 +90,7 @@ def bench_loaders(
         "records": records,
         "batch_size": batch_size,
         "repeats": repeats,
+        "torch_threads": torch.get_num_threads(),
         "readers": readers,
         "stream_batched_over_dataloader": round(ratio, 4),
     }
