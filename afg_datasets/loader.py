@@ -209,16 +209,28 @@ def shard_hashes(dir_or_urls: str | os.PathLike | list[str], split: str) -> dict
 
 class _ShardColumns:
     """Pipeline stage: each shard this process reads -> its records as columns (sha256 checked
-    on the bytes read, `tarshards.read_shard`). The shards of one pass are read into one
-    buffer: fresh memory for each shard costs more than its parse."""
+    on the bytes read, `tarshards.read_shard`). Shards are read into a buffer that serves
+    every shard and every pass over this stream: fresh memory for each shard costs more than
+    its parse. An iteration takes a spare buffer (or makes one) and returns it at its end, so
+    iterations that overlap never share one."""
 
     def __init__(self, shards: dict[str, str | None]):
         self.shards = shards
+        self._spare: list[ShardBuffer] = []
 
     def __call__(self, urls: Iterator[dict[str, str]]) -> Iterator[dict[str, Any]]:
-        buffer = ShardBuffer()
-        for item in urls:
-            yield read_shard(item["url"], self.shards[item["url"]], buffer)
+        try:
+            buffer = self._spare.pop()  # list.pop is atomic: no two iterations get one buffer
+        except IndexError:
+            buffer = ShardBuffer()
+        try:
+            for item in urls:
+                yield read_shard(item["url"], self.shards[item["url"]], buffer)
+        finally:
+            self._spare.append(buffer)
+
+    def __getstate__(self) -> dict[str, Any]:  # DataLoader workers get no copy of a buffer
+        return {"shards": self.shards, "_spare": []}
 
 
 def _records(batches: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
