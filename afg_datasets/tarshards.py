@@ -35,6 +35,8 @@ USTAR = b"ustar\0"  # the magic at byte 257 of a POSIX tar header
 NPY_DTYPES = ("<f4", "<f2", "<f8", "|u1", "<i8")  # what a genome member may hold
 MAX_MEMBER_BYTES = 256 << 20  # a single tar member larger than this is not a record's
 PLAIN_EXTENSION = re.compile(rb"[!-.0-~]*")  # printable ASCII without '/'
+META_CHUNK = 256  # records whose JSON is parsed in one call
+HEADER_CHUNK = 2048  # headers whose checksums are summed at once
 MAX_JSON_GATHER = 4 * BLOCK  # longer JSON members are sliced one by one
 MAX_MEMBERS_PER_RECORD = 64  # more, and the shard's names are parsed one by one
 MEMBER = re.compile(r"^((?:.*/|)[^./]+)\.([^/]*)$")  # webdataset's key / extension rule
@@ -113,12 +115,12 @@ def _plain_members(raw: Buffer, url: str) -> Layout:
     stop = int(offsets[-1] + BLOCK + -(-sizes[-1] // BLOCK) * BLOCK) if len(sizes) else 0
     if end - stop < 2 * BLOCK or bytes(raw[stop:]).strip(b"\0"):
         raise CorpusError(f"{url}: truncated shard (no end-of-archive marker at byte {stop})")
-    headers = np.take(blocks, offsets // BLOCK, axis=0)  # take: 2.5x fancy indexing here
-    _check_headers(headers, offsets, url)
-    layout = _periodic_layout(headers[:, :100], offsets + BLOCK, sizes)
+    _check_headers(blocks, offsets // BLOCK, url)
+    fields = blocks[offsets // BLOCK, :100]  # the name fields
+    layout = _periodic_layout(fields, offsets + BLOCK, sizes)
     if layout is not None:
         return layout
-    names = b"\n".join(_fields(headers[:, :100])).decode("utf-8", "replace")
+    names = b"\n".join(_fields(fields)).decode("utf-8", "replace")
     return _layout(names, len(offsets), offsets + BLOCK, sizes, url)
 
 
@@ -158,19 +160,22 @@ def _walk(raw: Buffer, url: str) -> tuple[np.ndarray, np.ndarray]:
     return np.array(offsets, dtype=np.int64), np.array(sizes, dtype=np.int64)
 
 
-def _check_headers(headers: np.ndarray, offsets: np.ndarray, url: str) -> None:
-    """ustar checksums (the header summed with its checksum field read as spaces) and plain
-    regular-file members without a name prefix; anything else goes to tarfile."""
-    if not len(headers):
-        return
-    if (~np.isin(headers[:, 156], (0, ord("0")))).any() or headers[:, 345].any():
+def _check_headers(blocks: np.ndarray, rows: np.ndarray, url: str) -> None:
+    """Plain regular-file members without a name prefix (anything else goes to tarfile),
+    then the ustar checksums (the header summed with its checksum field read as spaces),
+    HEADER_CHUNK headers at a time: small copies reuse their memory, one copy of every
+    header would be fresh memory for each shard."""
+    if (~np.isin(blocks[rows, 156], (0, ord("0")))).any() or blocks[rows, 345].any():
         raise _NotPlain
-    stored = _checksums(headers[:, 148:156], url)
-    computed = headers.sum(1, dtype=np.uint32).astype(np.int64)  # uint32: 2x int64's sum
-    computed -= headers[:, 148:156].sum(1, dtype=np.int64)
-    bad = np.flatnonzero(computed + 8 * ord(" ") != np.array(stored))
-    if len(bad):
-        raise CorpusError(f"{url}: bad tar header checksum at byte {int(offsets[bad[0]])}")
+    for first in range(0, len(rows), HEADER_CHUNK):
+        headers = np.take(blocks, rows[first : first + HEADER_CHUNK], axis=0)  # 2.5x [rows]
+        stored = _checksums(headers[:, 148:156], url)
+        computed = headers.sum(1, dtype=np.uint32).astype(np.int64)  # uint32: 2x int64's sum
+        computed -= headers[:, 148:156].sum(1, dtype=np.int64)
+        bad = np.flatnonzero(computed + 8 * ord(" ") != stored)
+        if len(bad):
+            at = int(rows[first + bad[0]]) * BLOCK
+            raise CorpusError(f"{url}: bad tar header checksum at byte {at}")
 
 
 def _checksums(fields: np.ndarray, url: str) -> np.ndarray:
@@ -291,8 +296,21 @@ def _columns(raw: Buffer, layout: Layout, url: str) -> dict[str, Any]:
 
 
 def _meta_columns(raw: Buffer, starts: np.ndarray, sizes: np.ndarray, url: str) -> dict[str, Any]:
-    """label, is_adversarial, mixed_label, attack and key from every record's JSON."""
-    metas = _metas(raw, starts, sizes, url)
+    """label, is_adversarial, mixed_label, attack and key from every record's JSON, built
+    META_CHUNK records at a time: the dicts of one chunk are gone before the next is parsed,
+    so their memory is reused instead of fresh (measured: 12 vs 22 ms per 6,352 records)."""
+    chunks = [_chunk_columns(metas, url) for metas in _metas(raw, starts, sizes, url)]
+    if len({chunk["mixed_label"].shape[1:] for chunk in chunks}) != 1:
+        raise CorpusError(f"{url}: mixed_label lengths differ between samples")
+    return {
+        name: [v for chunk in chunks for v in chunk[name]]
+        if isinstance(column, list)
+        else np.concatenate([chunk[name] for chunk in chunks])
+        for name, column in chunks[0].items()
+    }
+
+
+def _chunk_columns(metas: list[dict], url: str) -> dict[str, Any]:
     try:
         mixed = [m["mixed_label"] for m in metas]
         if len({len(labels) for labels in mixed}) != 1:
@@ -308,21 +326,29 @@ def _meta_columns(raw: Buffer, starts: np.ndarray, sizes: np.ndarray, url: str) 
         raise CorpusError(f"{url}: corrupt sample metadata: {err!r}") from None
 
 
-def _metas(raw: Buffer, starts: np.ndarray, sizes: np.ndarray, url: str) -> list[dict]:
-    """Every record's JSON object, parsed as one array by orjson (5x the standard library's
-    parse; one call instead of one per record); a member that is not exactly one object is
-    found and named."""
-    bounds = list(zip(starts.tolist(), sizes.tolist(), strict=True))
-    array = _json_array(raw, starts, sizes)
-    if array is None:
-        array = b"[" + b",".join([raw[s : s + n] for s, n in bounds]) + b"]"
-    try:
-        metas = orjson.loads(array)
-        if len(metas) == len(bounds) and all(isinstance(m, dict) for m in metas):
-            return metas
-    except ValueError:
-        pass
-    for index, (start, size) in enumerate(bounds):
+def _metas(raw: Buffer, starts: np.ndarray, sizes: np.ndarray, url: str) -> Iterator[list[dict]]:
+    """The records' JSON objects, META_CHUNK at a time, each chunk parsed as one array by
+    orjson (5x the standard library's parse; one call instead of one per record); a member
+    that is not exactly one object is found and named."""
+    for first in range(0, len(starts), META_CHUNK):
+        bounds = slice(first, first + META_CHUNK)
+        array = _json_array(raw, starts[bounds], sizes[bounds])
+        if array is None:
+            members = zip(starts[bounds].tolist(), sizes[bounds].tolist(), strict=True)
+            array = b"[" + b",".join([raw[s : s + n] for s, n in members]) + b"]"
+        try:
+            metas = orjson.loads(array)
+            if len(metas) == len(starts[bounds]) and all(isinstance(m, dict) for m in metas):
+                yield metas
+                continue
+        except ValueError:
+            pass
+        _name_corrupt(raw, starts[bounds], sizes[bounds], first, url)
+
+
+def _name_corrupt(raw: Buffer, starts: np.ndarray, sizes: np.ndarray, first: int, url: str):
+    """Raise a CorpusError naming the first member that is not one JSON object."""
+    for index, (start, size) in enumerate(zip(starts.tolist(), sizes.tolist(), strict=True), first):
         try:
             if not isinstance(orjson.loads(bytes(raw[start : start + size])), dict):
                 raise ValueError("not a JSON object")
