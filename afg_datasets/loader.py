@@ -18,7 +18,8 @@ import torch
 
 from afg_datasets.genome import genome_inputs
 from afg_datasets.records import CLEAN
-from afg_datasets.tarshards import ShardBuffer, float32_tensor, read_shard, rebatch
+from afg_datasets.shardcolumns import float32_tensor, rebatch, shard_chunks
+from afg_datasets.tarshards import ShardBuffer
 from afg_datasets.verify import CorpusError, load_manifest, require_files, split_files
 
 META_FIELDS = ("key", "attack", "label", "is_adversarial", "mixed_label")
@@ -208,11 +209,11 @@ def shard_hashes(dir_or_urls: str | os.PathLike | list[str], split: str) -> dict
 
 
 class _ShardColumns:
-    """Pipeline stage: each shard this process reads -> its records as columns (sha256 checked
-    on the bytes read, `tarshards.read_shard`). Shards are read into a buffer that serves
-    every shard and every pass over this stream: fresh memory for each shard costs more than
-    its parse. An iteration takes a spare buffer (or makes one) and returns it at its end, so
-    iterations that overlap never share one."""
+    """Pipeline stage: each shard this process reads -> its records as column chunks (sha256
+    checked on the bytes read, `shardcolumns.shard_chunks`). Shards are read into a buffer
+    that serves every shard and every pass over this stream: fresh memory for each shard
+    costs more than its parse. An iteration takes a spare buffer (or makes one) and returns
+    it at its end, so iterations that overlap never share one."""
 
     def __init__(self, shards: dict[str, str | None]):
         self.shards = shards
@@ -225,7 +226,7 @@ class _ShardColumns:
             buffer = ShardBuffer()
         try:
             for item in urls:
-                yield read_shard(item["url"], self.shards[item["url"]], buffer)
+                yield from shard_chunks(item["url"], self.shards[item["url"]], buffer)
         finally:
             self._spare.append(buffer)
 
@@ -249,7 +250,8 @@ def stream(
     as `dataloader` does), for corpora too big for disk. Shards are split across ranks and
     DataLoader workers (webdataset's split_by_node / split_by_worker), so no record is read
     twice; each process checks the sha256 of the shards it reads (`verify=False`: not the
-    hashes; every structural check stays). Shards are read as columns (`tarshards`)."""
+    hashes; every structural check stays). Shards are read as columns (`tarshards` finds the
+    members, `shardcolumns` gathers them)."""
     import webdataset as wds
 
     shards = shard_hashes(dir_or_urls, split)

@@ -1,43 +1,33 @@
-"""Read a corpus's webdataset shards as columns: one pass over a memory-mapped shard, headers
-validated, every genome column gathered with one numpy index per shard.
+"""Where the records of a webdataset shard lie: one read of the shard, its ustar headers
+found and checked together, its member names matched at once.
 
-Python's tarfile and a per-member npy parse cost ~100 us per record; a stream reader must
-approach Arrow's columnar speed, so this parses the fixed ustar header fields itself (name,
-size, type, checksum, verified in one vectorized pass), caches each distinct npy header (a
-rectangular corpus has one per genome column) and gathers the arrays by offset. Anything it
-does not recognize as a plain ustar member (pax or GNU long names) falls back to tarfile.
-The safety rules are the same on both paths: regular members with a record name only, no
-member over MAX_MEMBER_BYTES, a known numeric npy dtype (never pickle), byte counts that match
-the header, a shard that ends with the end-of-archive blocks.
-"""
+Python's tarfile costs ~100 us per record; a stream reader must approach Arrow's columnar
+speed, so this parses the fixed ustar header fields itself (name, size, type, checksum,
+verified in vectorized passes). Anything it does not recognize as a plain ustar member (pax
+or GNU long names) falls back to tarfile. The safety rules are the same on both paths:
+regular members with a record name only, no member over MAX_MEMBER_BYTES, byte counts that
+match the header, a shard that ends with the end-of-archive blocks. `shardcolumns` turns the
+layout into columns."""
 
 from __future__ import annotations
 
 import hashlib
 import io
 import itertools
-import math
 import os
 import re
 import tarfile
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-import orjson
-import torch
 
 from afg_datasets.verify import CorpusError
 
 BLOCK = 512
 USTAR = b"ustar\0"  # the magic at byte 257 of a POSIX tar header
-NPY_DTYPES = ("<f4", "<f2", "<f8", "|u1", "<i8")  # what a genome member may hold
 MAX_MEMBER_BYTES = 256 << 20  # a single tar member larger than this is not a record's
 PLAIN_EXTENSION = re.compile(rb"[!-.0-~]*")  # printable ASCII without '/'
-META_CHUNK = 256  # records whose JSON is parsed in one call
 HEADER_CHUNK = 2048  # headers whose checksums are summed at once
-MAX_JSON_GATHER = 4 * BLOCK  # longer JSON members are sliced one by one
 MAX_MEMBERS_PER_RECORD = 64  # more, and the shard's names are parsed one by one
 MEMBER = re.compile(r"^((?:.*/|)[^./]+)\.([^/]*)$")  # webdataset's key / extension rule
 MEMBERS = re.compile(r"^((?:[^\n]*/|)[^./\n]+)\.([^/\n]*)$", re.M)  # the same, one per line
@@ -69,21 +59,19 @@ class ShardBuffer:
         return view
 
 
-def read_shard(
-    url: str, expected_sha256: str | None, buffer: ShardBuffer | None = None
-) -> dict[str, Any]:
-    """The records of one shard as columns: genome arrays [R, ...] in their stored dtype,
-    `label` int64, `is_adversarial` bool, `mixed_label` float32, `attack` / `key` lists.
-    The sha256 (when given) is checked on the same bytes before anything is parsed. A local
-    shard is read into `buffer` (reused by the caller for the next shard)."""
-    raw = _read(url, expected_sha256, buffer or ShardBuffer())
+def shard_layout(
+    url: str, expected_sha256: str | None, buffer: ShardBuffer
+) -> tuple[Buffer, Layout]:
+    """A shard's bytes and where its records' members lie, every header checked. The
+    sha256 (when given) is checked on the same bytes before anything is parsed. A local shard
+    is read into `buffer` (reused by the caller for the next shard)."""
+    raw = _read(url, expected_sha256, buffer)
     if expected_sha256 is not None and hashlib.sha256(raw).hexdigest() != expected_sha256:
         raise CorpusError(f"{url}: sha256 differs from the manifest (corrupt or tampered)")
     try:
-        layout = _plain_members(raw, url)
+        return raw, _plain_members(raw, url)
     except _NotPlain:
-        raw, layout = _tarfile_members(raw, url)
-    return _columns(raw, layout, url)
+        return _tarfile_members(raw, url)
 
 
 def _read(url: str, expected_sha256: str | None, buffer: ShardBuffer) -> Buffer:
@@ -282,213 +270,3 @@ def _tarfile_members(buf: Buffer, url: str) -> tuple[bytes, Layout]:
         raise CorpusError(f"{url}: truncated shard (no end-of-archive marker)")
     layout = _layout("\n".join(names), len(names), np.array(starts), np.array(sizes), url)
     return b"".join(chunks), layout
-
-
-def _columns(raw: Buffer, layout: Layout, url: str) -> dict[str, Any]:
-    records, members = layout
-    if not records:
-        return {}  # an empty (but complete) shard
-    genomes = [ext for ext in members if ext.endswith(".npy")]
-    if "json" not in members or not genomes:
-        raise CorpusError(f"{url}: every sample needs a .json and .npy genome members")
-    columns: dict[str, Any] = {e[: -len(".npy")]: _gather(raw, *members[e], url) for e in genomes}
-    return columns | _meta_columns(raw, *members["json"], url)
-
-
-def _meta_columns(raw: Buffer, starts: np.ndarray, sizes: np.ndarray, url: str) -> dict[str, Any]:
-    """label, is_adversarial, mixed_label, attack and key from every record's JSON, built
-    META_CHUNK records at a time: the dicts of one chunk are gone before the next is parsed,
-    so their memory is reused instead of fresh (measured: 12 vs 22 ms per 6,352 records)."""
-    chunks = [_chunk_columns(metas, url) for metas in _metas(raw, starts, sizes, url)]
-    if len({chunk["mixed_label"].shape[1:] for chunk in chunks}) != 1:
-        raise CorpusError(f"{url}: mixed_label lengths differ between samples")
-    return {
-        name: [v for chunk in chunks for v in chunk[name]]
-        if isinstance(column, list)
-        else np.concatenate([chunk[name] for chunk in chunks])
-        for name, column in chunks[0].items()
-    }
-
-
-def _chunk_columns(metas: list[dict], url: str) -> dict[str, Any]:
-    try:
-        mixed = [m["mixed_label"] for m in metas]
-        if len({len(labels) for labels in mixed}) != 1:
-            raise CorpusError(f"{url}: mixed_label lengths differ between samples")
-        return {
-            "label": np.array([int(m["label"]) for m in metas], np.int64),
-            "is_adversarial": np.array([bool(m["is_adversarial"]) for m in metas]),
-            "mixed_label": np.array(mixed, np.float32),
-            "attack": [str(m["attack"]) for m in metas],
-            "key": [str(m["key"]) for m in metas],
-        }
-    except (KeyError, ValueError, TypeError) as err:
-        raise CorpusError(f"{url}: corrupt sample metadata: {err!r}") from None
-
-
-def _metas(raw: Buffer, starts: np.ndarray, sizes: np.ndarray, url: str) -> Iterator[list[dict]]:
-    """The records' JSON objects, META_CHUNK at a time, each chunk parsed as one array by
-    orjson (5x the standard library's parse; one call instead of one per record); a member
-    that is not exactly one object is found and named."""
-    for first in range(0, len(starts), META_CHUNK):
-        bounds = slice(first, first + META_CHUNK)
-        array = _json_array(raw, starts[bounds], sizes[bounds])
-        if array is None:
-            members = zip(starts[bounds].tolist(), sizes[bounds].tolist(), strict=True)
-            array = b"[" + b",".join([raw[s : s + n] for s, n in members]) + b"]"
-        try:
-            metas = orjson.loads(array)
-            if len(metas) == len(starts[bounds]) and all(isinstance(m, dict) for m in metas):
-                yield metas
-                continue
-        except ValueError:
-            pass
-        _name_corrupt(raw, starts[bounds], sizes[bounds], first, url)
-
-
-def _name_corrupt(raw: Buffer, starts: np.ndarray, sizes: np.ndarray, first: int, url: str):
-    """Raise a CorpusError naming the first member that is not one JSON object."""
-    for index, (start, size) in enumerate(zip(starts.tolist(), sizes.tolist(), strict=True), first):
-        try:
-            if not isinstance(orjson.loads(bytes(raw[start : start + size])), dict):
-                raise ValueError("not a JSON object")
-        except ValueError as err:
-            raise CorpusError(f"{url}: corrupt sample {index}: {err}") from None
-    raise CorpusError(f"{url}: corrupt sample metadata")
-
-
-def _json_array(raw: Buffer, starts: np.ndarray, sizes: np.ndarray) -> bytes | None:
-    """The JSON members as one JSON array, gathered with one index (each member padded with
-    spaces to the longest, then a comma) instead of a Python slice per member; None unless
-    they start on blocks and are short."""
-    width = int(sizes.max())
-    if width > MAX_JSON_GATHER or not _on_blocks(raw, starts):
-        return None
-    padded = np.full((len(starts), width + 1), ord(" "), np.uint8)
-    gathered = _block_rows(raw, starts, width)
-    padded[:, :width] = np.where(np.arange(width) < sizes[:, None], gathered, ord(" "))
-    padded[:, width] = ord(",")
-    return b"[" + padded.tobytes()[:-1] + b"]"
-
-
-def _gather(raw: Buffer, starts: np.ndarray, sizes: np.ndarray, url: str) -> np.ndarray:
-    """One genome column: every member's npy header must equal the first one's (parsed and
-    checked once); all members are then copied out with one index and read as [R, ...]."""
-    head, dtype, shape, fortran = _npy_member(raw, int(starts[0]), int(sizes[0]), url)
-    if (sizes != sizes[0]).any():
-        raise CorpusError(f"{url}: npy members of one column differ in size")
-    size = int(sizes[0])
-    rows = _member_bytes(raw, starts, size)
-    if (rows[:, :head] != rows[0, :head]).any():
-        raise CorpusError(f"{url}: npy members of one column have different headers")
-    data = rows[:, head:].view(dtype)  # rows stay strided: float32_tensor copies them once
-    data = data.reshape(len(starts), *(shape[::-1] if fortran else shape))
-    data = data.transpose(0, *range(len(shape), 0, -1)) if fortran else data
-    return np.require(data, requirements="AW")  # torch takes aligned, writable memory
-
-
-def _member_bytes(raw: Buffer, starts: np.ndarray, size: int) -> np.ndarray:
-    """[R, size] bytes of equal-size members: whole tar blocks with one index where every
-    member starts on a block (a shard read directly), else slices joined."""
-    if _on_blocks(raw, starts):
-        return _block_rows(raw, starts, size)
-    joined = b"".join([raw[s : s + size] for s in starts.tolist()])
-    return np.frombuffer(joined, np.uint8).reshape(len(starts), size)
-
-
-def _on_blocks(raw: Buffer, starts: np.ndarray) -> bool:
-    return len(raw) % BLOCK == 0 and not (starts % BLOCK).any()
-
-
-def _block_rows(raw: Buffer, starts: np.ndarray, width: int) -> np.ndarray:
-    """[R, width] bytes from each block-aligned start, as whole blocks (one index); rows
-    that would run past the shard's end repeat its last block (callers mask those bytes)."""
-    blocks = np.frombuffer(raw, np.uint8).reshape(-1, BLOCK)
-    span = -(-width // BLOCK)
-    index = np.minimum((starts // BLOCK)[:, None] + np.arange(span), len(blocks) - 1)
-    return np.take(blocks, index, axis=0).reshape(len(starts), span * BLOCK)[:, :width]
-
-
-def _npy_member(raw: Buffer, start: int, size: int, url: str):
-    """(header length, dtype, shape, fortran) of the .npy member at `start`, checked before any
-    memory is reserved: a known numeric dtype (never object, so never pickle) and a shape whose
-    size matches the bytes present."""
-    head = _npy_header_length(raw, start, url)
-    dtype, shape, fortran = _npy_layout(raw[start : start + head], url)
-    if math.prod(shape) * dtype.itemsize != size - head:
-        raise CorpusError(f"{url}: npy header says shape {shape} but {size - head} bytes follow")
-    return head, dtype, shape, fortran
-
-
-def _npy_header_length(raw: Buffer, start: int, url: str) -> int:
-    if raw[start : start + 6] != b"\x93NUMPY" or len(raw) < start + 12:
-        raise CorpusError(f"{url}: an .npy member without the npy magic")
-    width = 2 if raw[start + 6] == 1 else 4
-    return 8 + width + int.from_bytes(raw[start + 8 : start + 8 + width], "little")
-
-
-def _npy_layout(header: bytes, url: str) -> tuple[np.dtype, tuple[int, ...], bool]:
-    try:
-        stream = io.BytesIO(header)
-        version = np.lib.format.read_magic(stream)
-        if version == (1, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_1_0(stream)
-        else:
-            shape, fortran, dtype = np.lib.format.read_array_header_2_0(stream)
-    except ValueError as err:
-        raise CorpusError(f"{url}: bad npy header: {err}") from None
-    if dtype.str not in NPY_DTYPES:
-        raise CorpusError(f"{url}: npy dtype {dtype.str} is not one of {NPY_DTYPES}")
-    return dtype, tuple(shape), fortran
-
-
-def rebatch(shards: Iterator[dict[str, Any]], batch_size: int) -> Iterator[dict[str, Any]]:
-    """Shard columns -> batches of `batch_size` records across shard boundaries (the last one
-    partial), as torch: float32 genomes and mixed labels, strings as lists. Only a batch that
-    spans two shards is joined; the others are slices of their shard."""
-    pending: dict[str, Any] | None = None  # the head of a batch that continues in the next shard
-    for columns in shards:
-        if not columns:
-            continue
-        if pending is not None:
-            head, columns = _split(columns, batch_size - len(pending["key"]))
-            pending = _concat(pending, head)
-            if len(pending["key"]) < batch_size:
-                continue
-            yield _as_torch(pending)
-        while len(columns["key"]) >= batch_size:
-            head, columns = _split(columns, batch_size)
-            yield _as_torch(head)
-        pending = columns if len(columns["key"]) else None
-    if pending is not None:
-        yield _as_torch(pending)
-
-
-def _concat(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
-    if set(a) != set(b):
-        raise CorpusError(f"shards with different columns: {sorted(a)} vs {sorted(b)}")
-    return {k: a[k] + b[k] if isinstance(a[k], list) else np.concatenate([a[k], b[k]]) for k in a}
-
-
-def _split(columns: dict[str, Any], n: int) -> tuple[dict[str, Any], dict[str, Any]]:
-    return {k: v[:n] for k, v in columns.items()}, {k: v[n:] for k, v in columns.items()}
-
-
-def float32_tensor(column: np.ndarray) -> torch.Tensor:
-    """A float32 tensor of its own, converted by torch: its float16 conversion is ~20x numpy's
-    (35 vs 650 us on a 256 x 1536 batch). A read-only column (Arrow's buffers) is copied
-    first, since torch.from_numpy takes writable memory only."""
-    writable = column if column.flags.writeable else np.array(column)
-    return torch.from_numpy(writable).to(torch.float32, copy=writable is column)
-
-
-def _as_torch(columns: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for name, column in columns.items():
-        if isinstance(column, list):
-            out[name] = column
-        elif name.startswith("genome_"):
-            out[name] = float32_tensor(column)
-        else:  # a copy as well: a column may be a view of the shard's bytes
-            out[name] = torch.from_numpy(np.array(column))
-    return out

@@ -10,7 +10,7 @@ import tarfile
 import numpy as np
 import pytest
 
-from afg_datasets import tarshards
+from afg_datasets import shardcolumns, tarshards
 from afg_datasets.verify import CorpusError
 
 
@@ -57,8 +57,8 @@ def general(monkeypatch):
     def read(url):
         with monkeypatch.context() as patch:
             patch.setattr(tarshards, "_periodic_layout", lambda *args: None)
-            patch.setattr(tarshards, "_json_array", lambda *args: None)
-            return tarshards.read_shard(url, None)
+            patch.setattr(shardcolumns, "_json_array", lambda *args: None)
+            return shardcolumns.read_shard(url, None)
 
     return read
 
@@ -71,7 +71,7 @@ def test_a_corpus_shard_reads_the_same_on_the_fast_and_the_general_paths(corpus,
     offsets, sizes = tarshards._chained_headers(blocks)
     names = blocks[offsets // tarshards.BLOCK][:, :100]
     assert tarshards._periodic_layout(names, offsets + tarshards.BLOCK, sizes) is not None
-    _assert_same(tarshards.read_shard(shard, None), general(shard))
+    _assert_same(shardcolumns.read_shard(shard, None), general(shard))
 
 
 @pytest.mark.parametrize(
@@ -84,7 +84,7 @@ def test_a_corpus_shard_reads_the_same_on_the_fast_and_the_general_paths(corpus,
 )
 def test_unusual_but_valid_names_read_as_the_general_parser_reads_them(tmp_path, general, keys):
     shard = _shard(tmp_path / "s.tar", _records(keys))
-    columns = tarshards.read_shard(shard, None)
+    columns = shardcolumns.read_shard(shard, None)
     assert columns["key"] == keys
     _assert_same(columns, general(shard))
 
@@ -99,7 +99,7 @@ def test_unusual_but_valid_names_read_as_the_general_parser_reads_them(tmp_path,
 def test_shards_that_break_the_pattern_are_refused_as_before(tmp_path, general, change):
     shard = _shard(tmp_path / "s.tar", change(_records(["a", "b"])))
     with pytest.raises(CorpusError, match="exactly one"):
-        tarshards.read_shard(shard, None)
+        shardcolumns.read_shard(shard, None)
     with pytest.raises(CorpusError, match="exactly one"):
         general(shard)
 
@@ -107,31 +107,31 @@ def test_shards_that_break_the_pattern_are_refused_as_before(tmp_path, general, 
 def test_members_in_another_order_per_record_read_as_before(tmp_path, general):
     first, second = _records(["a", "b"])
     shard = _shard(tmp_path / "s.tar", [first, (second[0], dict(reversed(second[1].items())))])
-    columns = tarshards.read_shard(shard, None)
+    columns = shardcolumns.read_shard(shard, None)
     assert columns["key"] == ["a", "b"]
     _assert_same(columns, general(shard))
 
 
 def test_metadata_in_any_json_spelling_reads_alike(tmp_path, general):
-    compact = tarshards.read_shard(_shard(tmp_path / "c.tar", _records(["a", "b"])), None)
+    compact = shardcolumns.read_shard(_shard(tmp_path / "c.tar", _records(["a", "b"])), None)
     pretty = _shard(tmp_path / "p.tar", _records(["a", "b"], lambda m: json.dumps(m, indent=2)))
-    _assert_same(tarshards.read_shard(pretty, None), compact)  # newlines inside a member
+    _assert_same(shardcolumns.read_shard(pretty, None), compact)  # newlines inside a member
     as_text = [(k, m | {"json": m["json"].replace(b'"label": 1', b'"label": "1"')})
                for k, m in _records(["a", "b"])]  # fmt: skip
-    _assert_same(tarshards.read_shard(_shard(tmp_path / "t.tar", as_text), None), compact)
+    _assert_same(shardcolumns.read_shard(_shard(tmp_path / "t.tar", as_text), None), compact)
     missing = [(k, m | {"json": b'{"key": "%s"}' % k.encode()}) for k, m in _records(["a"])]
     with pytest.raises(CorpusError, match="corrupt sample metadata"):
-        tarshards.read_shard(_shard(tmp_path / "m.tar", missing), None)
+        shardcolumns.read_shard(_shard(tmp_path / "m.tar", missing), None)
     ragged = [(k, m | {"json": m["json"].replace(b"[1.0, 0.0, 1.0]", b"[1.0]")})
               for k, m in _records(["a", "b"])]  # fmt: skip
     with pytest.raises(CorpusError, match="mixed_label lengths differ"):
-        tarshards.read_shard(_shard(tmp_path / "r.tar", ragged), None)
+        shardcolumns.read_shard(_shard(tmp_path / "r.tar", ragged), None)
 
 
 def test_columns_outlive_the_buffer_their_shard_was_read_into(corpus):
     """The stream reads every shard of a pass into one buffer: no column may be a view of it."""
     first, second = [str(p) for p in sorted((corpus.out / "wds").rglob("*.tar"))[:2]]
     buffer = tarshards.ShardBuffer()
-    kept = tarshards.read_shard(first, None, buffer)
-    tarshards.read_shard(second, None, buffer)  # overwrites the buffer
-    _assert_same(kept, tarshards.read_shard(first, None))
+    kept = shardcolumns.read_shard(first, None, buffer)
+    shardcolumns.read_shard(second, None, buffer)  # overwrites the buffer
+    _assert_same(kept, shardcolumns.read_shard(first, None))
