@@ -20,7 +20,7 @@ import numpy as np
 import orjson
 import torch
 
-from afg_datasets.tarshards import BLOCK, Buffer, ShardBuffer, shard_layout
+from afg_datasets.tarshards import BLOCK, Buffer, ShardBuffer, checked_bytes, shard_members
 from afg_datasets.verify import CorpusError
 
 CHUNK = 256  # records per column chunk
@@ -43,7 +43,12 @@ def shard_chunks(
     their stored dtype, `label` int64, `is_adversarial` bool, `mixed_label` float32,
     `attack` / `key` lists. Checked whole (sha256 when given, every header, member and
     record) before anything is returned; no column is a view of `buffer`."""
-    raw, (records, members) = shard_layout(url, expected_sha256, buffer or ShardBuffer())
+    with checked_bytes(url, expected_sha256, buffer or ShardBuffer()) as raw:
+        raw, (records, members) = shard_members(raw, url)
+        return _column_chunks(raw, records, members, url)
+
+
+def _column_chunks(raw: Buffer, records: int, members: dict, url: str) -> list[dict[str, Any]]:
     if not records:
         return []  # an empty (but complete) shard
     genomes = {ext[: -len(".npy")]: members[ext] for ext in members if ext.endswith(".npy")}

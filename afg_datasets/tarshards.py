@@ -11,12 +11,15 @@ layout into columns."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import itertools
 import os
 import re
 import tarfile
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -59,15 +62,33 @@ class ShardBuffer:
         return view
 
 
-def shard_layout(
-    url: str, expected_sha256: str | None, buffer: ShardBuffer
-) -> tuple[Buffer, Layout]:
-    """A shard's bytes and where its records' members lie, every header checked. The
-    sha256 (when given) is checked on the same bytes before anything is parsed. A local shard
-    is read into `buffer` (reused by the caller for the next shard)."""
+@contextlib.contextmanager
+def checked_bytes(url: str, expected_sha256: str | None, buffer: ShardBuffer) -> Iterator[Buffer]:
+    """A shard's bytes (a local one read into `buffer`, which the caller reuses for the next
+    shard) for the parse inside the `with` block. The sha256 (when given) is computed by a
+    second thread meanwhile (hashlib releases the GIL; the parse is safe on hostile bytes);
+    the block ends only once it matches, and a mismatch is reported as tampering whatever
+    the parse raised."""
     raw = _read(url, expected_sha256, buffer)
-    if expected_sha256 is not None and hashlib.sha256(raw).hexdigest() != expected_sha256:
-        raise CorpusError(f"{url}: sha256 differs from the manifest (corrupt or tampered)")
+    if expected_sha256 is None:
+        yield raw
+        return
+    tampered = CorpusError(f"{url}: sha256 differs from the manifest (corrupt or tampered)")
+    with ThreadPoolExecutor(1, thread_name_prefix="afg-sha256") as pool:  # waits for the hash
+        digest = pool.submit(lambda: hashlib.sha256(raw).hexdigest())
+        try:
+            yield raw
+        except CorpusError:
+            if digest.result() != expected_sha256:
+                raise tampered from None
+            raise
+        if digest.result() != expected_sha256:
+            raise tampered
+
+
+def shard_members(raw: Buffer, url: str) -> tuple[Buffer, Layout]:
+    """Where a shard's records' members lie, every header checked (the bytes they lie in:
+    `raw`, or for shards that tarfile reads, their payloads joined)."""
     try:
         return raw, _plain_members(raw, url)
     except _NotPlain:

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import tarfile
 
 import numpy as np
 import pytest
 
 from afg_datasets import shardcolumns, tarshards
+from afg_datasets.loader import stream
 from afg_datasets.verify import CorpusError
 
 
@@ -135,3 +137,22 @@ def test_columns_outlive_the_buffer_their_shard_was_read_into(corpus):
     kept = shardcolumns.read_shard(first, None, buffer)
     shardcolumns.read_shard(second, None, buffer)  # overwrites the buffer
     _assert_same(kept, shardcolumns.read_shard(first, None))
+
+
+@pytest.mark.parametrize("at", ["header", "data"])
+def test_a_tampered_shard_is_reported_as_tampered_whatever_the_parse_finds(corpus, tmp_path, at):
+    """The sha256 runs beside the parse: a header broken on the way is still named a sha256
+    mismatch, and a changed genome value (which parses) is refused as well."""
+    root = tmp_path / "afg"
+    shutil.copytree(corpus.out, root)
+    shard = sorted((root / "wds" / "test").glob("*.tar"))[0]
+    damaged = bytearray(shard.read_bytes())
+    damaged[0 if at == "header" else 2 * tarshards.BLOCK + 200] ^= 0xFF
+    shard.write_bytes(bytes(damaged))
+    with pytest.raises(CorpusError, match="sha256 differs"):
+        list(stream(root, split="test"))
+    if at == "header":  # what the parse alone finds
+        with pytest.raises(CorpusError, match="checksum"):
+            list(stream(root, split="test", verify=False))
+    else:
+        assert list(stream(root, split="test", verify=False))
