@@ -131,14 +131,13 @@ def _json_array(raw: Buffer, starts: np.ndarray, sizes: np.ndarray) -> bytes | N
     """The JSON members as one JSON array, gathered with one index (each member padded with
     spaces to the longest, then a comma) instead of a Python slice per member; None unless
     they start on blocks and are short."""
-    width = int(sizes.max())
+    width = int(sizes.max()) + 1  # and the comma
     if width > MAX_JSON_GATHER or not _on_blocks(raw, starts):
         return None
-    padded = np.full((len(starts), width + 1), ord(" "), np.uint8)
-    gathered = _block_rows(raw, starts, width)
-    padded[:, :width] = np.where(np.arange(width) < sizes[:, None], gathered, ord(" "))
-    padded[:, width] = ord(",")
-    return b"[" + padded.tobytes()[:-1] + b"]"
+    rows = _block_rows(raw, starts, width)  # a copy: the padding is written in place
+    rows[np.arange(width) >= sizes[:, None]] = ord(" ")
+    rows[:, -1] = ord(",")
+    return b"[" + rows.tobytes()[:-1] + b"]"
 
 
 @dataclass(frozen=True)
