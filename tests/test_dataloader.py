@@ -72,3 +72,16 @@ def test_a_shard_with_pax_headers_reads_the_same_through_tarfile(sharded, tmp_pa
     assert len(fast) == len(general) > 0
     for a, b in zip(fast, general, strict=True):
         assert a["key"] == b["key"] and torch.equal(a["genome_spatial"], b["genome_spatial"])
+
+
+def test_bench_loader_times_every_reader_over_all_records(sharded):
+    """`afg bench-loader`: each reader, made once and iterated in turns, counts every record."""
+    from afg_datasets.perf.loader_bench import bench_loaders
+
+    results = bench_loaders(sharded, split="train", repeats=2, batch_size=16)
+    assert set(results["readers"]) == {
+        "datasets_numpy_batched", "datasets_torch", "dataloader", "stream_batched",
+        "stream_batched_verified", "load", "stream",
+    }  # fmt: skip
+    assert all(r["records_per_s"] > 0 for r in results["readers"].values())
+    assert results["stream_batched_over_dataloader"] > 0
