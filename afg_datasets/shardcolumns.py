@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import math
+import tokenize
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, NoReturn
@@ -221,7 +222,7 @@ def _npy_layout(header: bytes, url: str) -> tuple[np.dtype, tuple[int, ...], boo
             shape, fortran, dtype = np.lib.format.read_array_header_1_0(stream)
         else:
             shape, fortran, dtype = np.lib.format.read_array_header_2_0(stream)
-    except ValueError as err:
+    except (ValueError, SyntaxError, tokenize.TokenError) as err:  # numpy tokenizes the header
         raise CorpusError(f"{url}: bad npy header: {err}") from None
     if dtype.str not in NPY_DTYPES:
         raise CorpusError(f"{url}: npy dtype {dtype.str} is not one of {NPY_DTYPES}")

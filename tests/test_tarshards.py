@@ -10,6 +10,8 @@ import tarfile
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from afg_datasets import shardcolumns, tarshards
 from afg_datasets.loader import stream
@@ -156,3 +158,43 @@ def test_a_tampered_shard_is_reported_as_tampered_whatever_the_parse_finds(corpu
             list(stream(root, split="test", verify=False))
     else:
         assert list(stream(root, split="test", verify=False))
+
+
+@pytest.fixture(scope="module")
+def shard_bytes(corpus) -> dict[str, bytes]:
+    """A corpus shard as written (the fast path) and with pax headers (tarfile's path)."""
+    shard = sorted((corpus.out / "wds" / "test").glob("*.tar"))[0]
+    pax = io.BytesIO()
+    with tarfile.open(shard) as source, tarfile.open(fileobj=pax, mode="w", format=2) as out:
+        for member in source:
+            member.pax_headers = {"comment": "pax"}
+            out.addfile(member, source.extractfile(member))
+    return {"plain": shard.read_bytes(), "pax": pax.getvalue()}
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    data=st.data(),
+    kind=st.sampled_from(["plain", "pax"]),
+    mode=st.sampled_from(["truncate", "flip", "zero"]),
+)
+def test_unhashed_damage_reads_or_is_one_corpus_error(
+    shard_bytes, tmp_path_factory, data, kind, mode
+):
+    """Without a sha256 the parse alone meets the damage: any byte changed, a block zeroed or
+    a cut gives the records or a CorpusError, never another exception."""
+    damaged = bytearray(shard_bytes[kind])
+    at = data.draw(st.integers(0, len(damaged) - 1), label="offset")
+    if mode == "truncate":
+        damaged = damaged[:at]
+    elif mode == "flip":
+        damaged[at] ^= data.draw(st.integers(1, 255), label="bits")
+    else:
+        damaged[at : at + tarshards.BLOCK] = bytes(len(damaged[at : at + tarshards.BLOCK]))
+    path = tmp_path_factory.mktemp("damaged") / "shard.tar"
+    path.write_bytes(bytes(damaged))
+    try:
+        columns = shardcolumns.read_shard(str(path), None)
+    except CorpusError:
+        return
+    assert len(columns["key"]) == len(columns["label"]) == len(columns["genome_spatial"])
