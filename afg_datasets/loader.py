@@ -235,9 +235,11 @@ class _ShardColumns:
 
 
 def _records(batches: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """Batches -> records; each tensor column is split by one `unbind` (views, in C)."""
     for batch in batches:
-        for i in range(len(batch["key"])):
-            yield {name: column[i] for name, column in batch.items()}
+        columns = [c.unbind(0) if isinstance(c, torch.Tensor) else c for c in batch.values()]
+        for values in zip(*columns, strict=True):
+            yield dict(zip(batch, values, strict=True))
 
 
 def stream(
