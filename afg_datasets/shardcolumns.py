@@ -56,11 +56,11 @@ def _column_chunks(raw: Buffer, records: int, members: dict, url: str) -> list[d
     if "json" not in members or not genomes:
         raise CorpusError(f"{url}: every sample needs a .json and .npy genome members")
     npy = {name: _npy_column(raw, *genomes[name], url) for name in genomes}
+    json_starts, json_sizes = members["json"]
     chunks = []
     for first in range(0, records, CHUNK):
         part = slice(first, first + CHUNK)
         columns = {name: _gather(raw, genomes[name][0][part], npy[name], url) for name in genomes}
-        json_starts, json_sizes = members["json"]
         metas = _metas(raw, json_starts[part], json_sizes[part], first, url)
         chunks.append(columns | _meta_columns(metas, url))
     if len({chunk["mixed_label"].shape[1] for chunk in chunks}) != 1:

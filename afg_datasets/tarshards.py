@@ -44,9 +44,9 @@ class _NotPlain(Exception):
 
 
 class ShardBuffer:
-    """Memory that the shards of one pass are read into, one after another: fresh memory for
-    every shard (page faults on tens of MB) cost more than its parse. No column returned by
-    `read_shard` is a view of it."""
+    """Memory that a stream's shards are read into, one after another: fresh memory for
+    every shard (page faults on tens of MB) costs more than its parse. No column that
+    `shardcolumns` returns is a view of it."""
 
     def __init__(self) -> None:
         self._memory = np.empty(0, np.uint8)
