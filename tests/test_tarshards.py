@@ -78,6 +78,17 @@ def test_a_corpus_shard_reads_the_same_on_the_fast_and_the_general_paths(corpus,
     _assert_same(shardcolumns.read_shard(shard, None), general(shard))
 
 
+def test_chunks_of_any_size_join_to_the_same_columns_and_batches(corpus, monkeypatch):
+    shard = str(sorted((corpus.out / "wds" / "train").glob("*.tar"))[0])
+    whole = shardcolumns.read_shard(shard, None)
+    batches = list(stream(corpus.out, split="train", batch_size=9))
+    monkeypatch.setattr(shardcolumns, "CHUNK", 7)  # records split across many chunks
+    assert len(shardcolumns.shard_chunks(shard, None)) == -(-len(whole["key"]) // 7)
+    _assert_same(shardcolumns.read_shard(shard, None), whole)
+    for a, b in zip(batches, stream(corpus.out, split="train", batch_size=9), strict=True):
+        _assert_same(a, b)
+
+
 @pytest.mark.parametrize(
     "keys",
     [
