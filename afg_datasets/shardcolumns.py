@@ -270,6 +270,6 @@ def _as_torch(columns: dict[str, Any]) -> dict[str, Any]:
             out[name] = column
         elif name.startswith("genome_"):
             out[name] = float32_tensor(column)
-        else:  # a copy as well: a column may be a view of the shard's bytes
+        else:  # a copy as well: a tensor over a slice would keep its whole chunk alive
             out[name] = torch.from_numpy(np.array(column))
     return out
