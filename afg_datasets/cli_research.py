@@ -67,7 +67,7 @@ def bench_loader(
 def bench_build(
     config: ConfigArg = None,
     what: Annotated[
-        str, typer.Option(help="Comma-separated: kill, scaling, memory, source.")
+        str, typer.Option(help="Comma-separated: kill, scaling, memory, source, device.")
     ] = "kill,scaling,memory",
     limit: Annotated[int, typer.Option(min=1, help="Source images per build (x1).")] = 256,
     sources_per_task: Annotated[int, typer.Option(min=1, help="Task size for the builds.")] = 32,
@@ -79,17 +79,25 @@ def bench_build(
     work_dir: Annotated[
         Path | None, typer.Option(help="Where the temporary builds go (default: system temp).")
     ] = None,
+    device: DeviceOpt = "cpu",
+    preset: Annotated[
+        str | None,
+        typer.Option(help="device: full (one GPU, ~4 min) or tiny (default: full on CUDA)."),
+    ] = None,
     as_json: JsonOpt = False,
 ):
     """SIGKILL-and-resume, weak scaling (1 vs 2 workers), peak RSS (x1 vs x4) of real builds;
-    `source`: an imagenet build over N vs 10N JPEGs (memory, start-up, decode rate)."""
+    `source`: an imagenet build over N vs 10N JPEGs (memory, start-up, decode rate);
+    `device`: the GPU path (precisions, stages vs the floor, groupviz, memory, projection)."""
+    from afg_datasets.build.options import check_device
     from afg_datasets.config import load_config
     from afg_datasets.perf.build_bench import BenchSettings
     from afg_datasets.perf.build_bench import bench_build as run
 
+    check_device(device)
     cfg = load_config(config).replace(sources_per_task=sources_per_task)
     names = [w.strip() for w in what.split(",") if w.strip()]
-    settings = BenchSettings(limit, points, seed, source_images)
+    settings = BenchSettings(limit, points, seed, source_images, device, preset)
     results = run(cfg, names, settings, work_dir)
     printers.report(results, as_json, printers.build_bench)
 

@@ -109,6 +109,45 @@ def build_bench(results: dict[str, Any]) -> None:
             )
         out.print(f"peak RSS ratio (10N / N): {s['rss_ratio']}")
         out.print(f"decode images/s at 224 px: {s['decode_images_per_s']}")
+    if "device" in results:
+        device_bench(results["device"], out)
+
+
+def device_bench(d: dict[str, Any], out: Console) -> None:
+    """The device check's short table: source images/s per stage and of the floor."""
+    out.print(f"{d['device_name']}, {d['model']} {d['image_size']} px, batch {d['batch_size']}")
+    names = [f"{v['precision']}{' NHWC' if v['channels_last'] else ''}" for v in d["variants"]]
+    table = Table("source images/s (of floor)", *names)
+    table.add_row("floor", *(str(v["floor_images_per_s"]) for v in d["variants"]))
+    for stage in d["variants"][0]["source_images_per_s"]:
+        table.add_row(
+            stage,
+            *(
+                f"{v['source_images_per_s'][stage]} ({v['floor_fraction'][stage]:.3f})"
+                for v in d["variants"]
+            ),
+        )
+    table.add_row("end to end", *(str(v["end_to_end_images_per_s"]) for v in d["variants"]))
+    for attack in d["variants"][0]["attacks"]:
+        table.add_row(
+            f"{attack} success",
+            *(f"{v['attacks'][attack]['success_rate']:.3f}" for v in d["variants"]),
+        )
+    table.add_row("peak MB", *(str(v["peak_device_mb"] or v["peak_rss_mb"]) for v in d["variants"]))
+    out.print(table)
+    out.print(f"bf16 - fp32 per attack: {d['bf16_price']}")
+    out.print(f"decode wait: {d['decode_overlap']}")
+    g = d["groupviz"]
+    out.print(
+        f"groupviz {g['steps']} steps {g['image_size']} px: {g['records_per_s']} records/s "
+        f"({g['floor_fraction']} of the floor)"
+    )
+    out.print(f"largest batch: {d['largest_batch']}")
+    for precision, p in d["imagenet_val_projection"].items():
+        out.print(
+            f"ImageNet-val ({p['sources']} images) on {p['devices']} such devices, {precision}: "
+            f"{p['wall_seconds'] / 3600:.2f} h, {p['bytes'] / 1e9:.1f} GB"
+        )
 
 
 def estimate(report: dict[str, Any]) -> None:

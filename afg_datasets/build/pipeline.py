@@ -48,8 +48,11 @@ def model_cache_key(cfg: BuildConfig) -> str:
 class Pipeline:
     """Source, model, encoder, schema and attacks of one build, in one process."""
 
-    def __init__(self, cfg: BuildConfig, out: Path, device: str, progress: bool):
+    def __init__(
+        self, cfg: BuildConfig, out: Path, device: str, progress: bool, channels_last: bool = True
+    ):
         self.cfg = cfg
+        self.channels_last = channels_last  # on CUDA; off only to measure what it buys
         self.out = out
         self.device = torch.device(device)
         self.progress = progress
@@ -93,7 +96,8 @@ class Pipeline:
         """Precision, memory layout, layers, encoder, schema and attacks for the current model
         (validated here)."""
         self.model.set_precision(self.cfg.precision)
-        if self.device.type == "cuda":  # NHWC convolutions use the tensor cores best
+        # NHWC convolutions use the tensor cores best
+        if self.device.type == "cuda" and self.channels_last:
             self.model.to(memory_format=torch.channels_last)
         self.layers = tuple(self.cfg.model.layers or self.model_info.layers)
         self.model.check_layers(self.layers)

@@ -24,6 +24,7 @@ import yaml
 from afg_datasets.config import BuildConfig
 from afg_datasets.errors import AFGError
 from afg_datasets.layout import MANIFEST_FILE, PLAN_FILE, STATS_FILE, TASKS_DIR
+from afg_datasets.perf.device_bench import PRESETS, bench_device
 from afg_datasets.perf.source_bench import source_scaling
 from afg_datasets.verify import verify_corpus
 
@@ -143,6 +144,8 @@ class BenchSettings:
     points: int  # random kill points
     seed: int  # seed of the kill points
     source_images: int  # `source`: N of the N vs 10N folders (builds use --limit 64)
+    device: str = "cpu"  # `device`: where the device check runs
+    preset: str | None = None  # `device`: full or tiny (default: full on CUDA, else tiny)
 
 
 BENCHES = {
@@ -150,7 +153,12 @@ BENCHES = {
     "scaling": lambda cfg, s, work: weak_scaling(cfg, s.limit, work),
     "memory": lambda cfg, s, work: streaming_memory(cfg, s.limit, work),
     "source": lambda cfg, s, work: source_scaling(s.source_images, 64, work),
+    "device": lambda cfg, s, work: bench_device(s.device, s.preset or _preset(s.device), work),
 }
+
+
+def _preset(device: str) -> str:
+    return "full" if device.startswith("cuda") else "tiny"
 
 
 def bench_build(
@@ -160,6 +168,8 @@ def bench_build(
     unknown = sorted(set(which) - set(BENCHES))
     if unknown:
         raise BenchError(f"unknown benchmark(s) {unknown}; choose from {', '.join(BENCHES)}")
+    if settings.preset is not None and settings.preset not in PRESETS:
+        raise BenchError(f"unknown --preset {settings.preset!r}; choose from {', '.join(PRESETS)}")
     results: dict[str, Any] = {"config_hash": cfg.config_hash(), "limit": settings.limit}
     with tempfile.TemporaryDirectory(dir=work) as tmp:
         for name in which:

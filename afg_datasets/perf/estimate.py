@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -147,6 +148,91 @@ def _projection(cfg: BuildConfig, sources: int, devices: int) -> int:
     return max(sum(t.stop - t.start for t in tasks[r::devices]) for r in range(devices))
 
 
+@dataclass(frozen=True)
+class Calibration:
+    """One task of `sources` images run through the build's own `TaskRun` on a device."""
+
+    sources: int  # source images calibrated
+    real: bool  # from the configured source (else random pixels)
+    source_images: int  # images in the source
+    setup_seconds: float
+    floor: float  # the model's forward+backward images/s at the build's batch size
+    marker: dict[str, Any]  # the task's marker: stage seconds, tallies, files
+    device: torch.device
+    peak_device_mb: float | None  # CUDA only
+    untrained: bool  # a trainable net that a build would still train
+
+    def per_source(self) -> dict[str, float]:
+        """Seconds per source image of each stage."""
+        return {k: v / self.sources for k, v in self.marker["stages"].items()}
+
+    def bytes_per_record(self) -> float:
+        records = sum(t["records"] for t in self.marker["tallies"].values())
+        return sum(f["bytes"] for f in self.marker["files"]) / max(records, 1)
+
+
+def calibrate(
+    cfg: BuildConfig,
+    device: str,
+    calibration: int | None = None,
+    started: float | None = None,
+    channels_last: bool = True,
+) -> Calibration:
+    """Run one task of `calibration` source images (default: one batch) in a temporary
+    directory, exactly as a build runs it."""
+    started = started or time.perf_counter()
+    count = min(calibration or cfg.batch_size, cfg.sources_per_task)
+    with tempfile.TemporaryDirectory(prefix="afg-estimate-") as tmp:
+        source, real = _source_for(cfg, count)
+        pipeline = Pipeline(cfg, Path(tmp), device, progress=False, channels_last=channels_last)
+        model, info, untrained = calibration_model(cfg, source, device)
+        pipeline.calibrate_with(source.head(count), model, info)
+        setup = time.perf_counter() - started
+        shape = (cfg.batch_size, source.channels, source.image_size, source.image_size)
+        floor = throughput_floor(pipeline.model, shape, pipeline.device)
+        if pipeline.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(pipeline.device)
+        task = Task(0, 0, len(pipeline.source), derive_seed(cfg.seed, "task", 0))
+        marker = TaskRun(pipeline, task, 1).run()
+        peak = None
+        if pipeline.device.type == "cuda":
+            peak = round(torch.cuda.max_memory_allocated(pipeline.device) / 2**20, 1)
+    return Calibration(
+        count, real, len(source), setup, floor, marker, pipeline.device, peak, untrained
+    )
+
+
+def project(cal: Calibration, cfg: BuildConfig, sources: int, devices: int) -> dict[str, Any]:
+    """Wall seconds, records and bytes of `sources` images over `devices` ranks."""
+    per_source = cal.per_source()
+    wall = cal.setup_seconds + sum(per_source.values()) * _projection(cfg, sources, devices)
+    records = sources * (1 + len(cfg.attacks))
+    return {
+        "sources": sources,
+        "devices": devices,
+        "wall_seconds": round(wall, 1),
+        "records": records,
+        "bytes": int(cal.bytes_per_record() * records),
+    }
+
+
+def stage_table(cal: Calibration) -> list[dict[str, Any]]:
+    """Per stage: seconds per source image, share of the task, and source images/s as a
+    fraction of the forward+backward floor (an attack of n gradient steps reaches at most
+    1/n of it)."""
+    per_source = cal.per_source()
+    total = sum(per_source.values())
+    return [
+        {
+            "stage": name,
+            "seconds_per_source": round(sec, 6),
+            "share": round(sec / total, 4) if total else 0.0,
+            "floor_fraction": round(1 / (sec * cal.floor), 4) if sec else None,
+        }
+        for name, sec in sorted(per_source.items(), key=lambda kv: -kv[1])
+    ]
+
+
 def estimate(
     cfg: BuildConfig,
     sources: int | None,
@@ -156,65 +242,31 @@ def estimate(
     started: float | None = None,
 ) -> dict[str, Any]:
     """Calibrate on this device, then project a build of `sources` images on `devices`."""
-    started = started or time.perf_counter()
-    count = min(calibration or cfg.batch_size, cfg.sources_per_task)
-    with tempfile.TemporaryDirectory(prefix="afg-estimate-") as tmp:
-        source, real = _source_for(cfg, count)
-        total = sources or len(source)
-        pipeline = Pipeline(cfg, Path(tmp), device, progress=False)
-        model, info, untrained = calibration_model(cfg, source, device)
-        pipeline.calibrate_with(source.head(count), model, info)
-        setup = time.perf_counter() - started
-        floor = throughput_floor(
-            pipeline.model,
-            (cfg.batch_size, source.channels, source.image_size, source.image_size),
-            pipeline.device,
-        )
-        task = Task(0, 0, len(pipeline.source), derive_seed(cfg.seed, "task", 0))
-        run = TaskRun(pipeline, task, 1)
-        marker = run.run()
-        shard_bytes = sum(f["bytes"] for f in marker["files"])
-        records = sum(t["records"] for t in marker["tallies"].values())
-        # a small net trains on the train split of the whole source, whatever --limit says
-        train_images = round((len(source) if real else total) * cfg.splits.train)
-        train_seconds = (
-            training_seconds(cfg, source, train_images, pipeline.device) if untrained else 0.0
-        )
-    per_source = {k: v / count for k, v in marker["stages"].items()}
-    busiest = _projection(cfg, total, devices)
-    task_seconds = sum(per_source.values()) * busiest
-    wall = setup + train_seconds + task_seconds
-    stage_total = sum(per_source.values())
-    variants = 1 + len(cfg.attacks)
+    cal = calibrate(cfg, device, calibration, started)
+    total = sources or cal.source_images
+    projected = project(cal, cfg, total, devices)
+    # a small net trains on the train split of the whole source, whatever --limit says
+    train_images = round((cal.source_images if cal.real else total) * cfg.splits.train)
+    train_seconds = 0.0
+    if cal.untrained:
+        source, _ = _source_for(cfg, cal.sources)
+        train_seconds = training_seconds(cfg, source, train_images, cal.device)
+    projected["wall_seconds"] = round(projected["wall_seconds"] + train_seconds, 1)
     return {
-        "sources": total,
-        "devices": devices,
-        "device": str(pipeline.device),
-        "device_name": _device_name(pipeline.device),
+        **projected,
+        "device": str(cal.device),
+        "device_name": device_name(cal.device),
         "precision": cfg.precision,
-        "calibration_sources": count,
-        "calibration_source": "real" if real else "synthetic random pixels",
-        "setup_seconds": round(setup, 2),
+        "calibration_sources": cal.sources,
+        "calibration_source": "real" if cal.real else "synthetic random pixels",
+        "setup_seconds": round(cal.setup_seconds, 2),
         "train_model_seconds": round(train_seconds, 2),
-        "wall_seconds": round(wall, 1),
-        "records": total * variants,
-        "bytes": int(shard_bytes / max(records, 1) * total * variants),
-        "floor_images_per_s": round(floor, 1),
-        "stages": [
-            {
-                "stage": name,
-                "seconds_per_source": round(sec, 6),
-                "share": round(sec / stage_total, 4) if stage_total else 0.0,
-                # source images/s of the stage as a fraction of the fwd+bwd floor (an attack
-                # of n gradient steps can reach at most 1/n of it)
-                "floor_fraction": round(1 / (sec * floor), 4) if sec else None,
-            }
-            for name, sec in sorted(per_source.items(), key=lambda kv: -kv[1])
-        ],
+        "floor_images_per_s": round(cal.floor, 1),
+        "stages": stage_table(cal),
     }
 
 
-def _device_name(device: torch.device) -> str:
+def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return f"cpu ({torch.get_num_threads()} torch threads)"

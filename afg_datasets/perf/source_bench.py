@@ -26,12 +26,14 @@ CLASSES = 100
 MODEL = "resnet18"
 
 
-def write_jpeg_folder(root: Path, count: int, seed: int = 0) -> Path:
-    """`count` JPEGs of random smooth content and size 200-500 px in 100 class folders."""
+def write_jpeg_folder(root: Path, count: int, seed: int = 0, classes: int = CLASSES) -> Path:
+    """`count` JPEGs of random smooth content and size 200-500 px in `classes` class folders
+    (all made, so the class count does not depend on `count`)."""
     rng = np.random.default_rng(seed)
+    for label in range(classes):
+        (root / f"n{label:08d}").mkdir(parents=True, exist_ok=True)
     for i in range(count):
-        folder = root / f"n{i % CLASSES:08d}"
-        folder.mkdir(parents=True, exist_ok=True)
+        folder = root / f"n{i % classes:08d}"
         w, h = rng.integers(200, 501, size=2)
         coarse = Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8))
         coarse.resize((int(w), int(h)), Image.Resampling.BILINEAR).save(
@@ -40,12 +42,12 @@ def write_jpeg_folder(root: Path, count: int, seed: int = 0) -> Path:
     return root
 
 
-def write_checkpoint(path: Path) -> Path:
-    """Random-weights torchvision weights for CLASSES classes (no download)."""
+def write_checkpoint(path: Path, model: str = MODEL, classes: int = CLASSES) -> Path:
+    """Random-weights torchvision weights for `classes` classes (no download)."""
     from torchvision.models import get_model
 
     torch.manual_seed(0)
-    torch.save(get_model(MODEL, num_classes=CLASSES).state_dict(), path)
+    torch.save(get_model(model, num_classes=classes).state_dict(), path)
     return path
 
 
