@@ -11,12 +11,14 @@ from datasets.info import DatasetInfosDict
 from datasets.utils.metadata import MetadataConfigs
 from huggingface_hub import DatasetCard, DatasetCardData
 
+from afg_datasets.croissant import DEFAULT_CONFIG, config_patterns, write_croissant
 from afg_datasets.layout import (
     AFS_JSON,
     AFS_PNG,
     BENCH_DIR,
     CARD_FILE,
     DATA_DIR,
+    ROW_GROUP_BYTES,
     SPLITS,
     STATS_FILE,
     atomic_write,
@@ -27,7 +29,6 @@ from afg_datasets.resources import resource_dir
 from afg_datasets.verify import load_manifest
 
 TEMPLATE = "afg_dataset_card.md"
-DEFAULT_CONFIG = "all"
 
 
 def size_category(n: int) -> str:
@@ -58,11 +59,6 @@ def config_layout(manifest: dict[str, Any]) -> dict[str, dict[str, list[dict]]]:
     for attack in attacks:
         layout[attack] = _split_files(manifest, [CLEAN, attack])
     return layout
-
-
-def _patterns(config: str, split: str) -> list[str]:
-    dirs = ["*"] if config == DEFAULT_CONFIG else [CLEAN, config]
-    return [f"data/{d}/{split}-*.parquet" for d in dirs]
 
 
 # Hub ids of the sources a corpus extends (Hub convention `extended|<id>`); others: original.
@@ -109,7 +105,9 @@ def card_data(manifest: dict[str, Any], root: Path | None = None) -> DatasetCard
     MetadataConfigs(
         {
             name: {
-                "data_files": [{"split": s, "path": _patterns(name, s)} for s in splits],
+                "data_files": [
+                    {"split": s, "path": config_patterns(manifest, s)[name]} for s in splits
+                ],
                 **({"default": True} if name == DEFAULT_CONFIG else {}),
             }
             for name, splits in layout.items()
@@ -241,6 +239,9 @@ def render_card(
         template_path=str(resource_dir("cards") / TEMPLATE),
         pretty_name=f"AFG: {manifest['name']}",
         package_version=manifest["package_version"],
+        format_version=manifest.get("format_version", "0"),
+        row_group_mib=ROW_GROUP_BYTES // 2**20,
+        files=manifest["files"],
         config_hash=manifest["config_hash"],
         source=manifest["source"],
         num_classes=len(manifest["source"]["class_names"]),
@@ -276,5 +277,8 @@ def write_card(out: Path, manifest: dict[str, Any], stats: dict[str, Any]) -> Pa
 
 
 def refresh_card(root: Path) -> Path:
-    """Rewrite a finished corpus's card from its manifest and stats (after bench, afs)."""
-    return write_card(root, load_manifest(root), read_json(root / STATS_FILE, shape="stats"))
+    """Rewrite a finished corpus's card and croissant.json from its manifest and stats (after
+    bench, afs)."""
+    manifest = load_manifest(root)
+    write_croissant(root, manifest)
+    return write_card(root, manifest, read_json(root / STATS_FILE, shape="stats"))

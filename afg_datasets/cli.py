@@ -272,12 +272,26 @@ def push(
     revision: RevisionOpt = None,
     dry_run: DryRunOpt = False,
     timeout: TimeoutOpt = 60.0,
+    commit_files: Annotated[
+        int | None,
+        typer.Option(
+            help="Files per commit, resumable (default: one commit; 100 per commit above "
+            "1,000 files or 1 GiB)."
+        ),
+    ] = None,
 ):
-    """Publish a corpus to the Hugging Face Hub (token: HF_TOKEN or the saved login)."""
+    """Publish a corpus to the Hugging Face Hub (token: HF_TOKEN or the saved login). A push
+    in several commits resumes when re-run."""
     from afg_datasets.hub import push as push_corpus
 
     plan = push_corpus(
-        directory, repo_id, private=private, revision=revision, dry_run=dry_run, timeout=timeout
+        directory,
+        repo_id,
+        private=private,
+        revision=revision,
+        dry_run=dry_run,
+        timeout=timeout,
+        commit_files=commit_files,
     )
     printers.upload(plan, repo_id, dry_run)
 

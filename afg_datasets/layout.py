@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -20,10 +22,23 @@ from afg_datasets.schemas import SHAPES
 
 SPLITS = ("train", "validation", "test")
 
+# The corpus format (docs/format.md), in the manifest and the plan. A reader refuses an unknown
+# major version and reads a newer minor one with a warning. Format 0 is a corpus built by
+# afg-datasets 0.2 (no field): its files are laid out as 1.0's, so it is read, with a warning.
+FORMAT_VERSION = "1.0"
+FORMAT_SPEC = "docs/format.md"
+_VERSION = re.compile(r"^(0|[1-9][0-9]{0,5})\.(0|[1-9][0-9]{0,5})$")
+log = logging.getLogger(__name__)
+# Parquet row groups are bounded in bytes so the Hub's dataset viewer reads any shard (it fails
+# on row groups over ~286 MiB) whatever the image size; each file has a page index, so a column
+# is read page by page. Both are part of format 1.0.
+ROW_GROUP_BYTES = 100 * 2**20
+
 PLAN_FILE = "plan.json"
 MANIFEST_FILE = "manifest.json"
 STATS_FILE = "stats.json"
 CARD_FILE = "README.md"
+CROISSANT_FILE = "croissant.json"  # MLCommons Croissant metadata (croissant.py)
 TASKS_DIR = "tasks"
 SETUP_FILE = f"{TASKS_DIR}/setup.json"
 LOCK_FILE = ".afg.lock"
@@ -45,6 +60,7 @@ OUTPUTS = (
     MODEL_DIR,
     TASKS_DIR,
     CARD_FILE,
+    CROISSANT_FILE,
     MANIFEST_FILE,
     STATS_FILE,
     PLAN_FILE,
@@ -55,6 +71,7 @@ OUTPUTS = (
 # Published besides the manifest's files (which it hashes): the rule `afg push` follows.
 PUBLISHED_EXTRAS = (
     CARD_FILE,
+    CROISSANT_FILE,
     MANIFEST_FILE,
     STATS_FILE,
     AFS_JSON,
@@ -156,6 +173,39 @@ def file_entry(out: Path, path: Path, rows: int | None) -> dict[str, Any]:
         "bytes": path.stat().st_size,
         "rows": rows,
     }
+
+
+def check_format(data: dict[str, Any], path: Path) -> str:
+    """The format version of a manifest or plan read from `path`; a CorpusError naming both
+    versions when this package cannot read it (see FORMAT_VERSION)."""
+    found = data.get("format_version", "0.0")
+    match = _VERSION.match(found) if isinstance(found, str) else None
+    if match is None:
+        raise CorpusError(f"{path}: format_version {found!r} is not MAJOR.MINOR")
+    major, minor = int(match[1]), int(match[2])
+    ours_major, ours_minor = (int(p) for p in FORMAT_VERSION.split("."))
+    if major > ours_major:
+        raise CorpusError(
+            f"{path}: corpus format {found}, this afg-datasets reads format {FORMAT_VERSION} "
+            f"and 0; upgrade afg-datasets to read it"
+        )
+    if major == 0:
+        log.warning(
+            "%s: corpus format 0 (built by afg-datasets 0.2, no format_version): read as "
+            "format %s; rebuild it with `afg build-shards` and the config in its manifest for "
+            "croissant.json and bounded row groups",
+            path,
+            FORMAT_VERSION,
+        )
+    elif minor > ours_minor:
+        log.warning(
+            "%s: corpus format %s is newer than this afg-datasets' %s; fields added since "
+            "are ignored",
+            path,
+            found,
+            FORMAT_VERSION,
+        )
+    return found
 
 
 def read_json(path: Path, missing: str = "missing", shape: str | None = None) -> Any:

@@ -22,6 +22,7 @@ from afg_datasets import __version__
 from afg_datasets.config import BuildConfig
 from afg_datasets.errors import CorpusError, OutputDirError
 from afg_datasets.layout import (
+    FORMAT_VERSION,
     LOCK_FILE,
     MANIFEST_FILE,
     OUTPUTS,
@@ -71,7 +72,15 @@ def read_plan(out: Path) -> dict[str, Any]:
     path = out / PLAN_FILE
     if not path.is_file():
         raise OutputDirError(f"{out}: no {PLAN_FILE}; is this an AFG build directory?")
-    return read_json(path, shape="plan")
+    plan = read_json(path, shape="plan")
+    found = plan.get("format_version", "0 (afg-datasets 0.2)")
+    if found != FORMAT_VERSION:  # shards of two formats never meet in one corpus
+        raise OutputDirError(
+            f"{path}: a build of corpus format {found}, this afg-datasets writes format "
+            f"{FORMAT_VERSION}; finish it with the version that started it, or rebuild "
+            "(--overwrite, or a new --out)"
+        )
+    return plan
 
 
 def plan_tasks(plan: dict[str, Any]) -> list[Task]:
@@ -173,6 +182,7 @@ def plan_document(cfg: BuildConfig, tasks: list[Task], corpus: dict[str, Any]) -
     return {
         "config": cfg.to_dict(),
         "config_hash": cfg.config_hash(),
+        "format_version": FORMAT_VERSION,
         "package_version": __version__,
         "tasks": [asdict(t) for t in tasks],
         **corpus,

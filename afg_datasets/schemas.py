@@ -41,6 +41,7 @@ class SourceFacts(TypedDict):
 
 @with_config(STRICT)
 class Manifest(TypedDict):
+    format_version: NotRequired[Any]  # checked by layout.check_format (absent: format 0)
     name: str
     config: dict[str, Any]
     config_hash: str
@@ -63,6 +64,7 @@ class TaskEntry(TypedDict):
 
 @with_config(STRICT)
 class Plan(TypedDict):
+    format_version: NotRequired[Any]
     config: dict[str, Any]
     config_hash: str
     tasks: list[TaskEntry]

@@ -14,9 +14,11 @@ from afg_datasets.errors import CorpusError
 from afg_datasets.layout import (
     CARD_FILE,
     CORPUS_DIRS,
+    CROISSANT_FILE,
     DATA_DIR,
     MANIFEST_FILE,
     WDS_DIR,
+    check_format,
     read_json,
     sha256_file,
     split_of_shard,
@@ -127,6 +129,52 @@ def check_records(root: Path, manifest: dict) -> list[str]:
     return problems
 
 
+def _format_major(manifest: dict) -> int:
+    return int(manifest.get("format_version", "0.0").split(".")[0])
+
+
+def check_card_files(root: Path, manifest: dict) -> list[str]:
+    """The card's file table (format 1 and later) gives every file the manifest's size and
+    sha256."""
+    if _format_major(manifest) == 0:
+        return []
+    text = (root / CARD_FILE).read_text(errors="replace")
+    return [
+        f"{CARD_FILE}: its file table lacks {e['path']} with the manifest's size and sha256"
+        for e in manifest["files"]
+        if f"| `{e['path']}` | {e['bytes']} | `{e['sha256']}` |" not in text
+    ]
+
+
+def check_croissant(root: Path, manifest: dict) -> list[str]:
+    """croissant.json (format 1 and later) lists exactly the manifest's files with the same
+    sha256 and size. Plain JSON: verify does not import mlcroissant."""
+    path = root / CROISSANT_FILE
+    if not path.is_file():
+        return [f"{CROISSANT_FILE}: missing"] if _format_major(manifest) else []
+    try:
+        document = read_json(path)
+        objects = {
+            d["@id"]: (d.get("sha256"), d.get("contentSize"))
+            for d in document["distribution"]
+            if d.get("@type") == "cr:FileObject"
+        }
+    except (CorpusError, KeyError, TypeError, AttributeError):
+        return [f"{CROISSANT_FILE}: not a Croissant document with a distribution list"]
+    expected = {e["path"]: (e["sha256"], f"{e['bytes']} B") for e in manifest["files"]}
+    problems = [
+        f"{CROISSANT_FILE}: {name}: sha256 or size differs from the manifest"
+        for name in sorted(set(objects) & set(expected))
+        if objects[name] != expected[name]
+    ]
+    problems += [f"{CROISSANT_FILE}: lacks {n}" for n in sorted(set(expected) - set(objects))]
+    problems += [
+        f"{CROISSANT_FILE}: lists {n}, not in the manifest"
+        for n in sorted(set(objects) - set(expected))
+    ]
+    return problems
+
+
 def split_files(root: Path, manifest: dict, split: str, fmt: str = "parquet") -> list[Path]:
     """The manifest's parquet (data/) or webdataset (wds/) files of one split, sorted."""
     folder = DATA_DIR if fmt == "parquet" else WDS_DIR
@@ -138,7 +186,11 @@ def split_files(root: Path, manifest: dict, split: str, fmt: str = "parquet") ->
 
 
 def load_manifest(root: Path) -> dict:
-    return read_json(root / MANIFEST_FILE, "missing; not a complete AFG corpus", "manifest")
+    """The manifest of a corpus whose format this package reads (every reader comes here)."""
+    path = root / MANIFEST_FILE
+    manifest = read_json(path, "missing; not a complete AFG corpus", "manifest")
+    check_format(manifest, path)
+    return manifest
 
 
 def verify_corpus(root: str | Path, manifest: dict | None = None) -> list[str]:
@@ -150,10 +202,10 @@ def verify_corpus(root: str | Path, manifest: dict | None = None) -> list[str]:
     if not (root / CARD_FILE).is_file():
         problems.append(f"{CARD_FILE}: missing")
     else:
-        problems += check_schema(root, manifest, damaged)
+        problems += check_schema(root, manifest, damaged) + check_card_files(root, manifest)
     if not any(d.endswith(".parquet") for d in damaged):
         problems += check_records(root, manifest)
-    return problems
+    return problems + check_croissant(root, manifest)
 
 
 def require_intact(root: str | Path) -> dict:

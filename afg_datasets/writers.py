@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import webdataset as wds
 
-from afg_datasets.layout import partial_path
+from afg_datasets.layout import ROW_GROUP_BYTES, partial_path
 
 # Fixed tar header fields make shards byte-reproducible.
 TAR_OWNER = "afg"
@@ -67,8 +67,19 @@ class _ShardWriter:
         raise NotImplementedError
 
 
+def rows_per_group(table: pa.Table, limit: int = ROW_GROUP_BYTES) -> int:
+    """The most rows of `table` whose Arrow (uncompressed) bytes stay within `limit`: a bound
+    on the row group's parquet bytes too, since every column is stored no larger than that
+    (PNG bytes as they are, the rest compressed). One row at the least."""
+    if table.nbytes <= limit:  # the usual batch: one row group, no per-row sizes needed
+        return max(table.num_rows, 1)
+    widest = max(table.slice(i, 1).nbytes for i in range(table.num_rows))
+    return max(1, limit // widest)
+
+
 class ParquetShardWriter(_ShardWriter):
-    """One parquet file, zstd, one row group per written batch."""
+    """One parquet file, zstd, with a page index; each written batch is one row group, or
+    several where it exceeds ROW_GROUP_BYTES."""
 
     def __init__(self, path: Path, schema: pa.Schema):
         super().__init__(path)
@@ -76,14 +87,16 @@ class ParquetShardWriter(_ShardWriter):
         self._writer: pq.ParquetWriter | None = None
 
     def _open(self, path: Path) -> None:
-        self._writer = pq.ParquetWriter(path, self.schema, compression="zstd")
+        self._writer = pq.ParquetWriter(
+            path, self.schema, compression="zstd", write_page_index=True
+        )
 
     def _close(self) -> None:
         self._writer.close()
 
     def write(self, table: pa.Table) -> None:
         self._ensure_open()
-        self._writer.write_table(table)
+        self._writer.write_table(table, row_group_size=rows_per_group(table))
         self.rows += table.num_rows
 
 

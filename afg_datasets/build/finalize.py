@@ -12,8 +12,10 @@ from typing import Any
 
 from afg_datasets.build.stats import make_stats, skipped_sources
 from afg_datasets.card import write_card
+from afg_datasets.croissant import write_croissant
 from afg_datasets.errors import OutputDirError
 from afg_datasets.layout import (
+    FORMAT_VERSION,
     INFO_FILE,
     MANIFEST_FILE,
     MODEL_DIR,
@@ -64,6 +66,7 @@ def finalize(out: str | Path, wall: float | None = None) -> BuildResult:
     stats = make_stats(setup, markers, wall)
     write_json(out / STATS_FILE, stats)
     write_card(out, manifest, stats)
+    write_croissant(out, manifest)
     write_json(out / MANIFEST_FILE, manifest)
     return BuildResult(out, manifest, stats)
 
@@ -81,6 +84,7 @@ def make_manifest(out: Path, plan: dict[str, Any], markers: list[dict]) -> dict[
         sources = counts["sources"] - len(skipped.get(name, []))
         splits[name] = {"sources": sources, "records": sources * variants}
     return {
+        "format_version": FORMAT_VERSION,
         "name": plan["config"]["name"],
         "config": plan["config"],
         "config_hash": plan["config_hash"],
