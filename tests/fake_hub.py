@@ -17,6 +17,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import yaml
 
 
+def git_blob_id(data: bytes) -> str:
+    """The id git gives a file's content (what the Hub's tree lists as `oid`)."""
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()  # noqa: S324
+
+
 class FakeHub:
     def __init__(self):
         self.files: dict[tuple[str, str], dict[str, bytes]] = {}
@@ -24,6 +29,10 @@ class FakeHub:
         self.commits = 0
         self.repos: dict[str, dict] = {}
         self.validated: list = []
+        self.wire_bytes = 0  # request bodies received
+        self.content_bytes = 0  # file contents received in commits (decoded)
+        self.drop_after: int | None = None  # once this many commits are in, the next
+        self.drops = 0  # `drops` commit requests are cut off (connection closed, no answer)
         hub = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -32,6 +41,7 @@ class FakeHub:
 
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                hub.wire_bytes += len(body)
                 auth = self.headers.get("Authorization", "")
                 hub.tokens.add(auth.removeprefix("Bearer "))
                 hub.route(self, self.path.split("?")[0], body)
@@ -107,11 +117,18 @@ class FakeHub:
                     ]
                 },
             )
+        if self.drop_after is not None and self.commits >= self.drop_after and self.drops:
+            self.drops -= 1
+            handler.close_connection = True
+            handler.connection.shutdown(2)
+            return None
         store = self.files.setdefault((repo_id, revision), {})
         for line in body.splitlines():
             item = json.loads(line)
             if item["key"] == "file":
-                store[item["value"]["path"]] = base64.b64decode(item["value"]["content"])
+                content = base64.b64decode(item["value"]["content"])
+                store[item["value"]["path"]] = content
+                self.content_bytes += len(content)
         self.commits += 1
         oid = f"{self.commits:040x}"
         return self.reply(
@@ -132,16 +149,11 @@ class FakeHub:
             siblings = [{"rfilename": name} for name in sorted(files)]
             payload = {"id": repo_id, "sha": f"{self.commits:040x}", "siblings": siblings}
             return self.reply(handler, payload)
-        tree = re.fullmatch(r"/api/models/([^/]+/[^/]+)/tree/([^/]+)", path)
+        tree = re.fullmatch(r"/api/(?:models|datasets)/([^/]+/[^/]+)/tree/([^/]+)", path)
         if tree:
-            files = self.files.get((tree.group(1), "main"), {})
+            files = self.files.get((tree.group(1), tree.group(2)), {})
             entries = [
-                {
-                    "type": "file",
-                    "path": name,
-                    "size": len(data),
-                    "oid": f"{hash(data) & 0xFFFF:040x}",
-                }
+                {"type": "file", "path": name, "size": len(data), "oid": git_blob_id(data)}
                 for name, data in sorted(files.items())
             ]
             return self.reply(handler, entries)

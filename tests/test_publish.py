@@ -148,7 +148,7 @@ def test_push_through_loopback_hub(copy, tmp_path):
         uploaded = hub.files[("afg-org/digits", revision)]
         expected = {f.path for f in upload_plan(copy, load_manifest(copy))}
         assert set(uploaded) == expected
-        for path in expected - {"README.md"}:
+        for path in expected - {"README.md", "croissant.json"}:
             assert uploaded[path] == (copy / path).read_bytes(), path
         card = uploaded["README.md"].decode()
         assert 'load_dataset("afg-org/digits")' in card and "snapshot_download" in card

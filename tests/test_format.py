@@ -1,0 +1,326 @@
+"""Corpus format 1.0: the version every reader checks, the spec, croissant.json, viewer-ready
+parquet and a push that resumes."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+import afg_datasets
+from afg_datasets import writers
+from afg_datasets.errors import CorpusError
+from afg_datasets.layout import FORMAT_VERSION, MANIFEST_FILE, PLAN_FILE
+from afg_datasets.verify import load_manifest, verify_corpus
+from tests.fake_hub import FakeHub
+from tests.test_publish import TOKEN, run_cli
+
+REPO = Path(__file__).resolve().parent.parent
+FORMAT_ZERO = Path(__file__).parent / "data" / "corpus-0.2"  # built by afg-datasets 0.2
+
+
+@pytest.fixture()
+def copy(corpus, tmp_path):
+    target = tmp_path / "afg"
+    shutil.copytree(corpus.out, target)
+    return target
+
+
+def _set_version(root: Path, version: str | None) -> None:
+    manifest = json.loads((root / MANIFEST_FILE).read_text())
+    if version is None:
+        manifest.pop("format_version")
+    else:
+        manifest["format_version"] = version
+    (root / MANIFEST_FILE).write_text(json.dumps(manifest))
+
+
+def test_a_build_records_its_format_everywhere(corpus):
+    for name in (MANIFEST_FILE, PLAN_FILE):
+        assert json.loads((corpus.out / name).read_text())["format_version"] == FORMAT_VERSION
+    assert f"corpus format **{FORMAT_VERSION}**" in (corpus.out / "README.md").read_text()
+
+
+def test_a_future_major_format_is_one_line_and_exit_2_for_every_reader(copy):
+    _set_version(copy, "2.0")
+    result = run_cli("verify", str(copy))
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0
+    assert "format 2.0" in result.stderr and f"format {FORMAT_VERSION}" in result.stderr
+    readers = [
+        lambda: afg_datasets.load(copy, split="test"),
+        lambda: afg_datasets.dataloader(copy, split="test", batch_size=4),
+        lambda: next(iter(afg_datasets.stream(copy, split="test"))),
+    ]
+    for read in readers:
+        with pytest.raises(CorpusError, match="format 2.0"):
+            read()
+
+
+@pytest.mark.parametrize("version", ["1", "x.y", "1.0.0", 1.0, "01.0"])
+def test_a_malformed_format_version_is_refused(copy, version):
+    _set_version(copy, version)
+    with pytest.raises(CorpusError, match="format_version"):
+        load_manifest(copy)
+
+
+def test_a_newer_minor_format_reads_with_a_warning(copy, caplog):
+    _set_version(copy, f"{FORMAT_VERSION.split('.')[0]}.9")
+    with caplog.at_level(logging.WARNING):
+        manifest = load_manifest(copy)
+    assert manifest["format_version"].endswith(".9")
+    assert "newer than this afg-datasets" in caplog.text
+
+
+def test_a_format_0_corpus_from_afg_datasets_0_2_still_reads(tmp_path, caplog):
+    root = tmp_path / "old"
+    shutil.copytree(FORMAT_ZERO, root)
+    with caplog.at_level(logging.WARNING):
+        assert verify_corpus(root) == []
+    assert "corpus format 0" in caplog.text and "rebuild" in caplog.text
+    records = afg_datasets.load(root, split="train")
+    assert (
+        len(records) == json.loads((root / MANIFEST_FILE).read_text())["splits"]["train"]["records"]
+    )
+    batch = next(iter(afg_datasets.dataloader(root, split="train", batch_size=4)))
+    assert batch["genome_spatial"].shape[0] == 4
+    assert run_cli("verify", str(root)).returncode == 0
+
+
+def test_a_format_0_build_in_progress_is_not_finished_or_resumed(tmp_path):
+    out = tmp_path / "old"
+    shutil.copytree(FORMAT_ZERO, out)
+    (out / MANIFEST_FILE).unlink()  # a 0.2 build that has not finished
+    result = run_cli("finalize", str(out))
+    assert result.returncode == 2
+    assert "corpus format 0" in result.stderr and "rebuild" in result.stderr
+
+
+def _spec_names() -> set[str]:
+    text = (REPO / "docs" / "format.md").read_text()
+    return set(re.findall(r"`([A-Za-z_][A-Za-z0-9_.]*)`", text))
+
+
+def test_the_spec_names_every_manifest_field_and_record_field(corpus):
+    named = _spec_names()
+    manifest = json.loads((corpus.out / MANIFEST_FILE).read_text())
+    fields = set(manifest) | {f"files.{k}" for k in manifest["files"][0]}
+    fields |= {f"model.{k}" for k in manifest["model"]}
+    fields |= {f"source.{k}" for k in manifest["source"]}
+    fields |= {f"seeds.{k}" for k in manifest["seeds"]}
+    fields |= {f"layers.{k}" for k in manifest["layers"][0]}
+    fields |= set(manifest["features"]["columns"])
+    missing = sorted(f for f in fields if f not in named)
+    assert not missing, f"docs/format.md does not name {missing}"
+
+
+# mlcroissant reads parquet through pandas, which cannot convert the `datasets` array extension
+# types once `datasets` has registered them: it runs in a process of its own, as a user's would.
+CROISSANT_READ = """
+import json, sys
+import numpy as np
+import mlcroissant as mlc
+dataset = mlc.Dataset(jsonld=sys.argv[1])
+out = {}
+for r in dataset.records(record_set="all"):
+    out[r["all/key"].decode()] = {
+        "split": r["all/split"].decode(), "label": r["all/label"],
+        "attack": r["all/attack"].decode(),
+        "is_adversarial": bool(r["all/is_adversarial"]), "mixed_label": list(r["all/mixed_label"]),
+        "genome_spatial": np.asarray(r["all/genome_spatial"], dtype=np.float32).tolist(),
+        "image": np.asarray(r["all/image"]).tolist(),
+    }
+json.dump(out, open(sys.argv[2], "w"))
+"""
+
+
+def test_croissant_validates_and_reads_the_records_load_dataset_reads(corpus, tmp_path):
+    from datasets import load_dataset
+
+    dump = tmp_path / "records.json"
+    command = [sys.executable, "-c", CROISSANT_READ, str(corpus.out / "croissant.json"), dump]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    records = json.loads(dump.read_text())
+    loaded = load_dataset(str(corpus.out), "all")
+    assert len(records) == sum(len(split) for split in loaded.values())
+    for split, rows in loaded.items():
+        for row in rows:
+            record = records[row["key"]]
+            assert record["split"] == split and record["label"] == row["label"]
+            assert record["attack"] == row["attack"]
+            assert record["is_adversarial"] == row["is_adversarial"]
+            assert record["mixed_label"] == list(row["mixed_label"])
+            assert np.array_equal(
+                np.asarray(record["genome_spatial"], dtype=np.float32),
+                np.asarray(row["genome_spatial"], dtype=np.float32),
+            )
+            assert np.array_equal(np.asarray(record["image"]), np.asarray(row["image"]))
+
+
+def test_card_croissant_and_manifest_agree_on_every_file(corpus):
+    manifest = json.loads((corpus.out / MANIFEST_FILE).read_text())
+    croissant = json.loads((corpus.out / "croissant.json").read_text())
+    objects = {
+        d["@id"]: (d["sha256"], d["contentSize"], d["contentUrl"])
+        for d in croissant["distribution"]
+        if d["@type"] == "cr:FileObject"
+    }
+    card = (corpus.out / "README.md").read_text()
+    assert set(objects) == {e["path"] for e in manifest["files"]}
+    for entry in manifest["files"]:
+        assert objects[entry["path"]] == (entry["sha256"], f"{entry['bytes']} B", entry["path"])
+        assert f"| `{entry['path']}` | {entry['bytes']} | `{entry['sha256']}` |" in card
+    for key in ("rai:dataCollection", "rai:dataLimitations", "rai:dataBiases"):
+        assert croissant[key]
+    assert "fgsm" in croissant["rai:dataCollection"]
+
+
+def test_a_croissant_that_disagrees_with_the_manifest_fails_verify(copy):
+    croissant = json.loads((copy / "croissant.json").read_text())
+    objects = [d for d in croissant["distribution"] if d["@type"] == "cr:FileObject"]
+    objects[0]["sha256"] = "0" * 64
+    (copy / "croissant.json").write_text(json.dumps(croissant))
+    assert any("croissant.json" in p for p in verify_corpus(copy))
+    result = run_cli("push", str(copy), "--repo-id", "a/b", "--dry-run")
+    assert result.returncode == 2 and "croissant.json" in result.stderr
+    (copy / "croissant.json").unlink()
+    assert "croissant.json: missing" in verify_corpus(copy)
+
+
+def _png(rng, size: int) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(buffer, "png")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("size", [8, 224])  # digits-sized and ImageNet-shaped records
+def test_parquet_row_groups_are_bounded_in_bytes_and_have_a_page_index(tmp_path, monkeypatch, size):
+    rng = np.random.default_rng(0)
+    images = [{"bytes": _png(rng, size), "path": None} for _ in range(24)]
+    genome = rng.random((24, 64)).astype(np.float32)
+    table = pa.table({"image": images, "genome": list(genome)})
+    bound = table.nbytes // 5  # a batch five times the bound
+    monkeypatch.setattr(writers.rows_per_group, "__defaults__", (bound,))
+    writer = writers.ParquetShardWriter(tmp_path / "x.parquet", table.schema)
+    writer.write(table)
+    metadata = pq.ParquetFile(writer.close().path).metadata
+    assert metadata.num_rows == 24 and metadata.num_row_groups >= 5
+    for i in range(metadata.num_row_groups):
+        group = metadata.row_group(i)
+        stored = sum(group.column(c).total_compressed_size for c in range(group.num_columns))
+        assert stored <= bound and group.total_byte_size <= bound
+        assert all(group.column(c).has_offset_index for c in range(group.num_columns))
+    assert pq.read_table(tmp_path / "x.parquet").equals(table)
+
+
+def test_a_built_shard_has_a_page_index_and_one_row_group_per_batch(corpus):
+    shard = next((corpus.out / "data" / "clean").glob("train-*.parquet"))
+    metadata = pq.ParquetFile(shard).metadata
+    assert metadata.row_group(0).column(0).has_offset_index
+    assert metadata.row_group(0).num_rows <= corpus.manifest["config"]["batch_size"]
+
+
+def test_push_in_commits_is_byte_identical_and_points_croissant_into_the_repo(copy, tmp_path):
+    with FakeHub() as hub:
+        env = hub.env(TOKEN, tmp_path / "hf")
+        args = ["push", str(copy), "--repo-id", "afg-org/big", "--commit-files", "3"]
+        result = run_cli(*args, env=env)
+        assert result.returncode == 0, result.stderr
+        commits = hub.commits
+        again = run_cli(*args, env=env)  # everything is there: only the last commit again
+        assert again.returncode == 0, again.stderr
+    manifest = load_manifest(copy)
+    uploaded = hub.files[("afg-org/big", "main")]
+    assert commits > len(manifest["files"]) // 3 and hub.commits == commits + 1
+    for entry in manifest["files"]:
+        assert uploaded[entry["path"]] == (copy / entry["path"]).read_bytes()
+    croissant = json.loads(uploaded["croissant.json"])
+    urls = [d["contentUrl"] for d in croissant["distribution"] if "contentUrl" in d]
+    assert urls and all(u.startswith(f"{hub.url}/datasets/afg-org/big/resolve/main/") for u in urls)
+
+
+def test_a_push_cut_off_by_a_closed_connection_is_one_line_and_resumes(copy, tmp_path):
+    with FakeHub() as hub:
+        env = hub.env(TOKEN, tmp_path / "hf")
+        hub.drop_after, hub.drops = 2, 3  # the third commit is cut off on every retry
+        args = ["push", str(copy), "--repo-id", "afg-org/cut", "--commit-files", "3"]
+        result = run_cli(*args, env=env)
+        assert result.returncode == 2
+        assert result.stderr.strip().splitlines()[-1].startswith("error: Hub request failed")
+        assert (
+            "Traceback" not in result.stderr
+            and "manifest.json" not in hub.files[("afg-org/cut", "main")]
+        )
+        assert run_cli(*args, env=env).returncode == 0
+    uploaded = hub.files[("afg-org/cut", "main")]
+    for entry in load_manifest(copy)["files"]:
+        assert uploaded[entry["path"]] == (copy / entry["path"]).read_bytes()
+
+
+PUSH_SCRIPT = """
+import sys
+from pathlib import Path
+from afg_datasets.hub import UploadFile, hub_timeouts, upload_in_commits
+root = Path(sys.argv[1])
+data = [UploadFile(p.relative_to(root).as_posix(), p.stat().st_size)
+        for p in sorted((root / "data").rglob("*.bin"))]
+sha = {}
+with hub_timeouts(30):
+    upload_in_commits(root, "afg-org/many", data, ["manifest.json"], sha, {}, False, None, 100)
+"""
+
+
+def synthetic_corpus(root: Path, files: int, size: int) -> int:
+    """`files` random files under data/ plus a manifest.json; returns their bytes."""
+    rng = np.random.default_rng(0)
+    for i in range(files):
+        path = root / "data" / f"{i % 10}" / f"{i:05d}.bin"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(rng.bytes(size))
+    (root / "manifest.json").write_text("{}")
+    return files * size
+
+
+def push_killed_and_resumed(root: Path, hub: FakeHub, env: dict, at: float) -> dict:
+    """Push `root` in commits of 100 files, SIGKILL it once `at` of the commits are in, run it
+    again to the end; what reached the hub."""
+    total_commits = -(-len(list((root / "data").rglob("*.bin"))) // 100) + 1
+    command = [sys.executable, "-c", PUSH_SCRIPT, str(root)]
+    proc = subprocess.Popen(command, env=env, stderr=subprocess.PIPE)
+    while hub.commits < at * total_commits and proc.poll() is None:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = hub.commits
+    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return {"killed_at_commit": killed_at, "commits": total_commits}
+
+
+def test_a_killed_push_of_thousands_of_files_resumes_without_resending(tmp_path):
+    root = tmp_path / "many"
+    corpus_bytes = synthetic_corpus(root, 2_000, 512)
+    with FakeHub() as hub:
+        env = {**os.environ, **hub.env(TOKEN, tmp_path / "hf")}
+        push_killed_and_resumed(root, hub, env, 0.5)
+    uploaded = hub.files[("afg-org/many", "main")]
+    files = sorted((root / "data").rglob("*.bin"))
+    assert len(uploaded) == len(files) + 1
+    for path in files:
+        assert uploaded[path.relative_to(root).as_posix()] == path.read_bytes()
+    assert hub.content_bytes <= 1.1 * corpus_bytes + 100  # + the manifest, twice at most
