@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from typer.core import TyperGroup
 
 from afg_datasets import __version__, cli_research, printers
@@ -46,7 +47,9 @@ class _OneLineErrors(TyperGroup):
         except (AFGError, OSError) as err:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
-            console.print(f"[bold red]error:[/] {err}", highlight=False, markup=True)
+            # the message verbatim: a bracket or `:name:` in it is text, not markup or emoji
+            message = escape(" ".join(str(err).split()))
+            console.print(f"[bold red]error:[/] {message}", highlight=False, emoji=False)
             raise typer.Exit(code=2) from None
 
 
@@ -88,7 +91,7 @@ def _configure(config, attacks, source, source_root, model, checkpoint, encoder,
     `changes` (dotted as in BuildConfig.replace); options not given change nothing."""
     from afg_datasets.config import load_config
 
-    cfg = load_config(config)
+    cfg = load_config(config, model_code=model)
     if attacks is not None:
         names = [a.strip() for a in attacks.split(",") if a.strip()]
         cfg = cfg.replace(attacks={n: cfg.attacks.get(n, {}) for n in names})

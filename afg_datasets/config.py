@@ -11,15 +11,15 @@ from dataclasses import field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import Field
 
 from afg_datasets.attacks import ATTACKS, resolve_params
 from afg_datasets.checks import Fraction, PositiveFloat, Seed, bounded, section
+from afg_datasets.documents import load_yaml
 from afg_datasets.errors import ConfigError
 from afg_datasets.genome import ENCODERS
 from afg_datasets.layout import SPLITS
-from afg_datasets.models import check_architecture
+from afg_datasets.models import check_architecture, is_user_model
 from afg_datasets.resources import resource_dir
 from afg_datasets.sources import SOURCES, SourceConfig
 
@@ -142,6 +142,11 @@ def _from_dict(cls: type, data: Any, prefix: str) -> Any:
         raise ConfigError(f"{prefix or 'config'} must be a mapping, got {data!r}")
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
+    odd = [k for k in data if not isinstance(k, str)]
+    if odd:
+        raise ConfigError(
+            f"{prefix or 'config'}: key {odd[0]!r} is not a name; allowed: {', '.join(names)}"
+        )
     unknown = sorted(set(data) - set(names))
     if unknown:
         raise ConfigError(
@@ -188,10 +193,23 @@ def resolve_config_path(config: str | None) -> Path:
     return candidate
 
 
-def load_config(config: str | None = None) -> BuildConfig:
+def load_config(config: str | None = None, model_code: str | None = None) -> BuildConfig:
+    """The builder config `config` (a shipped builder's name or a YAML path). A YAML from
+    elsewhere that names model code (`model.architecture: module:callable`) is refused unless
+    the caller names the same code (`model_code`, e.g. `--model`): a config file alone never
+    runs code."""
     path = resolve_config_path(config)
     try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from None
-    return BuildConfig.from_dict(data)
+        cfg = BuildConfig.from_dict(load_yaml(path, ConfigError) or {})
+    except ConfigError as err:
+        message = str(err)
+        raise ConfigError(
+            message if message.startswith(str(path)) else f"{path}: {message}"
+        ) from None
+    code = cfg.model.architecture
+    if is_user_model(code) and code != model_code:
+        raise ConfigError(
+            f"{path} names model code {code!r}: a config file alone never runs code; pass "
+            f"--model {code} to run it"
+        )
+    return cfg

@@ -35,6 +35,7 @@ from afg_datasets.layout import (
     RECOGNIZER_FILES,
     STATS_FILE,
     read_json,
+    regular_file,
 )
 from afg_datasets.verify import require_intact
 
@@ -73,11 +74,11 @@ def upload_plan(root: Path, manifest: dict) -> list[UploadFile]:
     (`layout.PUBLISHED_EXTRAS`) where present. Nothing by glob, never a symlink."""
     paths = [e["path"] for e in manifest["files"]]
     for name in PUBLISHED_EXTRAS:
-        path = root / name
-        if path.is_symlink() or (path.exists() and not path.is_file()):
-            raise PushError(f"{path}: not a regular file; refusing to publish it")
-        if path.is_file():
+        why = regular_file(root, name)
+        if why is None:
             paths.append(name)
+        elif why != "missing":
+            raise PushError(f"{root / name}: {why}; refusing to publish it")
     return [UploadFile(p, (root / p).stat().st_size) for p in sorted(set(paths))]
 
 
@@ -143,9 +144,9 @@ def push_recognizer(
     root = Path(root)
     _check_repo_id(repo_id)
     for name in RECOGNIZER_FILES:
-        path = root / name
-        if path.is_symlink() or not path.is_file():
-            raise PushError(f"{path}: missing or not a regular file; is {root} a saved recognizer?")
+        why = regular_file(root, name)
+        if why:
+            raise PushError(f"{root / name}: {why}; is {root} a saved recognizer?")
     try:
         ModelCard.load(root / "README.md")
     except Exception as err:  # noqa: BLE001 - YAML and card parse errors come in many types

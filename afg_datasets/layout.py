@@ -11,12 +11,14 @@ import json
 import logging
 import os
 import re
+import stat
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from pydantic import ValidationError
 
+from afg_datasets.documents import load_json
 from afg_datasets.errors import CorpusError
 from afg_datasets.schemas import SHAPES
 
@@ -143,18 +145,34 @@ def split_of_shard(relative: str) -> str:
     return relative.rsplit("/", 1)[-1].split("-", 1)[0]
 
 
-def unsafe_path(root: Path, relative: str) -> str | None:
+Folders = tuple[str, ...] | None
+
+
+def unsafe_path(root: Path, relative: str, folders: Folders = CORPUS_DIRS) -> str | None:
     """Why a corpus-relative path may not be opened (None: it may): it must be relative,
-    normalized, inside one of the corpus folders, and no symlink on the way."""
+    normalized, inside one of `folders` (None: anywhere in the corpus), and no symlink on the
+    way, itself included. The one rule for every reader and uploader."""
     parts = relative.split("/")
     if relative.startswith("/") or any(p in ("", ".", "..") for p in parts) or "\\" in relative:
         return "not a normalized relative path inside the corpus"
-    if parts[0] not in CORPUS_DIRS:
-        return f"outside the corpus folders {', '.join(CORPUS_DIRS)}"
+    if folders is not None and parts[0] not in folders:
+        return f"outside the corpus folders {', '.join(folders)}"
     for depth in range(1, len(parts) + 1):
         if (root / "/".join(parts[:depth])).is_symlink():
             return "a symlink (a corpus holds regular files only)"
     return None
+
+
+def regular_file(root: Path, relative: str, folders: Folders = None) -> str | None:
+    """Why `root/relative` is not a regular file that may be read (None: it is), checked
+    without following links (`unsafe_path`)."""
+    why = unsafe_path(root, relative, folders)
+    if why:
+        return why
+    path = root / relative
+    if not path.exists():
+        return "missing"
+    return None if stat.S_ISREG(path.lstat().st_mode) else "not a regular file"
 
 
 def sha256_file(path: Path) -> str:
@@ -213,10 +231,7 @@ def read_json(path: Path, missing: str = "missing", shape: str | None = None) ->
     when given; a missing, malformed or misshapen one is a `CorpusError` naming the field."""
     if not path.is_file():
         raise CorpusError(f"{path}: {missing}")
-    try:
-        data = json.loads(path.read_text())
-    except (ValueError, RecursionError) as err:
-        raise CorpusError(f"{path}: not valid JSON ({err})") from None
+    data = load_json(path, CorpusError)
     if shape is not None:
         try:
             SHAPES[shape].validate_python(data)

@@ -20,7 +20,13 @@ from afg_datasets.genome import genome_inputs
 from afg_datasets.records import CLEAN
 from afg_datasets.shardcolumns import float32_tensor, rebatch, shard_chunks
 from afg_datasets.tarshards import ShardBuffer
-from afg_datasets.verify import CorpusError, load_manifest, require_files, split_files
+from afg_datasets.verify import (
+    CorpusError,
+    check_place,
+    load_manifest,
+    require_files,
+    split_files,
+)
 
 META_FIELDS = ("key", "attack", "label", "is_adversarial", "mixed_label")
 
@@ -201,11 +207,15 @@ def shard_hashes(dir_or_urls: str | os.PathLike | list[str], split: str) -> dict
     if not root.is_dir():
         return {str(dir_or_urls): None}
     manifest = load_manifest(root)
-    sha = {str(root / e["path"]): e["sha256"] for e in manifest["files"]}
-    urls = {str(p): sha[str(p)] for p in split_files(root, manifest, split, "wds")}
+    entries = {str(root / e["path"]): e for e in manifest["files"]}
+    urls = {str(p): entries[str(p)] for p in split_files(root, manifest, split, "wds")}
     if not urls:
         raise CorpusError(f"{root}: the manifest lists no webdataset shards for {split!r}")
-    return urls
+    for entry in urls.values():  # verify's own rule, before a byte is read
+        problem = check_place(root, entry)
+        if problem:
+            raise CorpusError(f"corpus {str(root)!r}: {problem}")
+    return {url: entry["sha256"] for url, entry in urls.items()}
 
 
 class _ShardColumns:

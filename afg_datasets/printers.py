@@ -168,6 +168,10 @@ def estimate(report: dict[str, Any]) -> None:
         f"{report['device_name']} ({report['precision']}): {report['wall_seconds']:.0f} s "
         f"({hours:.2f} h), {report['records']} records, {report['bytes'] / 1e9:.2f} GB"
     )
+    for fmt, groups in report["bytes_per_record"].items():
+        if isinstance(groups, dict):
+            shown = ", ".join(f"{k} {v:,.0f}" for k, v in groups.items())
+            out.print(f"bytes per record, {fmt}: {shown}")
     out.print(
         f"setup {report['setup_seconds']} s, training {report['train_model_seconds']} s; "
         f"floor {report['floor_images_per_s']} images/s; calibrated on "

@@ -20,9 +20,9 @@ from afg_datasets.layout import (
     WDS_DIR,
     check_format,
     read_json,
+    regular_file,
     sha256_file,
     split_of_shard,
-    unsafe_path,
 )
 
 __all__ = ["CorpusError", "load_manifest", "require_intact", "split_files", "verify_corpus"]
@@ -48,18 +48,26 @@ def tar_samples(path: Path) -> int:
     return len({m.name.split(".", 1)[0] for m in members})
 
 
-def check_entry(root: Path, entry: dict) -> str | None:
-    """The problem with one manifest entry, if any: unsafe path, missing, size, hash, rows."""
+def check_place(root: Path, entry: dict) -> str | None:
+    """The problem with where a manifest entry is, if any: an unsafe path, not a regular file,
+    or a size other than the manifest's (checked before anything is read or hashed)."""
     relative = entry["path"]
-    why = unsafe_path(root, relative)
+    why = regular_file(root, relative, CORPUS_DIRS)
     if why:
         return f"{relative}: {why}"
-    path = root / relative
-    if not path.is_file():
-        return f"{relative}: missing"
-    size = path.stat().st_size
+    size = (root / relative).stat().st_size
     if size != entry["bytes"]:
         return f"{relative}: {size} bytes, manifest says {entry['bytes']}"  # not worth hashing
+    return None
+
+
+def check_entry(root: Path, entry: dict) -> str | None:
+    """The problem with one manifest entry, if any: its place (`check_place`), hash, rows."""
+    relative = entry["path"]
+    path = root / relative
+    why = check_place(root, entry)
+    if why:
+        return why
     if sha256_file(path) != entry["sha256"]:
         return f"{relative}: sha256 differs from the manifest"  # nor its rows worth reading
     try:

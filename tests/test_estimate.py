@@ -40,6 +40,16 @@ def test_estimate_json_has_the_documented_keys_and_writes_nothing(tmp_path, mode
     )
     assert all(s["seconds_per_source"] > 0 for s in report["stages"])
     assert abs(sum(s["share"] for s in report["stages"]) - 1) < 0.01
+    per_record = report["bytes_per_record"]
+    for fmt in ("parquet", "webdataset"):
+        groups = per_record[fmt]
+        assert set(groups) == {"image", "genome", "metadata", "overhead", "total"}
+        assert all(groups[g] > 0 for g in ("image", "genome", "metadata"))
+        parts = sum(v for k, v in groups.items() if k != "total")
+        assert abs(parts - groups["total"]) < 1
+    total = per_record["parquet"]["total"] + per_record["webdataset"]["total"]
+    assert abs(total - per_record["total"]) < 5  # model files are not records' bytes
+    assert abs(report["bytes"] - per_record["total"] * report["records"]) < report["records"]
     assert list(tmp_path.iterdir()) == [], "nothing written into the working directory"
 
 

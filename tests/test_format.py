@@ -9,10 +9,8 @@ import logging
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +25,7 @@ from afg_datasets.errors import CorpusError
 from afg_datasets.layout import FORMAT_VERSION, MANIFEST_FILE, PLAN_FILE
 from afg_datasets.verify import load_manifest, verify_corpus
 from tests.fake_hub import FakeHub
+from tests.push_bench import push_killed_and_resumed, synthetic_corpus
 from tests.test_publish import TOKEN, run_cli
 
 REPO = Path(__file__).resolve().parent.parent
@@ -270,46 +269,6 @@ def test_a_push_cut_off_by_a_closed_connection_is_one_line_and_resumes(copy, tmp
     uploaded = hub.files[("afg-org/cut", "main")]
     for entry in load_manifest(copy)["files"]:
         assert uploaded[entry["path"]] == (copy / entry["path"]).read_bytes()
-
-
-PUSH_SCRIPT = """
-import sys
-from pathlib import Path
-from afg_datasets.hub import UploadFile, hub_timeouts, upload_in_commits
-root = Path(sys.argv[1])
-data = [UploadFile(p.relative_to(root).as_posix(), p.stat().st_size)
-        for p in sorted((root / "data").rglob("*.bin"))]
-sha = {}
-with hub_timeouts(30):
-    upload_in_commits(root, "afg-org/many", data, ["manifest.json"], sha, {}, False, None, 100)
-"""
-
-
-def synthetic_corpus(root: Path, files: int, size: int) -> int:
-    """`files` random files under data/ plus a manifest.json; returns their bytes."""
-    rng = np.random.default_rng(0)
-    for i in range(files):
-        path = root / "data" / f"{i % 10}" / f"{i:05d}.bin"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(rng.bytes(size))
-    (root / "manifest.json").write_text("{}")
-    return files * size
-
-
-def push_killed_and_resumed(root: Path, hub: FakeHub, env: dict, at: float) -> dict:
-    """Push `root` in commits of 100 files, SIGKILL it once `at` of the commits are in, run it
-    again to the end; what reached the hub."""
-    total_commits = -(-len(list((root / "data").rglob("*.bin"))) // 100) + 1
-    command = [sys.executable, "-c", PUSH_SCRIPT, str(root)]
-    proc = subprocess.Popen(command, env=env, stderr=subprocess.PIPE)
-    while hub.commits < at * total_commits and proc.poll() is None:
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    killed_at = hub.commits
-    done = subprocess.run(command, env=env, capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    return {"killed_at_commit": killed_at, "commits": total_commits}
 
 
 def test_a_killed_push_of_thousands_of_files_resumes_without_resending(tmp_path):

@@ -10,10 +10,15 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from afg_datasets.models.storage import cache_root
+
+MAX_PID_DIGITS = 7  # Linux pids stay below 2**22 (4,194,304)
+MAX_ENTRY_BYTES = 16
+MAX_PROCESSES = 4096
 
 
 def registry() -> Path:
@@ -26,7 +31,10 @@ def registered(processes: int) -> Iterator[None]:
     path = registry() / str(os.getpid())
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(str(processes))
+        path.unlink(missing_ok=True)  # a stale entry, or a link planted there: never written
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(str(processes))
     except OSError:  # a read-only cache: budgets then count this build's processes only
         yield
         return
@@ -44,14 +52,27 @@ def node_processes() -> int:
     except OSError:
         return 0
     for entry in entries:
-        if not entry.name.isdigit():
-            continue
+        if not (entry.name.isdigit() and len(entry.name) <= MAX_PID_DIGITS):
+            continue  # not an entry this package writes
         if not _alive(int(entry.name)):
             entry.unlink(missing_ok=True)
             continue
-        with contextlib.suppress(OSError, ValueError):
-            total += max(1, int(entry.read_text()))
+        total += _entry_processes(entry)
     return total
+
+
+def _entry_processes(entry: Path) -> int:
+    """The process count a registry entry holds: a small regular file, read without following
+    links and at most a few bytes (1 for anything else)."""
+    try:
+        descriptor = os.open(entry, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return 1
+    with os.fdopen(descriptor, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            return 1
+        text = handle.read(MAX_ENTRY_BYTES)
+    return max(1, min(int(text), MAX_PROCESSES)) if text.strip().isdigit() else 1
 
 
 def _alive(pid: int) -> bool:

@@ -1,7 +1,13 @@
 """Target models: nets and their registry, the [0,1]-pixel wrapper with taps, training or
 loading (`obtain_target_model`), and weights on disk."""
 
-from afg_datasets.models.nets import ARCHITECTURES, SmallCNN, SmallResNet, check_architecture
+from afg_datasets.models.nets import (
+    ARCHITECTURES,
+    SmallCNN,
+    SmallResNet,
+    check_architecture,
+    is_user_model,
+)
 from afg_datasets.models.storage import load_model_dir, load_target_model, save_model
 from afg_datasets.models.target import (
     ModelInfo,
@@ -27,6 +33,7 @@ __all__ = [
     "TargetModel",
     "TrainSettings",
     "check_architecture",
+    "is_user_model",
     "forward_until",
     "forward_with_taps",
     "freeze",

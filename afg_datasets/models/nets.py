@@ -7,6 +7,8 @@ builds a user's own model.
 from __future__ import annotations
 
 import importlib
+import re
+import sys
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,7 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from afg_datasets.errors import ModelError
+from afg_datasets.errors import ConfigError, ModelError
 from afg_datasets.registry import Registry
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -120,23 +122,58 @@ ARCHITECTURES: Registry[Architecture] = Registry(
 )
 
 
+_USER_MODEL = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$", re.ASCII)
+USER_MODEL_RULE = (
+    "package.module:callable from your own code (not the standard library), called as "
+    "callable(num_classes=K) and returning a torch.nn.Module"
+)
+
+
 def is_user_model(name: str) -> bool:
     return ":" in name
 
 
+def check_user_model(spec: str) -> None:
+    """A ConfigError unless `spec` may name a user's model: a dotted module path and a name,
+    outside the standard library. Nothing is imported here."""
+    if not _USER_MODEL.match(spec):
+        raise ConfigError(f"model {spec!r} is not a valid {USER_MODEL_RULE}")
+    top = spec.split(".", 1)[0].split(":", 1)[0]
+    if top in sys.stdlib_module_names or top == "__main__":
+        raise ConfigError(f"model {spec!r} names the standard library; use {USER_MODEL_RULE}")
+
+
 def check_architecture(name: str) -> None:
-    if not is_user_model(name):
+    if is_user_model(name):
+        check_user_model(name)
+    else:
         ARCHITECTURES[name]
 
 
 def _user_builder(spec: str) -> Callable[[int, int, int], nn.Module]:
-    """`package.module:callable`, called as callable(num_classes=K)."""
+    """`package.module:callable`, called as callable(num_classes=K); what it returns must be
+    an nn.Module."""
+    check_user_model(spec)
     module_name, _, attr = spec.partition(":")
     try:
         factory = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as err:
+    except Exception as err:  # noqa: BLE001 - the user's module may raise anything on import
         raise ModelError(f"cannot import user model {spec!r}: {err}") from None
-    return lambda in_channels, num_classes, image_size: factory(num_classes=num_classes)
+    if not callable(factory):
+        raise ModelError(f"user model {spec!r} is not callable; use {USER_MODEL_RULE}")
+
+    def build(in_channels: int, num_classes: int, image_size: int) -> nn.Module:
+        try:
+            net = factory(num_classes=num_classes)
+        except Exception as err:  # noqa: BLE001 - any failure of user code is one error line
+            raise ModelError(f"user model {spec!r} failed: {type(err).__name__}: {err}") from None
+        if not isinstance(net, nn.Module):
+            raise ModelError(
+                f"user model {spec!r} returned {type(net).__name__}, not a torch.nn.Module"
+            )
+        return net
+
+    return build
 
 
 def architecture(name: str) -> Architecture:

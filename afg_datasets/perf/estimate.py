@@ -12,13 +12,16 @@ stage is judged against.
 from __future__ import annotations
 
 import math
+import tarfile
 import tempfile
 import time
+from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow.parquet as pq
 import torch
 
 from afg_datasets.build.pipeline import Pipeline, model_cache_key
@@ -161,6 +164,7 @@ class Calibration:
     device: torch.device
     peak_device_mb: float | None  # CUDA only
     untrained: bool  # a trainable net that a build would still train
+    shard_bytes: dict[str, dict[str, int]]  # format -> column group -> bytes (`shard_bytes`)
 
     def per_source(self) -> dict[str, float]:
         """Seconds per source image of each stage."""
@@ -197,9 +201,58 @@ def calibrate(
         peak = None
         if pipeline.device.type == "cuda":
             peak = round(torch.cuda.max_memory_allocated(pipeline.device) / 2**20, 1)
+        groups = shard_bytes(Path(tmp), marker["files"])
     return Calibration(
-        count, real, len(source), setup, floor, marker, pipeline.device, peak, untrained
+        count, real, len(source), setup, floor, marker, pipeline.device, peak, untrained, groups
     )
+
+
+def _group(column: str) -> str:
+    """The column group of a record column or a tar member's extension."""
+    if column.startswith("genome"):
+        return "genome"
+    return "image" if column in ("image", "png") else "metadata"
+
+
+def shard_bytes(out: Path, files: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
+    """Bytes of the shards per format (parquet, webdataset) and column group (image, genome,
+    metadata; `overhead`: parquet footers and page headers, tar headers and padding)."""
+    totals: dict[str, dict[str, int]] = {}
+    for entry in files:
+        path = out / entry["path"]
+        counted = defaultdict(int)
+        if path.suffix == ".parquet":
+            metadata = pq.read_metadata(path)
+            for g in range(metadata.num_row_groups):
+                group = metadata.row_group(g)
+                for c in range(group.num_columns):
+                    column = group.column(c)
+                    counted[_group(column.path_in_schema.split(".")[0])] += (
+                        column.total_compressed_size
+                    )
+            fmt = "parquet"
+        else:
+            with tarfile.open(path) as tar:
+                for member in tar.getmembers():
+                    counted[_group(member.name.split(".", 1)[1])] += member.size
+            fmt = "webdataset"
+        counted["overhead"] = entry["bytes"] - sum(counted.values())
+        into = totals.setdefault(fmt, defaultdict(int))
+        for name, value in counted.items():
+            into[name] += value
+    return {fmt: dict(groups) for fmt, groups in totals.items()}
+
+
+def bytes_per_record(cal: Calibration) -> dict[str, Any]:
+    """Bytes per record per format and column group, and in all."""
+    records = max(sum(t["records"] for t in cal.marker["tallies"].values()), 1)
+    per = {
+        fmt: {name: round(value / records, 1) for name, value in sorted(groups.items())}
+        for fmt, groups in cal.shard_bytes.items()
+    }
+    for groups in per.values():
+        groups["total"] = round(sum(groups.values()), 1)
+    return {**per, "total": round(cal.bytes_per_record(), 1)}
 
 
 def project(cal: Calibration, cfg: BuildConfig, sources: int, devices: int) -> dict[str, Any]:
@@ -262,6 +315,7 @@ def estimate(
         "setup_seconds": round(cal.setup_seconds, 2),
         "train_model_seconds": round(train_seconds, 2),
         "floor_images_per_s": round(cal.floor, 1),
+        "bytes_per_record": bytes_per_record(cal),
         "stages": stage_table(cal),
     }
 

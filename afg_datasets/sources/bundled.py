@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gzip
 import logging
-import pickle  # noqa: S403 - only for the CIFAR python-batch format of the user's own files
+import pickle  # noqa: S403 - the CIFAR python-batch format, through a restricted unpickler
 import zlib
 from pathlib import Path
 
@@ -105,6 +105,43 @@ def load_mnist(cfg: SourceConfig) -> Source:
     )
 
 
+# What a CIFAR python batch may reconstruct: numpy arrays and dtypes inside plain dicts, lists,
+# strings and bytes. Anything else (os.system, subprocess, a stranger's class) is refused
+# before it is looked up, so a hostile batch never runs code.
+CIFAR_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+}
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str):
+        if (module, name) not in CIFAR_GLOBALS:
+            raise pickle.UnpicklingError(f"{module}.{name} is not allowed in a CIFAR batch")
+        return super().find_class(module, name)
+
+
+def read_cifar_batch(path: Path) -> dict:
+    """A CIFAR python batch (a pickled dict of numpy arrays and lists) through an unpickler
+    that admits nothing else; a SourceError naming the file otherwise."""
+    try:
+        with open(path, "rb") as handle:
+            batch = _CifarUnpickler(handle, encoding="latin1").load()
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as err:
+        raise SourceError(f"{path}: not a CIFAR python batch ({err})") from None
+    if not isinstance(batch, dict):
+        raise SourceError(f"{path}: not a CIFAR python batch (a {type(batch).__name__})")
+    return batch
+
+
+def _field(batch: dict, key: str, path: Path):
+    if key not in batch:
+        raise SourceError(f"{path}: CIFAR batch without {key!r}")
+    return batch[key]
+
+
 def _cifar(
     cfg: SourceConfig, folder: str, train: list[str], label_key: str, meta: tuple[str, str]
 ) -> Source:
@@ -127,13 +164,19 @@ def _cifar(
     base = root / folder if (root / folder).is_dir() else root
     batches, ids = [], []
     for name in [*train, test]:
-        with open(base / name, "rb") as handle:
-            batch = pickle.load(handle, encoding="latin1")  # noqa: S301 - the format is pickle
-        data = np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
-        batches.append((data.transpose(0, 2, 3, 1), np.asarray(batch[label_key], dtype=np.int64)))
+        path = base / name
+        batch = read_cifar_batch(path)
+        try:
+            data = np.asarray(_field(batch, "data", path), dtype=np.uint8).reshape(-1, 3, 32, 32)
+            labels = np.asarray(_field(batch, label_key, path), dtype=np.int64)
+        except (ValueError, TypeError, OverflowError) as err:
+            raise SourceError(f"{path}: malformed CIFAR batch ({err})") from None
+        if len(labels) != len(data):
+            raise SourceError(f"{path}: {len(data)} images but {len(labels)} labels")
+        batches.append((data.transpose(0, 2, 3, 1), labels))
         ids += [f"{cfg.name}-{name.replace('_', '')}-{i:05d}" for i in range(len(data))]
-    with open(base / meta[0], "rb") as handle:
-        class_names = tuple(pickle.load(handle, encoding="latin1")[meta[1]])  # noqa: S301
+    names_path = base / meta[0]
+    class_names = tuple(str(c) for c in _field(read_cifar_batch(names_path), meta[1], names_path))
     images = np.concatenate([b[0] for b in batches])
     labels = np.concatenate([b[1] for b in batches])
     return array_source(

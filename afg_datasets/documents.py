@@ -1,0 +1,113 @@
+"""Bounded loading of the YAML and JSON documents read from files (configs, corpus JSON,
+recognizer folders): size, nesting depth, alias expansion and integer length are checked
+before a value is built, so a small hostile file cannot hang or exhaust the machine, and every
+failure is one error naming the file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from afg_datasets.errors import AFGError
+
+MAX_BYTES = 64 * 2**20  # a manifest of an ImageNet-scale corpus is a few MB
+MAX_DEPTH = 64
+MAX_NODES = 1_000_000  # YAML nodes after alias expansion
+MAX_INT_DIGITS = 40  # every count, seed and size fits; 10**400 does not
+
+
+def _read(path: Path, error: type[AFGError]) -> str:
+    try:
+        size = path.stat().st_size
+        if size > MAX_BYTES:
+            raise error(f"{path}: {size} bytes, more than the {MAX_BYTES}-byte limit")
+        with open(path, "rb") as handle:  # at most MAX_BYTES even if it grows or is a device
+            raw = handle.read(MAX_BYTES + 1)
+    except OSError as err:
+        raise error(f"{path}: unreadable ({err.strerror or err})") from None
+    if len(raw) > MAX_BYTES:
+        raise error(f"{path}: more than the {MAX_BYTES}-byte limit")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise error(f"{path}: not UTF-8 text") from None
+
+
+def _check_nodes(node: yaml.Node, path: Path, error: type[AFGError]) -> None:
+    """Walk the composed YAML graph as construction would (aliases expanded), within budget."""
+    count = 0
+    stack = [(node, 1)]
+    while stack:
+        current, depth = stack.pop()
+        count += 1
+        if count > MAX_NODES:
+            raise error(f"{path}: more than {MAX_NODES} YAML values (aliases expanded)")
+        if depth > MAX_DEPTH:
+            raise error(f"{path}: nested deeper than {MAX_DEPTH} levels")
+        if isinstance(current, yaml.SequenceNode):
+            stack += [(child, depth + 1) for child in current.value]
+        elif isinstance(current, yaml.MappingNode):
+            for key, value in current.value:
+                if not isinstance(key, yaml.ScalarNode):
+                    raise error(f"{path}: a mapping key that is not a plain value")
+                stack += [(key, depth + 1), (value, depth + 1)]
+        elif current.tag.endswith(":int") and len(current.value) > MAX_INT_DIGITS:
+            raise error(f"{path}: the integer {current.value[:20]}... has too many digits")
+
+
+def load_yaml(path: Path, error: type[AFGError]) -> Any:
+    """A YAML document (safe tags only), bounded; `error` for anything wrong."""
+    text = _read(path, error)
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        if node is None:
+            return None
+        _check_nodes(node, path, error)
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise error(f"{path}: not valid YAML: {first}") from None
+
+
+def _bounded_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        raise ValueError(f"the integer {text[:20]}... has too many digits")
+    return int(text)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def parse_json(text: str | bytes, where: str, error: type[AFGError]) -> Any:
+    """A JSON document, bounded: no NaN or Infinity, integers of at most MAX_INT_DIGITS
+    digits, nesting at most MAX_DEPTH."""
+    try:
+        data = json.loads(text, parse_int=_bounded_int, parse_constant=_no_constant)
+    except (ValueError, RecursionError) as err:
+        raise error(f"{where}: not valid JSON ({err})") from None
+    if _depth(data) > MAX_DEPTH:
+        raise error(f"{where}: nested deeper than {MAX_DEPTH} levels")
+    return data
+
+
+def _depth(data: Any) -> int:
+    deepest, stack = 0, [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if depth > MAX_DEPTH:
+            return depth
+        if isinstance(value, dict):
+            stack += [(v, depth + 1) for v in value.values()]
+        elif isinstance(value, list):
+            stack += [(v, depth + 1) for v in value]
+    return deepest
+
+
+def load_json(path: Path, error: type[AFGError]) -> Any:
+    """A JSON file, bounded (size, depth, integers; see `parse_json`)."""
+    return parse_json(_read(path, error), str(path), error)
