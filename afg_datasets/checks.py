@@ -13,7 +13,7 @@ from pydantic import ConfigDict, Field, ValidationError
 from afg_datasets.errors import ConfigError
 
 STRICT = ConfigDict(strict=True, allow_inf_nan=False, extra="forbid")
-LIMITS_NOTE = "a safety limit against runaway sizes; raise it in afg_datasets/config.py if needed"
+LIMITS_NOTE = "a safety limit against runaway sizes; raise it in afg_datasets/bounds.py if needed"
 
 # Field types shared by the sections. Upper bounds are safety limits (see LIMITS_NOTE).
 PositiveFloat = Annotated[float, Field(gt=0)]

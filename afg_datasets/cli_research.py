@@ -55,7 +55,9 @@ def bench(
 def bench_loader(
     directory: CorpusArg,
     split: Annotated[str, typer.Option(help="Split to read.")] = "train",
-    repeats: Annotated[int, typer.Option(help="Passes per reader; the median is reported.")] = 3,
+    repeats: Annotated[
+        int, typer.Option(min=1, help="Passes per reader; the median is reported.")
+    ] = 3,
     as_json: JsonOpt = False,
 ):
     """records/s and MB/s of dataloader, stream and load against datasets' own readers."""

@@ -14,6 +14,15 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 
 from afg_datasets.attacks import ATTACKS, resolve_params
+from afg_datasets.bounds import (
+    MAX_BATCH,
+    MAX_EPOCHS,
+    MAX_GENOME_SIZE,
+    MAX_GROUPS,
+    MAX_ITERS,
+    MAX_RENDER,
+    MAX_SOURCES,
+)
 from afg_datasets.checks import Fraction, PositiveFloat, Seed, bounded, section
 from afg_datasets.documents import load_yaml
 from afg_datasets.errors import ConfigError
@@ -24,13 +33,6 @@ from afg_datasets.resources import resource_dir
 from afg_datasets.sources import SOURCES, SourceConfig
 
 # Safety limits on sizes and counts (a value above one is refused, naming the limit).
-MAX_BATCH = 4096
-MAX_EPOCHS = 1000
-MAX_GROUPS = 64
-MAX_GENOME_SIZE = 256
-MAX_ITERS = 100_000
-MAX_RENDER = 1024
-MAX_SOURCES = 10**9
 
 
 @section("model.")

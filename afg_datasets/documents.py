@@ -19,8 +19,15 @@ MAX_NODES = 1_000_000  # YAML nodes after alias expansion
 MAX_INT_DIGITS = 40  # every count, seed and size fits; 10**400 does not
 
 
+def read_text(path: Path, error: type[AFGError]) -> str:
+    """A text file of at most MAX_BYTES, read as UTF-8 (never a device or pipe without end)."""
+    return _read(path, error)
+
+
 def _read(path: Path, error: type[AFGError]) -> str:
     try:
+        if not path.is_file():
+            raise error(f"{path}: not a regular file")
         size = path.stat().st_size
         if size > MAX_BYTES:
             raise error(f"{path}: {size} bytes, more than the {MAX_BYTES}-byte limit")

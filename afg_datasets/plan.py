@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
+import re
 import shutil
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -118,15 +118,22 @@ def output_lock(out: Path) -> Iterator[None]:
         yield
 
 
+FOREIGN = "foreign"
+
+
 def corpus_hash(out: Path) -> str | None:
-    """The config hash of the corpus (complete or in progress) in `out`, if any."""
-    for name in (MANIFEST_FILE, PLAN_FILE):
+    """The config hash of the corpus (complete or in progress) in `out`, if any; FOREIGN when
+    its manifest or plan is not recognizably one this package wrote (its shape, a config
+    hash of 16 hex digits and a package version)."""
+    for name, shape in ((MANIFEST_FILE, "manifest"), (PLAN_FILE, "plan")):
         path = out / name
-        if path.is_file():
+        if path.is_symlink() or path.exists():
             try:
-                return json.loads(path.read_text())["config_hash"]
-            except (ValueError, KeyError, TypeError):
-                return "unreadable"
+                data = read_json(path, shape=shape)
+            except CorpusError:
+                return FOREIGN
+            ours = re.fullmatch(r"[0-9a-f]{16}", data["config_hash"]) and "package_version" in data
+            return data["config_hash"] if ours else FOREIGN
     return None
 
 
@@ -140,6 +147,11 @@ def check_output(out: Path, cfg: BuildConfig, overwrite: bool, resume: bool) -> 
         raise OutputDirError(
             f"--out {str(out)!r} is not empty and holds no AFG corpus; "
             "choose a new or empty directory"
+        )
+    if existing == FOREIGN:
+        raise OutputDirError(
+            f"--out {str(out)!r} holds a manifest or plan that afg-datasets did not write; it is "
+            "left untouched, even with --overwrite: choose another --out"
         )
     if resume and existing is None:
         raise OutputDirError(f"--resume: --out {str(out)!r} holds no build to resume")

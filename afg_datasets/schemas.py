@@ -11,6 +11,14 @@ from typing import Annotated, Any
 from pydantic import ConfigDict, Field, TypeAdapter, with_config
 from typing_extensions import NotRequired, TypedDict
 
+from afg_datasets.bounds import (
+    MAX_CHANNELS,
+    MAX_CLASSES,
+    MAX_IMAGE_SIZE,
+    MAX_LAYERS,
+    MAX_SOURCES,
+)
+
 STRICT = ConfigDict(strict=True, allow_inf_nan=False)
 Count = Annotated[int, Field(ge=0)]
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
@@ -40,6 +48,18 @@ class SourceFacts(TypedDict):
 
 
 @with_config(STRICT)
+class LayerShape(TypedDict):
+    name: str
+    channels: Annotated[int, Field(ge=1, le=MAX_CHANNELS)]
+    height: Annotated[int, Field(ge=1, le=MAX_IMAGE_SIZE)]
+    width: Annotated[int, Field(ge=1, le=MAX_IMAGE_SIZE)]
+
+
+Layers = Annotated[list[LayerShape], Field(min_length=1, max_length=MAX_LAYERS)]
+LAYERS = TypeAdapter(Layers)
+
+
+@with_config(STRICT)
 class Manifest(TypedDict):
     format_version: NotRequired[Any]  # checked by layout.check_format (absent: format 0)
     name: str
@@ -47,7 +67,7 @@ class Manifest(TypedDict):
     config_hash: str
     source: SourceFacts
     model: dict[str, Any]
-    layers: list[dict[str, Any]]
+    layers: Layers
     attacks: dict[str, dict[str, Any]]
     features: dict[str, Any]
     splits: dict[str, SplitCounts]
@@ -105,7 +125,31 @@ class Stats(TypedDict):
     stages: dict[str, dict[str, Any]]
 
 
+def _below(high: int) -> Any:
+    return Annotated[int, Field(ge=0, le=high)]
+
+
+@with_config(STRICT)
+class ModelInfoShape(TypedDict):
+    """model/model.json (and a recognizer's target_model/model.json), numbers bounded."""
+
+    architecture: str
+    in_channels: Annotated[int, Field(ge=1, le=MAX_CHANNELS)]
+    num_classes: Annotated[int, Field(ge=1, le=MAX_CLASSES)]
+    image_size: Annotated[int, Field(ge=1, le=MAX_IMAGE_SIZE)]
+    mean: Annotated[list[float], Field(max_length=MAX_CHANNELS)]
+    std: Annotated[list[Annotated[float, Field(gt=0)]], Field(max_length=MAX_CHANNELS)]
+    layers: Annotated[list[str], Field(max_length=MAX_LAYERS)]
+    seed: _below(2**63 - 1)
+    test_accuracy: Annotated[float, Field(ge=0, le=1)]
+    train_images: _below(MAX_SOURCES)
+    test_images: _below(MAX_SOURCES)
+    weights: NotRequired[str]
+    checkpoint_sha256: NotRequired[str | None]
+
+
 SHAPES: dict[str, TypeAdapter] = {
+    "model_info": TypeAdapter(ModelInfoShape),
     "manifest": TypeAdapter(Manifest),
     "plan": TypeAdapter(Plan),
     "marker": TypeAdapter(Marker),

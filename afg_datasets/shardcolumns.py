@@ -21,6 +21,7 @@ import numpy as np
 import orjson
 import torch
 
+from afg_datasets.bounds import MAX_CLASSES
 from afg_datasets.tarshards import BLOCK, Buffer, ShardBuffer, checked_bytes, shard_members
 from afg_datasets.verify import CorpusError
 
@@ -87,14 +88,21 @@ def _meta_columns(metas: list[dict], url: str) -> dict[str, Any]:
         mixed = [m["mixed_label"] for m in metas]
         if len({len(labels) for labels in mixed}) != 1:
             raise CorpusError(f"{url}: mixed_label lengths differ between samples")
+        labels = [m["label"] for m in metas]
+        bad = [v for v in labels if type(v) is not int or not 0 <= v < MAX_CLASSES]
+        if bad:
+            raise CorpusError(
+                f"{url}: label {str(bad[0])[:40]} is not a class id (an integer in "
+                f"0..{MAX_CLASSES - 1})"
+            )
         return {
-            "label": np.array([int(m["label"]) for m in metas], np.int64),
+            "label": np.array(labels, np.int64),
             "is_adversarial": np.array([bool(m["is_adversarial"]) for m in metas]),
             "mixed_label": np.array(mixed, np.float32),
             "attack": [str(m["attack"]) for m in metas],
             "key": [str(m["key"]) for m in metas],
         }
-    except (KeyError, ValueError, TypeError) as err:
+    except (KeyError, ValueError, TypeError, OverflowError) as err:
         raise CorpusError(f"{url}: corrupt sample metadata: {err!r}") from None
 
 

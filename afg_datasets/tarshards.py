@@ -27,6 +27,7 @@ import numpy as np
 from afg_datasets.verify import CorpusError
 
 BLOCK = 512
+RECORD = 20 * BLOCK  # tar's default blocking: archives are padded to a multiple of it
 USTAR = b"ustar\0"  # the magic at byte 257 of a POSIX tar header
 MAX_MEMBER_BYTES = 256 << 20  # a single tar member larger than this is not a record's
 PLAIN_EXTENSION = re.compile(rb"[!-.0-~]*")  # printable ASCII without '/'
@@ -78,7 +79,7 @@ def checked_bytes(url: str, expected_sha256: str | None, buffer: ShardBuffer) ->
         digest = pool.submit(lambda: hashlib.sha256(raw).hexdigest())
         try:
             yield raw
-        except CorpusError:
+        except Exception:  # whatever damaged bytes made the parse raise, tampering is the news
             if digest.result() != expected_sha256:
                 raise tampered from None
             raise
@@ -122,8 +123,7 @@ def _plain_members(raw: Buffer, url: str) -> Layout:
     if len(sizes) and (sizes.max() > MAX_MEMBER_BYTES or offsets[-1] + BLOCK + sizes[-1] > end):
         raise CorpusError(f"{url}: truncated shard or oversized member")
     stop = int(offsets[-1] + BLOCK + -(-sizes[-1] // BLOCK) * BLOCK) if len(sizes) else 0
-    if end - stop < 2 * BLOCK or bytes(raw[stop:]).strip(b"\0"):
-        raise CorpusError(f"{url}: truncated shard (no end-of-archive marker at byte {stop})")
+    check_end(raw, stop, url)
     fields = _checked_names(blocks, offsets // BLOCK, url)
     layout = _periodic_layout(fields, offsets + BLOCK, sizes)
     if layout is not None:
@@ -152,14 +152,33 @@ def _chained_headers(blocks: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None
     return candidates * BLOCK, sizes
 
 
+def check_end(raw: Buffer, stop: int, url: str) -> None:
+    """The members end at `stop`; the shard must end right after: two zero blocks, padded
+    with zeros at most to the next full tar record (what tar and Python's tarfile write).
+    More bytes (a zero-filled preallocated download, a header the parse did not reach) or
+    fewer are a CorpusError: the records found account for every byte."""
+    end, closed = len(raw), stop + 2 * BLOCK
+    if end not in (closed, -(-closed // RECORD) * RECORD) or bytes(raw[stop:]).strip(b"\0"):
+        raise CorpusError(
+            f"{url}: truncated, zero-filled or damaged shard: its members end at byte {stop}, "
+            f"the end-of-archive blocks do not end it ({end} bytes)"
+        )
+
+
+def _octal_size(field: bytes) -> int:
+    """A header's size field: octal digits, space- or NUL-padded (base-256 sizes and
+    anything else go to tarfile)."""
+    digits = field.strip(b" \0")
+    if not digits or digits.strip(b"01234567"):
+        raise _NotPlain
+    return int(digits, 8)
+
+
 def _walk(raw: Buffer, url: str) -> tuple[np.ndarray, np.ndarray]:
     """(offsets, sizes) from header to header, reading only each size field."""
     offsets, sizes, offset, end = [], [], 0, len(raw)
     while raw[offset : offset + 1] not in (b"\0", b""):  # a zero block ends the archive
-        try:
-            size = int(bytes(raw[offset + 124 : offset + 135]), 8)  # 11 octal digits, as tar writes
-        except ValueError:
-            raise _NotPlain from None
+        size = _octal_size(bytes(raw[offset + 124 : offset + 136]))
         if size > MAX_MEMBER_BYTES or offset + BLOCK + size > end:
             raise CorpusError(f"{url}: truncated shard or oversized member at byte {offset}")
         offsets.append(offset)
@@ -276,6 +295,8 @@ def _tarfile_members(buf: Buffer, url: str) -> tuple[bytes, Layout]:
     try:
         with tarfile.open(fileobj=io.BytesIO(buf), mode="r:") as tar:
             for member in tar:
+                if member.sparse is not None or member.type == tarfile.GNUTYPE_SPARSE:
+                    raise CorpusError(f"{url}: member {member.name!r} is a sparse file")
                 if not member.isfile() or member.size > MAX_MEMBER_BYTES:
                     raise CorpusError(f"{url}: member {member.name!r} is not a record file")
                 handle = tar.extractfile(member)
@@ -287,9 +308,9 @@ def _tarfile_members(buf: Buffer, url: str) -> tuple[bytes, Layout]:
                 sizes.append(member.size)
                 chunks.append(payload)
                 position += member.size
+            stop = tar.offset  # tarfile stops quietly at a bad header: the end check sees it
     except tarfile.TarError as err:
         raise CorpusError(f"{url}: unreadable tar shard: {err}") from None
-    if bytes(buf[-2 * BLOCK :]).strip(b"\0"):
-        raise CorpusError(f"{url}: truncated shard (no end-of-archive marker)")
+    check_end(buf, stop, url)
     layout = _layout("\n".join(names), len(names), np.array(starts), np.array(sizes), url)
     return b"".join(chunks), layout

@@ -6,6 +6,7 @@ import tarfile
 from collections import Counter
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 from datasets import Features
 from huggingface_hub import DatasetCard
@@ -17,6 +18,7 @@ from afg_datasets.layout import (
     CROISSANT_FILE,
     DATA_DIR,
     MANIFEST_FILE,
+    SPLITS,
     WDS_DIR,
     check_format,
     read_json,
@@ -94,19 +96,35 @@ def check_files(root: Path, manifest: dict) -> list[str]:
 
 
 def _rows(path: Path) -> int | None:
-    if path.suffix == ".parquet":
-        return pq.read_metadata(path).num_rows
-    if path.suffix == ".tar":
-        return tar_samples(path)
+    try:
+        if path.suffix == ".parquet":
+            return pq.read_metadata(path).num_rows
+        if path.suffix == ".tar":
+            return tar_samples(path)
+    except (pa.ArrowException, tarfile.TarError, OSError) as err:
+        first = (str(err).splitlines() or [type(err).__name__])[0]
+        raise CorpusError(f"not a readable {path.suffix[1:]} file ({first})") from None
     return None
+
+
+def card_features(root: Path) -> Features:
+    """The features the card's YAML declares; a CorpusError when the card cannot say."""
+    try:
+        card = DatasetCard.load(root / CARD_FILE)
+        infos = card.data.to_dict().get("dataset_info")
+        info = infos[0] if isinstance(infos, list) else infos
+        return Features._from_yaml_list(info["features"])
+    except Exception as err:  # noqa: BLE001 - YAML and card parse errors come in many types
+        first = (str(err).splitlines() or [type(err).__name__])[0]
+        raise CorpusError(f"{CARD_FILE}: no readable dataset_info.features ({first})") from None
 
 
 def check_schema(root: Path, manifest: dict, skip: set[str]) -> list[str]:
     """Each (undamaged) parquet file's schema equals the features the card declares."""
-    card = DatasetCard.load(root / CARD_FILE)
-    infos = card.data.to_dict().get("dataset_info")
-    info = infos[0] if isinstance(infos, list) else infos
-    expected = Features._from_yaml_list(info["features"]).arrow_schema.remove_metadata()
+    try:
+        expected = card_features(root).arrow_schema.remove_metadata()
+    except CorpusError as err:
+        return [str(err)]
     problems = []
     for entry in manifest["files"]:
         path = root / entry["path"]
@@ -126,7 +144,10 @@ def check_records(root: Path, manifest: dict) -> list[str]:
         if path.suffix != ".parquet" or not path.is_file():
             continue
         split = split_of_shard(entry["path"])
-        table = pq.read_table(path, columns=["key", "source_id"], use_threads=False)
+        try:
+            table = pq.read_table(path, columns=["key", "source_id"], use_threads=False)
+        except (pa.ArrowException, OSError) as err:
+            return [f"{entry['path']}: key and source_id unreadable ({err})"]
         keys.update(table.column("key").to_pylist())
         for source_id in set(table.column("source_id").to_pylist()):
             split_of.setdefault(source_id, set()).add(split)
@@ -185,6 +206,8 @@ def check_croissant(root: Path, manifest: dict) -> list[str]:
 
 def split_files(root: Path, manifest: dict, split: str, fmt: str = "parquet") -> list[Path]:
     """The manifest's parquet (data/) or webdataset (wds/) files of one split, sorted."""
+    if split not in SPLITS:
+        raise CorpusError(f"unknown split {split!r}; choose from {', '.join(SPLITS)}")
     folder = DATA_DIR if fmt == "parquet" else WDS_DIR
     return sorted(
         root / e["path"]

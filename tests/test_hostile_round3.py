@@ -4,22 +4,26 @@ and documents read from files are bounded, and each failure is one error line.""
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import pickle
 import shutil
 import sys
+import tarfile
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from afg_datasets.build import threads
 from afg_datasets.config import load_config
 from afg_datasets.errors import ConfigError, CorpusError, ModelError, SourceError
 from afg_datasets.loader import stream
 from afg_datasets.models.nets import architecture
+from afg_datasets.sources import SourceConfig, load_source
 from afg_datasets.sources.bundled import read_cifar_batch
 from tests.test_publish import run_cli
 
@@ -257,3 +261,223 @@ def test_hostile_json_in_a_corpus_is_one_corpus_error(copy):
     _one_error_line(result, "manifest.json")
     (copy / "manifest.json").write_text('{"name": ' + "1" * 5000 + "}")
     _one_error_line(run_cli("verify", str(copy)), "manifest.json", "digits")
+
+
+# --- silent corruption: every byte accounted for, every pixel in its real range --------------
+
+
+def _tar(members: list[tuple[str, bytes]]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def test_a_zero_filled_or_misnumbered_shard_in_url_mode_is_an_error(copy, tmp_path):
+    shard = sorted((copy / "wds" / "test").glob("*.tar"))[0]
+    whole = shard.read_bytes()
+    count = len(list(stream([str(shard)])))
+    with tarfile.open(shard) as tar:
+        middle = tar.getmembers()[len(tar.getmembers()) // 2].offset
+    preallocated = tmp_path / "partial.tar"  # a download preallocated, then cut off
+    preallocated.write_bytes(whole[:middle] + bytes(len(whole) - middle))
+    with pytest.raises(CorpusError, match="zero-filled"):
+        list(stream([str(preallocated)]))
+    for digit in (b"8", b"9", b" ", b"_"):  # one size digit of the second header flipped
+        with tarfile.open(shard) as tar:
+            second = tar.getmembers()[1].offset
+        damaged = bytearray(whole)
+        damaged[second + 124 + 5 : second + 124 + 6] = digit
+        path = tmp_path / f"flip-{digit[0]}.tar"
+        path.write_bytes(bytes(damaged))
+        try:
+            found = len(list(stream([str(path)])))
+        except CorpusError:
+            continue
+        assert found == count, f"{digit!r}: {found} of {count} records, no error"
+
+
+def _png16(tmp_path: Path, name: str, levels: np.ndarray, fmt: str = "png") -> None:
+    folder = tmp_path / "folder" / "a"
+    folder.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(levels).save(folder / f"{name}.{fmt}")
+
+
+@pytest.mark.parametrize("fmt", ["png", "tiff"])
+def test_16_bit_greyscale_images_keep_their_range(tmp_path, fmt):
+    levels = np.linspace(0, 65535, 32 * 32).reshape(32, 32).astype(np.uint16)
+    _png16(tmp_path, "ramp", levels, fmt)
+    source = load_source(SourceConfig("imagefolder", root=str(tmp_path / "folder"), image_size=32))
+    pixels = source.reader.read(np.arange(1)).images[0, ..., 0].astype(int)
+    expected = (levels.astype(np.int64) * 255 + 32767) // 65535
+    assert np.abs(pixels - expected).max() <= 1 and pixels.max() == 255 and pixels.min() == 0
+
+
+def test_images_without_a_defined_range_are_refused_by_name(tmp_path):
+    _png16(tmp_path, "wide", np.full((8, 8), 7, dtype=np.int32), "tiff")
+    cfg = SourceConfig("imagefolder", root=str(tmp_path / "folder"), image_size=8)
+    with pytest.raises(SourceError, match="mode 'I'.*no defined range"):
+        load_source(cfg).check(load_source(cfg).reader.read(np.arange(1)))
+
+
+def _wds_shard(path: Path, samples: list[tuple[str, str, bytes]]) -> None:
+    png = io.BytesIO()
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(png, "png")
+    members = []
+    for key, ext, data in samples:
+        members.append((f"{key}.png", png.getvalue()))
+        members.append((f"{key}.{ext}", data))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(_tar(members))
+
+
+@pytest.mark.parametrize(
+    "samples, words",
+    [
+        ([("a", "cls", b"1"), ("b", "cls", b"2"), ("a", "txt", b"x")], "appears again"),
+        ([("a", "cls", b"1000000000")], "0..99999"),
+        ([("a", "cls", b"100000000000000000000")], "0..99999"),
+        ([("a", "json", b'{"label": 1e300}')], "0..99999"),
+        ([("a", "json", b'{"label": Infinity}')], "not a JSON number"),
+        ([("a", "json", b'{"label": ' + b"9" * 400 + b"}")], "too many digits"),
+    ],
+)
+def test_wds_source_refuses_split_samples_and_unbounded_labels(tmp_path, samples, words):
+    _wds_shard(tmp_path / "shards" / "s-0.tar", samples)
+    with pytest.raises(SourceError, match=words):
+        load_source(SourceConfig("wds", root=str(tmp_path / "shards"), image_size=8))
+
+
+def test_wds_source_bounds_patterns_and_refuses_pipes(tmp_path):
+    start = time.perf_counter()
+    with pytest.raises(SourceError, match="more than"):
+        load_source(SourceConfig("wds", root=str(tmp_path / "x-{0..999999999}.tar")))
+    assert time.perf_counter() - start < 10
+    _wds_shard(tmp_path / "shards" / "s-0.tar", [("a", "cls", b"1")])
+    os.mkfifo(tmp_path / "shards" / "s-1.tar")
+    with pytest.raises(SourceError, match="not a regular file"):
+        load_source(SourceConfig("wds", root=str(tmp_path / "shards"), image_size=8))
+
+
+# --- data loss: only this package's own folders are ever overwritten -------------------------
+
+
+def test_a_folder_with_someone_elses_manifest_is_never_overwritten(tmp_path):
+    out = tmp_path / "theirs"
+    (out / "data").mkdir(parents=True)
+    (out / "data" / "precious.csv").write_text("1,2,3")
+    (out / "model").mkdir()
+    (out / "model" / "weights.bin").write_text("w")
+    (out / "manifest.json").write_text(json.dumps({"config_hash": "abc", "files": []}))
+    result = run_cli("build-shards", "--out", str(out), "--overwrite", "--limit", "8")
+    _one_error_line(result, "did not write", "untouched")
+    assert (out / "data" / "precious.csv").read_text() == "1,2,3"
+    assert (out / "model" / "weights.bin").exists()
+
+
+# --- tracebacks: every error a user can cause is one line -------------------------------------
+
+
+def test_garbage_shards_with_recomputed_hashes_are_verify_problems(copy):
+    parquet = next((copy / "data" / "clean").glob("*.parquet"))
+    tar = next((copy / "wds" / "test").glob("*.tar"))
+    for path in (parquet, tar):
+        path.write_bytes(b"garbage" * 100)
+        _rehash(copy, path.relative_to(copy).as_posix())
+    result = run_cli("verify", str(copy))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "not a readable parquet file" in result.stdout + result.stderr
+    assert "not a readable tar file" in result.stdout + result.stderr
+
+
+def test_a_broken_card_is_a_verify_problem_and_a_push_error(copy):
+    card = copy / "README.md"
+    card.write_text("---\nconfigs: [unclosed\n---\n" + card.read_text().split("---", 2)[2])
+    result = run_cli("verify", str(copy))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "dataset_info" in result.stdout + result.stderr
+    _one_error_line(run_cli("push", str(copy), "--repo-id", "a/b", "--dry-run"), "README.md")
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["bench-loader", "{corpus}", "--split", "nosuch"], ["nosuch", "train"]),
+        (["afs", "{corpus}", "--split", "nosuch"], ["nosuch", "train"]),
+        (["show", "{corpus}", "digits-00000-fgsm", "--out", "x.unknownext"], ["x.unknownext"]),
+    ],
+)
+def test_bad_command_arguments_are_one_line(corpus, tmp_path, args, words):
+    args = [a.replace("{corpus}", str(corpus.out)) for a in args]
+    _one_error_line(run_cli(*args, cwd=tmp_path), *words)
+
+
+def test_a_manifest_without_layers_is_refused(copy):
+    _rewrite_manifest(copy, lambda m: m.update(layers=[]))
+    _one_error_line(run_cli("verify", str(copy)), "layers")
+
+
+def test_fit_recognizer_on_a_corpus_without_validation_records_is_one_line(tmp_path):
+    out = tmp_path / "tiny"
+    assert (
+        run_cli(
+            "build-shards", "--limit", "6", "--attacks", "fgsm", "--out", str(out), "--no-progress"
+        ).returncode
+        == 0
+    )
+    result = run_cli("fit-recognizer", str(out), "--out", str(tmp_path / "rec"))
+    _one_error_line(result, "validation", "at least 1")
+
+
+def _saved_recognizer(corpus, tmp_path) -> Path:
+    from afg_datasets.recognizer import Recognizer
+    from afg_datasets.recognizer.training import TrainConfig
+
+    path = tmp_path / "rec"
+    Recognizer.fit(corpus.out, train_cfg=TrainConfig(epochs=1)).save(path)
+    return path
+
+
+def test_hostile_recognizer_folders_are_one_model_error(corpus, tmp_path):
+    from afg_datasets.recognizer import Recognizer
+
+    saved = _saved_recognizer(corpus, tmp_path)
+    cases = {
+        "groups": lambda info: info["manifest"]["config"]["genome"].update(groups=10**6),
+        "layers": lambda info: info["manifest"].update(
+            layers=[{"name": "x", "channels": 10**9, "height": 1, "width": 1}]
+        ),
+        "nested": lambda info: info.update(deep=json.loads("[" * 200 + "]" * 200)),
+    }
+    for name, change in cases.items():
+        folder = tmp_path / name
+        shutil.copytree(saved, folder)
+        info = json.loads((folder / "recognizer.json").read_text())
+        change(info)
+        (folder / "recognizer.json").write_text(json.dumps(info))
+        with pytest.raises((ModelError, CorpusError)):
+            Recognizer.from_pretrained(folder)
+    garbage = tmp_path / "garbage"
+    shutil.copytree(saved, garbage)
+    (garbage / "model.safetensors").write_bytes(b"\x00" * 10)
+    with pytest.raises(ModelError):
+        Recognizer.from_pretrained(garbage)
+    listed = tmp_path / "listed"
+    shutil.copytree(saved, listed)
+    (listed / "target_model" / "model.json").write_text("[]")
+    recognizer = Recognizer.from_pretrained(listed)
+    with pytest.raises(CorpusError, match="model.json"):
+        recognizer.predict(np.zeros((1, 32, 32, 1), np.uint8))
+
+
+def test_a_tampered_shard_is_reported_as_tampered_whatever_the_parse_finds(copy):
+    shard = next((copy / "wds" / "test").glob("*.tar"))
+    data = bytearray(shard.read_bytes())
+    start = data.index(b'"label": ') + len(b'"label": ')
+    data[start : start + 1] = b"9"  # a label of 9e...: not a class id
+    shard.write_bytes(bytes(data))
+    with pytest.raises(CorpusError, match="sha256 differs"):
+        list(stream(copy, split="test"))

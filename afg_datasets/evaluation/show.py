@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 
-from afg_datasets.errors import AFGError
+from afg_datasets.errors import AFGError, ConfigError
 from afg_datasets.records import CLEAN, decode_png, record_key
 from afg_datasets.verify import require_intact
 
@@ -71,6 +71,9 @@ def genome_tiles(rows: list[dict[str, Any]]) -> list[np.ndarray]:
     return out
 
 
+SHOW_FORMATS = (".png", ".pdf", ".svg")
+
+
 def show(root: str | Path, key: str, out: str | Path | None = None) -> Path:
     """Clean image, adversarial image, the signed perturbation (diverging colours, colourbar)
     and both genomes on one scale, side by side."""
@@ -80,6 +83,10 @@ def show(root: str | Path, key: str, out: str | Path | None = None) -> Path:
     import matplotlib.pyplot as plt
 
     root = Path(root)
+    path = Path(out) if out else Path(f"show-{key}.png")  # not into the corpus: it is published
+    if path.suffix.lower() not in SHOW_FORMATS:
+        formats = ", ".join(SHOW_FORMATS)
+        raise ConfigError(f"--out {str(path)!r}: the figure is written as {formats}")
     manifest = require_intact(root)
     adversarial = find_record(root, key)
     clean = find_record(root, record_key(adversarial["source_id"], CLEAN))
@@ -103,7 +110,6 @@ def show(root: str | Path, key: str, out: str | Path | None = None) -> Path:
     _genomes(fig, axes[3:], [clean, adversarial], manifest)
     fig.suptitle(key, fontsize=10)
     fig.tight_layout()
-    path = Path(out) if out else Path(f"show-{key}.png")  # not into the corpus: it is published
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path

@@ -7,6 +7,7 @@ from dataclasses import asdict, fields
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 from torch import nn
 
@@ -87,7 +88,7 @@ def load_model_dir(
 
     A saved model.json is data: its architecture must be a registered name. A `module:callable`
     there is imported only when the caller's own code names the same one (`trusted`)."""
-    raw = read_json(directory / INFO_FILE)
+    raw = read_json(directory / INFO_FILE, shape="model_info")
     known = {f.name for f in fields(ModelInfo)}  # older caches may carry extra keys
     info = ModelInfo(
         **{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items() if k in known}
@@ -100,7 +101,12 @@ def load_model_dir(
             f"load_target_model(DIR, architecture={spec!r})"
         )
     model = build_model(info)
-    model.load_state_dict(load_file(str(directory / MODEL_FILE)))
+    weights = directory / MODEL_FILE
+    try:
+        model.load_state_dict(load_file(str(weights)))
+    except (SafetensorError, RuntimeError, OSError, ValueError) as err:
+        first = (str(err).splitlines() or [type(err).__name__])[0]
+        raise ModelError(f"{weights}: not the weights of {spec!r} ({first})") from None
     return freeze(model.to(device)), info
 
 

@@ -10,14 +10,19 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from pydantic import ValidationError
+from safetensors import SafetensorError
 
-from afg_datasets.errors import ModelError
+from afg_datasets.config import BuildConfig
+from afg_datasets.documents import load_json
+from afg_datasets.errors import ConfigError, CorpusError, ModelError
 from afg_datasets.genome import encoder_from_manifest, genome_inputs
-from afg_datasets.layout import MODEL_DIR, RECOGNIZER_FILES
+from afg_datasets.layout import MODEL_DIR, RECOGNIZER_FILES, regular_file
 from afg_datasets.models import forward_with_taps, load_model_dir
 from afg_datasets.recognizer.data import read_split, to_tensors
 from afg_datasets.recognizer.model import RecognizerNet
 from afg_datasets.recognizer.training import TrainConfig, fit_recognizer
+from afg_datasets.schemas import LAYERS
 from afg_datasets.verify import require_intact
 
 INFO = "recognizer.json"  # (RECOGNIZER_FILES lists every file a saved recognizer holds)
@@ -27,6 +32,20 @@ MANIFEST_KEYS = ("name", "config", "config_hash", "seeds", "layers", "model", "s
 
 def recognizer_inputs(manifest: dict) -> list[str]:
     return genome_inputs(manifest["features"]["columns"])
+
+
+def check_manifest_numbers(manifest: dict, where: Path) -> None:
+    """The corpus facts a saved recognizer carries, bounded as a build's own config is (a
+    config of 10**6 groups would make `predict` run without end): a ModelError naming them."""
+    try:
+        BuildConfig.from_dict(manifest["config"])
+        LAYERS.validate_python(manifest["layers"])
+    except ConfigError as err:
+        raise ModelError(f"{where}: manifest.config: {err}") from None
+    except ValidationError as err:
+        problem = err.errors()[0]
+        at = ".".join(map(str, problem["loc"]))
+        raise ModelError(f"{where}: manifest.layers.{at}: {problem['msg']}") from None
 
 
 class Recognizer:
@@ -57,6 +76,13 @@ class Recognizer:
         """Train on the corpus's train split, early-stopped on its validation split."""
         root = Path(corpus_dir)
         manifest = require_intact(root)
+        for split, least in (("train", 2), ("validation", 1)):
+            if manifest["splits"][split]["records"] < least:
+                raise CorpusError(
+                    f"corpus {str(root)!r} has {manifest['splits'][split]['records']} {split} "
+                    f"records; a recognizer needs at least {least} (train on it, stop early on "
+                    "validation): build it from more source images"
+                )
         inputs = recognizer_inputs(manifest)
         train_data = to_tensors(read_split(root, "train", images=False), inputs)
         val_data = to_tensors(read_split(root, "validation", images=False), inputs)
@@ -106,12 +132,18 @@ class Recognizer:
         missing = [name for name in RECOGNIZER_FILES[1:] if not (local / name).is_file()]
         if missing:
             raise ModelError(f"{repo_or_dir}: not a saved recognizer (missing {missing})")
+        for name in RECOGNIZER_FILES:
+            why = regular_file(local, name)
+            if why:
+                raise ModelError(f"{local / name}: {why}; not a saved recognizer")
+        info = load_json(local / INFO, ModelError)
         try:
-            info = json.loads((local / INFO).read_text())
-            net = RecognizerNet.from_pretrained(local, strict=True)
             manifest = {k: info["manifest"][k] for k in MANIFEST_KEYS}
-        except (ValueError, KeyError, TypeError, RuntimeError) as err:
-            raise ModelError(f"{repo_or_dir}: unreadable saved recognizer: {err}") from None
+            check_manifest_numbers(manifest, local / INFO)
+            net = RecognizerNet.from_pretrained(local, strict=True)
+        except (ValueError, KeyError, TypeError, RuntimeError, SafetensorError) as err:
+            first = (str(err).splitlines() or [type(err).__name__])[0]
+            raise ModelError(f"{repo_or_dir}: unreadable saved recognizer: {first}") from None
         return cls(net, manifest, local / TARGET_DIR, info)
 
     load = from_pretrained

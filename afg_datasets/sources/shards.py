@@ -4,8 +4,9 @@ bytes of its own images (seek + read), so a rank touches the image data of its s
 
 from __future__ import annotations
 
-import json
+import itertools
 import re
+import stat
 import tarfile
 from pathlib import Path
 
@@ -13,6 +14,8 @@ import numpy as np
 from braceexpand import braceexpand
 from PIL import Image
 
+from afg_datasets.bounds import MAX_CLASSES, MAX_SHARDS
+from afg_datasets.documents import load_json, parse_json, read_text
 from afg_datasets.errors import SourceError
 from afg_datasets.sources.base import DecodingReader, Source, SourceConfig, open_bytes, stable_id
 
@@ -27,23 +30,57 @@ LAYOUT = (
 KEY_EXT = re.compile(r"^((?:.*/|)[^./]+)\.([^/]*)$")
 
 
+RANGE = re.compile(r"^(-?\d+)\.\.(-?\d+)(?:\.\.(-?\d+))?$")
+
+
+def pattern_size(pattern: str) -> int:
+    """An upper bound on the names a brace pattern expands to, counted without expanding it
+    (braceexpand builds a range's names all at once: `{0..999999999}` would fill memory):
+    the product of every group's size, a range's span or a list's items."""
+    total, stack = 1, []
+    for position, char in enumerate(pattern):
+        if char == "{":
+            stack.append((position, 0))
+        elif char == "," and stack:
+            start, commas = stack[-1]
+            stack[-1] = (start, commas + 1)
+        elif char == "}" and stack:
+            start, commas = stack.pop()
+            numbers = RANGE.match(pattern[start + 1 : position])
+            if numbers:
+                low, high, step = (int(n) if n else 1 for n in numbers.groups())
+                size = abs(high - low) // max(abs(step), 1) + 1
+            else:
+                size = commas + 1 if commas else 52  # a letter range, at most a..Z
+            total *= size
+            if total > MAX_SHARDS:
+                return total
+    return total
+
+
 def shard_paths(root: str) -> list[Path]:
-    """The shards a root names: every .tar in a directory (sorted), or a brace pattern."""
+    """The shards a root names: every .tar in a directory (sorted), or a brace pattern; at
+    most MAX_SHARDS, each a regular file (a pipe or device would block or never end)."""
     if "{" in root:
+        if pattern_size(root) > MAX_SHARDS:
+            raise SourceError(f"source 'wds': {root!r} names more than {MAX_SHARDS} shards")
         paths = [Path(p).expanduser() for p in braceexpand(root)]
-        missing = [p for p in paths if not p.is_file()]
-        if missing:
+    else:
+        directory = Path(root).expanduser()
+        if not directory.is_dir():
             raise SourceError(
-                f"source 'wds': shard {str(missing[0])!r} does not exist "
-                f"({len(missing)} of the {len(paths)} shards of {root!r} are missing)"
+                f"source 'wds': {root!r} is neither a directory nor a pattern; {LAYOUT}"
             )
-        return paths
-    directory = Path(root).expanduser()
-    if not directory.is_dir():
-        raise SourceError(f"source 'wds': {root!r} is neither a directory nor a pattern; {LAYOUT}")
-    paths = sorted(directory.glob("*.tar"))
-    if not paths:
-        raise SourceError(f"source 'wds': no .tar shards in {root!r}; {LAYOUT}")
+        paths = sorted(itertools.islice(directory.glob("*.tar"), MAX_SHARDS + 1))
+        if not paths:
+            raise SourceError(f"source 'wds': no .tar shards in {root!r}; {LAYOUT}")
+    if len(paths) > MAX_SHARDS:
+        raise SourceError(f"source 'wds': {root!r} names more than {MAX_SHARDS} shards")
+    for path in paths:
+        if not path.exists():
+            raise SourceError(f"source 'wds': shard {str(path)!r} of {root!r} does not exist")
+        if not stat.S_ISREG(path.stat().st_mode):
+            raise SourceError(f"source 'wds': shard {str(path)!r} is not a regular file")
     return paths
 
 
@@ -56,21 +93,26 @@ def _small_member(tar: tarfile.TarFile, info: tarfile.TarInfo, where: str) -> by
 
 
 def _label(ext: str, data: bytes, field: str, where: str) -> int:
+    rule = (
+        f"a class is an integer in 0..{MAX_CLASSES - 1} in .cls or in the json field "
+        f"{field!r} (source.label_field)"
+    )
     try:
-        value = int(data.decode().strip()) if ext == "cls" else json.loads(data)[field]
-        if isinstance(value, bool) or int(value) != value or value < 0:
-            raise ValueError(value)
-        return int(value)
+        text = data.decode().strip()
+        value = int(text) if ext == "cls" else parse_json(text, where, SourceError)[field]
+    except SourceError as err:
+        raise SourceError(f"source 'wds': {err}; {rule}") from None
     except (ValueError, KeyError, TypeError, UnicodeDecodeError) as err:
-        raise SourceError(
-            f"source 'wds': {where}: no class (a non-negative integer in .cls or in the json "
-            f"field {field!r}, set by source.label_field): {err!r}"
-        ) from None
+        raise SourceError(f"source 'wds': {where}: no class ({err!r}); {rule}") from None
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < MAX_CLASSES:
+        raise SourceError(f"source 'wds': {where}: class {str(value)[:40]!r}; {rule}")
+    return value
 
 
 def index_shard(path: Path, label_field: str) -> list[tuple[str, int, int, int]]:
     """(key, image offset, image size, class) of each sample of one shard, in shard order."""
     samples: dict[str, dict] = {}
+    current = None
     try:
         with tarfile.open(path, "r:") as tar:  # uncompressed, so offsets address the bytes
             for info in tar:
@@ -78,6 +120,12 @@ def index_shard(path: Path, label_field: str) -> list[tuple[str, int, int, int]]
                 if not info.isfile() or not match:
                     continue
                 key, ext = match.group(1), match.group(2).lower()
+                if key != current and key in samples:  # webdataset groups adjacent members
+                    raise SourceError(
+                        f"source 'wds': {path.name}: sample {key!r} appears again after other "
+                        "samples; the members of one sample must be adjacent"
+                    )
+                current = key
                 sample = samples.setdefault(key, {})
                 where = f"{path.name}:{info.name}"
                 if ext in IMAGE_EXTENSIONS:
@@ -105,12 +153,9 @@ def class_names(
     if configured:
         names = list(configured)
     elif (directory / "classes.txt").is_file():
-        names = (directory / "classes.txt").read_text().splitlines()
+        names = read_text(directory / "classes.txt", SourceError).splitlines()
     elif (directory / "classes.json").is_file():
-        try:
-            names = json.loads((directory / "classes.json").read_text())
-        except ValueError as err:
-            raise SourceError(f"source 'wds': {directory / 'classes.json'}: {err}") from None
+        names = load_json(directory / "classes.json", SourceError)
     else:
         return tuple(str(c) for c in range(int(labels.max()) + 1))
     if not isinstance(names, list) or int(labels.max()) >= len(names):
