@@ -12,6 +12,13 @@ from rich.markup import escape
 from typer.core import TyperGroup
 
 from afg_datasets import __version__, cli_research, printers
+from afg_datasets.bounds import (
+    MAX_BATCH,
+    MAX_COMMIT_FILES,
+    MAX_DEVICES,
+    MAX_PROCESSES,
+    MAX_SOURCES,
+)
 from afg_datasets.cli_options import (
     AttacksOpt,
     CheckpointOpt,
@@ -129,7 +136,11 @@ def build_shards(
     ] = False,
     workers: Annotated[
         int | None,
-        typer.Option(min=1, help="Local worker processes (default: 1; on cuda, one per GPU)."),
+        typer.Option(
+            min=1,
+            max=MAX_PROCESSES,
+            help="Local worker processes (default: 1; on cuda, one per GPU).",
+        ),
     ] = None,
     rank: Annotated[
         int | None, typer.Option(help="This process's rank (default: torchrun/SLURM env, or 0).")
@@ -197,11 +208,17 @@ def build_shards(
 def estimate(
     config: ConfigArg = None,
     sources: Annotated[
-        int | None, typer.Option(min=1, help="Source images to plan for (default: the source's).")
+        int | None,
+        typer.Option(
+            min=1, max=MAX_SOURCES, help="Source images to plan for (default: the source's)."
+        ),
     ] = None,
-    devices: Annotated[int, typer.Option(min=1, help="Devices (ranks) of this kind.")] = 1,
+    devices: Annotated[
+        int, typer.Option(min=1, max=MAX_DEVICES, help="Devices (ranks) of this kind.")
+    ] = 1,
     calibration: Annotated[
-        int | None, typer.Option(min=1, help="Source images calibrated (default: one batch).")
+        int | None,
+        typer.Option(min=1, max=MAX_BATCH, help="Source images calibrated (default: one batch)."),
     ] = None,
     source: SourceOpt = None,
     source_root: SourceRootOpt = None,
@@ -278,8 +295,10 @@ def push(
     commit_files: Annotated[
         int | None,
         typer.Option(
+            min=1,
+            max=MAX_COMMIT_FILES,
             help="Files per commit, resumable (default: one commit; 100 per commit above "
-            "1,000 files or 1 GiB)."
+            "1,000 files or 1 GiB).",
         ),
     ] = None,
 ):

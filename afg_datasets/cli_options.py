@@ -7,6 +7,8 @@ from typing import Annotated, Literal
 
 import typer
 
+from afg_datasets.bounds import MAX_PROCESSES
+
 # Fixed choices, spelled here so `--help` lists them without importing torch; a test keeps
 # them equal to the registries (genome.ENCODERS, models.target.PRECISIONS, bench.UNSEEN,
 # recognizer.OBJECTIVES).
@@ -61,13 +63,16 @@ UnseenOpt = Annotated[
 LoaderWorkersOpt = Annotated[
     int | None,
     typer.Option(
-        min=0, help="Image-decoding processes per build process (default: CPUs / 2, max 8)."
+        min=0,
+        max=MAX_PROCESSES,
+        help="Image-decoding processes per build process (default: CPUs / 2, max 8).",
     ),
 ]
 ThreadsOpt = Annotated[
     int | None,
     typer.Option(
         min=1,
+        max=MAX_PROCESSES,
         help="torch/OpenMP threads per process (default: OMP_NUM_THREADS, else CPUs / "
         "processes on the node).",
     ),
@@ -76,5 +81,6 @@ PrivateOpt = Annotated[bool, typer.Option(help="Create the repo as private.")]
 RevisionOpt = Annotated[str | None, typer.Option(help="Branch to push to.")]
 DryRunOpt = Annotated[bool, typer.Option(help="Validate and list the upload only.")]
 TimeoutOpt = Annotated[
-    float, typer.Option(min=0.1, help="Seconds a Hub request may wait without progress.")
+    float,
+    typer.Option(min=0.1, max=86_400, help="Seconds a Hub request may wait without progress."),
 ]

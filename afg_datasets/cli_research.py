@@ -8,6 +8,14 @@ from typing import Annotated
 import typer
 
 from afg_datasets import printers
+from afg_datasets.bounds import (
+    MAX_BATCH,
+    MAX_EPOCHS,
+    MAX_ITERS,
+    MAX_REPEATS,
+    MAX_SEEDS,
+    MAX_SOURCES,
+)
 from afg_datasets.cli_options import (
     ConfigArg,
     CorpusArg,
@@ -24,7 +32,9 @@ from afg_datasets.printers import console
 def bench(
     directory: CorpusArg,
     out: Annotated[Path | None, typer.Option(help="Output folder (default DIR/bench).")] = None,
-    seeds: Annotated[int, typer.Option(min=1, help="Training seeds per method.")] = 3,
+    seeds: Annotated[
+        int, typer.Option(min=1, max=MAX_SEEDS, help="Training seeds per method.")
+    ] = 3,
     quick: Annotated[bool, typer.Option(help="1 seed, fewer epochs.")] = False,
     unseen: UnseenOpt = "all",
     adaptive: Annotated[
@@ -56,7 +66,8 @@ def bench_loader(
     directory: CorpusArg,
     split: Annotated[str, typer.Option(help="Split to read.")] = "train",
     repeats: Annotated[
-        int, typer.Option(min=1, help="Passes per reader; the median is reported.")
+        int,
+        typer.Option(min=1, max=MAX_REPEATS, help="Passes per reader; the median is reported."),
     ] = 3,
     as_json: JsonOpt = False,
 ):
@@ -71,12 +82,17 @@ def bench_build(
     what: Annotated[
         str, typer.Option(help="Comma-separated: kill, scaling, memory, source, device.")
     ] = "kill,scaling,memory",
-    limit: Annotated[int, typer.Option(min=1, help="Source images per build (x1).")] = 256,
-    sources_per_task: Annotated[int, typer.Option(min=1, help="Task size for the builds.")] = 32,
-    points: Annotated[int, typer.Option(min=1, help="Random kill points.")] = 10,
+    limit: Annotated[
+        int, typer.Option(min=1, max=MAX_SOURCES, help="Source images per build (x1).")
+    ] = 256,
+    sources_per_task: Annotated[
+        int, typer.Option(min=1, max=MAX_SOURCES, help="Task size for the builds.")
+    ] = 32,
+    points: Annotated[int, typer.Option(min=1, max=MAX_REPEATS, help="Random kill points.")] = 10,
     seed: Annotated[int, typer.Option(help="Seed of the kill points.")] = 0,
     source_images: Annotated[
-        int, typer.Option(min=1, help="source: N of the N vs 10N image folders.")
+        int,
+        typer.Option(min=1, max=MAX_SOURCES // 10, help="source: N of the N vs 10N image folders."),
     ] = 2000,
     work_dir: Annotated[
         Path | None, typer.Option(help="Where the temporary builds go (default: system temp).")
@@ -107,8 +123,12 @@ def bench_build(
 def bench_encoder(
     config: ConfigArg = None,
     encoder: EncoderOpt = None,
-    samples: Annotated[int, typer.Option(min=1, help="Source images to encode.")] = 8,
-    steps: Annotated[int | None, typer.Option(help="groupviz steps (default: config).")] = None,
+    samples: Annotated[
+        int, typer.Option(min=1, max=MAX_BATCH, help="Source images to encode.")
+    ] = 8,
+    steps: Annotated[
+        int | None, typer.Option(min=1, max=MAX_ITERS, help="groupviz steps (default: config).")
+    ] = None,
     device: DeviceOpt = "cpu",
     as_json: JsonOpt = False,
 ):
@@ -156,7 +176,9 @@ def fit_recognizer(
         ObjectiveChoice, typer.Option(help="two_head (default) or the paper's mixed label.")
     ] = "two_head",
     seed: Annotated[int, typer.Option(help="Seed of weights and data order.")] = 0,
-    epochs: Annotated[int, typer.Option(min=1, help="At most this many epochs.")] = 30,
+    epochs: Annotated[
+        int, typer.Option(min=1, max=MAX_EPOCHS, help="At most this many epochs.")
+    ] = 30,
 ):
     """Train the AFG recognizer on a corpus (early stopping on validation) and save it with
     its model card, ready for `afg push-recognizer`."""

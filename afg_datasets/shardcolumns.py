@@ -82,19 +82,27 @@ def _join(chunks: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def _class_id(value: Any, url: str) -> int:
+    """A JSON label as a class id: an integer in 0..MAX_CLASSES-1, also spelled as an integral
+    number or a string of digits; anything else (1e300, a bool, "x") is a CorpusError."""
+    digits = isinstance(value, str) and value.strip().isdigit() and len(value.strip()) <= 9
+    integral = isinstance(value, float) and value.is_integer() and abs(value) < MAX_CLASSES
+    if digits or integral:
+        value = int(value)
+    if type(value) is not int or not 0 <= value < MAX_CLASSES:
+        raise CorpusError(
+            f"{url}: label {str(value)[:40]} is not a class id (an integer in 0..{MAX_CLASSES - 1})"
+        )
+    return value
+
+
 def _meta_columns(metas: list[dict], url: str) -> dict[str, Any]:
     """label, is_adversarial, mixed_label, attack and key of the records' JSON objects."""
     try:
         mixed = [m["mixed_label"] for m in metas]
         if len({len(labels) for labels in mixed}) != 1:
             raise CorpusError(f"{url}: mixed_label lengths differ between samples")
-        labels = [m["label"] for m in metas]
-        bad = [v for v in labels if type(v) is not int or not 0 <= v < MAX_CLASSES]
-        if bad:
-            raise CorpusError(
-                f"{url}: label {str(bad[0])[:40]} is not a class id (an integer in "
-                f"0..{MAX_CLASSES - 1})"
-            )
+        labels = [_class_id(m["label"], url) for m in metas]
         return {
             "label": np.array(labels, np.int64),
             "is_adversarial": np.array([bool(m["is_adversarial"]) for m in metas]),

@@ -151,7 +151,8 @@ class FakeHub:
             return self.reply(handler, payload)
         tree = re.fullmatch(r"/api/(?:models|datasets)/([^/]+/[^/]+)/tree/([^/]+)", path)
         if tree:
-            files = self.files.get((tree.group(1), tree.group(2)), {})
+            repo_id, revision = tree.groups()  # a commit id (downloads) reads main
+            files = self.files.get((repo_id, revision), self.files.get((repo_id, "main"), {}))
             entries = [
                 {"type": "file", "path": name, "size": len(data), "oid": git_blob_id(data)}
                 for name, data in sorted(files.items())

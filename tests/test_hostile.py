@@ -96,9 +96,9 @@ def test_push_uploads_exactly_the_manifest_files_never_a_symlink(copy, tmp_path)
     (copy / "notes.png").write_text("not in the manifest")
     plan = {f.path for f in upload_plan(copy, load_manifest(copy))}
     listed = {e["path"] for e in load_manifest(copy)["files"]}
-    assert plan == listed | {"README.md", "manifest.json", "stats.json"}
+    assert plan == listed | {"README.md", "croissant.json", "manifest.json", "stats.json"}
     (copy / AFS_PNG).symlink_to(tmp_path / "secret")
-    with pytest.raises(PushError, match="not a regular file"):
+    with pytest.raises(PushError, match="a symlink"):
         upload_plan(copy, load_manifest(copy))
 
 

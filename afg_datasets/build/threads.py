@@ -16,7 +16,7 @@ from pathlib import Path
 
 from afg_datasets.models.storage import cache_root
 
-MAX_PID_DIGITS = 7  # Linux pids stay below 2**22 (4,194,304)
+MAX_PID_DIGITS = 10  # longer names are not pids (Linux pids stay below 2**22)
 MAX_ENTRY_BYTES = 16
 MAX_PROCESSES = 4096
 
@@ -78,7 +78,7 @@ def _entry_processes(entry: Path) -> int:
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):  # no such process, or no possible pid
         return False
     except PermissionError:  # someone else's process: alive
         return True

@@ -17,7 +17,7 @@ from afg_datasets.config import BuildConfig
 from afg_datasets.documents import load_json
 from afg_datasets.errors import ConfigError, CorpusError, ModelError
 from afg_datasets.genome import encoder_from_manifest, genome_inputs
-from afg_datasets.layout import MODEL_DIR, RECOGNIZER_FILES, regular_file
+from afg_datasets.layout import MODEL_DIR, RECOGNIZER_FILES
 from afg_datasets.models import forward_with_taps, load_model_dir
 from afg_datasets.recognizer.data import read_split, to_tensors
 from afg_datasets.recognizer.model import RecognizerNet
@@ -132,10 +132,6 @@ class Recognizer:
         missing = [name for name in RECOGNIZER_FILES[1:] if not (local / name).is_file()]
         if missing:
             raise ModelError(f"{repo_or_dir}: not a saved recognizer (missing {missing})")
-        for name in RECOGNIZER_FILES:
-            why = regular_file(local, name)
-            if why:
-                raise ModelError(f"{local / name}: {why}; not a saved recognizer")
         info = load_json(local / INFO, ModelError)
         try:
             manifest = {k: info["manifest"][k] for k in MANIFEST_KEYS}
