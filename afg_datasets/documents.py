@@ -77,6 +77,8 @@ def load_yaml(path: Path, error: type[AFGError]) -> Any:
     except yaml.YAMLError as err:
         first = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise error(f"{path}: not valid YAML: {first}") from None
+    except RecursionError:  # the parser recurses per level, before any node is counted
+        raise error(f"{path}: nested deeper than YAML can be parsed") from None
 
 
 def _bounded_int(text: str) -> int:

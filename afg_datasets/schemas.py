@@ -148,7 +148,39 @@ class ModelInfoShape(TypedDict):
     checkpoint_sha256: NotRequired[str | None]
 
 
+@with_config(STRICT)
+class FeatureSchema(TypedDict):
+    columns: Annotated[list[str], Field(min_length=1, max_length=256)]
+    types: dict[str, dict[str, Any]]
+
+
+@with_config(STRICT)
+class Seeds(TypedDict):
+    nmf: _below(2**63 - 1)
+
+
+@with_config(STRICT)
+class RecognizerFacts(TypedDict):
+    name: str
+    config: dict[str, Any]
+    config_hash: str
+    seeds: Seeds
+    layers: Layers
+    model: ModelInfoShape
+    source: dict[str, Any]
+    features: FeatureSchema
+
+
+@with_config(STRICT)
+class SavedRecognizer(TypedDict):
+    """recognizer.json: what `Recognizer.from_pretrained` reads before building anything."""
+
+    inputs: Annotated[list[str], Field(min_length=1, max_length=16)]
+    manifest: RecognizerFacts
+
+
 SHAPES: dict[str, TypeAdapter] = {
+    "recognizer": TypeAdapter(SavedRecognizer),
     "model_info": TypeAdapter(ModelInfoShape),
     "manifest": TypeAdapter(Manifest),
     "plan": TypeAdapter(Plan),

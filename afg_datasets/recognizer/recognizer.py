@@ -22,7 +22,7 @@ from afg_datasets.models import forward_with_taps, load_model_dir
 from afg_datasets.recognizer.data import read_split, to_tensors
 from afg_datasets.recognizer.model import RecognizerNet
 from afg_datasets.recognizer.training import TrainConfig, fit_recognizer
-from afg_datasets.schemas import LAYERS
+from afg_datasets.schemas import SHAPES
 from afg_datasets.verify import require_intact
 
 INFO = "recognizer.json"  # (RECOGNIZER_FILES lists every file a saved recognizer holds)
@@ -34,18 +34,24 @@ def recognizer_inputs(manifest: dict) -> list[str]:
     return genome_inputs(manifest["features"]["columns"])
 
 
-def check_manifest_numbers(manifest: dict, where: Path) -> None:
-    """The corpus facts a saved recognizer carries, bounded as a build's own config is (a
-    config of 10**6 groups would make `predict` run without end): a ModelError naming them."""
+def read_saved_facts(path: Path) -> dict:
+    """recognizer.json, every field a `predict` uses typed and bounded as a build's own
+    config is (a config of 10**6 groups would make `predict` run without end), its inputs
+    among its corpus's genome columns: a ModelError naming the first problem."""
+    info = load_json(path, ModelError)
     try:
-        BuildConfig.from_dict(manifest["config"])
-        LAYERS.validate_python(manifest["layers"])
+        SHAPES["recognizer"].validate_python(info)
+        BuildConfig.from_dict(info["manifest"]["config"])
     except ConfigError as err:
-        raise ModelError(f"{where}: manifest.config: {err}") from None
+        raise ModelError(f"{path}: manifest.config: {err}") from None
     except ValidationError as err:
         problem = err.errors()[0]
         at = ".".join(map(str, problem["loc"]))
-        raise ModelError(f"{where}: manifest.layers.{at}: {problem['msg']}") from None
+        raise ModelError(f"{path}: {at}: {problem['msg']}") from None
+    unknown = sorted(set(info["inputs"]) - set(recognizer_inputs(info["manifest"])))
+    if unknown:
+        raise ModelError(f"{path}: inputs {unknown} are not genome columns of its corpus")
+    return info
 
 
 class Recognizer:
@@ -132,10 +138,9 @@ class Recognizer:
         missing = [name for name in RECOGNIZER_FILES[1:] if not (local / name).is_file()]
         if missing:
             raise ModelError(f"{repo_or_dir}: not a saved recognizer (missing {missing})")
-        info = load_json(local / INFO, ModelError)
+        info = read_saved_facts(local / INFO)
         try:
             manifest = {k: info["manifest"][k] for k in MANIFEST_KEYS}
-            check_manifest_numbers(manifest, local / INFO)
             net = RecognizerNet.from_pretrained(local, strict=True)
         except (ValueError, KeyError, TypeError, RuntimeError, SafetensorError) as err:
             first = (str(err).splitlines() or [type(err).__name__])[0]
@@ -153,10 +158,16 @@ class Recognizer:
             x = x.permute(0, 3, 1, 2).float() / 255
         if self._target is None:
             self._target = load_model_dir(self.target_dir)[0]
-        encoder = encoder_from_manifest(self.manifest, self._target)
-        preds, acts = forward_with_taps(self._target, encoder.layers, x)
-        genome = {
-            k: torch.from_numpy(v.astype(np.float32)) for k, v in encoder.encode(acts).items()
-        }
-        p_adv, original = self.net.readout(self.net(genome), preds)
+        try:
+            encoder = encoder_from_manifest(self.manifest, self._target)
+            preds, acts = forward_with_taps(self._target, encoder.layers, x)
+            genome = {
+                k: torch.from_numpy(v.astype(np.float32)) for k, v in encoder.encode(acts).items()
+            }
+            p_adv, original = self.net.readout(self.net(genome), preds)
+        except (RuntimeError, ValueError, KeyError, IndexError) as err:
+            # the saved files disagree with each other (net, target model, corpus facts)
+            first = (str(err).splitlines() or [type(err).__name__])[0]
+            where = self.target_dir.parent
+            raise ModelError(f"saved recognizer {where}: inconsistent: {first}") from None
         return p_adv.numpy(), original.numpy()
