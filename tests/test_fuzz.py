@@ -155,19 +155,47 @@ def _damaged(kind: str, at: int, offset: int, byte: bytes) -> bytes:
     return bytes(data)
 
 
+def _reference(data: bytes) -> list[tuple[str, int, tuple]] | None:
+    """What the bytes hold, read by Python's tarfile member by member (the oracle): (key,
+    label, genome mean) per record; None where tarfile cannot read them."""
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
+            members = {m.name: tar.extractfile(m).read() for m in tar if m.isfile()}
+    except (tarfile.TarError, AttributeError):
+        return None
+    records = []
+    for name, payload in members.items():
+        if name.endswith(".json"):
+            key = name[: -len(".json")]
+            genome = np.load(io.BytesIO(members[f"{key}.genome_spatial.npy"]))
+            values = tuple(genome.astype(np.float32).ravel().tolist())
+            records.append((key, json.loads(payload)["label"], values))
+    return records
+
+
 @FUZZ
 @given(hit=damage)
-def test_a_damaged_shard_in_url_mode_gives_every_record_or_one_corpus_error(tmp_path_factory, hit):
+def test_a_damaged_shard_in_url_mode_gives_what_its_bytes_hold_or_one_corpus_error(
+    tmp_path_factory, hit
+):
+    """Without a manifest there is no hash: damage that leaves a well-formed archive (a tail
+    zeroed exactly at a record boundary is a valid shorter shard) reads as what it holds;
+    anything else is a CorpusError, never fewer records than the bytes say."""
+    data = _damaged(*hit)
     path = tmp_path_factory.mktemp("tar") / "shard.tar"
-    path.write_bytes(_damaged(*hit))
+    path.write_bytes(data)
     try:
         records = list(stream([str(path)]))
     except CorpusError:
         return
-    assert [r["key"] for r in records] == SHARD_KEYS, hit
-    for i, record in enumerate(records):
-        assert int(record["label"]) == i % 3
-        assert float(record["genome_spatial"].mean()) == i
+    found = [
+        (r["key"], int(r["label"]), tuple(r["genome_spatial"].numpy().ravel().tolist()))
+        for r in records
+    ]
+    assert found == _reference(data), hit
+    blocks = range(len(data) // 512)
+    last = max(i * 512 for i in blocks if data[i * 512 : i * 512 + 512].strip(b"\0"))
+    assert len(data) - last <= 20 * 512 + 1024, hit  # nothing but end blocks and padding after
 
 
 # --- saved recognizer folders ----------------------------------------------------------------
@@ -223,7 +251,7 @@ def test_a_tampered_recognizer_folder_loads_or_is_one_error(
 bad_numbers = st.one_of(
     st.integers(max_value=0),
     st.integers(min_value=10**12),
-    st.sampled_from(["nan", "inf", "-1e400", "1e999", "x", "", "0x10", "1.5", "--"]),
+    st.sampled_from(["nan", "inf", "-1e400", "1e999", "x", "", "0x10", "--"]),
 ).map(str)
 OPTIONS = [
     (["estimate"], ["--sources", "--devices", "--calibration"]),
