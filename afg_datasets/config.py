@@ -170,6 +170,11 @@ def _from_dict(cls: type, data: Any, prefix: str) -> Any:
 
 def _attack_dict(value: Any) -> dict[str, dict[str, Any]]:
     if isinstance(value, list):
+        odd = [name for name in value if not isinstance(name, str)]
+        if odd:
+            raise ConfigError(
+                f"attacks: {odd[0]!r} is not an attack name; use {', '.join(ATTACKS)}"
+            )
         value = {name: {} for name in value}
     if not isinstance(value, dict):
         raise ConfigError(f"attacks must map attack names to parameters, got {value!r}")
