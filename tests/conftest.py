@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 import torch
 
@@ -37,3 +39,11 @@ def small_config():
 def corpus(tmp_path_factory, small_config, model_cache):
     out = tmp_path_factory.mktemp("corpus") / "afg"
     return build_corpus(small_config, out, progress=False)
+
+
+@pytest.fixture()
+def copy(corpus, tmp_path):
+    """A private copy of the session's corpus, free to damage."""
+    target = tmp_path / "afg"
+    shutil.copytree(corpus.out, target)
+    return target

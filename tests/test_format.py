@@ -32,13 +32,6 @@ REPO = Path(__file__).resolve().parent.parent
 FORMAT_ZERO = Path(__file__).parent / "data" / "corpus-0.2"  # built by afg-datasets 0.2
 
 
-@pytest.fixture()
-def copy(corpus, tmp_path):
-    target = tmp_path / "afg"
-    shutil.copytree(corpus.out, target)
-    return target
-
-
 def _set_version(root: Path, version: str | None) -> None:
     manifest = json.loads((root / MANIFEST_FILE).read_text())
     if version is None:

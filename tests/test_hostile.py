@@ -24,13 +24,6 @@ from tests.test_sources import write_idx as write
 RETRY_WARNINGS = 2  # one logged line per transient failure before the last attempt
 
 
-@pytest.fixture()
-def copy(corpus, tmp_path):
-    target = tmp_path / "afg"
-    shutil.copytree(corpus.out, target)
-    return target
-
-
 def rewrite_manifest(root: Path, change) -> None:
     manifest = json.loads((root / "manifest.json").read_text())
     change(manifest)

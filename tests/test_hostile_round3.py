@@ -28,13 +28,6 @@ from afg_datasets.sources.bundled import read_cifar_batch
 from tests.test_publish import run_cli
 
 
-@pytest.fixture()
-def copy(corpus, tmp_path):
-    target = tmp_path / "afg"
-    shutil.copytree(corpus.out, target)
-    return target
-
-
 def _rewrite_manifest(root: Path, change) -> None:
     manifest = json.loads((root / "manifest.json").read_text())
     change(manifest)

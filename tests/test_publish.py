@@ -36,13 +36,6 @@ def run_cli(*args, env=None, cwd=None):
     )
 
 
-@pytest.fixture()
-def copy(corpus, tmp_path):
-    target = tmp_path / "afg"
-    shutil.copytree(corpus.out, target)
-    return target
-
-
 def test_card_metadata_parses(corpus):
     card = DatasetCard.load(corpus.out / "README.md")
     data = card.data.to_dict()
