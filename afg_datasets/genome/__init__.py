@@ -6,13 +6,19 @@ The contract every encoder meets is `genome.base.GenomeEncoder`.
 from collections.abc import Mapping, Sequence
 from dataclasses import fields
 
+from afg_datasets.genome.activations import ActivationsEncoder
 from afg_datasets.genome.base import EncoderInputs, GenomeEncoder
 from afg_datasets.genome.groupmap import GroupMapEncoder
 from afg_datasets.genome.groupviz import GroupVizEncoder
 from afg_datasets.registry import Registry
 
 ENCODERS: Registry[type[GenomeEncoder]] = Registry(
-    "encoder", {"groupmap": GroupMapEncoder, "groupviz": GroupVizEncoder}
+    "encoder",
+    {
+        "groupmap": GroupMapEncoder,
+        "groupviz": GroupVizEncoder,
+        "activations": ActivationsEncoder,
+    },
 )
 # Columns that are pictures of a genome, not model inputs.
 DISPLAY_COLUMNS = ("genome_mosaic",)
