@@ -137,6 +137,14 @@ def corpus_hash(out: Path) -> str | None:
     return None
 
 
+def _format_of(out: Path) -> str:
+    """The format version of the plan (else manifest) in `out`; "0" when it names none."""
+    for name in (PLAN_FILE, MANIFEST_FILE):
+        if (out / name).is_file():
+            return str(read_json(out / name).get("format_version", "0"))
+    return FORMAT_VERSION
+
+
 def check_output(out: Path, cfg: BuildConfig, overwrite: bool, resume: bool) -> bool:
     """Whether `out` must be cleared first. Refuses foreign directories and other corpora."""
     if out.exists() and not out.is_dir():
@@ -155,6 +163,13 @@ def check_output(out: Path, cfg: BuildConfig, overwrite: bool, resume: bool) -> 
         )
     if resume and existing is None:
         raise OutputDirError(f"--resume: --out {str(out)!r} holds no build to resume")
+    if existing == cfg.config_hash() and _format_of(out) != FORMAT_VERSION:
+        if not overwrite:
+            raise OutputDirError(
+                f"--out {str(out)!r} holds this corpus in format {_format_of(out)}; pass "
+                f"--overwrite to rebuild it as format {FORMAT_VERSION}, or choose another --out"
+            )
+        return True
     if existing is not None and existing != cfg.config_hash():
         if not overwrite:
             raise OutputDirError(

@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import yaml
 from PIL import Image
 
 import afg_datasets
@@ -276,3 +277,20 @@ def test_a_killed_push_of_thousands_of_files_resumes_without_resending(tmp_path)
     for path in files:
         assert uploaded[path.relative_to(root).as_posix()] == path.read_bytes()
     assert hub.content_bytes <= 1.1 * corpus_bytes + 100  # + the manifest, twice at most
+
+
+def test_a_format_0_corpus_is_rebuilt_in_place_only_with_overwrite(tmp_path):
+    out = tmp_path / "old"
+    shutil.copytree(FORMAT_ZERO, out)
+    config = tmp_path / "same.yaml"
+    config.write_text(yaml.safe_dump(json.loads((out / PLAN_FILE).read_text())["config"]))
+    refused = run_cli("build-shards", str(config), "--out", str(out), "--attacks", "fgsm")
+    assert (
+        refused.returncode == 2 and "format 0" in refused.stderr and "--overwrite" in refused.stderr
+    )
+    assert "format_version" not in (out / MANIFEST_FILE).read_text()  # untouched
+    rebuilt = run_cli(
+        "build-shards", str(config), "--out", str(out), "--attacks", "fgsm", "--overwrite"
+    )
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert json.loads((out / MANIFEST_FILE).read_text())["format_version"] == FORMAT_VERSION
