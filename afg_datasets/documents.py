@@ -21,10 +21,6 @@ MAX_INT_DIGITS = 40  # every count, seed and size fits; 10**400 does not
 
 def read_text(path: Path, error: type[AFGError]) -> str:
     """A text file of at most MAX_BYTES, read as UTF-8 (never a device or pipe without end)."""
-    return _read(path, error)
-
-
-def _read(path: Path, error: type[AFGError]) -> str:
     try:
         if not path.is_file():
             raise error(f"{path}: not a regular file")
@@ -67,7 +63,7 @@ def _check_nodes(node: yaml.Node, path: Path, error: type[AFGError]) -> None:
 
 def load_yaml(path: Path, error: type[AFGError]) -> Any:
     """A YAML document (safe tags only), bounded; `error` for anything wrong."""
-    text = _read(path, error)
+    text = read_text(path, error)
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         if node is None:
@@ -119,4 +115,4 @@ def _depth(data: Any) -> int:
 
 def load_json(path: Path, error: type[AFGError]) -> Any:
     """A JSON file, bounded (size, depth, integers; see `parse_json`)."""
-    return parse_json(_read(path, error), str(path), error)
+    return parse_json(read_text(path, error), str(path), error)

@@ -23,3 +23,9 @@ class ModelError(AFGError):
 
 class CorpusError(AFGError):
     """A corpus on disk does not match its manifest (corrupt, tampered or incomplete)."""
+
+
+def first_line(err: BaseException) -> str:
+    """The first line of an error's message (its type's name when it has none): what a one-line
+    error quotes from a dependency's exception."""
+    return (str(err).splitlines() or [type(err).__name__])[0]

@@ -27,7 +27,7 @@ from huggingface_hub.errors import (
 from huggingface_hub.hf_api import RepoFile
 from huggingface_hub.utils import _http as hub_http
 
-from afg_datasets.errors import AFGError
+from afg_datasets.errors import AFGError, first_line
 from afg_datasets.layout import (
     CARD_FILE,
     CROISSANT_FILE,
@@ -90,7 +90,7 @@ def validate_card(root: Path) -> DatasetCard:
     try:
         card = DatasetCard.load(path)
     except Exception as err:  # noqa: BLE001 - YAML and card parse errors come in many types
-        first = (str(err).splitlines() or [type(err).__name__])[0]
+        first = first_line(err)
         raise PushError(
             f"{path}: not a parseable dataset card ({first}); run `afg card {root}`"
         ) from None

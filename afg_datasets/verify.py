@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 from datasets import Features
 from huggingface_hub import DatasetCard
 
-from afg_datasets.errors import CorpusError
+from afg_datasets.errors import CorpusError, first_line
 from afg_datasets.layout import (
     CARD_FILE,
     CORPUS_DIRS,
@@ -102,7 +102,7 @@ def _rows(path: Path) -> int | None:
         if path.suffix == ".tar":
             return tar_samples(path)
     except (pa.ArrowException, tarfile.TarError, OSError) as err:
-        first = (str(err).splitlines() or [type(err).__name__])[0]
+        first = first_line(err)
         raise CorpusError(f"not a readable {path.suffix[1:]} file ({first})") from None
     return None
 
@@ -115,7 +115,7 @@ def card_features(root: Path) -> Features:
         info = infos[0] if isinstance(infos, list) else infos
         return Features._from_yaml_list(info["features"])
     except Exception as err:  # noqa: BLE001 - YAML and card parse errors come in many types
-        first = (str(err).splitlines() or [type(err).__name__])[0]
+        first = first_line(err)
         raise CorpusError(f"{CARD_FILE}: no readable dataset_info.features ({first})") from None
 
 

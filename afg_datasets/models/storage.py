@@ -11,7 +11,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 from torch import nn
 
-from afg_datasets.errors import ModelError
+from afg_datasets.errors import ModelError, first_line
 from afg_datasets.layout import (
     INFO_FILE,
     MODEL_DIR,
@@ -105,7 +105,7 @@ def load_model_dir(
     try:
         model.load_state_dict(load_file(str(weights)))
     except (SafetensorError, RuntimeError, OSError, ValueError) as err:
-        first = (str(err).splitlines() or [type(err).__name__])[0]
+        first = first_line(err)
         raise ModelError(f"{weights}: not the weights of {spec!r} ({first})") from None
     return freeze(model.to(device)), info
 

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from afg_datasets.build.stats import AttackTally
 from afg_datasets.config import BuildConfig, load_config
 from afg_datasets.perf.estimate import (
     Calibration,
@@ -90,7 +91,7 @@ def _variant(cal: Calibration, precision: str, channels_last: bool) -> dict[str,
         "peak_device_mb": cal.peak_device_mb,
         "peak_rss_mb": cal.marker["peak_rss_mb"],
         "attacks": {
-            name: _attack_summary(tally)
+            name: AttackTally(**tally).summary(adversarial=True)
             for name, tally in cal.marker["tallies"].items()
             if name != "clean"
         },
@@ -101,23 +102,12 @@ def _rate(seconds_per_source: float) -> float | None:
     return round(1 / seconds_per_source, 2) if seconds_per_source else None
 
 
-def _attack_summary(tally: dict[str, Any]) -> dict[str, float]:
-    hits = max(tally["successes"], 1)
-    return {
-        "success_rate": round(tally["successes"] / max(tally["eligible"], 1), 4),
-        "mean_linf": round(tally["linf"] / hits, 6),
-        "mean_l2": round(tally["l2"] / hits, 6),
-        "attacked": tally["eligible"],
-    }
-
-
 def bf16_price(fp32: dict[str, Any], bf16: dict[str, Any]) -> dict[str, dict[str, float]]:
     """bf16 minus fp32 per attack, same sources: what the faster precision costs."""
     return {
         name: {
-            key: round(bf16["attacks"][name][key] - value, 6)
-            for key, value in summary.items()
-            if key != "attacked"
+            key: round(bf16["attacks"][name][key] - summary[key], 6)
+            for key in ("success_rate", "mean_linf", "mean_l2")
         }
         for name, summary in fp32["attacks"].items()
     }

@@ -15,7 +15,7 @@ from safetensors import SafetensorError
 
 from afg_datasets.config import BuildConfig
 from afg_datasets.documents import load_json
-from afg_datasets.errors import ConfigError, CorpusError, ModelError
+from afg_datasets.errors import ConfigError, CorpusError, ModelError, first_line
 from afg_datasets.genome import encoder_from_manifest, genome_inputs
 from afg_datasets.layout import MODEL_DIR, RECOGNIZER_FILES
 from afg_datasets.models import forward_with_taps, load_model_dir
@@ -143,7 +143,7 @@ class Recognizer:
             manifest = {k: info["manifest"][k] for k in MANIFEST_KEYS}
             net = RecognizerNet.from_pretrained(local, strict=True)
         except (ValueError, KeyError, TypeError, RuntimeError, SafetensorError) as err:
-            first = (str(err).splitlines() or [type(err).__name__])[0]
+            first = first_line(err)
             raise ModelError(f"{repo_or_dir}: unreadable saved recognizer: {first}") from None
         return cls(net, manifest, local / TARGET_DIR, info)
 
@@ -167,7 +167,7 @@ class Recognizer:
             p_adv, original = self.net.readout(self.net(genome), preds)
         except (RuntimeError, ValueError, KeyError, IndexError) as err:
             # the saved files disagree with each other (net, target model, corpus facts)
-            first = (str(err).splitlines() or [type(err).__name__])[0]
+            first = first_line(err)
             where = self.target_dir.parent
             raise ModelError(f"saved recognizer {where}: inconsistent: {first}") from None
         return p_adv.numpy(), original.numpy()
