@@ -5,23 +5,22 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
 from datasets import DatasetInfo, Features, SplitDict, SplitInfo
 from datasets.info import DatasetInfosDict
 from datasets.utils.metadata import MetadataConfigs
 from huggingface_hub import DatasetCard, DatasetCardData
 
 from afg_datasets.croissant import DEFAULT_CONFIG, config_patterns, write_croissant
+from afg_datasets.files import atomic_write
+from afg_datasets.formats import TABLE_FORMAT, format_of, split_of_shard, task_of_shard
+from afg_datasets.formats.parquet import ROW_GROUP_BYTES
 from afg_datasets.layout import (
     AFS_JSON,
     AFS_PNG,
     BENCH_DIR,
     CARD_FILE,
-    DATA_DIR,
-    ROW_GROUP_BYTES,
     SPLITS,
     STATS_FILE,
-    atomic_write,
     read_json,
 )
 from afg_datasets.records import CLEAN, FIELD_DOCS, features_from_json
@@ -43,12 +42,12 @@ def size_category(n: int) -> str:
 
 
 def _split_files(manifest: dict[str, Any], attacks: list[str]) -> dict[str, list[dict]]:
-    """Per split: the parquet file entries belonging to `attacks` (attack dir = data/<attack>/)."""
+    """Per split: the table shards (TABLE_FORMAT) belonging to `attacks`."""
     chosen: dict[str, list[dict]] = {s: [] for s in SPLITS}
     for entry in manifest["files"]:
-        parts = entry["path"].split("/")
-        if parts[0] == DATA_DIR and parts[1] in attacks:
-            chosen[parts[2].split("-")[0]].append(entry)
+        path = entry["path"]
+        if TABLE_FORMAT.owns(path) and TABLE_FORMAT.attack_of(path) in attacks:
+            chosen[split_of_shard(path)].append(entry)
     return {s: files for s, files in chosen.items() if files}
 
 
@@ -71,11 +70,8 @@ SOURCE_HUB_IDS = {
 
 
 def _arrow_bytes(root: Path | None, entry: dict[str, Any]) -> int:
-    """A parquet file's uncompressed (Arrow) size from its footer; its file size without one."""
-    if root is None:
-        return int(entry["bytes"])
-    metadata = pq.read_metadata(root / entry["path"])
-    return sum(metadata.row_group(i).total_byte_size for i in range(metadata.num_row_groups))
+    """A table shard's uncompressed (Arrow) size from its footer; its file size without one."""
+    return int(entry["bytes"]) if root is None else TABLE_FORMAT.arrow_bytes(root / entry["path"])
 
 
 def card_data(manifest: dict[str, Any], root: Path | None = None) -> DatasetCardData:
@@ -83,7 +79,7 @@ def card_data(manifest: dict[str, Any], root: Path | None = None) -> DatasetCard
     `dataset_size`) beside the parquet bytes (`download_size`)."""
     features = features_from_json(manifest["features"])
     layout = config_layout(manifest)
-    total = sum(e["rows"] for e in manifest["files"] if e["path"].startswith("data/"))
+    total = sum(e["rows"] for e in manifest["files"] if TABLE_FORMAT.owns(e["path"]))
     data = DatasetCardData(
         pretty_name=f"AFG: {manifest['name']}",
         license=manifest["source"]["license"],
@@ -233,7 +229,8 @@ def render_card(
     """The card; `published`: `load_path` is the Hub repo id it is pushed to."""
     features = features_from_json(manifest["features"])
     extras = optional_sections(root)
-    wds_train = [e for e in manifest["files"] if e["path"].startswith("wds/train/")]
+    shards = [e["path"] for e in manifest["files"] if format_of(e["path"])]
+    train_tasks = [task_of_shard(path) for path in shards if split_of_shard(path) == "train"]
     return DatasetCard.from_template(
         card_data(manifest, root),
         template_path=str(resource_dir("cards") / TEMPLATE),
@@ -258,7 +255,8 @@ def render_card(
         load_path=load_path,
         published=published,
         first_attack=next(iter(manifest["attacks"])),
-        wds_train_last=max((int(e["path"].split("-")[-3]) for e in wds_train), default=0),
+        formats={format_of(path).name for path in shards},
+        wds_train_last=max(train_tasks, default=0),
         num_tasks=manifest["tasks"],
         license=manifest["source"]["license"],
         **extras,

@@ -158,8 +158,8 @@ def build_shards(
     """Build an AFG corpus: source -> target model -> attacks -> genomes -> parquet + webdataset.
 
     Re-running on the same --out resumes; with several ranks, `afg finalize` completes it."""
-    from afg_datasets.build import RunOptions, build_corpus
-    from afg_datasets.build.executors import default_workers, rank_device, resolve_ranks
+    from afg_datasets.building import RunOptions, build_corpus
+    from afg_datasets.building.executors import default_workers, rank_device, resolve_ranks
 
     cfg = _configure(
         config,
@@ -231,7 +231,7 @@ def estimate(
     as_json: JsonOpt = False,
 ):
     """Plan a build: calibrate every stage on this device, project wall time, records, bytes."""
-    from afg_datasets.build.options import check_device
+    from afg_datasets.building.options import check_device
     from afg_datasets.perf.estimate import estimate as run
 
     check_device(device)
@@ -253,7 +253,7 @@ def estimate(
 @app.command()
 def finalize(directory: Annotated[Path, typer.Argument(help="A build output directory.")]):
     """Write manifest, stats and card from every task's output (after a multi-rank build)."""
-    from afg_datasets.build import finalize as finalize_corpus
+    from afg_datasets.building import finalize as finalize_corpus
     from afg_datasets.plan import output_lock, read_plan
 
     read_plan(directory)  # a clear error, and no lock file, where there is no build

@@ -107,7 +107,7 @@ def bench_build(
     """SIGKILL-and-resume, weak scaling (1 vs 2 workers), peak RSS (x1 vs x4) of real builds;
     `source`: an imagenet build over N vs 10N JPEGs (memory, start-up, decode rate);
     `device`: the GPU path (precisions, stages vs the floor, groupviz, memory, projection)."""
-    from afg_datasets.build.options import check_device
+    from afg_datasets.building.options import check_device
     from afg_datasets.config import load_config
     from afg_datasets.perf.build_bench import BenchSettings
     from afg_datasets.perf.build_bench import bench_build as run
@@ -133,7 +133,7 @@ def bench_encoder(
     as_json: JsonOpt = False,
 ):
     """Batched encoder vs one visualization / one NMF at a time: seconds, speedups, errors."""
-    from afg_datasets.build.options import check_device
+    from afg_datasets.building.options import check_device
     from afg_datasets.config import load_config
     from afg_datasets.perf.encoder_bench import bench_encoder as run
 

@@ -26,6 +26,7 @@ from afg_datasets.bounds import (
 from afg_datasets.checks import Fraction, PositiveFloat, Seed, bounded, section
 from afg_datasets.documents import load_yaml
 from afg_datasets.errors import ConfigError
+from afg_datasets.formats import DEFAULT_FORMATS, FORMATS, TABLE_FORMAT, OutputFormat
 from afg_datasets.genome import ENCODERS
 from afg_datasets.layout import SPLITS
 from afg_datasets.models import check_architecture, is_user_model
@@ -97,6 +98,8 @@ class BuildConfig:
     )
     genome: GenomeConfig = field(default_factory=GenomeConfig)
     splits: SplitConfig = field(default_factory=SplitConfig)
+    # Output formats written (formats/ FORMATS); parquet always (the card and readers need it).
+    formats: Annotated[tuple[str, ...], Field(strict=False)] = DEFAULT_FORMATS
 
     def __post_init__(self):
         SOURCES[self.source.name]
@@ -104,12 +107,24 @@ class BuildConfig:
             raise ConfigError(f"attacks must name at least one of: {', '.join(ATTACKS)}")
         for attack, params in self.attacks.items():
             resolve_params(attack, params or {})
+        for name in self.formats:
+            FORMATS[name]
+        if TABLE_FORMAT.name not in self.formats or len(set(self.formats)) != len(self.formats):
+            raise ConfigError(
+                f"formats {list(self.formats)}: each at most once, {TABLE_FORMAT.name!r} "
+                f"among them (the card and every reader read it); valid: {', '.join(FORMATS)}"
+            )
+
+    def output_formats(self) -> list[OutputFormat]:
+        return [FORMATS[name] for name in self.formats]
 
     def to_dict(self) -> dict[str, Any]:
         """The settings that determine the corpus (execution settings such as the number of
         loader workers are left out: they never change a byte)."""
         data = json.loads(json.dumps(dataclasses.asdict(self)))
         del data["source"]["workers"]
+        if self.formats == DEFAULT_FORMATS:  # the hash of a default build predates the field
+            del data["formats"]
         return data
 
     def config_hash(self) -> str:

@@ -15,16 +15,15 @@ from pathlib import Path
 from typing import Any
 
 from afg_datasets.errors import CorpusError
-from afg_datasets.layout import CROISSANT_FILE, DATA_DIR, FORMAT_VERSION, SPLITS, write_json
+from afg_datasets.formats import FORMATS, TABLE_FORMAT
+from afg_datasets.layout import CROISSANT_FILE, FORMAT_VERSION, SPLITS, write_json
 from afg_datasets.records import CLEAN
 
 DEFAULT_CONFIG = "all"  # the card's default config: every record
 
 CROISSANT_URL = "http://mlcommons.org/croissant/1.1"
-PARQUET = "application/x-parquet"
 ENCODINGS = {
-    ".parquet": PARQUET,
-    ".tar": "application/x-tar",
+    **{f.suffix: f.media_type for f in FORMATS.values()},
     ".json": "application/json",
 }
 OCTETS = "application/octet-stream"
@@ -92,7 +91,7 @@ def _fields(record_set: str, file_set: str, features: dict[str, Any]) -> list:
 
 
 def config_dirs(manifest: dict[str, Any]) -> dict[str, list[str]]:
-    """The card's configs and their parquet folders under data/: `all` (every folder), then
+    """The card's configs and their attack folders of table shards: `all` (every folder), then
     each attack with the clean records."""
     configs = {DEFAULT_CONFIG: ["*"]}
     for attack in manifest["attacks"]:
@@ -101,10 +100,9 @@ def config_dirs(manifest: dict[str, Any]) -> dict[str, list[str]]:
 
 
 def config_patterns(manifest: dict[str, Any], split: str = "*") -> dict[str, list[str]]:
-    """Config -> the globs of its parquet files (of one split, or all)."""
+    """Config -> the globs of its table shards (of one split, or all)."""
     return {
-        config: [f"{DATA_DIR}/{d}/{split}-*.parquet" for d in dirs]
-        for config, dirs in config_dirs(manifest).items()
+        config: TABLE_FORMAT.patterns(dirs, split) for config, dirs in config_dirs(manifest).items()
     }
 
 
@@ -177,12 +175,12 @@ def build_metadata(manifest: dict[str, Any], card: dict[str, Any], base_url: str
     ]
     file_sets, record_sets = [], []
     for config, includes in config_patterns(manifest).items():
-        file_set = f"parquet-{config}"
+        file_set = f"{TABLE_FORMAT.name}-{config}"
         file_sets.append(
             mlc.FileSet(
                 id=file_set,
                 name=file_set,
-                encoding_formats=[PARQUET],
+                encoding_formats=[TABLE_FORMAT.media_type],
                 includes=includes,
             )
         )

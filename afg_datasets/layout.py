@@ -1,7 +1,7 @@
-"""The on-disk contract of a corpus: file names, shard and marker paths, hashing, atomic writes.
+"""The on-disk contract of a corpus: file names, marker paths, the safe-path rule, hashing.
 
-Everything that names a file inside a build directory comes from here; nothing here imports
-torch, so the reader side (verify, push, card) starts fast on a login node.
+Every file inside a build directory is named here or, for shards, by its format (formats/);
+nothing here imports torch, so the reader side (verify, push, card) starts fast on a login node.
 """
 
 from __future__ import annotations
@@ -9,17 +9,17 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
 import stat
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from pydantic import ValidationError
 
 from afg_datasets.documents import load_json
 from afg_datasets.errors import CorpusError
+from afg_datasets.files import atomic_write
+from afg_datasets.formats import FORMAT_DIRS
 from afg_datasets.schemas import SHAPES
 
 SPLITS = ("train", "validation", "test")
@@ -31,11 +31,6 @@ FORMAT_VERSION = "1.0"
 FORMAT_SPEC = "docs/format.md"
 _VERSION = re.compile(r"^(0|[1-9][0-9]{0,5})\.(0|[1-9][0-9]{0,5})$")
 log = logging.getLogger(__name__)
-# Parquet row groups are bounded in bytes so the Hub's dataset viewer reads any shard (it fails
-# on row groups over ~286 MiB) whatever the image size; each file has a page index, so a column
-# is read page by page. Both are part of format 1.0.
-ROW_GROUP_BYTES = 100 * 2**20
-
 PLAN_FILE = "plan.json"
 MANIFEST_FILE = "manifest.json"
 STATS_FILE = "stats.json"
@@ -44,8 +39,6 @@ CROISSANT_FILE = "croissant.json"  # MLCommons Croissant metadata (croissant.py)
 TASKS_DIR = "tasks"
 SETUP_FILE = f"{TASKS_DIR}/setup.json"
 LOCK_FILE = ".afg.lock"
-DATA_DIR = "data"  # parquet: data/<attack>/<split>-TTTTT-of-NNNNN.parquet
-WDS_DIR = "wds"  # webdataset: wds/<split>/<split>-TTTTT-of-NNNNN.tar
 MODEL_DIR = "model"
 MODEL_FILE = "model.safetensors"
 INFO_FILE = "model.json"
@@ -57,8 +50,7 @@ BENCH_FILES = ("results.json", "results.md", "roc.png")
 # Everything a build owns inside its output directory; nothing else there is ever touched, and
 # --overwrite removes all of it (derived figures included: they describe the old corpus).
 OUTPUTS = (
-    DATA_DIR,
-    WDS_DIR,
+    *FORMAT_DIRS,
     MODEL_DIR,
     TASKS_DIR,
     CARD_FILE,
@@ -81,7 +73,7 @@ PUBLISHED_EXTRAS = (
     *(f"{BENCH_DIR}/{name}" for name in BENCH_FILES),
 )
 # Published directories whose every file the manifest lists.
-CORPUS_DIRS = (DATA_DIR, WDS_DIR, MODEL_DIR)
+CORPUS_DIRS = (*FORMAT_DIRS, MODEL_DIR)
 # A saved recognizer (`Recognizer.save`): exactly what `afg push-recognizer` uploads.
 RECOGNIZER_FILES = (
     "README.md",
@@ -92,42 +84,12 @@ RECOGNIZER_FILES = (
     "target_model/model.safetensors",
 )
 
-PARTIAL = ".partial"  # a file being written; never listed, read or published
-
-
-def partial_path(path: Path) -> Path:
-    return path.with_name(path.name + PARTIAL)
-
-
-def atomic_write(path: Path, write: Callable[[BinaryIO], Any]) -> None:
-    """Call `write` on `<path>.partial`, then rename: a reader sees the whole file or none."""
-    tmp = partial_path(path)
-    try:
-        with open(tmp, "wb") as handle:
-            write(handle)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
 
 def write_json(path: Path, data: Any, sort_keys: bool = False) -> None:
     """Atomically write indented JSON (insertion order unless `sort_keys`: deterministic, and
     meaningful for attacks and columns)."""
     text = json.dumps(data, indent=2, sort_keys=sort_keys) + "\n"
     atomic_write(path, lambda handle: handle.write(text.encode()))
-
-
-def shard_name(split: str, task_id: int, num_tasks: int, suffix: str) -> str:
-    return f"{split}-{task_id:05d}-of-{num_tasks:05d}{suffix}"
-
-
-def parquet_path(out: Path, attack: str, split: str, task_id: int, num_tasks: int) -> Path:
-    return out / DATA_DIR / attack / shard_name(split, task_id, num_tasks, ".parquet")
-
-
-def tar_path(out: Path, split: str, task_id: int, num_tasks: int) -> Path:
-    return out / WDS_DIR / split / shard_name(split, task_id, num_tasks, ".tar")
 
 
 def marker_path(out: Path, task_id: int) -> Path:
@@ -138,11 +100,6 @@ def task_lock_path(out: Path, task_id: int) -> Path:
     """Held by the process running the task (so two builds racing into one --out share the
     tasks instead of deleting each other's files)."""
     return out / TASKS_DIR / f"{task_id:05d}.lock"
-
-
-def split_of_shard(relative: str) -> str:
-    """The split a shard path belongs to (its file name starts with `<split>-`)."""
-    return relative.rsplit("/", 1)[-1].split("-", 1)[0]
 
 
 Folders = tuple[str, ...] | None

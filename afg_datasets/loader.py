@@ -90,7 +90,7 @@ def check_split(path_or_repo_id: str | os.PathLike, config: str, split: str, ver
     if not (verify and local.is_dir()):
         return
     manifest = load_manifest(local)
-    files = split_files(local, manifest, split, "parquet")
+    files = split_files(local, manifest, split)
     read = [p for p in files if config == "all" or p.parent.name in (CLEAN, config)]
     require_files(local, manifest, read)
 
@@ -208,7 +208,7 @@ def shard_hashes(dir_or_urls: str | os.PathLike | list[str], split: str) -> dict
         return {str(dir_or_urls): None}
     manifest = load_manifest(root)
     entries = {str(root / e["path"]): e for e in manifest["files"]}
-    urls = {str(p): entries[str(p)] for p in split_files(root, manifest, split, "wds")}
+    urls = {str(p): entries[str(p)] for p in split_files(root, manifest, split, "webdataset")}
     if not urls:
         raise CorpusError(f"{root}: the manifest lists no webdataset shards for {split!r}")
     for entry in urls.values():  # verify's own rule, before a byte is read

@@ -11,7 +11,7 @@ import contextlib
 import hashlib
 import re
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -21,19 +21,17 @@ from filelock import FileLock
 from afg_datasets import __version__
 from afg_datasets.config import BuildConfig
 from afg_datasets.errors import CorpusError, OutputDirError
+from afg_datasets.files import PARTIAL, partial_path
+from afg_datasets.formats import OutputFormat
 from afg_datasets.layout import (
     FORMAT_VERSION,
     LOCK_FILE,
     MANIFEST_FILE,
     OUTPUTS,
-    PARTIAL,
     PLAN_FILE,
     SPLITS,
     marker_path,
-    parquet_path,
-    partial_path,
     read_json,
-    tar_path,
     write_json,
 )
 
@@ -62,10 +60,17 @@ def make_tasks(cfg: BuildConfig, num_sources: int) -> list[Task]:
     ]
 
 
-def task_outputs(out: Path, task: Task, num_tasks: int, attacks: list[str]) -> list[Path]:
+def task_outputs(
+    out: Path, task: Task, num_tasks: int, attacks: list[str], formats: Sequence[OutputFormat]
+) -> list[Path]:
     """Every shard path a task may write (a split with no sources in the task writes none)."""
-    paths = [parquet_path(out, a, s, task.id, num_tasks) for a in attacks for s in SPLITS]
-    return paths + [tar_path(out, s, task.id, num_tasks) for s in SPLITS]
+    paths = {
+        fmt.shard_path(out, attack, split, task.id, num_tasks)
+        for fmt in formats
+        for attack in attacks
+        for split in SPLITS
+    }
+    return sorted(paths)
 
 
 def read_plan(out: Path) -> dict[str, Any]:
@@ -103,10 +108,12 @@ def read_marker(out: Path, task: Task) -> dict[str, Any] | None:
     return marker
 
 
-def clear_task(out: Path, task: Task, num_tasks: int, attacks: list[str]) -> None:
+def clear_task(
+    out: Path, task: Task, num_tasks: int, attacks: list[str], formats: Sequence[OutputFormat]
+) -> None:
     """Remove what an interrupted run of `task` left behind (its temp files, its marker)."""
     marker_path(out, task.id).unlink(missing_ok=True)
-    for path in task_outputs(out, task, num_tasks, attacks):
+    for path in task_outputs(out, task, num_tasks, attacks, formats):
         partial_path(path).unlink(missing_ok=True)
 
 

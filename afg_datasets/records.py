@@ -1,14 +1,14 @@
-"""The corpus's public record schema (datasets.Features), keys, mixed labels, Arrow batches."""
+"""The corpus's public record schema (datasets.Features), keys, mixed labels, and one batch of
+records as the build hands it to every output format."""
 
 from __future__ import annotations
 
 import io
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
-import pyarrow as pa
 from datasets import ClassLabel, Features, Image, List, Value
 from PIL import Image as PILImage
 
@@ -122,84 +122,10 @@ class RecordBatch:
             return [None] * len(self.labels)
         return (self.preds != self.labels).tolist()
 
-    def png(self) -> list[bytes]:
+    @cached_property
+    def pngs(self) -> list[bytes]:
+        """The stored images as PNG bytes (encoded once for every format)."""
         return [encode_png(image) for image in self.images]
-
-    def to_arrow(self, features: Features, pngs: list[bytes]) -> pa.Table:
-        schema = features.arrow_schema
-        n = len(self.labels)
-        num_classes = features["label"].num_classes
-        columns = {
-            "key": pa.array(self.keys, pa.string()),
-            "source_id": pa.array(list(self.source_ids), pa.string()),
-            "image": pa.array(
-                [{"bytes": b, "path": None} for b in pngs], schema.field("image").type
-            ),
-            "label": pa.array(self.labels, pa.int64()),
-            "pred": pa.array(self.preds, pa.int64()),
-            "is_adversarial": pa.array([self.is_adversarial] * n, pa.bool_()),
-            "attack": pa.array([self.attack] * n, pa.string()),
-            "attack_params": pa.array([self.attack_params] * n, pa.string()),
-            "success": pa.array(self.success(), pa.bool_()),
-            "linf": pa.array(self.linf.astype(np.float32)),
-            "l2": pa.array(self.l2.astype(np.float32)),
-            "mixed_label": pa.FixedSizeListArray.from_arrays(
-                pa.array(
-                    mixed_labels(self.labels, self.preds, self.is_adversarial, num_classes).ravel()
-                ),
-                num_classes + 1,
-            ),
-        }
-        for name, array in self.genome.items():
-            if isinstance(features[name], Image):
-                pictures = [{"bytes": encode_png(a), "path": None} for a in array]
-                columns[name] = pa.array(pictures, schema.field(name).type)
-            else:
-                columns[name] = ndarray_to_arrow(array, schema.field(name).type)
-        return pa.Table.from_pydict(columns, schema=schema)
-
-    def wds_samples(self, features: Features, pngs: list[bytes]) -> list[dict[str, bytes | str]]:
-        """Webdataset samples: .png, one .npy per genome array, .json with the scalar fields."""
-        mixed = mixed_labels(
-            self.labels, self.preds, self.is_adversarial, features["label"].num_classes
-        )
-        success = self.success()
-        samples = []
-        for i, key in enumerate(self.keys):
-            meta = {
-                "key": key,
-                "source_id": self.source_ids[i],
-                "label": int(self.labels[i]),
-                "pred": int(self.preds[i]),
-                "is_adversarial": self.is_adversarial,
-                "attack": self.attack,
-                "attack_params": self.attack_params,
-                "success": success[i],
-                "linf": float(np.float32(self.linf[i])),
-                "l2": float(np.float32(self.l2[i])),
-                "mixed_label": mixed[i].tolist(),
-            }
-            sample = {
-                "__key__": key,
-                "png": pngs[i],
-                "json": json.dumps(meta, sort_keys=True).encode(),
-            }
-            for name, array in self.genome.items():
-                if isinstance(features[name], Image):
-                    sample[f"{name}.png"] = encode_png(array[i])
-                else:
-                    sample[f"{name}.npy"] = npy_bytes(array[i])
-            samples.append(sample)
-        return samples
-
-
-def ndarray_to_arrow(array: np.ndarray, arrow_type: pa.DataType) -> pa.Array:
-    """[N, *shape] -> the nested-list storage of a datasets ArrayND extension type."""
-    flat: pa.Array = pa.array(np.ascontiguousarray(array).reshape(-1))
-    for dim in reversed(array.shape[1:]):
-        count = len(flat) // dim
-        flat = pa.ListArray.from_arrays(pa.array(np.arange(count + 1, dtype=np.int32) * dim), flat)
-    return pa.ExtensionArray.from_storage(arrow_type, flat)
 
 
 def npy_bytes(array: np.ndarray) -> bytes:

@@ -2,52 +2,28 @@
 
 from __future__ import annotations
 
-import tarfile
 from collections import Counter
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 from datasets import Features
 from huggingface_hub import DatasetCard
 
 from afg_datasets.errors import CorpusError, first_line
+from afg_datasets.formats import FORMATS, TABLE_FORMAT, format_of, split_of_shard
 from afg_datasets.layout import (
     CARD_FILE,
     CORPUS_DIRS,
     CROISSANT_FILE,
-    DATA_DIR,
     MANIFEST_FILE,
     SPLITS,
-    WDS_DIR,
     check_format,
     read_json,
     regular_file,
     sha256_file,
-    split_of_shard,
 )
 
 __all__ = ["CorpusError", "load_manifest", "require_intact", "split_files", "verify_corpus"]
-
-
-# What a webdataset shard of a corpus may hold: nothing a decoder would unpickle.
-TAR_SUFFIXES = (".png", ".json", ".npy")
-
-
-def tar_samples(path: Path) -> int:
-    """Samples in a shard; a member that is not a regular file with a safe name and a known
-    suffix (.png .json .npy: never .pyd or .pickle) is a CorpusError."""
-    with tarfile.open(path) as tar:
-        members = tar.getmembers()
-    for member in members:
-        name = member.name
-        if not member.isfile() or "/" in name or name.startswith(".") or "\\" in name:
-            raise CorpusError(f"{path.name}: member {name!r} is not a plain file name")
-        if not name.endswith(TAR_SUFFIXES):
-            raise CorpusError(
-                f"{path.name}: member {name!r} has a suffix outside {', '.join(TAR_SUFFIXES)}"
-            )
-    return len({m.name.split(".", 1)[0] for m in members})
 
 
 def check_place(root: Path, entry: dict) -> str | None:
@@ -72,8 +48,9 @@ def check_entry(root: Path, entry: dict) -> str | None:
         return why
     if sha256_file(path) != entry["sha256"]:
         return f"{relative}: sha256 differs from the manifest"  # nor its rows worth reading
+    fmt = format_of(relative)
     try:
-        rows = _rows(path)
+        rows = fmt.rows(path) if fmt else None
     except CorpusError as err:
         return f"{relative}: {err}"
     if entry["rows"] is not None and rows != entry["rows"]:
@@ -95,18 +72,6 @@ def check_files(root: Path, manifest: dict) -> list[str]:
     return problems
 
 
-def _rows(path: Path) -> int | None:
-    try:
-        if path.suffix == ".parquet":
-            return pq.read_metadata(path).num_rows
-        if path.suffix == ".tar":
-            return tar_samples(path)
-    except (pa.ArrowException, tarfile.TarError, OSError) as err:
-        first = first_line(err)
-        raise CorpusError(f"not a readable {path.suffix[1:]} file ({first})") from None
-    return None
-
-
 def card_features(root: Path) -> Features:
     """The features the card's YAML declares; a CorpusError when the card cannot say."""
     try:
@@ -120,19 +85,18 @@ def card_features(root: Path) -> Features:
 
 
 def check_schema(root: Path, manifest: dict, skip: set[str]) -> list[str]:
-    """Each (undamaged) parquet file's schema equals the features the card declares."""
+    """Each (undamaged) table shard's schema equals the features the card declares."""
     try:
         expected = card_features(root).arrow_schema.remove_metadata()
     except CorpusError as err:
         return [str(err)]
-    problems = []
-    for entry in manifest["files"]:
-        path = root / entry["path"]
-        if path.suffix == ".parquet" and entry["path"] not in skip:
-            schema = pq.read_schema(path).remove_metadata()
-            if not schema.equals(expected):
-                problems.append(f"{entry['path']}: schema differs from the card's features")
-    return problems
+    return [
+        f"{entry['path']}: schema differs from the card's features"
+        for entry in manifest["files"]
+        if TABLE_FORMAT.owns(entry["path"])
+        and entry["path"] not in skip
+        and not TABLE_FORMAT.schema(root / entry["path"]).equals(expected)
+    ]
 
 
 def check_records(root: Path, manifest: dict) -> list[str]:
@@ -141,11 +105,11 @@ def check_records(root: Path, manifest: dict) -> list[str]:
     split_of: dict[str, set[str]] = {}
     for entry in manifest["files"]:
         path = root / entry["path"]
-        if path.suffix != ".parquet" or not path.is_file():
+        if not TABLE_FORMAT.owns(entry["path"]) or not path.is_file():
             continue
         split = split_of_shard(entry["path"])
         try:
-            table = pq.read_table(path, columns=["key", "source_id"], use_threads=False)
+            table = TABLE_FORMAT.read_columns(path, ["key", "source_id"])
         except (pa.ArrowException, OSError) as err:
             return [f"{entry['path']}: key and source_id unreadable ({err})"]
         keys.update(table.column("key").to_pylist())
@@ -204,15 +168,15 @@ def check_croissant(root: Path, manifest: dict) -> list[str]:
     return problems
 
 
-def split_files(root: Path, manifest: dict, split: str, fmt: str = "parquet") -> list[Path]:
-    """The manifest's parquet (data/) or webdataset (wds/) files of one split, sorted."""
+def split_files(root: Path, manifest: dict, split: str, fmt: str = TABLE_FORMAT.name) -> list[Path]:
+    """The manifest's shards of one split in one format (FORMATS), sorted."""
     if split not in SPLITS:
         raise CorpusError(f"unknown split {split!r}; choose from {', '.join(SPLITS)}")
-    folder = DATA_DIR if fmt == "parquet" else WDS_DIR
+    owner = FORMATS[fmt]
     return sorted(
         root / e["path"]
         for e in manifest["files"]
-        if e["path"].startswith(f"{folder}/") and split_of_shard(e["path"]) == split
+        if owner.owns(e["path"]) and split_of_shard(e["path"]) == split
     )
 
 
@@ -234,7 +198,7 @@ def verify_corpus(root: str | Path, manifest: dict | None = None) -> list[str]:
         problems.append(f"{CARD_FILE}: missing")
     else:
         problems += check_schema(root, manifest, damaged) + check_card_files(root, manifest)
-    if not any(d.endswith(".parquet") for d in damaged):
+    if not any(TABLE_FORMAT.owns(d) for d in damaged):
         problems += check_records(root, manifest)
     return problems + check_croissant(root, manifest)
 

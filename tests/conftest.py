@@ -7,7 +7,7 @@ import shutil
 import pytest
 import torch
 
-from afg_datasets.build import build_corpus
+from afg_datasets.building import build_corpus
 from afg_datasets.config import load_config
 from afg_datasets.models import SmallCNN, TargetModel, freeze
 

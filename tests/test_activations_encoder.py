@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from afg_datasets.build import build_corpus
+from afg_datasets.building import build_corpus
 from afg_datasets.genome import EncoderInputs, make_encoder
 from afg_datasets.models import forward_with_taps
 from afg_datasets.verify import verify_corpus

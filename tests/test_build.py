@@ -14,7 +14,7 @@ import webdataset as wds
 from datasets import load_dataset
 from typer.testing import CliRunner
 
-from afg_datasets.build import build_corpus
+from afg_datasets.building import build_corpus
 from afg_datasets.cli import app
 from afg_datasets.errors import OutputDirError
 from afg_datasets.models import load_target_model
@@ -155,7 +155,7 @@ def test_refuses_foreign_directory(tmp_path, small_config):
 
 
 def test_crash_mid_build_leaves_nothing_that_looks_complete(tmp_path, small_config, monkeypatch):
-    from afg_datasets.build.task import TaskRun
+    from afg_datasets.building.task import TaskRun
 
     calls = {"n": 0}
     original = TaskRun.encode

@@ -12,8 +12,8 @@ import torch
 import torch.nn as nn
 
 from afg_datasets.attacks import ATTACKS, Attack
-from afg_datasets.build import RunOptions, build_corpus
-from afg_datasets.build.executors import EXECUTORS
+from afg_datasets.building import RunOptions, build_corpus
+from afg_datasets.building.executors import EXECUTORS
 from afg_datasets.errors import ConfigError
 from afg_datasets.genome import ENCODERS, EncoderInputs, make_encoder
 from afg_datasets.models import TargetModel, forward_with_taps, freeze

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import afg_datasets
-from afg_datasets.build import build_corpus
+from afg_datasets.building import build_corpus
 
 
 @pytest.fixture(scope="module")

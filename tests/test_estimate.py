@@ -7,7 +7,7 @@ import json
 
 from datasets import load_dataset
 
-from afg_datasets.build import build_corpus
+from afg_datasets.building import build_corpus
 from afg_datasets.verify import verify_corpus
 from tests.test_publish import run_cli
 

@@ -11,7 +11,7 @@ from datasets import load_dataset
 from PIL import Image as PILImage
 from typer.testing import CliRunner
 
-from afg_datasets.build import build_corpus
+from afg_datasets.building import build_corpus
 from afg_datasets.cli import app
 from afg_datasets.genome import EncoderInputs
 from afg_datasets.genome.groupmap import GroupMapConfig, GroupMapEncoder

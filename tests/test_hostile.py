@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from afg_datasets.build import RunOptions, build_corpus
+from afg_datasets.building import RunOptions, build_corpus
 from afg_datasets.errors import ConfigError, CorpusError, ModelError
 from afg_datasets.hub import PushError, upload_plan
 from afg_datasets.layout import AFS_JSON, AFS_PNG, BENCH_DIR
@@ -127,7 +127,7 @@ def test_resume_and_overwrite_together_are_refused_before_writing(small_config, 
 
 
 def test_partial_files_in_model_dir_are_never_listed(corpus, tmp_path):
-    from afg_datasets.build import finalize
+    from afg_datasets.building import finalize
 
     out = tmp_path / "afg"
     shutil.copytree(corpus.out, out)
@@ -248,7 +248,7 @@ def test_bad_config_values_fail_before_anything_is_written(data, field, tmp_path
 
 
 def test_rank_from_a_bad_environment_is_one_error():
-    from afg_datasets.build.executors import resolve_ranks
+    from afg_datasets.building.executors import resolve_ranks
 
     with pytest.raises(ConfigError, match="RANK='abc'"):
         resolve_ranks(None, None, {"RANK": "abc", "WORLD_SIZE": "2"})
@@ -337,7 +337,7 @@ def test_push_to_a_closed_port_is_one_line(copy):
 
 
 def test_malformed_card_plan_and_stats_are_one_error(copy, tmp_path):
-    from afg_datasets.build import finalize
+    from afg_datasets.building import finalize
     from afg_datasets.card import refresh_card
     from afg_datasets.hub import validate_card
 
@@ -384,24 +384,24 @@ def test_decompression_bomb_is_a_bad_image_under_either_policy(tmp_path):
 def test_disk_full_mid_task_leaves_no_partial_and_resumes(small_config, tmp_path, monkeypatch):
     import errno
 
-    from afg_datasets.writers import WebDatasetShardWriter
+    from afg_datasets.formats.webdataset import TarWriter
 
     out = tmp_path / "afg"
-    original = WebDatasetShardWriter.write
+    original = TarWriter.write
     calls = []
 
-    def full(self, samples):
+    def full(self, batch):
         calls.append(1)
         if len(calls) == 3:
             raise OSError(errno.ENOSPC, "No space left on device")
-        return original(self, samples)
+        return original(self, batch)
 
-    monkeypatch.setattr(WebDatasetShardWriter, "write", full)
+    monkeypatch.setattr(TarWriter, "write", full)
     cfg = small_config.replace(limit=12)
     with pytest.raises(OSError, match="No space"):
         build_corpus(cfg, out, progress=False)
     assert not list(out.rglob("*.partial")) and not (out / "manifest.json").exists()
-    monkeypatch.setattr(WebDatasetShardWriter, "write", original)
+    monkeypatch.setattr(TarWriter, "write", original)
     build_corpus(cfg, out, progress=False)
     assert verify_corpus(out) == []
 

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from afg_datasets.build import threads
+from afg_datasets.building import threads
 from afg_datasets.config import load_config
 from afg_datasets.errors import ConfigError, CorpusError, ModelError, SourceError
 from afg_datasets.loader import stream

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from afg_datasets.build import build_corpus, finalize
-from afg_datasets.build.executors import default_workers, rank_device, resolve_ranks
+from afg_datasets.building import build_corpus, finalize
+from afg_datasets.building.executors import default_workers, rank_device, resolve_ranks
 from afg_datasets.errors import ConfigError, OutputDirError
 
 TASK_SIZE = 16  # 48 sources -> 3 tasks
@@ -132,7 +132,7 @@ def test_local_workers(reference, tasked_config, tmp_path, monkeypatch):
 
 
 def test_builds_on_one_node_share_the_cores(tmp_path, monkeypatch):
-    from afg_datasets.build.threads import node_processes, registered, registry, thread_budget
+    from afg_datasets.building.threads import node_processes, registered, registry, thread_budget
 
     monkeypatch.setenv("AFG_CACHE_DIR", str(tmp_path))
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
@@ -155,7 +155,7 @@ def test_builds_on_one_node_share_the_cores(tmp_path, monkeypatch):
 
 
 def test_thread_setting_reaches_spawned_workers(tasked_config, tmp_path, monkeypatch):
-    from afg_datasets.build.threads import thread_budget
+    from afg_datasets.building.threads import thread_budget
 
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     cpus = len(os.sched_getaffinity(0))

@@ -9,8 +9,8 @@ import pytest
 from datasets import load_dataset
 from PIL import Image
 
-from afg_datasets.build import build_corpus
-from afg_datasets.build import task as task_module
+from afg_datasets.building import build_corpus
+from afg_datasets.building import task as task_module
 from afg_datasets.config import BuildConfig
 from afg_datasets.errors import SourceError
 from afg_datasets.layout import MANIFEST_FILE, STATS_FILE, TASKS_DIR

@@ -8,7 +8,7 @@ from datasets import load_dataset
 from safetensors.torch import save_file
 from torchvision.models import get_model
 
-from afg_datasets.build import build_corpus
+from afg_datasets.building import build_corpus
 from afg_datasets.config import BuildConfig
 from afg_datasets.errors import ConfigError, ModelError
 from afg_datasets.models import ARCHITECTURES, load_target_model

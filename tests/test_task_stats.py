@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from afg_datasets.build.stats import AttackTally, make_stats
-from afg_datasets.build.task import quantize
+from afg_datasets.building.stats import AttackTally, make_stats
+from afg_datasets.building.task import quantize
 from afg_datasets.records import RecordBatch
 
 

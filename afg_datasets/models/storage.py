@@ -12,11 +12,11 @@ from safetensors.torch import load_file, save
 from torch import nn
 
 from afg_datasets.errors import ModelError, first_line
+from afg_datasets.files import atomic_write
 from afg_datasets.layout import (
     INFO_FILE,
     MODEL_DIR,
     MODEL_FILE,
-    atomic_write,
     read_json,
     write_json,
 )

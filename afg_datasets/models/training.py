@@ -4,8 +4,6 @@ on first use), or a torchvision / user model with loaded weights."""
 from __future__ import annotations
 
 import logging
-import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +14,8 @@ from torch import nn
 from tqdm.auto import trange
 
 from afg_datasets.errors import ModelError
-from afg_datasets.layout import INFO_FILE, partial_path, sha256_file
+from afg_datasets.files import atomic_directory
+from afg_datasets.layout import INFO_FILE, sha256_file
 from afg_datasets.models.nets import (
     ARCHITECTURES,
     IMAGENET_MEAN,
@@ -192,8 +191,5 @@ def obtain_target_model(
             return model, info, True
         model, info = train_model(settings, data, progress)
         log.info("trained target model: test accuracy %.4f", info.test_accuracy)
-        tmp = partial_path(directory)
-        shutil.rmtree(tmp, ignore_errors=True)
-        save_model(model, info, tmp)
-        os.replace(tmp, directory)
+        atomic_directory(directory, lambda tmp: save_model(model, info, tmp))
     return model.to(device), info, False

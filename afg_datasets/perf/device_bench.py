@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from afg_datasets.build.stats import AttackTally
+from afg_datasets.building.stats import AttackTally
 from afg_datasets.config import BuildConfig, load_config
 from afg_datasets.perf.estimate import (
     Calibration,

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from sklearn.decomposition import NMF
 
-from afg_datasets.build.pipeline import Pipeline
+from afg_datasets.building.pipeline import Pipeline
 from afg_datasets.config import BuildConfig
 from afg_datasets.genome.groupviz import render
 from afg_datasets.genome.nmf import batched_nmf, relative_error

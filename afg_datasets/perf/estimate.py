@@ -12,7 +12,6 @@ stage is judged against.
 from __future__ import annotations
 
 import math
-import tarfile
 import tempfile
 import time
 from collections import defaultdict
@@ -21,13 +20,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow.parquet as pq
 import torch
 
-from afg_datasets.build.pipeline import Pipeline, model_cache_key
-from afg_datasets.build.task import TaskRun
+from afg_datasets.building.pipeline import Pipeline, model_cache_key
+from afg_datasets.building.task import TaskRun
 from afg_datasets.config import BuildConfig
 from afg_datasets.errors import SourceError
+from afg_datasets.formats import format_of
 from afg_datasets.layout import INFO_FILE
 from afg_datasets.models import ModelInfo, SourceData, TargetModel, freeze, load_model_dir
 from afg_datasets.models.nets import IMAGENET_MEAN, IMAGENET_STD, architecture
@@ -220,24 +219,12 @@ def shard_bytes(out: Path, files: list[dict[str, Any]]) -> dict[str, dict[str, i
     totals: dict[str, dict[str, int]] = {}
     for entry in files:
         path = out / entry["path"]
+        fmt = format_of(entry["path"])
         counted = defaultdict(int)
-        if path.suffix == ".parquet":
-            metadata = pq.read_metadata(path)
-            for g in range(metadata.num_row_groups):
-                group = metadata.row_group(g)
-                for c in range(group.num_columns):
-                    column = group.column(c)
-                    counted[_group(column.path_in_schema.split(".")[0])] += (
-                        column.total_compressed_size
-                    )
-            fmt = "parquet"
-        else:
-            with tarfile.open(path) as tar:
-                for member in tar.getmembers():
-                    counted[_group(member.name.split(".", 1)[1])] += member.size
-            fmt = "webdataset"
+        for column, size in fmt.column_bytes(path).items():
+            counted[_group(column)] += size
         counted["overhead"] = entry["bytes"] - sum(counted.values())
-        into = totals.setdefault(fmt, defaultdict(int))
+        into = totals.setdefault(fmt.name, defaultdict(int))
         for name, value in counted.items():
             into[name] += value
     return {fmt: dict(groups) for fmt, groups in totals.items()}

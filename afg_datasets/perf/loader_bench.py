@@ -52,8 +52,8 @@ def bench_loaders(
 
     root = Path(root)
     manifest = load_manifest(root)
-    parquet = split_files(root, manifest, split, "parquet")
-    tars = split_files(root, manifest, split, "wds")
+    parquet = split_files(root, manifest, split)
+    tars = split_files(root, manifest, split, "webdataset")
     records = manifest["splits"][split]["records"]
     table = load_dataset(str(root), "all", split=split)  # the datasets cache, built untimed
     columns = [*META_FIELDS, *genome_inputs(table.column_names)]

@@ -18,7 +18,7 @@ def read_split(root: str | Path, split: str, images: bool = True) -> dict[str, n
     when `images` is set. Callers verify the corpus once first (`require_intact`)."""
     root = Path(root)
     manifest = load_manifest(root)
-    paths = split_files(root, manifest, split, "parquet")
+    paths = split_files(root, manifest, split)
     tables = [pq.read_table(p, use_threads=False) for p in paths]
     columns: dict[str, list] = {}
     for table in tables:

@@ -11,11 +11,11 @@ from typing import Any
 
 import torch
 
-from afg_datasets.build.executors import EXECUTORS
-from afg_datasets.build.finalize import BuildResult, finalize, task_markers
-from afg_datasets.build.options import RunOptions
-from afg_datasets.build.pipeline import Pipeline, WorkerSpec
-from afg_datasets.build.threads import registered, thread_budget
+from afg_datasets.building.executors import EXECUTORS
+from afg_datasets.building.finalize import BuildResult, finalize, task_markers
+from afg_datasets.building.options import RunOptions
+from afg_datasets.building.pipeline import Pipeline, WorkerSpec
+from afg_datasets.building.threads import registered, thread_budget
 from afg_datasets.config import BuildConfig
 from afg_datasets.layout import INFO_FILE, MODEL_DIR, SETUP_FILE, write_json
 from afg_datasets.models import save_model

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
-from afg_datasets.build.pipeline import Pipeline, WorkerSpec
-from afg_datasets.build.task import complete_task
-from afg_datasets.build.threads import thread_budget
+from afg_datasets.building.pipeline import Pipeline, WorkerSpec
+from afg_datasets.building.task import complete_task
+from afg_datasets.building.threads import thread_budget
 from afg_datasets.errors import ConfigError
 from afg_datasets.plan import Task
 from afg_datasets.registry import Registry

@@ -8,6 +8,8 @@ import os
 import time
 from collections import defaultdict
 from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,15 +17,14 @@ import torch
 from filelock import FileLock, Timeout
 from tqdm.auto import tqdm
 
-from afg_datasets.build.pipeline import Pipeline
-from afg_datasets.build.stats import AttackTally, StageTimer, peak_rss_mb
+from afg_datasets.building.pipeline import Pipeline
+from afg_datasets.building.stats import AttackTally, StageTimer, peak_rss_mb
 from afg_datasets.errors import ModelError
+from afg_datasets.formats import ShardWriter
 from afg_datasets.layout import (
     SPLITS,
     file_entry,
     marker_path,
-    parquet_path,
-    tar_path,
     task_lock_path,
     write_json,
 )
@@ -32,7 +33,6 @@ from afg_datasets.plan import Task, clear_task, derive_seed, read_marker
 from afg_datasets.records import CLEAN, RecordBatch
 from afg_datasets.sources import Decoded
 from afg_datasets.sources.loading import decode_batches
-from afg_datasets.writers import ParquetShardWriter, WebDatasetShardWriter
 
 
 def quantize(adv: torch.Tensor, clean: torch.Tensor, linf: float | None) -> torch.Tensor:
@@ -65,7 +65,8 @@ class TaskRun:
         self.num_tasks = num_tasks
         self.timer = StageTimer()
         self.tallies: dict[str, AttackTally] = defaultdict(AttackTally)
-        self.writers: dict[tuple[str, str], ParquetShardWriter | WebDatasetShardWriter] = {}
+        self.writers: dict[Path, ShardWriter] = {}
+        self.shards = ExitStack()  # every open writer: aborted together if the task fails
 
     def run(self) -> dict[str, Any]:
         """Write the task's shards (temp names, renamed at the end); returns its marker."""
@@ -75,7 +76,7 @@ class TaskRun:
         batches = self.batches()
         chunks = [chunk for _, _, chunk in batches]
         bar = self.progress_bar(len(batches))
-        try:
+        with self.shards, bar:  # an exception aborts every shard writer (no final names)
             decoded_batches = decode_batches(p.source.reader, chunks, p.loader_workers)
             for (split, b, _), decoded in zip(batches, self.timed(decoded_batches), strict=True):
                 skipped[split] += p.source.check(decoded)
@@ -86,12 +87,6 @@ class TaskRun:
                         bar.update()
             with self.timer("write"):
                 shards = [w.close() for w in self.writers.values()]
-        except BaseException:
-            for writer in self.writers.values():
-                writer.abort()
-            raise
-        finally:
-            bar.close()
         with self.timer("hash"):
             files = [file_entry(p.out, f.path, f.rows) for f in shards]
         return {
@@ -190,19 +185,14 @@ class TaskRun:
         return batch
 
     def write(self, batch: RecordBatch, split: str) -> None:
-        """Append a batch to its attack's parquet shard and the split's tar."""
-        p, task_id = self.pipeline, self.task.id
+        """Append a batch to its shard in every output format."""
+        p = self.pipeline
         with self.timer("write"):
-            pngs = batch.png()
-            key = (batch.attack, split)
-            if key not in self.writers:
-                path = parquet_path(p.out, batch.attack, split, task_id, self.num_tasks)
-                self.writers[key] = ParquetShardWriter(path, p.features.arrow_schema)
-            self.writers[key].write(batch.to_arrow(p.features, pngs))
-            if ("wds", split) not in self.writers:
-                path = tar_path(p.out, split, task_id, self.num_tasks)
-                self.writers["wds", split] = WebDatasetShardWriter(path)
-            self.writers["wds", split].write(batch.wds_samples(p.features, pngs))
+            for fmt in p.formats:
+                path = fmt.shard_path(p.out, batch.attack, split, self.task.id, self.num_tasks)
+                if path not in self.writers:
+                    self.writers[path] = self.shards.enter_context(fmt.writer(path, p.features))
+                self.writers[path].write(batch)
 
 
 def complete_task(pipeline: Pipeline, task: Task, num_tasks: int) -> bool:
@@ -219,7 +209,7 @@ def complete_task(pipeline: Pipeline, task: Task, num_tasks: int) -> bool:
     try:
         if read_marker(out, task) is not None:
             return False
-        clear_task(out, task, num_tasks, pipeline.variant_names)
+        clear_task(out, task, num_tasks, pipeline.variant_names, pipeline.formats)
         marker = TaskRun(pipeline, task, num_tasks).run()
         write_json(marker_path(out, task.id), marker)
         return True

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from afg_datasets.build.stats import make_stats, skipped_sources
+from afg_datasets.building.stats import make_stats, skipped_sources
 from afg_datasets.card import write_card
 from afg_datasets.croissant import write_croissant
 from afg_datasets.errors import OutputDirError

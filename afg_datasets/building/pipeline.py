@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from afg_datasets.attacks import Attack
-from afg_datasets.build.stats import StageTimer, peak_rss_mb
+from afg_datasets.building.stats import StageTimer, peak_rss_mb
 from afg_datasets.config import BuildConfig
 from afg_datasets.genome import EncoderInputs, make_encoder
 from afg_datasets.layout import MODEL_DIR, SPLITS
@@ -120,6 +120,7 @@ class Pipeline:
             for name, params in self.cfg.attacks.items()
         ]
         self.variant_names = [CLEAN, *(a.name for a in self.attacks)]
+        self.formats = self.cfg.output_formats()
 
     def _obtain_model(self, full, split_of_all) -> None:
         model_cfg = self.cfg.model

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from afg_datasets.build.executors import EXECUTORS, ExecutorOptions
+from afg_datasets.building.executors import EXECUTORS, ExecutorOptions
 from afg_datasets.errors import ConfigError
 
 

@@ -1,0 +1,138 @@
+"""Parquet: `data/<attack>/<split>-TTTTT-of-NNNNN.parquet`, the format of the card's configs,
+`datasets.load_dataset`, croissant and every column reader. zstd, a page index, row groups of
+at most ROW_GROUP_BYTES."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from datasets import Image
+
+from afg_datasets.errors import CorpusError, first_line
+from afg_datasets.formats.base import OutputFormat, ShardWriter
+from afg_datasets.records import RecordBatch, encode_png, mixed_labels
+
+# Row groups are bounded in bytes so the Hub's dataset viewer reads any shard (it fails on row
+# groups over ~286 MiB) whatever the image size; with the page index, a column is read page by
+# page. Both are part of format 1.0.
+ROW_GROUP_BYTES = 100 * 2**20
+
+
+def rows_per_group(table: pa.Table, limit: int = ROW_GROUP_BYTES) -> int:
+    """The most rows of `table` whose Arrow (uncompressed) bytes stay within `limit`: a bound
+    on the row group's parquet bytes too, since every column is stored no larger than that
+    (PNG bytes as they are, the rest compressed). One row at the least."""
+    if table.nbytes <= limit:  # the usual batch: one row group, no per-row sizes needed
+        return max(table.num_rows, 1)
+    widest = max(table.slice(i, 1).nbytes for i in range(table.num_rows))
+    return max(1, limit // widest)
+
+
+def to_arrow(batch: RecordBatch, features) -> pa.Table:
+    """A batch's records as a table of the corpus schema (`features`: datasets.Features)."""
+    schema = features.arrow_schema
+    n = len(batch.labels)
+    num_classes = features["label"].num_classes
+    mixed = mixed_labels(batch.labels, batch.preds, batch.is_adversarial, num_classes)
+    columns = {
+        "key": pa.array(batch.keys, pa.string()),
+        "source_id": pa.array(list(batch.source_ids), pa.string()),
+        "image": pa.array(
+            [{"bytes": b, "path": None} for b in batch.pngs], schema.field("image").type
+        ),
+        "label": pa.array(batch.labels, pa.int64()),
+        "pred": pa.array(batch.preds, pa.int64()),
+        "is_adversarial": pa.array([batch.is_adversarial] * n, pa.bool_()),
+        "attack": pa.array([batch.attack] * n, pa.string()),
+        "attack_params": pa.array([batch.attack_params] * n, pa.string()),
+        "success": pa.array(batch.success(), pa.bool_()),
+        "linf": pa.array(batch.linf.astype(np.float32)),
+        "l2": pa.array(batch.l2.astype(np.float32)),
+        "mixed_label": pa.FixedSizeListArray.from_arrays(pa.array(mixed.ravel()), num_classes + 1),
+    }
+    for name, array in batch.genome.items():
+        if isinstance(features[name], Image):
+            pictures = [{"bytes": encode_png(a), "path": None} for a in array]
+            columns[name] = pa.array(pictures, schema.field(name).type)
+        else:
+            columns[name] = ndarray_to_arrow(array, schema.field(name).type)
+    return pa.Table.from_pydict(columns, schema=schema)
+
+
+def ndarray_to_arrow(array: np.ndarray, arrow_type: pa.DataType) -> pa.Array:
+    """[N, *shape] -> the nested-list storage of a datasets ArrayND extension type."""
+    flat: pa.Array = pa.array(np.ascontiguousarray(array).reshape(-1))
+    for dim in reversed(array.shape[1:]):
+        count = len(flat) // dim
+        flat = pa.ListArray.from_arrays(pa.array(np.arange(count + 1, dtype=np.int32) * dim), flat)
+    return pa.ExtensionArray.from_storage(arrow_type, flat)
+
+
+class ParquetWriter(ShardWriter):
+    """Each written batch is one row group, or several where it exceeds ROW_GROUP_BYTES."""
+
+    _writer: pq.ParquetWriter
+
+    def _open(self, path: Path) -> None:
+        self._writer = pq.ParquetWriter(
+            path, self.features.arrow_schema, compression="zstd", write_page_index=True
+        )
+
+    def _write(self, batch: RecordBatch) -> None:
+        table = to_arrow(batch, self.features)
+        self._writer.write_table(table, row_group_size=rows_per_group(table))
+
+    def _close(self) -> None:
+        self._writer.close()
+
+
+class Parquet(OutputFormat):
+    name = "parquet"
+    folder = "data"
+    suffix = ".parquet"
+    media_type = "application/x-parquet"
+    per_attack = True
+    writer = ParquetWriter
+
+    def rows(self, path: Path) -> int:
+        try:
+            return pq.read_metadata(path).num_rows
+        except (pa.ArrowException, OSError) as err:
+            raise CorpusError(f"not a readable parquet file ({first_line(err)})") from None
+
+    def schema(self, path: Path) -> pa.Schema:
+        return pq.read_schema(path).remove_metadata()
+
+    def read_columns(self, path: Path, columns: list[str]) -> pa.Table:
+        return pq.read_table(path, columns=columns, use_threads=False)
+
+    def arrow_bytes(self, path: Path) -> int:
+        """A shard's uncompressed (Arrow) size, from its footer."""
+        metadata = pq.read_metadata(path)
+        return sum(metadata.row_group(i).total_byte_size for i in range(metadata.num_row_groups))
+
+    def column_bytes(self, path: Path) -> dict[str, int]:
+        metadata = pq.read_metadata(path)
+        sizes: dict[str, int] = defaultdict(int)
+        for g in range(metadata.num_row_groups):
+            group = metadata.row_group(g)
+            for c in range(group.num_columns):
+                column = group.column(c)
+                sizes[column.path_in_schema.split(".")[0]] += column.total_compressed_size
+        return dict(sizes)
+
+    def attack_of(self, relative: str) -> str:
+        """The attack folder a shard lies in (`data/<attack>/...`)."""
+        return relative.split("/")[1]
+
+    def patterns(self, attack_folders: Iterable[str], split: str = "*") -> list[str]:
+        """Globs of the shards of some attack folders (`*`: all) and one split (or all)."""
+        return [f"{self.folder}/{d}/{split}-*{self.suffix}" for d in attack_folders]
+
+
+PARQUET = Parquet()
