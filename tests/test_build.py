@@ -4,6 +4,7 @@ import glob
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -14,9 +15,10 @@ import webdataset as wds
 from datasets import load_dataset
 from typer.testing import CliRunner
 
+import afg_datasets
 from afg_datasets.building import build_corpus
 from afg_datasets.cli import app
-from afg_datasets.errors import OutputDirError
+from afg_datasets.errors import ConfigError, CorpusError, OutputDirError
 from afg_datasets.models import load_target_model
 from afg_datasets.records import decode_png
 
@@ -222,3 +224,34 @@ def test_cli_builds_and_summarizes(tmp_path):
     assert again.exit_code == 2 and "--overwrite" in again.output
     replaced = build("--seed", "2", "--overwrite")
     assert replaced.exit_code == 0, replaced.output
+
+
+def test_a_parquet_only_build_writes_half_and_is_a_whole_corpus(corpus, small_config, tmp_path):
+    from afg_datasets.verify import verify_corpus
+
+    cfg = small_config.replace(formats=("parquet",))
+    built = build_corpus(cfg, tmp_path / "afg", progress=False)
+    assert not (built.out / "wds").exists() and verify_corpus(built.out) == []
+    ours = {p.relative_to(built.out) for p in (built.out / "data").rglob("*.parquet")}
+    theirs = {p.relative_to(corpus.out) for p in (corpus.out / "data").rglob("*.parquet")}
+    assert ours == theirs
+    for path in ours:  # the same records, byte for byte
+        assert (built.out / path).read_bytes() == (corpus.out / path).read_bytes()
+    card = (built.out / "README.md").read_text()
+    assert "wds/" not in card and "data/clean" in card
+    assert cfg.config_hash() != small_config.config_hash()
+    with pytest.raises(CorpusError, match="no webdataset shards"):
+        afg_datasets.stream(built.out, split="train")
+
+
+@pytest.mark.parametrize(
+    ("formats", "message"),
+    [
+        (("webdataset",), "'parquet' among them"),
+        (("parquet", "parquet"), "each at most once"),
+        (("parquet", "arrow"), "unknown format 'arrow'; valid formats: parquet, webdataset"),
+    ],
+)
+def test_bad_formats_are_refused_naming_the_choices(small_config, formats, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        small_config.replace(formats=formats)
