@@ -9,11 +9,11 @@ from importlib import import_module
 __version__ = "0.3.0"
 
 _PUBLIC = {
-    "load": "afg_datasets.loader",
-    "dataloader": "afg_datasets.loader",
-    "stream": "afg_datasets.loader",
+    "load": "afg_datasets.corpus.loader",
+    "dataloader": "afg_datasets.corpus.loader",
+    "stream": "afg_datasets.corpus.loader",
     "load_target_model": "afg_datasets.models",
-    "verify_corpus": "afg_datasets.verify",
+    "verify_corpus": "afg_datasets.corpus.verify",
 }
 __all__ = ["__version__", *_PUBLIC]
 

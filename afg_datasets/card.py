@@ -10,6 +10,7 @@ from datasets.info import DatasetInfosDict
 from datasets.utils.metadata import MetadataConfigs
 from huggingface_hub import DatasetCard, DatasetCardData
 
+from afg_datasets.corpus.manifest import load_manifest
 from afg_datasets.croissant import DEFAULT_CONFIG, config_patterns, write_croissant
 from afg_datasets.files import atomic_write
 from afg_datasets.formats import TABLE_FORMAT, format_of, split_of_shard, task_of_shard
@@ -25,7 +26,6 @@ from afg_datasets.layout import (
 )
 from afg_datasets.records import CLEAN, FIELD_DOCS, features_from_json
 from afg_datasets.resources import resource_dir
-from afg_datasets.verify import load_manifest
 
 TEMPLATE = "afg_dataset_card.md"
 

@@ -69,12 +69,16 @@ def bench_loader(
         int,
         typer.Option(min=1, max=MAX_REPEATS, help="Passes per reader; the median is reported."),
     ] = 3,
+    beside_build: Annotated[
+        bool, typer.Option(help="Time the readers while a default build runs beside them.")
+    ] = False,
     as_json: JsonOpt = False,
 ):
     """records/s and MB/s of dataloader, stream and load against datasets' own readers."""
     from afg_datasets.perf.loader_bench import bench_loaders
 
-    printers.report(bench_loaders(directory, split, repeats), as_json, printers.loader_bench)
+    results = bench_loaders(directory, split, repeats, beside=beside_build)
+    printers.report(results, as_json, printers.loader_bench)
 
 
 def bench_build(

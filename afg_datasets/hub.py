@@ -27,6 +27,7 @@ from huggingface_hub.errors import (
 from huggingface_hub.hf_api import RepoFile
 from huggingface_hub.utils import _http as hub_http
 
+from afg_datasets.corpus.verify import require_intact
 from afg_datasets.errors import AFGError, first_line
 from afg_datasets.layout import (
     CARD_FILE,
@@ -37,7 +38,6 @@ from afg_datasets.layout import (
     read_json,
     regular_file,
 )
-from afg_datasets.verify import require_intact
 
 log = logging.getLogger(__name__)
 

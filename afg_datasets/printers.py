@@ -64,7 +64,7 @@ def upload(plan, repo_id: str, dry_run: bool) -> None:
 
 
 def loader_bench(results: dict[str, Any]) -> None:
-    table = Table("reader", "records/s", "MB/s", "seconds", "of datasets numpy-batched")
+    table = Table("reader", "records/s", "MB/s", "seconds", "of datasets numpy (same columns)")
     for name, r in results["readers"].items():
         table.add_row(
             name,
@@ -76,6 +76,7 @@ def loader_bench(results: dict[str, Any]) -> None:
     out = Console()
     out.print(table)
     out.print(f"batched stream / dataloader: {results['stream_batched_over_dataloader']:.2f}")
+    out.print(f"condition: {results['condition']}, torch threads {results['torch_threads']}")
 
 
 def build_bench(results: dict[str, Any]) -> None:

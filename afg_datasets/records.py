@@ -13,6 +13,8 @@ from datasets import ClassLabel, Features, Image, List, Value
 from PIL import Image as PILImage
 
 CLEAN = "clean"
+# Columns that are pictures of a genome, not model inputs.
+DISPLAY_COLUMNS = ("genome_mosaic",)
 
 # Documented in the dataset card; order is the column order of every parquet file.
 FIELD_DOCS = {
@@ -31,6 +33,11 @@ FIELD_DOCS = {
     "mixed_label": "Multi-hot, length num_classes + 1: original class, predicted class, "
     "and a last flag = is_adversarial.",
 }
+
+
+def genome_inputs(columns: Sequence[str]) -> list[str]:
+    """The genome arrays among `columns` (what a recognizer reads)."""
+    return [c for c in columns if c.startswith("genome_") and c not in DISPLAY_COLUMNS]
 
 
 def record_key(source_id: str, attack: str) -> str:

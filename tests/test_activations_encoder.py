@@ -6,9 +6,9 @@ import numpy as np
 import torch
 
 from afg_datasets.building import build_corpus
+from afg_datasets.corpus.verify import verify_corpus
 from afg_datasets.genome import EncoderInputs, make_encoder
 from afg_datasets.models import forward_with_taps
-from afg_datasets.verify import verify_corpus
 
 LAYERS = ("block1", "block2")
 

@@ -80,8 +80,9 @@ def test_bench_loader_times_every_reader_over_all_records(sharded):
 
     results = bench_loaders(sharded, split="train", repeats=2, batch_size=16)
     assert set(results["readers"]) == {
-        "datasets_numpy_batched", "datasets_torch", "dataloader", "stream_batched",
-        "stream_batched_verified", "load", "stream",
+        "datasets_numpy_numeric", "dataloader_numeric", "datasets_numpy_batched",
+        "datasets_torch", "dataloader", "stream_batched", "stream_batched_verified", "load",
+        "stream",
     }  # fmt: skip
     assert all(r["records_per_s"] > 0 for r in results["readers"].values())
     assert results["stream_batched_over_dataloader"] > 0

@@ -20,11 +20,12 @@ import yaml
 from PIL import Image
 
 import afg_datasets
+from afg_datasets.corpus.manifest import load_manifest
+from afg_datasets.corpus.verify import verify_corpus
 from afg_datasets.errors import CorpusError
 from afg_datasets.formats import parquet
 from afg_datasets.layout import FORMAT_VERSION, MANIFEST_FILE, PLAN_FILE
 from afg_datasets.records import RecordBatch, record_features
-from afg_datasets.verify import load_manifest, verify_corpus
 from tests.fake_hub import FakeHub
 from tests.push_bench import push_killed_and_resumed, synthetic_corpus
 from tests.test_publish import TOKEN, run_cli

@@ -21,8 +21,8 @@ from typer.testing import CliRunner
 
 from afg_datasets.cli import app
 from afg_datasets.config import BuildConfig, load_config
+from afg_datasets.corpus.loader import stream
 from afg_datasets.errors import AFGError, ConfigError, CorpusError
-from afg_datasets.loader import stream
 
 EXAMPLES = int(os.environ.get("AFG_FUZZ_EXAMPLES", "80"))
 FUZZ = settings(

@@ -13,10 +13,10 @@ from typer.testing import CliRunner
 
 from afg_datasets.building import build_corpus
 from afg_datasets.cli import app
+from afg_datasets.corpus.loader import load
 from afg_datasets.genome import EncoderInputs
 from afg_datasets.genome.groupmap import GroupMapConfig, GroupMapEncoder
 from afg_datasets.genome.groupviz import mosaic, render
-from afg_datasets.loader import load
 from afg_datasets.models import forward_with_taps, load_target_model
 from afg_datasets.records import decode_png
 

@@ -13,12 +13,13 @@ import numpy as np
 import pytest
 
 from afg_datasets.building import RunOptions, build_corpus
+from afg_datasets.corpus.loader import stream
+from afg_datasets.corpus.manifest import load_manifest
+from afg_datasets.corpus.verify import verify_corpus
 from afg_datasets.errors import ConfigError, CorpusError, ModelError
 from afg_datasets.hub import PushError, upload_plan
 from afg_datasets.layout import AFS_JSON, AFS_PNG, BENCH_DIR
-from afg_datasets.loader import stream
 from afg_datasets.models import load_target_model
-from afg_datasets.verify import load_manifest, verify_corpus
 from tests.test_sources import write_idx as write
 
 RETRY_WARNINGS = 2  # one logged line per transient failure before the last attempt

@@ -20,8 +20,8 @@ from PIL import Image
 
 from afg_datasets.building import threads
 from afg_datasets.config import load_config
+from afg_datasets.corpus.loader import stream
 from afg_datasets.errors import ConfigError, CorpusError, ModelError, SourceError
-from afg_datasets.loader import stream
 from afg_datasets.models.nets import architecture
 from afg_datasets.sources import SourceConfig, load_source
 from afg_datasets.sources.bundled import read_cifar_batch

@@ -18,8 +18,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import afg_datasets
+from afg_datasets.corpus.manifest import load_manifest
+from afg_datasets.corpus.verify import verify_corpus
+from afg_datasets.errors import CorpusError
 from afg_datasets.hub import upload_plan
-from afg_datasets.verify import CorpusError, load_manifest, verify_corpus
 from tests.fake_hub import FakeHub
 
 TOKEN = "hf_afgTESTtoken0123456789"
@@ -119,7 +121,8 @@ def test_verify_catches_extra_row(copy):
 
 def verify_corpus_rows_only(copy, shard):
     """The record checks alone (what a re-hashed, tampered manifest would still catch)."""
-    from afg_datasets.verify import check_records, load_manifest
+    from afg_datasets.corpus.manifest import load_manifest
+    from afg_datasets.corpus.verify import check_records
 
     return check_records(copy, load_manifest(copy))
 

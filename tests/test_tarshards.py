@@ -13,9 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from afg_datasets import shardcolumns, tarshards
-from afg_datasets.loader import stream
-from afg_datasets.verify import CorpusError
+from afg_datasets.corpus import shardcolumns, tarshards
+from afg_datasets.corpus.loader import stream
+from afg_datasets.errors import CorpusError
 
 
 def _npy(array: np.ndarray) -> bytes:

@@ -25,6 +25,7 @@ import torch
 
 from afg_datasets import __version__
 from afg_datasets.attacks import ATTACKS
+from afg_datasets.corpus.verify import require_intact
 from afg_datasets.evaluation import adaptive
 from afg_datasets.evaluation.activations import layer_activations
 from afg_datasets.evaluation.intervals import (
@@ -47,7 +48,6 @@ from afg_datasets.layout import BENCH_DIR, SPLITS
 from afg_datasets.models import load_target_model
 from afg_datasets.recognizer.data import protocol_filter, read_split, select
 from afg_datasets.recognizer.model import RecognizerNet, parameter_count
-from afg_datasets.verify import require_intact
 
 UNSEEN = ("all", "attack", "family", "none")
 PROTOCOL = {

@@ -8,9 +8,9 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 
+from afg_datasets.corpus.verify import require_intact
 from afg_datasets.errors import AFGError, ConfigError
 from afg_datasets.records import CLEAN, decode_png, record_key
-from afg_datasets.verify import require_intact
 
 
 class RecordNotFound(AFGError):

@@ -3,7 +3,7 @@
 The contract every encoder meets is `genome.base.GenomeEncoder`.
 """
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import fields
 
 from afg_datasets.genome.activations import ActivationsEncoder
@@ -20,8 +20,6 @@ ENCODERS: Registry[type[GenomeEncoder]] = Registry(
         "activations": ActivationsEncoder,
     },
 )
-# Columns that are pictures of a genome, not model inputs.
-DISPLAY_COLUMNS = ("genome_mosaic",)
 
 
 def make_encoder(genome: Mapping, inputs: EncoderInputs) -> GenomeEncoder:
@@ -44,11 +42,6 @@ def encoder_from_manifest(manifest: dict, model=None) -> GenomeEncoder:
     return make_encoder(manifest["config"]["genome"], inputs)
 
 
-def genome_inputs(columns: Sequence[str]) -> list[str]:
-    """The genome arrays among `columns` (what a recognizer reads)."""
-    return [c for c in columns if c.startswith("genome_") and c not in DISPLAY_COLUMNS]
-
-
 __all__ = [
     "ENCODERS",
     "EncoderInputs",
@@ -56,6 +49,5 @@ __all__ = [
     "GroupMapEncoder",
     "GroupVizEncoder",
     "encoder_from_manifest",
-    "genome_inputs",
     "make_encoder",
 ]

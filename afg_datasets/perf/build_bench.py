@@ -22,11 +22,11 @@ from typing import Any
 import yaml
 
 from afg_datasets.config import BuildConfig
+from afg_datasets.corpus.verify import verify_corpus
 from afg_datasets.errors import AFGError
 from afg_datasets.layout import MANIFEST_FILE, PLAN_FILE, STATS_FILE, TASKS_DIR
 from afg_datasets.perf.device_bench import PRESETS, bench_device
 from afg_datasets.perf.source_bench import source_scaling
-from afg_datasets.verify import verify_corpus
 
 
 class BenchError(AFGError):

@@ -8,9 +8,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import torch
 
-from afg_datasets.genome import DISPLAY_COLUMNS
-from afg_datasets.records import decode_png
-from afg_datasets.verify import load_manifest, split_files
+from afg_datasets.corpus.manifest import load_manifest, split_files
+from afg_datasets.records import DISPLAY_COLUMNS, decode_png
 
 
 def read_split(root: str | Path, split: str, images: bool = True) -> dict[str, np.ndarray]:

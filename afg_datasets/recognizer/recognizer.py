@@ -14,16 +14,17 @@ from pydantic import ValidationError
 from safetensors import SafetensorError
 
 from afg_datasets.config import BuildConfig
+from afg_datasets.corpus.verify import require_intact
 from afg_datasets.documents import load_json
 from afg_datasets.errors import ConfigError, CorpusError, ModelError, first_line
-from afg_datasets.genome import encoder_from_manifest, genome_inputs
+from afg_datasets.genome import encoder_from_manifest
 from afg_datasets.layout import MODEL_DIR, RECOGNIZER_FILES
 from afg_datasets.models import forward_with_taps, load_model_dir
 from afg_datasets.recognizer.data import read_split, to_tensors
 from afg_datasets.recognizer.model import RecognizerNet
 from afg_datasets.recognizer.training import TrainConfig, fit_recognizer
+from afg_datasets.records import genome_inputs
 from afg_datasets.schemas import SHAPES
-from afg_datasets.verify import require_intact
 
 INFO = "recognizer.json"  # (RECOGNIZER_FILES lists every file a saved recognizer holds)
 TARGET_DIR = "target_model"

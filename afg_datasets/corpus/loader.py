@@ -16,17 +16,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from afg_datasets.genome import genome_inputs
-from afg_datasets.records import CLEAN
-from afg_datasets.shardcolumns import float32_tensor, rebatch, shard_chunks
-from afg_datasets.tarshards import ShardBuffer
-from afg_datasets.verify import (
-    CorpusError,
-    check_place,
-    load_manifest,
-    require_files,
-    split_files,
-)
+from afg_datasets.corpus.manifest import check_place, load_manifest, require_files, split_files
+from afg_datasets.corpus.shardcolumns import float32_tensor, rebatch, shard_chunks
+from afg_datasets.corpus.tarshards import ShardBuffer
+from afg_datasets.errors import CorpusError
+from afg_datasets.records import CLEAN, genome_inputs
 
 META_FIELDS = ("key", "attack", "label", "is_adversarial", "mixed_label")
 

@@ -22,8 +22,8 @@ import orjson
 import torch
 
 from afg_datasets.bounds import MAX_CLASSES
-from afg_datasets.tarshards import BLOCK, Buffer, ShardBuffer, checked_bytes, shard_members
-from afg_datasets.verify import CorpusError
+from afg_datasets.corpus.tarshards import BLOCK, Buffer, ShardBuffer, checked_bytes, shard_members
+from afg_datasets.errors import CorpusError
 
 CHUNK = 256  # records per column chunk
 NPY_DTYPES = ("<f4", "<f2", "<f8", "|u1", "<i8")  # what a genome member may hold
@@ -271,12 +271,23 @@ def _split(columns: dict[str, Any], n: int) -> tuple[dict[str, Any], dict[str, A
     return {k: v[:n] for k, v in columns.items()}, {k: v[n:] for k, v in columns.items()}
 
 
+# torch runs an elementwise op on the calling thread when it has at most this many elements
+# (at::internal::GRAIN_SIZE); larger ones go to its thread pool, whose threads wait for cores
+# when another process (a build) is busy: the conversion then took 4x as long as the read.
+SERIAL_ELEMENTS = 32768
+
+
 def float32_tensor(column: np.ndarray) -> torch.Tensor:
-    """A float32 tensor of its own, converted by torch: its float16 conversion is ~20x numpy's
-    (35 vs 650 us on a 256 x 1536 batch). A read-only column (Arrow's buffers) is copied
-    first, since torch.from_numpy takes writable memory only."""
+    """A float32 tensor of its own, converted by torch on the calling thread, in chunks of
+    SERIAL_ELEMENTS (torch's float16 conversion is ~10x numpy's even so). A read-only column
+    (Arrow's buffers) is copied first, since torch.from_numpy takes writable memory only."""
     writable = column if column.flags.writeable else np.array(column)
-    return torch.from_numpy(writable).to(torch.float32, copy=writable is column)
+    source = torch.from_numpy(writable).reshape(-1)
+    out = torch.empty(column.shape, dtype=torch.float32)
+    flat = out.view(-1)
+    for start in range(0, flat.numel(), SERIAL_ELEMENTS):
+        flat[start : start + SERIAL_ELEMENTS] = source[start : start + SERIAL_ELEMENTS]
+    return out
 
 
 def _as_torch(columns: dict[str, Any]) -> dict[str, Any]:

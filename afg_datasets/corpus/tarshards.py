@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from afg_datasets.verify import CorpusError
+from afg_datasets.errors import CorpusError
 
 BLOCK = 512
 RECORD = 20 * BLOCK  # tar's default blocking: archives are padded to a multiple of it
