@@ -45,3 +45,20 @@ def test_float32_tensor_is_an_exact_conversion_of_its_own(shape, dtype):
     writable = column.copy()
     float32_tensor(writable).fill_(-1)
     assert np.array_equal(writable, column), "the tensor must not share the column's memory"
+
+
+def test_find_record_reads_one_record_by_key(corpus):
+    from afg_datasets.evaluation.show import RecordNotFound, find_record
+
+    key = _keys(corpus.out)[-1]
+    record = find_record(corpus.out, key)
+    assert record["key"] == key and record["image"]["bytes"].startswith(b"\x89PNG")
+    with pytest.raises(RecordNotFound, match="no record with key 'nope-clean'"):
+        find_record(corpus.out, "nope-clean")
+
+
+def _keys(root):
+    import pyarrow.parquet as pq
+
+    shard = sorted((root / "data" / "fgsm").glob("test-*.parquet"))[0]
+    return pq.read_table(shard, columns=["key"]).column("key").to_pylist()

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from afg_datasets.corpus.columns import numpy_column
 from afg_datasets.corpus.manifest import check_place, load_manifest, require_files, split_files
 from afg_datasets.corpus.shardcolumns import float32_tensor, rebatch, shard_chunks
 from afg_datasets.corpus.tarshards import ShardBuffer
@@ -155,27 +156,12 @@ class ArrowBatches(torch.utils.data.Dataset):
         return _like_load({name: self._column(part, name) for name in part.column_names})
 
     def _column(self, part, name: str) -> np.ndarray:
-        """One column as numpy without per-row work: strings, nulls-free numbers and
-        equal-length lists directly from Arrow; anything else through datasets' formatter
+        """One column as numpy: the column reader's fast paths, else datasets' formatter
         (which inspects lists row by row)."""
-        import pyarrow as pa
-
-        array = part.column(name).combine_chunks()
-        kind = array.type
-        if array.null_count == 0:
-            if pa.types.is_string(kind) or pa.types.is_large_string(kind):
-                return np.array(array.to_pylist(), dtype=object)
-            if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind):
-                return array.to_numpy(zero_copy_only=False)
-            if pa.types.is_list(kind) and pa.types.is_primitive(kind.value_type):
-                lengths = np.diff(array.offsets.to_numpy())
-                if len(lengths) and (lengths == lengths[0]).all() and array.values.null_count == 0:
-                    start = array.offsets[0].as_py()
-                    values = array.values.slice(start, int(lengths.sum())).to_numpy()
-                    return values.reshape(len(array), int(lengths[0]))
-            if isinstance(kind, pa.ExtensionType) and hasattr(array, "to_numpy"):
-                return array.to_numpy()  # datasets' ArrayND: one reshape
-        return self.formatter.format_batch(part.select([name]))[name]
+        column = numpy_column(part.column(name))
+        if column is None:
+            column = self.formatter.format_batch(part.select([name]))[name]
+        return column
 
 
 def _like_load(batch: dict[str, np.ndarray]) -> dict[str, Any]:

@@ -6,10 +6,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow.parquet as pq
 
+from afg_datasets.corpus.columns import find_row
 from afg_datasets.corpus.verify import require_intact
 from afg_datasets.errors import AFGError, ConfigError
+from afg_datasets.formats import TABLE_FORMAT
 from afg_datasets.records import CLEAN, decode_png, record_key
 
 
@@ -47,15 +48,13 @@ def _genomes(fig, axes, rows: list[dict[str, Any]], manifest: dict) -> None:
 
 
 def find_record(root: Path, key: str) -> dict[str, Any]:
-    """One record by key, from the parquet shards (genome arrays as numpy)."""
+    """One record by key, from the table shards (genome arrays as numpy)."""
     manifest = require_intact(root)
-    for entry in manifest["files"]:
-        if not entry["path"].endswith(".parquet"):
-            continue
-        table = pq.read_table(root / entry["path"], filters=[("key", "==", key)], use_threads=False)
-        if table.num_rows:
-            return table.slice(0, 1).to_pylist()[0]
-    raise RecordNotFound(f"{root}: no record with key {key!r}")
+    shards = [root / e["path"] for e in manifest["files"] if TABLE_FORMAT.owns(e["path"])]
+    row = find_row(shards, key)
+    if row is None:
+        raise RecordNotFound(f"{root}: no record with key {key!r}")
+    return row
 
 
 def genome_tiles(rows: list[dict[str, Any]]) -> list[np.ndarray]:

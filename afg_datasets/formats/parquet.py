@@ -108,8 +108,10 @@ class Parquet(OutputFormat):
     def schema(self, path: Path) -> pa.Schema:
         return pq.read_schema(path).remove_metadata()
 
-    def read_columns(self, path: Path, columns: list[str]) -> pa.Table:
-        return pq.read_table(path, columns=columns, use_threads=False)
+    def read_columns(self, path: Path, columns: list[str] | None, filters=None) -> pa.Table:
+        """A shard's columns (None: all), optionally only the rows `filters` (pyarrow's
+        DNF filters) keep."""
+        return pq.read_table(path, columns=columns, filters=filters, use_threads=False)
 
     def arrow_bytes(self, path: Path) -> int:
         """A shard's uncompressed (Arrow) size, from its footer."""

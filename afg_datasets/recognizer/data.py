@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 import torch
 
+from afg_datasets.corpus.columns import numpy_column, read_table
 from afg_datasets.corpus.manifest import load_manifest, split_files
 from afg_datasets.records import DISPLAY_COLUMNS, decode_png
 
@@ -18,25 +18,26 @@ def read_split(root: str | Path, split: str, images: bool = True) -> dict[str, n
     root = Path(root)
     manifest = load_manifest(root)
     paths = split_files(root, manifest, split)
-    tables = [pq.read_table(p, use_threads=False) for p in paths]
-    columns: dict[str, list] = {}
-    for table in tables:
-        for name in table.column_names:
-            columns.setdefault(name, []).append(table.column(name))
-    out: dict[str, np.ndarray] = {}
-    if not images:
-        columns.pop("image", None)
-    for name in DISPLAY_COLUMNS:  # pictures of genomes, not model inputs
-        columns.pop(name, None)
-    for name, chunks in columns.items():
-        values = [v for chunk in chunks for v in chunk.to_pylist()]
-        if name == "image":
-            out[name] = np.stack([decode_png(v["bytes"]) for v in values]).transpose(0, 3, 1, 2)
-        elif name == "success":
-            out[name] = np.array([bool(v) for v in values])
-        else:
-            out[name] = np.asarray(values)
-    return out
+    table = read_table(paths)
+    dropped = [*DISPLAY_COLUMNS, *([] if images else ["image"])]  # pictures: not model inputs
+    table = table.drop_columns([name for name in dropped if name in table.column_names])
+    return {name: _array(name, table.column(name)) for name in table.column_names}
+
+
+def _array(name: str, column) -> np.ndarray:
+    """A column as the recognizer uses it: images decoded [N, C, H, W], `success` as bool
+    (null for clean records), numbers as float64 / int64, strings as numpy strings."""
+    if name == "image":
+        values = column.to_pylist()
+        return np.stack([decode_png(v["bytes"]) for v in values]).transpose(0, 3, 1, 2)
+    if name == "success":
+        return np.array([bool(v) for v in column.to_pylist()])
+    array = numpy_column(column)
+    if array is None or array.dtype == object:
+        return np.asarray(column.to_pylist())
+    if array.dtype.kind == "f":
+        return array.astype(np.float64)
+    return array.astype(np.int64) if array.dtype.kind in "iu" else array
 
 
 def to_tensors(arrays: dict[str, np.ndarray], inputs: list[str]) -> dict[str, torch.Tensor]:
