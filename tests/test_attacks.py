@@ -4,23 +4,9 @@ import pytest
 import torch
 
 from afg_datasets.attacks import ATTACKS, Attack, install_torch_compat
+from tests.samples import QUICK
 
 # Small settings so every registry entry runs in a unit test on an 8x8 model.
-QUICK = {
-    "pgd": {"nb_iter": 5},
-    "pgd_l2": {"nb_iter": 5},
-    "bim": {"nb_iter": 5},
-    "mifgsm": {"nb_iter": 5},
-    "cw_l2": {"max_iterations": 10, "binary_search_steps": 2},
-    "ddn": {"nb_iter": 10},
-    "ead": {"max_iterations": 10, "binary_search_steps": 2},
-    "lbfgs": {"max_iterations": 5, "binary_search_steps": 2},
-    "fab": {"n_iter": 5},
-    "spsa": {"nb_iter": 2, "nb_sample": 16},
-    "stadv": {"max_iterations": 5},
-    "singlepixel": {"max_pixels": 5},
-    "localsearch": {"round_ub": 2, "max_nb_seeds": 8},
-}
 REQUIRED = [
     "fgsm",
     "bim",

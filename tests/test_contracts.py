@@ -18,30 +18,15 @@ from afg_datasets.errors import ConfigError
 from afg_datasets.genome import ENCODERS, EncoderInputs, make_encoder
 from afg_datasets.models import TargetModel, forward_with_taps, freeze
 from afg_datasets.sources import SOURCES, SourceConfig, load_source
-from tests.test_attacks import QUICK
-from tests.test_sources import MNIST, write_cifar10, write_folder, write_wds
-
-
-def write_cifar100(root: Path) -> None:
-    folder = root / "cifar-100-python"
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for name in ("train", "test"):
-        batch = {"data": rng.integers(0, 256, (3, 3072), dtype=np.uint8), "fine_labels": [0, 1, 2]}
-        (folder / name).write_bytes(pickle.dumps(batch))
-    names = [f"class{i}" for i in range(100)]
-    (folder / "meta").write_bytes(pickle.dumps({"fine_label_names": names}))
-
-
-def write_hf(root: Path) -> None:
-    from datasets import ClassLabel, Dataset, Features, Image
-
-    rng = np.random.default_rng(0)
-    images = [rng.integers(0, 256, (20, 20, 3), dtype=np.uint8) for _ in range(4)]
-    features = Features({"image": Image(), "label": ClassLabel(names=["a", "b"])})
-    dataset = Dataset.from_dict({"image": images, "label": [0, 1, 1, 0]}, features=features)
-    (root / "data").mkdir(parents=True)
-    dataset.to_parquet(str(root / "data" / "train-00000-of-00001.parquet"))
+from tests.samples import (
+    MNIST,
+    QUICK,
+    write_cifar10,
+    write_cifar100,
+    write_folder,
+    write_hf,
+    write_wds,
+)
 
 
 def source_config(name: str, root: Path) -> SourceConfig:

@@ -9,7 +9,7 @@ from datasets import load_dataset
 
 from afg_datasets.building import build_corpus
 from afg_datasets.corpus.verify import verify_corpus
-from tests.test_publish import run_cli
+from tests.samples import run_cli
 
 KEYS = {"sources", "devices", "device", "wall_seconds", "bytes", "records", "stages"}
 

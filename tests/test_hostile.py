@@ -20,7 +20,7 @@ from afg_datasets.errors import ConfigError, CorpusError, ModelError
 from afg_datasets.hub import PushError, upload_plan
 from afg_datasets.layout import AFS_JSON, AFS_PNG, BENCH_DIR
 from afg_datasets.models import load_target_model
-from tests.test_sources import write_idx as write
+from tests.samples import write_idx as write
 
 RETRY_WARNINGS = 2  # one logged line per transient failure before the last attempt
 
@@ -298,7 +298,7 @@ def test_push_to_a_server_that_never_answers_ends_in_one_line(copy):
     import threading
     import time
 
-    from tests.test_publish import TOKEN, run_cli
+    from tests.samples import TOKEN, run_cli
 
     server = socket.create_server(("127.0.0.1", 0))
     held = []  # accepted connections, kept open and never answered
@@ -327,7 +327,7 @@ def test_push_to_a_server_that_never_answers_ends_in_one_line(copy):
 def test_push_to_a_closed_port_is_one_line(copy):
     import socket
 
-    from tests.test_publish import TOKEN, run_cli
+    from tests.samples import TOKEN, run_cli
 
     with socket.create_server(("127.0.0.1", 0)) as probe:
         port = probe.getsockname()[1]  # closed again when the block ends: nothing listens
@@ -362,7 +362,7 @@ def test_decompression_bomb_is_a_bad_image_under_either_policy(tmp_path):
 
     from afg_datasets.errors import SourceError
     from afg_datasets.sources import SourceConfig, load_source
-    from tests.test_sources import write_folder
+    from tests.samples import write_folder
 
     root = write_folder(tmp_path / "folder", corrupt=False)
     small = io.BytesIO()

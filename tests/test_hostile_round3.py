@@ -25,7 +25,7 @@ from afg_datasets.errors import ConfigError, CorpusError, ModelError, SourceErro
 from afg_datasets.models.nets import architecture
 from afg_datasets.sources import SourceConfig, load_source
 from afg_datasets.sources.bundled import read_cifar_batch
-from tests.test_publish import run_cli
+from tests.samples import run_cli
 
 
 def _rewrite_manifest(root: Path, change) -> None:

@@ -23,19 +23,7 @@ from afg_datasets.corpus.verify import verify_corpus
 from afg_datasets.errors import CorpusError
 from afg_datasets.hub import upload_plan
 from tests.fake_hub import FakeHub
-
-TOKEN = "hf_afgTESTtoken0123456789"
-
-
-def run_cli(*args, env=None, cwd=None):
-    return subprocess.run(
-        [sys.executable, "-m", "afg_datasets.cli", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **(env or {})},
-        cwd=cwd,
-        timeout=300,
-    )
+from tests.samples import TOKEN, run_cli
 
 
 def test_card_metadata_parses(corpus):

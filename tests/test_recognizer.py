@@ -225,7 +225,7 @@ def test_recognizer_round_trips_through_a_loopback_hub(corpus, tmp_path):
     from huggingface_hub import ModelCard
 
     from tests.fake_hub import FakeHub
-    from tests.test_publish import TOKEN, run_cli
+    from tests.samples import TOKEN, run_cli
 
     saved = tmp_path / "rec"
     fitted = run_cli("fit-recognizer", str(corpus.out), "--out", str(saved), "--epochs", "2")

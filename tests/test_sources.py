@@ -1,10 +1,7 @@
 """Source registry: real loaders on real (MNIST) or test-written data, and their bad inputs."""
 
-import gzip
-import io
 import logging
 import pickle
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,9 +9,7 @@ from PIL import Image
 
 from afg_datasets.errors import SourceError
 from afg_datasets.sources import SOURCES, SourceConfig, bundled, load_source, read_idx
-
-MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
-needs_mnist = pytest.mark.skipif(not MNIST.is_dir(), reason="../shared/data/mnist not present")
+from tests.samples import MNIST, needs_mnist, write_cifar10, write_folder, write_idx, write_wds
 
 
 def pixels(source) -> np.ndarray:
@@ -35,12 +30,6 @@ def test_mnist_test_set_is_the_whole_source_and_says_so(caplog):
     assert images.shape == (10_000, 28, 28, 1) and images.dtype == np.uint8
     assert np.bincount(source.labels).tolist()[:3] == [980, 1135, 1032]
     assert len(set(source.ids)) == 10_000 and source.ids[0] == "mnist-t10k-00000"
-
-
-def write_idx(path: Path, array: np.ndarray, compress: bool) -> None:
-    header = bytes([0, 0, 8, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
-    data = header + array.astype(np.uint8).tobytes()
-    path.write_bytes(gzip.compress(data) if compress else data)
 
 
 @pytest.mark.parametrize("compress", [True, False])
@@ -71,31 +60,6 @@ def test_missing_root_and_wrong_layout(tmp_path, name, monkeypatch):
         load_source(SourceConfig(name, root=str(tmp_path)))
 
 
-def write_cifar10(root: Path, per_batch: int = 2) -> None:
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        batch = {
-            "data": rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8),
-            "labels": list(range(per_batch)),
-        }
-        (folder / name).write_bytes(pickle.dumps(batch))
-    names = [
-        "airplane",
-        "automobile",
-        "bird",
-        "cat",
-        "deer",
-        "dog",
-        "frog",
-        "horse",
-        "ship",
-        "truck",
-    ]
-    (folder / "batches.meta").write_bytes(pickle.dumps({"label_names": names}))
-
-
 def test_cifar10_python_batch_layout(tmp_path):
     write_cifar10(tmp_path)
     source = load_source(SourceConfig("cifar10", root=str(tmp_path), image_size=32))
@@ -112,18 +76,6 @@ def test_cifar_missing_batch_says_where_to_put_files(tmp_path, monkeypatch):
     (tmp_path / "cifar-10-batches-py" / "test_batch").unlink()
     with pytest.raises(SourceError, match="test_batch.*cifar-10-batches-py"):
         load_source(SourceConfig("cifar10", root=str(tmp_path)))
-
-
-def write_folder(root: Path, corrupt: bool = True) -> Path:
-    rng = np.random.default_rng(0)
-    for name in ("cat", "dog", "owl"):
-        (root / name).mkdir(parents=True)
-        for i in range(3):
-            array = rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)
-            Image.fromarray(array).save(root / name / f"Img.{i}.png")
-    if corrupt:
-        (root / "owl" / "broken.jpg").write_bytes(b"definitely not a jpeg")
-    return root
 
 
 def test_imagefolder_classes_crop_and_bad_image_policy(tmp_path):
@@ -162,25 +114,6 @@ def test_hf_dataset_directory(tmp_path):
     assert source.class_names == ("a", "b") and source.labels.tolist() == [0, 1, 1, 0]
     with pytest.raises(SourceError, match="columns"):
         load_source(SourceConfig("hf", root=str(tmp_path / "ds"), label_column="label"))
-
-
-def write_wds(root: Path, shards: int = 2, per_shard: int = 4, json_label: bool = False) -> Path:
-    """Shards as img2dataset writes them, with webdataset's own ShardWriter; classes.txt."""
-    import webdataset as wds
-
-    root.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    pattern = str(root / "shard-%06d.tar")
-    with wds.ShardWriter(pattern, maxcount=per_shard, verbose=0) as sink:
-        for i in range(shards * per_shard):
-            array = rng.integers(0, 256, (30 + i, 40, 3), dtype=np.uint8)
-            image = io.BytesIO()
-            Image.fromarray(array).save(image, format="JPEG" if i % 2 else "PNG")
-            label = {"json": {"label": i % 3}} if json_label else {"cls": i % 3}
-            ext = "jpg" if i % 2 else "png"
-            sink.write({"__key__": f"{i:08d}", ext: image.getvalue(), **label})
-    (root / "classes.txt").write_text("ant\nbee\ncow\n")
-    return root
 
 
 def test_wds_directory_pattern_json_labels_and_missing_shard(tmp_path):

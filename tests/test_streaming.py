@@ -18,8 +18,7 @@ from afg_datasets.layout import MANIFEST_FILE, STATS_FILE, TASKS_DIR
 from afg_datasets.sources import stable_id
 from afg_datasets.sources.folders import FileReader
 from afg_datasets.splits import assign_splits
-from tests.test_sources import write_folder, write_wds
-from tests.test_target_models import save_resnet18
+from tests.samples import save_resnet18, write_folder, write_wds
 
 
 def config(name: str, root, checkpoint=None, **changes) -> BuildConfig:
@@ -120,7 +119,7 @@ def test_wds_source_builds_a_corpus_that_loads(tmp_path, checkpoint):
 
 
 def test_hf_source_builds_a_corpus_that_loads(tmp_path):
-    from tests.test_contracts import write_hf
+    from tests.samples import write_hf
 
     root = tmp_path / "hf"
     write_hf(root)

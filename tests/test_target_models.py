@@ -5,14 +5,13 @@ import sys
 import pytest
 import torch
 from datasets import load_dataset
-from safetensors.torch import save_file
 from torchvision.models import get_model
 
 from afg_datasets.building import build_corpus
 from afg_datasets.config import BuildConfig
 from afg_datasets.errors import ConfigError, ModelError
 from afg_datasets.models import ARCHITECTURES, load_target_model
-from tests.test_sources import write_folder
+from tests.samples import save_resnet18, write_folder
 
 
 def test_registry_has_torchvision_classifiers():
@@ -37,16 +36,6 @@ def folder_config(root, **model):
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
     return write_folder(tmp_path_factory.mktemp("imagefolder") / "folder")
-
-
-def save_resnet18(path, num_classes):
-    torch.manual_seed(0)
-    state = get_model("resnet18", num_classes=num_classes).state_dict()
-    if path.suffix == ".safetensors":
-        save_file({k: v.contiguous() for k, v in state.items()}, str(path))
-    else:
-        torch.save(state, path)
-    return path
 
 
 @pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
