@@ -17,7 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import tenacity
-from huggingface_hub import CommitOperationAdd, DatasetCard, HfApi, ModelCard, constants
+from huggingface_hub import (
+    CommitOperationAdd,
+    DatasetCard,
+    HfApi,
+    ModelCard,
+    constants,
+    get_session,
+)
 from huggingface_hub.errors import (
     EntryNotFoundError,
     HfHubHTTPError,
@@ -25,7 +32,6 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 from huggingface_hub.hf_api import RepoFile
-from huggingface_hub.utils import _http as hub_http
 
 from afg_datasets.corpus.verify import require_intact
 from afg_datasets.errors import AFGError, first_line
@@ -310,25 +316,21 @@ def _commit(api, repo_id, operations, message, revision, repo_type="dataset") ->
 
 @contextlib.contextmanager
 def hub_timeouts(seconds: float) -> Iterator[None]:
-    """huggingface_hub's own HTTP client, with timeouts (its default has none, so a server
-    that accepts and never answers would hang a push forever)."""
-
-    def factory():
-        client = hub_http.default_client_factory()
-        client.timeout = seconds
-        return client
-
-    hub_http.set_client_factory(factory)
+    """huggingface_hub's own shared HTTP client, with timeouts while inside (its default has
+    none, so a server that accepts and never answers would hang a push forever)."""
+    session = get_session()
+    previous = session.timeout
+    session.timeout = seconds
     try:
         yield
     finally:
-        hub_http.set_client_factory(hub_http.default_client_factory)
+        session.timeout = previous
 
 
 def _network_errors() -> tuple[type[BaseException], ...]:
     """Connection-level errors (refused, reset, timed out, protocol) of the HTTP library
     huggingface_hub uses (httpx, or its httpx2 fork), plus the builtin ones."""
-    library = importlib.import_module(type(hub_http.get_session()).__module__.split(".")[0])
+    library = importlib.import_module(type(get_session()).__module__.split(".")[0])
     return (ConnectionError, TimeoutError, library.TransportError)
 
 

@@ -15,8 +15,9 @@ from afg_datasets.attacks import ATTACKS, Attack
 from afg_datasets.building import RunOptions, build_corpus
 from afg_datasets.building.executors import EXECUTORS
 from afg_datasets.errors import ConfigError
+from afg_datasets.evaluation.methods import METHODS
 from afg_datasets.genome import ENCODERS, EncoderInputs, make_encoder
-from afg_datasets.models import TargetModel, forward_with_taps, freeze
+from afg_datasets.models import ARCHITECTURES, TargetModel, forward_with_taps, freeze
 from afg_datasets.sources import SOURCES, SourceConfig, load_source
 from tests.samples import (
     MNIST,
@@ -140,3 +141,60 @@ def test_bad_run_options_are_refused_before_anything_is_written(small_config, tm
         with pytest.raises(ConfigError):
             build_corpus(small_config, tmp_path / "out", progress=False, **bad)
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("name", list(ARCHITECTURES))
+def test_architecture_contract(name):
+    """Every architecture builds a classifier of [B, C, S, S] -> [B, K] logits whose default
+    taps are modules of it (what `--model NAME` and the default layers rely on)."""
+    entry = ARCHITECTURES[name]
+    channels, size = (1, 16) if entry.trainable else (3, 32)
+    torch.manual_seed(0)
+    net = entry.build(channels, 7, size).eval()
+    modules = dict(net.named_modules())
+    assert entry.default_layers and all(layer in modules for layer in entry.default_layers)
+    with torch.no_grad():
+        logits = net(torch.rand(2, channels, size, size))
+    assert logits.shape == (2, 7) and torch.isfinite(logits).all()
+
+
+@pytest.fixture(scope="module")
+def bench_inputs(corpus):
+    from afg_datasets.corpus.verify import require_intact
+    from afg_datasets.evaluation.activations import layer_activations
+    from afg_datasets.evaluation.methods import BenchInputs
+    from afg_datasets.layout import SPLITS
+    from afg_datasets.models import load_target_model
+    from afg_datasets.recognizer.data import protocol_filter, read_split
+
+    manifest = require_intact(corpus.out)
+    target = load_target_model(corpus.out)
+    data = {s: protocol_filter(read_split(corpus.out, s)) for s in SPLITS}
+    layers = [layer["name"] for layer in manifest["layers"]]
+    pooled = {s: layer_activations(target, data[s]["image"], layers, pool=True) for s in SPLITS}
+    return BenchInputs(data, pooled, manifest, target, quick=True)
+
+
+@pytest.mark.parametrize("name", list(METHODS))
+def test_bench_method_contract(name, bench_inputs):
+    """Every bench method scores every test record: p(adversarial) in [0, 1] with a threshold
+    from validation, and/or a recovered class per record; a system that says it can be
+    attacked adaptively maps images to one adversarial logit each."""
+    torch.manual_seed(0)
+    scores = METHODS[name](bench_inputs, 0)
+    test = bench_inputs.splits["test"]
+    n = len(test["label"])
+    assert scores.p_adv is not None or scores.classes is not None
+    if scores.p_adv is not None:
+        assert scores.p_adv.shape == (n,) and ((scores.p_adv >= 0) & (scores.p_adv <= 1)).all()
+        assert scores.threshold is not None and 0 <= scores.threshold <= 1
+    if scores.classes is not None:
+        assert scores.classes.shape == (n,)
+        assert set(np.unique(scores.classes)) <= set(range(bench_inputs.num_classes))
+    if scores.system is not None:
+        from afg_datasets.models import forward_with_taps
+
+        images = torch.from_numpy(test["image"][:3]).float() / 255
+        _, acts = forward_with_taps(bench_inputs.target, bench_inputs.layers, images)
+        logit, _ = scores.system(images, acts)
+        assert logit.shape == (3,) and torch.isfinite(logit).all()

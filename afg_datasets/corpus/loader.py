@@ -134,7 +134,9 @@ def _as_is(batch: dict[str, Any]) -> dict[str, Any]:
 class ArrowBatches(torch.utils.data.Dataset):
     """Item [i, j, ...] is the batch of those rows, read from the (memory-mapped) Arrow table in
     one slice (consecutive rows) or one take, and formatted column-wise by datasets' numpy
-    formatter. Indexing a `datasets.Dataset` with a list gathers row by row, 4x slower."""
+    formatter. Indexing a `datasets.Dataset` with a list gathers row by row instead.
+    `data` is a split as `load_dataset` gives it (columns selected; never shuffled or
+    filtered, so its rows are its table's rows: `dataloader` shuffles with its sampler)."""
 
     def __init__(self, data):
         from datasets.formatting import NumpyFormatter
@@ -146,8 +148,6 @@ class ArrowBatches(torch.utils.data.Dataset):
         return len(self.data)
 
     def __getitem__(self, rows: list[int]) -> dict[str, Any]:
-        if self.data._indices is not None:  # a shuffled or filtered view: datasets gathers
-            return _like_load(self.data.with_format("numpy")[rows])
         table = getattr(self.data.data, "table", self.data.data)
         if rows == list(range(rows[0], rows[0] + len(rows))):
             part = table.slice(rows[0], len(rows))

@@ -115,8 +115,8 @@ def _meta_columns(metas: list[dict], url: str) -> dict[str, Any]:
 
 
 def _metas(raw: Buffer, starts: np.ndarray, sizes: np.ndarray, first: int, url: str) -> list[dict]:
-    """The JSON objects of one chunk's records, parsed as one array by orjson (5x the
-    standard library's parse; one call instead of one per record); a member that is not
+    """The JSON objects of one chunk's records, parsed as one array by orjson (faster
+    than the standard library's parse; one call instead of one per record); a member that is not
     exactly one object is found and named (`first`: the chunk's first record)."""
     array = _json_array(raw, starts, sizes)
     if array is None:
@@ -273,13 +273,14 @@ def _split(columns: dict[str, Any], n: int) -> tuple[dict[str, Any], dict[str, A
 
 # torch runs an elementwise op on the calling thread when it has at most this many elements
 # (at::internal::GRAIN_SIZE); larger ones go to its thread pool, whose threads wait for cores
-# when another process (a build) is busy: the conversion then took 4x as long as the read.
+# when another process (a build) is busy, so the conversion waited longer than the read took
+# (README: `afg bench-loader --beside-build`).
 SERIAL_ELEMENTS = 32768
 
 
 def float32_tensor(column: np.ndarray) -> torch.Tensor:
     """A float32 tensor of its own, converted by torch on the calling thread, in chunks of
-    SERIAL_ELEMENTS (torch's float16 conversion is ~10x numpy's even so). A read-only column
+    SERIAL_ELEMENTS (torch's float16 conversion beats numpy's even so). A read-only column
     (Arrow's buffers) is copied first, since torch.from_numpy takes writable memory only."""
     writable = column if column.flags.writeable else np.array(column)
     source = torch.from_numpy(writable).reshape(-1)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pyarrow as pa
 from datasets import Features
+from datasets.info import DatasetInfosDict
 from huggingface_hub import DatasetCard
 
 from afg_datasets.corpus.manifest import check_entry, load_manifest
@@ -39,10 +40,8 @@ def check_files(root: Path, manifest: dict) -> list[str]:
 def card_features(root: Path) -> Features:
     """The features the card's YAML declares; a CorpusError when the card cannot say."""
     try:
-        card = DatasetCard.load(root / CARD_FILE)
-        infos = card.data.to_dict().get("dataset_info")
-        info = infos[0] if isinstance(infos, list) else infos
-        return Features._from_yaml_list(info["features"])
+        infos = DatasetInfosDict.from_dataset_card_data(DatasetCard.load(root / CARD_FILE).data)
+        return next(iter(infos.values())).features
     except Exception as err:  # noqa: BLE001 - YAML and card parse errors come in many types
         first = first_line(err)
         raise CorpusError(f"{CARD_FILE}: no readable dataset_info.features ({first})") from None

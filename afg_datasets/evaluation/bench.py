@@ -48,6 +48,7 @@ from afg_datasets.layout import BENCH_DIR, SPLITS
 from afg_datasets.models import load_target_model
 from afg_datasets.recognizer.data import protocol_filter, read_split, select
 from afg_datasets.recognizer.model import RecognizerNet, parameter_count
+from afg_datasets.records import CLEAN
 
 UNSEEN = ("all", "attack", "family", "none")
 PROTOCOL = {
@@ -269,7 +270,7 @@ def run_adaptive(data, manifest, target, systems: dict[str, list[Scores]], quick
     """Per budget and attackable method: the non-adaptive PGD (classifier only, computed once)
     and the adaptive one (through each seed's system), with intervals over test sources."""
     layers = [layer["name"] for layer in manifest["layers"]]
-    clean = data["test"]["attack"] == "clean"
+    clean = data["test"]["attack"] == CLEAN
     images = torch.from_numpy(data["test"]["image"][clean]).float().div(255)
     labels = torch.from_numpy(data["test"]["label"][clean].astype(np.int64))
     ids = data["test"]["source_id"][clean]
@@ -317,7 +318,7 @@ def _attack_mask(test, attack: str) -> np.ndarray:
     """The clean records and `attack`'s (`overall`: every record)."""
     if attack == "overall":
         return np.ones(len(test["attack"]), bool)
-    return (test["attack"] == "clean") | (test["attack"] == attack)
+    return (test["attack"] == CLEAN) | (test["attack"] == attack)
 
 
 def _weights(source_ids: np.ndarray, name: str) -> np.ndarray:

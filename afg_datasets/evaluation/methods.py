@@ -23,6 +23,7 @@ from afg_datasets.recognizer.data import to_tensors
 from afg_datasets.recognizer.model import RecognizerNet, matched_width, parameter_count
 from afg_datasets.recognizer.recognizer import recognizer_inputs
 from afg_datasets.recognizer.training import TrainConfig, evaluate, fit_recognizer
+from afg_datasets.records import CLEAN
 
 # (images in [0,1], the target model's activations of them) -> (adversarial logit, class
 # logits or None), differentiable end to end: what the adaptive attack attacks.
@@ -136,7 +137,7 @@ class Mahalanobis:
 
     def __init__(self, inputs: BenchInputs, seed: int):
         train = inputs.splits["train"]
-        clean = train["attack"] == "clean"
+        clean = train["attack"] == CLEAN
         labels = train["label"][clean]
         classes = np.unique(labels)
         self.means, self.precisions = [], []
@@ -166,7 +167,7 @@ class LID:
     reference = 500
 
     def __init__(self, inputs: BenchInputs, seed: int):
-        clean = np.flatnonzero(inputs.splits["train"]["attack"] == "clean")
+        clean = np.flatnonzero(inputs.splits["train"]["attack"] == CLEAN)
         rng = np.random.default_rng(seed)
         rows = np.sort(rng.choice(clean, size=min(self.reference, len(clean)), replace=False))
         self.refs = features(inputs, "train", self.pool, rows)

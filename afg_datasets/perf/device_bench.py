@@ -32,6 +32,7 @@ from afg_datasets.perf.estimate import (
     synthetic_source,
 )
 from afg_datasets.perf.source_bench import write_checkpoint, write_jpeg_folder
+from afg_datasets.records import CLEAN
 from afg_datasets.sources import default_loader_workers, load_source
 from afg_datasets.sources.loading import decode_batches
 
@@ -93,7 +94,7 @@ def _variant(cal: Calibration, precision: str, channels_last: bool) -> dict[str,
         "attacks": {
             name: AttackTally(**tally).summary(adversarial=True)
             for name, tally in cal.marker["tallies"].items()
-            if name != "clean"
+            if name != CLEAN
         },
     }
 

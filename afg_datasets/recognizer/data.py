@@ -9,7 +9,7 @@ import torch
 
 from afg_datasets.corpus.columns import numpy_column, read_table
 from afg_datasets.corpus.manifest import load_manifest, split_files
-from afg_datasets.records import DISPLAY_COLUMNS, decode_png
+from afg_datasets.records import CLEAN, DISPLAY_COLUMNS, decode_png
 
 
 def read_split(root: str | Path, split: str, images: bool = True) -> dict[str, np.ndarray]:
@@ -60,7 +60,7 @@ def select(arrays: dict[str, np.ndarray], mask: np.ndarray) -> dict[str, np.ndar
 def protocol_filter(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Only sources the target model classifies correctly when clean; adversarial records
     only where the attack succeeded."""
-    clean = arrays["attack"] == "clean"
+    clean = arrays["attack"] == CLEAN
     correct = set(arrays["source_id"][clean & (arrays["pred"] == arrays["label"])])
     keep = np.array([s in correct for s in arrays["source_id"]])
     keep &= clean | arrays["success"]
