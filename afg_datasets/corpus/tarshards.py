@@ -135,7 +135,7 @@ def _plain_members(raw: Buffer, url: str) -> Layout:
 def _chained_headers(blocks: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     """(offsets, sizes) of the blocks that carry the ustar magic and 11 octal size digits, if
     they chain from block 0 to the end of the archive; else None."""
-    candidates = np.flatnonzero(blocks[:, 257] == ord("u"))  # one byte first: cheaper than whole fields
+    candidates = np.flatnonzero(blocks[:, 257] == ord("u"))  # one byte first, then the rest
     candidates = candidates[(blocks[candidates, 257:263] == np.frombuffer(USTAR, np.uint8)).all(1)]
     if not len(candidates) or candidates[0] != 0:
         return None
@@ -194,11 +194,11 @@ def _checked_names(blocks: np.ndarray, rows: np.ndarray, url: str) -> np.ndarray
     time: small copies reuse their memory and stay in cache."""
     names = np.empty((len(rows), 100), np.uint8)
     for first in range(0, len(rows), HEADER_CHUNK):
-        headers = np.take(blocks, rows[first : first + HEADER_CHUNK], axis=0)  # cheaper than blocks[rows]
+        headers = np.take(blocks, rows[first : first + HEADER_CHUNK], axis=0)  # np.take, not [rows]
         if ((headers[:, 156] != 0) & (headers[:, 156] != ord("0"))).any() or headers[:, 345].any():
             raise _NotPlain
         stored = _checksums(headers[:, 148:156], url)
-        computed = headers.sum(1, dtype=np.uint32).astype(np.int64)  # uint32: cheaper than an int64 sum
+        computed = headers.sum(1, dtype=np.uint32).astype(np.int64)  # uint32 sums are cheaper
         computed -= headers[:, 148:156].sum(1, dtype=np.int64)
         bad = np.flatnonzero(computed + 8 * ord(" ") != stored)
         if len(bad):
