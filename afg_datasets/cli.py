@@ -159,7 +159,6 @@ def build_shards(
 
     Re-running on the same --out resumes; with several ranks, `afg finalize` completes it."""
     from afg_datasets.building import RunOptions, build_corpus
-    from afg_datasets.building.executors import default_workers, rank_device, resolve_ranks
 
     cfg = _configure(
         config,
@@ -174,9 +173,6 @@ def build_shards(
         precision=precision,
         source__workers=loader_workers,
     )
-    rank, world_size, local_rank = resolve_ranks(rank, world_size)
-    device = rank_device(device, local_rank)
-    workers = workers or default_workers(device)
     options = RunOptions(
         device=device,
         overwrite=overwrite,
@@ -188,12 +184,13 @@ def build_shards(
         executor=executor,
         ray_address=ray_address,
         threads=threads,
-    )
+    ).resolve()
     result = build_corpus(cfg, out, options)
     if not result.manifest:
         console.print(
-            f"rank {rank} of {world_size}: ran {len(result.tasks_run)} task(s); other ranks or "
-            f"processes are still building. When all have finished: afg finalize {out}"
+            f"rank {options.rank} of {options.world_size}: ran {len(result.tasks_run)} "
+            "task(s); other ranks or processes are still building. When all have finished: "
+            f"afg finalize {out}"
         )
         return
     if not result.tasks_run:
@@ -254,7 +251,7 @@ def estimate(
 def finalize(directory: Annotated[Path, typer.Argument(help="A build output directory.")]):
     """Write manifest, stats and card from every task's output (after a multi-rank build)."""
     from afg_datasets.building import finalize as finalize_corpus
-    from afg_datasets.plan import output_lock, read_plan
+    from afg_datasets.building.plan import output_lock, read_plan
 
     read_plan(directory)  # a clear error, and no lock file, where there is no build
     with output_lock(directory):

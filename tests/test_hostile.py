@@ -249,7 +249,7 @@ def test_bad_config_values_fail_before_anything_is_written(data, field, tmp_path
 
 
 def test_rank_from_a_bad_environment_is_one_error():
-    from afg_datasets.building.executors import resolve_ranks
+    from afg_datasets.building.options import resolve_ranks
 
     with pytest.raises(ConfigError, match="RANK='abc'"):
         resolve_ranks(None, None, {"RANK": "abc", "WORLD_SIZE": "2"})

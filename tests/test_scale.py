@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from afg_datasets.building import build_corpus, finalize
-from afg_datasets.building.executors import default_workers, rank_device, resolve_ranks
+from afg_datasets.building.options import default_workers, rank_device, resolve_ranks
 from afg_datasets.errors import ConfigError, OutputDirError
 
 TASK_SIZE = 16  # 48 sources -> 3 tasks

@@ -1,7 +1,7 @@
 import numpy as np
 
+from afg_datasets.building.splits import assign_splits, split_of
 from afg_datasets.records import decode_png, encode_png, mixed_labels, record_key
-from afg_datasets.splits import assign_splits, split_of
 
 RATIOS = {"train": 0.8, "validation": 0.1, "test": 0.1}
 

@@ -1,4 +1,4 @@
-"""Building a corpus: pipeline (per-process stages) -> task (one resumable unit) -> executors
+"""Building a corpus: context (prepared once per process) -> task (one resumable unit) -> executors
 (where tasks run) -> finalize (manifest, stats, card); `build_corpus` ties them together."""
 
 from afg_datasets.building.corpus import build_corpus

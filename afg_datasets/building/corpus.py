@@ -11,21 +11,21 @@ from typing import Any
 
 import torch
 
+from afg_datasets.building.context import BuildContext, WorkerSpec, prepare
 from afg_datasets.building.executors import EXECUTORS
 from afg_datasets.building.finalize import BuildResult, finalize, task_markers
 from afg_datasets.building.options import RunOptions
-from afg_datasets.building.pipeline import Pipeline, WorkerSpec
-from afg_datasets.building.threads import registered, thread_budget
-from afg_datasets.config import BuildConfig
-from afg_datasets.layout import INFO_FILE, MODEL_DIR, SETUP_FILE, write_json
-from afg_datasets.models import save_model
-from afg_datasets.plan import (
+from afg_datasets.building.plan import (
     check_output,
     make_tasks,
     output_lock,
     plan_document,
     prepare_output,
 )
+from afg_datasets.building.threads import registered
+from afg_datasets.config import BuildConfig
+from afg_datasets.layout import INFO_FILE, MODEL_DIR, SETUP_FILE, write_json
+from afg_datasets.models import save_model
 
 
 def build_corpus(
@@ -33,25 +33,26 @@ def build_corpus(
 ) -> BuildResult:
     """Build (or resume) the corpus `cfg` describes in `out`: plan, this rank's tasks, and
     finalize when every task is complete (manifest.json last). `changes` set RunOptions fields."""
-    opts = replace(options or RunOptions(), **changes)
+    opts = replace(options or RunOptions(), **changes).resolve()
     with registered(opts.workers):  # other builds on this node leave us our share of cores
         return _build(cfg, Path(out), opts)
 
 
 def _build(cfg: BuildConfig, out: Path, opts: RunOptions) -> BuildResult:
     start = time.perf_counter()
-    torch.set_num_threads(opts.threads or thread_budget(1))
-    pipeline = Pipeline(cfg, out, opts.device, opts.progress)
-    pipeline.setup()  # all validation (names, layers) happens before anything is written
+    torch.set_num_threads(opts.torch_threads())
+    ctx = prepare(cfg, out, opts.device, opts.progress)  # validates all before anything is written
+    # Checked before the lock (not even the lock file goes into a foreign directory) and again
+    # under it, by prepare_output (another rank may have planned meanwhile).
     check_output(out, cfg, opts.overwrite, opts.resume)
-    tasks = make_tasks(cfg, len(pipeline.source))
-    plan = plan_document(cfg, tasks, pipeline.corpus_facts())
+    tasks = make_tasks(cfg, len(ctx.source))
+    plan = plan_document(cfg, tasks, ctx.corpus_facts())
     with output_lock(out):
         resumed = prepare_output(out, cfg, plan, opts.overwrite, opts.resume)
-        _save_or_adopt_model(pipeline, out)
+        ctx = _save_or_adopt_model(ctx, out)
     spec = WorkerSpec(cfg, out, opts.device, len(tasks))
     mine = tasks[opts.rank :: opts.world_size]
-    ran = EXECUTORS[opts.executor](spec, mine, opts.executor_options(), pipeline)
+    ran = EXECUTORS[opts.executor](spec, mine, opts.executor_options(), ctx)
     with output_lock(out):
         if task_markers(out, plan)[1]:  # other ranks still have tasks to finish
             return BuildResult(out, {}, {}, ran)
@@ -61,14 +62,15 @@ def _build(cfg: BuildConfig, out: Path, opts: RunOptions) -> BuildResult:
     return result
 
 
-def _save_or_adopt_model(pipeline: Pipeline, out: Path) -> None:
+def _save_or_adopt_model(ctx: BuildContext, out: Path) -> BuildContext:
     """The first process to plan saves its model (and setup timings); every later rank or
     resumed run adopts the saved one, so all tasks use the same weights."""
     model_dir = out / MODEL_DIR
     if (model_dir / INFO_FILE).is_file():
-        pipeline.adopt_model(model_dir)
+        ctx = ctx.with_saved_model(model_dir)
     else:
-        save_model(pipeline.model, pipeline.model_info, model_dir)
+        save_model(ctx.model, ctx.model_info, model_dir)
     if not (out / SETUP_FILE).is_file():
         (out / SETUP_FILE).parent.mkdir(exist_ok=True)
-        write_json(out / SETUP_FILE, pipeline.setup_record())
+        write_json(out / SETUP_FILE, ctx.setup_record())
+    return ctx

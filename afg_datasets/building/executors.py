@@ -5,73 +5,28 @@ Which tasks a process takes comes from static ranks (torchrun, SLURM arrays or -
 the engines clusters already run: a process pool, torchrun, SLURM, Ray.
 
 The contract (`Executor`): given a `WorkerSpec`, this rank's tasks, how to run them
-(`ExecutorOptions`) and, for in-process use, the planning process's set-up `Pipeline`, run
+(`ExecutorOptions`) and, for in-process use, the planning process's `BuildContext`, run
 every task (each idempotent: `complete_task`) and return the ids of those that ran.
 """
 
 from __future__ import annotations
 
 import multiprocessing
-import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 
 import torch
 from tqdm.auto import tqdm
 
-from afg_datasets.building.pipeline import Pipeline, WorkerSpec
+from afg_datasets.building.context import BuildContext, WorkerSpec
+from afg_datasets.building.plan import Task
 from afg_datasets.building.task import complete_task
-from afg_datasets.building.threads import thread_budget
+from afg_datasets.building.threads import torch_threads
 from afg_datasets.errors import ConfigError
-from afg_datasets.plan import Task
 from afg_datasets.registry import Registry
 
 RAY_RETRIES = 3
-
-
-def resolve_ranks(
-    rank: int | None, world_size: int | None, env: Mapping[str, str] = os.environ
-) -> tuple[int, int, int | None]:
-    """(rank, world size, local rank): explicit options, else torchrun's RANK/WORLD_SIZE/
-    LOCAL_RANK, else a SLURM array's task id and count, else a single rank."""
-    local = None
-    if rank is not None or world_size is not None:
-        if rank is None or world_size is None:
-            raise ConfigError("--rank and --world-size go together; give both or neither")
-    elif "RANK" in env and "WORLD_SIZE" in env:
-        rank, world_size = _env_int(env, "RANK"), _env_int(env, "WORLD_SIZE")
-        local = _env_int(env, "LOCAL_RANK", rank)
-    elif "SLURM_ARRAY_TASK_ID" in env and "SLURM_ARRAY_TASK_COUNT" in env:
-        first = _env_int(env, "SLURM_ARRAY_TASK_MIN", 0)
-        rank = _env_int(env, "SLURM_ARRAY_TASK_ID") - first
-        world_size = _env_int(env, "SLURM_ARRAY_TASK_COUNT")
-    else:
-        rank, world_size = 0, 1
-    if world_size < 1 or not 0 <= rank < world_size:
-        raise ConfigError(f"rank {rank} is not in 0..world size-1 (world size {world_size})")
-    return rank, world_size, local
-
-
-def _env_int(env: Mapping[str, str], name: str, default: int | None = None) -> int:
-    """An integer environment variable set by torchrun or SLURM, or a ConfigError naming it."""
-    value = env.get(name)
-    if value is None and default is not None:
-        return default
-    try:
-        return int(str(value).strip())
-    except ValueError:
-        raise ConfigError(f"environment variable {name}={value!r} must be an integer") from None
-
-
-def rank_device(device: str, local_rank: int | None) -> str:
-    """A torchrun rank on a bare `cuda` device gets cuda:LOCAL_RANK."""
-    return f"cuda:{local_rank}" if device == "cuda" and local_rank is not None else device
-
-
-def default_workers(device: str) -> int:
-    """One local worker per visible GPU on a bare `cuda` device, else one."""
-    return max(1, torch.cuda.device_count()) if device == "cuda" else 1
 
 
 def worker_devices(device: str, workers: int) -> list[str]:
@@ -91,16 +46,16 @@ class ExecutorOptions:
 
 
 def run_local(
-    spec: WorkerSpec, tasks: list[Task], opts: ExecutorOptions, pipeline: Pipeline | None
+    spec: WorkerSpec, tasks: list[Task], opts: ExecutorOptions, ctx: BuildContext | None
 ) -> list[int]:
     """In this process, or (--workers N) in N spawned processes taking tasks as they free up."""
     if opts.workers > 1:
         return _run_pool(spec, tasks, opts)
-    pipeline = pipeline or spec.pipeline()
+    ctx = ctx or spec.context()
     ran = []
     for task in tqdm(tasks, desc="tasks", unit="task", disable=not opts.progress):
-        torch.set_num_threads(opts.threads or thread_budget(1))  # builds may come and go
-        if complete_task(pipeline, task, spec.num_tasks):
+        torch.set_num_threads(torch_threads(opts.threads))  # builds may come and go
+        if complete_task(ctx, task, spec.num_tasks):
             ran.append(task.id)
     return ran
 
@@ -110,7 +65,7 @@ def _run_pool(spec: WorkerSpec, tasks: list[Task], opts: ExecutorOptions) -> lis
     devices = context.Queue()
     for device in worker_devices(spec.device, opts.workers):
         devices.put(device)
-    threads = opts.threads or thread_budget(opts.workers)
+    threads = torch_threads(opts.threads, opts.workers)
     ran = []
     with ProcessPoolExecutor(
         opts.workers,
@@ -126,22 +81,22 @@ def _run_pool(spec: WorkerSpec, tasks: list[Task], opts: ExecutorOptions) -> lis
     return sorted(ran)
 
 
-_worker: tuple[WorkerSpec, Pipeline] | None = None  # one per pool process, set up once
+_worker: tuple[WorkerSpec, BuildContext] | None = None  # one per pool process, set up once
 
 
 def _init_worker(spec: WorkerSpec, devices, threads: int) -> None:
     global _worker
     torch.set_num_threads(threads)
-    _worker = spec, spec.pipeline(devices.get())
+    _worker = spec, spec.context(devices.get())
 
 
 def _run_in_worker(task: Task) -> bool:
-    spec, pipeline = _worker
-    return complete_task(pipeline, task, spec.num_tasks)
+    spec, ctx = _worker
+    return complete_task(ctx, task, spec.num_tasks)
 
 
 def run_ray(
-    spec: WorkerSpec, tasks: list[Task], opts: ExecutorOptions, pipeline: Pipeline | None
+    spec: WorkerSpec, tasks: list[Task], opts: ExecutorOptions, ctx: BuildContext | None
 ) -> list[int]:
     """One Ray task per shard task (one GPU each on CUDA), retried on failure."""
     try:
@@ -155,14 +110,14 @@ def run_ray(
         num_cpus=1, num_gpus=1 if cuda else 0, max_retries=RAY_RETRIES, retry_exceptions=True
     )(_ray_task)
     device = "cuda" if cuda else "cpu"  # Ray assigns the GPU: it is cuda:0 inside the task
-    threads = opts.threads or thread_budget(1)
+    threads = torch_threads(opts.threads)
     results = ray.get([remote.remote(spec, task, device, threads) for task in tasks])
     return [task.id for task, ran in zip(tasks, results, strict=True) if ran]
 
 
 def _ray_task(spec: WorkerSpec, task: Task, device: str, threads: int) -> bool:
     torch.set_num_threads(min(threads, int(ray_cpus())))
-    return complete_task(spec.pipeline(device), task, spec.num_tasks)
+    return complete_task(spec.context(device), task, spec.num_tasks)
 
 
 def ray_cpus() -> float:
@@ -172,5 +127,5 @@ def ray_cpus() -> float:
     return ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0)
 
 
-Executor = Callable[[WorkerSpec, list[Task], ExecutorOptions, Pipeline | None], list[int]]
+Executor = Callable[[WorkerSpec, list[Task], ExecutorOptions, BuildContext | None], list[int]]
 EXECUTORS: Registry[Executor] = Registry("executor", {"local": run_local, "ray": run_ray})

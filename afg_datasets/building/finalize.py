@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from afg_datasets.building.plan import plan_tasks, read_marker, read_plan
 from afg_datasets.building.stats import make_stats, skipped_sources
 from afg_datasets.card import write_card
 from afg_datasets.croissant import write_croissant
@@ -26,7 +27,6 @@ from afg_datasets.layout import (
     read_json,
     write_json,
 )
-from afg_datasets.plan import plan_tasks, read_marker, read_plan
 
 
 @dataclass

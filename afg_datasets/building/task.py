@@ -17,7 +17,8 @@ import torch
 from filelock import FileLock, Timeout
 from tqdm.auto import tqdm
 
-from afg_datasets.building.pipeline import Pipeline
+from afg_datasets.building.context import BuildContext
+from afg_datasets.building.plan import Task, clear_task, derive_seed, read_marker
 from afg_datasets.building.stats import AttackTally, StageTimer, peak_rss_mb
 from afg_datasets.errors import ModelError
 from afg_datasets.formats import ShardWriter
@@ -29,7 +30,6 @@ from afg_datasets.layout import (
     write_json,
 )
 from afg_datasets.models import forward_with_taps
-from afg_datasets.plan import Task, clear_task, derive_seed, read_marker
 from afg_datasets.records import CLEAN, RecordBatch
 from afg_datasets.sources import Decoded
 from afg_datasets.sources.loading import decode_batches
@@ -59,8 +59,8 @@ def to_device(pixels: torch.Tensor, device: torch.device) -> torch.Tensor:
 class TaskRun:
     """One run of one task: streams its batches into shards, timing stages and tallying."""
 
-    def __init__(self, pipeline: Pipeline, task: Task, num_tasks: int):
-        self.pipeline = pipeline
+    def __init__(self, ctx: BuildContext, task: Task, num_tasks: int):
+        self.ctx = ctx
         self.task = task
         self.num_tasks = num_tasks
         self.timer = StageTimer()
@@ -71,7 +71,7 @@ class TaskRun:
     def run(self) -> dict[str, Any]:
         """Write the task's shards (temp names, renamed at the end); returns its marker."""
         started = time.time()
-        p, task = self.pipeline, self.task
+        p, task = self.ctx, self.task
         skipped: dict[str, list[str]] = defaultdict(list)
         batches = self.batches()
         chunks = [chunk for _, _, chunk in batches]
@@ -105,15 +105,13 @@ class TaskRun:
 
     def progress_bar(self, batches: int) -> tqdm:
         """Within the task: one step per variant (clean, each attack) of each batch."""
-        steps = batches * (1 + len(self.pipeline.attacks))
+        steps = batches * (1 + len(self.ctx.attacks))
         desc = f"task {self.task.id}"
-        return tqdm(
-            total=steps, desc=desc, unit="step", leave=False, disable=not self.pipeline.progress
-        )
+        return tqdm(total=steps, desc=desc, unit="step", leave=False, disable=not self.ctx.progress)
 
     def batches(self) -> list[tuple[str, int, np.ndarray]]:
         """(split, batch index, source indices) of this task, split by split."""
-        p, task = self.pipeline, self.task
+        p, task = self.ctx, self.task
         sources = np.arange(task.start, task.stop)
         batches = []
         for split in SPLITS:
@@ -133,7 +131,7 @@ class TaskRun:
 
     def variants(self, split: str, batch_index: int, decoded: Decoded) -> Iterator[RecordBatch]:
         """The clean records of a batch of decoded sources, then each attack's records."""
-        p, seed = self.pipeline, self.task.seed
+        p, seed = self.ctx, self.task.seed
         images, indices = decoded.images, decoded.kept
         labels = p.source.labels[indices]
         ids = [p.source.ids[i] for i in indices]
@@ -168,7 +166,7 @@ class TaskRun:
 
     def encode(self, ids, attack, params, x, images, labels, linf, l2, seed) -> RecordBatch:
         """Re-predict the stored images with taps and encode their genomes."""
-        p = self.pipeline
+        p = self.ctx
         with self.timer("predict"):
             preds, acts = forward_with_taps(p.model, p.layers, x)
         with self.timer("encode"):
@@ -186,7 +184,7 @@ class TaskRun:
 
     def write(self, batch: RecordBatch, split: str) -> None:
         """Append a batch to its shard in every output format."""
-        p = self.pipeline
+        p = self.ctx
         with self.timer("write"):
             for fmt in p.formats:
                 path = fmt.shard_path(p.out, batch.attack, split, self.task.id, self.num_tasks)
@@ -195,10 +193,10 @@ class TaskRun:
                 self.writers[path].write(batch)
 
 
-def complete_task(pipeline: Pipeline, task: Task, num_tasks: int) -> bool:
+def complete_task(ctx: BuildContext, task: Task, num_tasks: int) -> bool:
     """Run `task` unless its marker says it is done or another process is running it; the
     marker is written last. Returns whether it ran."""
-    out = pipeline.out
+    out = ctx.out
     marker_path(out, task.id).parent.mkdir(exist_ok=True)
     lock = FileLock(task_lock_path(out, task.id))
     try:
@@ -209,8 +207,8 @@ def complete_task(pipeline: Pipeline, task: Task, num_tasks: int) -> bool:
     try:
         if read_marker(out, task) is not None:
             return False
-        clear_task(out, task, num_tasks, pipeline.variant_names, pipeline.formats)
-        marker = TaskRun(pipeline, task, num_tasks).run()
+        clear_task(out, task, num_tasks, ctx.variant_names, ctx.formats)
+        marker = TaskRun(ctx, task, num_tasks).run()
         write_json(marker_path(out, task.id), marker)
         return True
     finally:

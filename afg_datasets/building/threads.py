@@ -96,3 +96,9 @@ def thread_budget(processes: int, env: Mapping[str, str] = os.environ) -> int:
     ranks = int(local_ranks) if local_ranks.isdigit() and local_ranks != "0" else 1
     sharing = max(processes * ranks, node_processes())
     return max(1, (cpus or 1) // sharing)
+
+
+def torch_threads(explicit: int | None, processes: int = 1) -> int:
+    """Torch threads per process: `explicit` (--threads), else this node's fair share for
+    `processes` processes (`thread_budget`)."""
+    return explicit or thread_budget(processes)

@@ -123,3 +123,8 @@ def cache_root() -> Path:
     """Where trained target models are cached (AFG_CACHE_DIR, else ~/.cache/afg-datasets)."""
     env = os.environ.get("AFG_CACHE_DIR")
     return Path(env) if env else Path.home() / ".cache" / "afg-datasets"
+
+
+def cached_model_dir(cache_key: str) -> Path:
+    """The folder a trained target model with this cache key is saved in."""
+    return cache_root() / "models" / cache_key

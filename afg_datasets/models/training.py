@@ -24,7 +24,7 @@ from afg_datasets.models.nets import (
     is_user_model,
 )
 from afg_datasets.models.storage import (
-    cache_root,
+    cached_model_dir,
     load_model_dir,
     load_weights,
     read_checkpoint,
@@ -183,7 +183,7 @@ def obtain_target_model(
     if checkpoint or not architecture(name).trainable:
         model, info = load_pretrained(name, checkpoint, data, device)
         return model, info, False
-    directory = cache_root() / "models" / cache_key
+    directory = cached_model_dir(cache_key)
     directory.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(directory.with_name(directory.name + ".lock")):  # concurrent ranks train once
         if (directory / INFO_FILE).is_file():

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from sklearn.decomposition import NMF
 
-from afg_datasets.building.pipeline import Pipeline
+from afg_datasets.building.context import BuildContext, prepare
 from afg_datasets.config import BuildConfig
 from afg_datasets.genome.groupviz import render
 from afg_datasets.genome.nmf import batched_nmf, relative_error
@@ -67,11 +67,11 @@ def _sklearn_error(sample: np.ndarray, groups: int, iters: int, seed: int) -> fl
     return float(residual / max(np.linalg.norm(sample), 1e-10))
 
 
-def bench_groupviz(pipeline: Pipeline, acts: dict[str, torch.Tensor], seed: int) -> dict:
-    encoder = pipeline.encoder
+def bench_groupviz(ctx: BuildContext, acts: dict[str, torch.Tensor], seed: int) -> dict:
+    encoder = ctx.encoder
     _, _, directions = encoder.factorize(acts)
     args = encoder.render_settings()
-    model, layers = pipeline.model, encoder.layers
+    model, layers = ctx.model, encoder.layers
     batched_s, (_, trace) = _timed(lambda: render(model, layers, directions, *args, seed))
 
     def one_at_a_time():
@@ -91,25 +91,25 @@ def bench_groupviz(pipeline: Pipeline, acts: dict[str, torch.Tensor], seed: int)
         "speedup": round(loop_s / batched_s, 2),
         "visualizations_per_s": round(count / batched_s, 3),
         "objective_gain_median": round(float((trace[-1] / trace[0].clamp_min(1e-8)).median()), 2),
-        "fraction_of_model_fwd_bwd": _fraction_of_model(pipeline, directions, batched_s),
+        "fraction_of_model_fwd_bwd": _fraction_of_model(ctx, directions, batched_s),
     }
 
 
-def _fraction_of_model(pipeline: Pipeline, directions: list[torch.Tensor], seconds: float) -> float:
+def _fraction_of_model(ctx: BuildContext, directions: list[torch.Tensor], seconds: float) -> float:
     """The share of the encoder's time that the model's own forward+backward passes would take
     alone (same per-layer batches, same device, no parameterization, transforms or Adam):
     how close the encoder runs to what the hardware does for this model."""
-    channels, size, steps, _ = pipeline.encoder.render_settings()
+    channels, size, steps, _ = ctx.encoder.render_settings()
     slices = [
-        (layer, torch.rand(d.shape[0] * d.shape[1], channels, size, size, device=pipeline.device))
-        for layer, d in zip(pipeline.layers, directions, strict=True)
+        (layer, torch.rand(d.shape[0] * d.shape[1], channels, size, size, device=ctx.device))
+        for layer, d in zip(ctx.layers, directions, strict=True)
     ]
 
     def passes():
         for layer, x in slices:
             x.requires_grad_(True)
-            forward_until(pipeline.model, [layer], x)[layer].sum().backward()
-        _sync(pipeline.device)
+            forward_until(ctx.model, [layer], x)[layer].sum().backward()
+        _sync(ctx.device)
 
     passes()  # warm-up
     repeats = 5
@@ -126,20 +126,19 @@ def bench_encoder(
     cfg: BuildConfig, samples: int, device: str = "cpu", seed: int = 0
 ) -> dict[str, Any]:
     """Both comparisons on the first `samples` source images of `cfg` at its layers."""
-    pipeline = Pipeline(cfg.replace(limit=samples), Path("."), device, progress=False)
-    pipeline.setup()
-    x, _ = pipeline.source.tensors(np.arange(len(pipeline.source)))
-    _, acts = forward_with_taps(pipeline.model, pipeline.layers, x.to(pipeline.device))
+    ctx = prepare(cfg.replace(limit=samples), Path("."), device, progress=False)
+    x, _ = ctx.source.tensors(np.arange(len(ctx.source)))
+    _, acts = forward_with_taps(ctx.model, ctx.layers, x.to(ctx.device))
     genome = cfg.genome
     results: dict[str, Any] = {
         "encoder": genome.encoder,
         "samples": len(x),
-        "layers": list(pipeline.layers),
+        "layers": list(ctx.layers),
         "groups": genome.groups,
-        "device": str(pipeline.device),
+        "device": str(ctx.device),
         "torch_threads": torch.get_num_threads(),
         "nmf": bench_nmf(acts, genome.groups, genome.nmf_iters, seed % 2**32),
     }
     if genome.encoder == "groupviz":
-        results["groupviz"] = bench_groupviz(pipeline, acts, seed)
+        results["groupviz"] = bench_groupviz(ctx, acts, seed)
     return results

@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from afg_datasets.building.pipeline import Pipeline, model_cache_key
+from afg_datasets.building.context import bind, model_cache_key
+from afg_datasets.building.plan import Task, derive_seed, make_tasks
 from afg_datasets.building.task import TaskRun
 from afg_datasets.config import BuildConfig
 from afg_datasets.errors import SourceError
@@ -30,9 +31,8 @@ from afg_datasets.formats import format_of
 from afg_datasets.layout import INFO_FILE
 from afg_datasets.models import ModelInfo, SourceData, TargetModel, freeze, load_model_dir
 from afg_datasets.models.nets import IMAGENET_MEAN, IMAGENET_STD, architecture
-from afg_datasets.models.storage import cache_root
+from afg_datasets.models.storage import cached_model_dir
 from afg_datasets.models.training import load_pretrained
-from afg_datasets.plan import Task, derive_seed, make_tasks
 from afg_datasets.sources import Source, load_source
 from afg_datasets.sources.base import ArrayReader
 
@@ -93,7 +93,7 @@ def calibration_model(cfg: BuildConfig, source: Source, device: str):
         data = SourceData(source, empty, empty, len(source.class_names))
         model, info = load_pretrained(cfg.model.architecture, cfg.model.checkpoint, data, device)
         return model, info, False
-    cached = cache_root() / "models" / model_cache_key(cfg)
+    cached = cached_model_dir(model_cache_key(cfg))
     if arch.trainable and (cached / INFO_FILE).is_file():
         model, info = load_model_dir(cached, device)
         return model, info, False
@@ -187,22 +187,29 @@ def calibrate(
     count = min(calibration or cfg.batch_size, cfg.sources_per_task)
     with tempfile.TemporaryDirectory(prefix="afg-estimate-") as tmp:
         source, real = _source_for(cfg, count)
-        pipeline = Pipeline(cfg, Path(tmp), device, progress=False, channels_last=channels_last)
         model, info, untrained = calibration_model(cfg, source, device)
-        pipeline.calibrate_with(source.head(count), model, info)
+        ctx = bind(
+            cfg,
+            Path(tmp),
+            torch.device(device),
+            source.head(count),
+            model,
+            info,
+            channels_last=channels_last,
+        )
         setup = time.perf_counter() - started
         shape = (cfg.batch_size, source.channels, source.image_size, source.image_size)
-        floor = throughput_floor(pipeline.model, shape, pipeline.device)
-        if pipeline.device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(pipeline.device)
-        task = Task(0, 0, len(pipeline.source), derive_seed(cfg.seed, "task", 0))
-        marker = TaskRun(pipeline, task, 1).run()
+        floor = throughput_floor(ctx.model, shape, ctx.device)
+        if ctx.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(ctx.device)
+        task = Task(0, 0, len(ctx.source), derive_seed(cfg.seed, "task", 0))
+        marker = TaskRun(ctx, task, 1).run()
         peak = None
-        if pipeline.device.type == "cuda":
-            peak = round(torch.cuda.max_memory_allocated(pipeline.device) / 2**20, 1)
+        if ctx.device.type == "cuda":
+            peak = round(torch.cuda.max_memory_allocated(ctx.device) / 2**20, 1)
         groups = shard_bytes(Path(tmp), marker["files"])
     return Calibration(
-        count, real, len(source), setup, floor, marker, pipeline.device, peak, untrained, groups
+        count, real, len(source), setup, floor, marker, ctx.device, peak, untrained, groups
     )
 
 

@@ -1,0 +1,258 @@
+"""A build's context, prepared once per process and frozen: source and splits, target model,
+layers, encoder, schema, attacks and output formats. Task stages read it; nothing here
+writes. `prepare` is the one entrance (`bind` for a given source and model: `afg estimate`);
+`WorkerSpec` re-prepares it in another process from the model the build saved."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from datasets import Features
+
+from afg_datasets.attacks import Attack
+from afg_datasets.building.plan import derive_seed
+from afg_datasets.building.splits import assign_splits
+from afg_datasets.building.stats import StageTimer, peak_rss_mb
+from afg_datasets.config import BuildConfig
+from afg_datasets.formats import OutputFormat
+from afg_datasets.genome import EncoderInputs, GenomeEncoder, make_encoder
+from afg_datasets.layout import MODEL_DIR, SPLITS
+from afg_datasets.models import (
+    ModelInfo,
+    SourceData,
+    TargetModel,
+    TrainSettings,
+    forward_with_taps,
+    load_model_dir,
+    obtain_target_model,
+)
+from afg_datasets.records import CLEAN, features_to_json, record_features
+from afg_datasets.sources import Source, default_loader_workers, load_source
+
+
+def model_cache_key(cfg: BuildConfig) -> str:
+    """Training inputs only: --limit, attacks and genome settings reuse the same model."""
+    model = {k: v for k, v in asdict(cfg.model).items() if k != "layers"}
+    key = {
+        "source": cfg.to_dict()["source"],
+        "model": model,
+        "splits": asdict(cfg.splits),
+        "seed": cfg.seed,
+    }
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Setup:
+    """How the context was prepared (for tasks/setup.json: stats only)."""
+
+    seconds: dict[str, float] = field(default_factory=dict)
+    model_cached: bool = True
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    """Everything a task reads, for one build in one process."""
+
+    cfg: BuildConfig
+    out: Path
+    device: torch.device
+    progress: bool
+    loader_workers: int
+    source: Source
+    split_of: np.ndarray  # split name per source index
+    model: TargetModel
+    model_info: ModelInfo
+    layers: tuple[str, ...]
+    layer_shapes: dict[str, tuple[int, ...]]
+    encoder: GenomeEncoder
+    features: Features
+    attacks: list[Attack]
+    formats: list[OutputFormat]
+    setup: Setup
+    channels_last: bool  # on CUDA; off only to measure what it buys
+
+    @property
+    def variant_names(self) -> list[str]:
+        return [CLEAN, *(a.name for a in self.attacks)]
+
+    def corpus_facts(self) -> dict[str, Any]:
+        """What plan.json records about the corpus besides its tasks (no timings)."""
+        cfg, source = self.cfg, self.source
+        return {
+            "seeds": {
+                "build": cfg.seed,
+                "model": derive_seed(cfg.seed, "model"),
+                "nmf": derive_seed(cfg.seed, "nmf"),
+                "task": "derive_seed(build, 'task', task_id)",
+                "attack": "derive_seed(task_seed, attack, split, batch_index)",
+            },
+            "source": {
+                "name": source.name,
+                "images": len(source),
+                "license": source.license,
+                "citation": source.citation,
+                "class_names": list(source.class_names),
+            },
+            "layers": [
+                {"name": n, "channels": s[0], "height": s[1], "width": s[2]}
+                for n, s in self.layer_shapes.items()
+            ],
+            "attacks": {a.name: a.params for a in self.attacks},
+            "features": features_to_json(self.features),
+            "splits": {
+                s: {"sources": n, "records": n * len(self.variant_names)}
+                for s, n in ((s, int((self.split_of == s).sum())) for s in SPLITS)
+            },
+        }
+
+    def setup_record(self) -> dict[str, Any]:
+        """tasks/setup.json: the planning process's setup timings (stats only)."""
+        return {
+            "stages": {k: round(v, 3) for k, v in self.setup.seconds.items()},
+            "peak_rss_mb": peak_rss_mb(),
+            "target_model": {
+                "test_accuracy": self.model_info.test_accuracy,
+                "train_seconds": round(self.setup.seconds.get("train_model", 0.0), 3),
+                "weights": self.model_info.weights,
+                "cached": self.setup.model_cached,
+            },
+        }
+
+    def with_saved_model(self, model_dir: Path) -> BuildContext:
+        """The same context on the model a build saved (so every rank and resumed run uses
+        the same bytes)."""
+        model, info = load_saved(self.cfg, model_dir, self.device)
+        return bind(
+            self.cfg, self.out, self.device, self.source, model, info,
+            self.progress, self.setup, self.channels_last, self.split_of,
+        )  # fmt: skip
+
+
+def load_saved(cfg: BuildConfig, model_dir: Path, device: torch.device):
+    """A saved model of this build (its own config may name a `module:callable`)."""
+    return load_model_dir(model_dir, str(device), trusted=cfg.model.architecture)
+
+
+def prepare(
+    cfg: BuildConfig,
+    out: Path,
+    device: str,
+    progress: bool = True,
+    model_dir: Path | None = None,
+    channels_last: bool = True,
+) -> BuildContext:
+    """Load the source, obtain the target model (trained or cached; from `model_dir` when given:
+    a worker of a planned build) and bind the rest; validates everything, writes nothing."""
+    timer, torch_device = StageTimer(), torch.device(device)
+    with timer("load"):
+        full = load_source(cfg.source)
+        split_of_all = assign_splits(full.ids, cfg.seed, cfg.splits.ratios())
+    with timer("train_model"):
+        if model_dir is not None:
+            (model, info), cached = load_saved(cfg, model_dir, torch_device), True
+        else:
+            model, info, cached = _obtain_model(cfg, full, split_of_all, device, progress)
+    setup = Setup(dict(timer.seconds), cached)
+    source = full.head(cfg.limit)
+    split_of = split_of_all[: len(source)]
+    return bind(
+        cfg, out, torch_device, source, model, info, progress, setup, channels_last, split_of
+    )
+
+
+def _obtain_model(cfg: BuildConfig, full: Source, split_of_all, device: str, progress: bool):
+    settings = TrainSettings(
+        cfg.model.architecture,
+        cfg.model.epochs,
+        cfg.model.batch_size,
+        cfg.model.lr,
+        derive_seed(cfg.seed, "model"),
+    )
+    data = SourceData(
+        full,
+        np.flatnonzero(split_of_all == "train"),
+        np.flatnonzero(split_of_all == "test"),
+        len(full.class_names),
+        used=len(full.head(cfg.limit)),
+    )
+    return obtain_target_model(
+        cfg.model.architecture,
+        cfg.model.checkpoint,
+        settings,
+        model_cache_key(cfg),
+        data,
+        device,
+        progress,
+    )
+
+
+def bind(
+    cfg: BuildConfig,
+    out: Path,
+    device: torch.device,
+    source: Source,
+    model: TargetModel,
+    info: ModelInfo,
+    progress: bool = False,
+    setup: Setup | None = None,
+    channels_last: bool = True,
+    split_of: np.ndarray | None = None,
+) -> BuildContext:
+    """The context of `cfg` on a given source and model: precision, memory layout, layers,
+    encoder, schema, attacks (validated here)."""
+    model.set_precision(cfg.precision)
+    if device.type == "cuda" and channels_last:  # NHWC convolutions use the tensor cores best
+        model.to(memory_format=torch.channels_last)
+    layers = tuple(cfg.model.layers or info.layers)
+    model.check_layers(layers)
+    image_shape = (source.channels, source.image_size)
+    probe = torch.zeros(1, source.channels, source.image_size, source.image_size, device=device)
+    _, acts = forward_with_taps(model, layers, probe)
+    layer_shapes = {name: tuple(acts[name].shape[1:]) for name in layers}
+    channels = tuple(layer_shapes[n][0] for n in layers)
+    inputs = EncoderInputs(layers, channels, derive_seed(cfg.seed, "nmf"), model, image_shape)
+    encoder = make_encoder(asdict(cfg.genome), inputs)
+    classes = len(source.class_names)
+    workers = cfg.source.workers
+    return BuildContext(
+        cfg=cfg,
+        out=out,
+        device=device,
+        progress=progress,
+        loader_workers=default_loader_workers() if workers is None else workers,
+        source=source,
+        split_of=assign_splits(source.ids, cfg.seed, cfg.splits.ratios())
+        if split_of is None
+        else split_of,
+        model=model,
+        model_info=info,
+        layers=layers,
+        layer_shapes=layer_shapes,
+        encoder=encoder,
+        features=record_features(source.class_names, encoder.features()),
+        attacks=[Attack(name, model, classes, params) for name, params in cfg.attacks.items()],
+        formats=cfg.output_formats(),
+        setup=setup or Setup(),
+        channels_last=channels_last,
+    )
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """What another process needs to run tasks of a planned build (small and picklable)."""
+
+    cfg: BuildConfig
+    out: Path
+    device: str
+    num_tasks: int
+
+    def context(self, device: str | None = None) -> BuildContext:
+        """A context prepared on the model the build saved in `out`."""
+        return prepare(self.cfg, self.out, device or self.device, False, self.out / MODEL_DIR)
