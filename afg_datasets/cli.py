@@ -16,6 +16,9 @@ from afg_datasets.bounds import (
     MAX_BATCH,
     MAX_COMMIT_FILES,
     MAX_DEVICES,
+    MAX_GENOME_SIZE,
+    MAX_GROUPS,
+    MAX_ITERS,
     MAX_PROCESSES,
     MAX_SOURCES,
 )
@@ -245,6 +248,31 @@ def estimate(
     )
     report = run(cfg, sources, devices, device, calibration, started=STARTED)
     printers.report(report, as_json, printers.estimate)
+
+
+@app.command()
+def encode(
+    directory: CorpusArg,
+    out: Annotated[Path, typer.Option(help="Where the re-encoded corpus goes.")],
+    encoder: EncoderOpt = None,
+    groups: Annotated[int | None, typer.Option(min=1, max=MAX_GROUPS, help="NMF groups.")] = None,
+    size: Annotated[
+        int | None, typer.Option(min=1, max=MAX_GENOME_SIZE, help="Genome map size.")
+    ] = None,
+    nmf_iters: Annotated[
+        int | None, typer.Option(min=1, max=MAX_ITERS, help="NMF iterations.")
+    ] = None,
+    device: DeviceOpt = "cpu",
+    overwrite: Annotated[bool, typer.Option(help="Replace another corpus in --out.")] = False,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+):
+    """Re-encode a corpus's stored images with another genome (no attack runs); unset genome
+    settings keep the corpus's own. Verifies it first; resumes like a build."""
+    from afg_datasets.building.encode import encode_corpus
+
+    chosen = {"encoder": encoder, "groups": groups, "size": size, "nmf_iters": nmf_iters}
+    genome = {key: value for key, value in chosen.items() if value is not None}
+    printers.build_summary(encode_corpus(directory, out, genome, device, overwrite, progress))
 
 
 @app.command()

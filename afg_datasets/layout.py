@@ -27,7 +27,7 @@ SPLITS = ("train", "validation", "test")
 # The corpus format (docs/format.md), in the manifest and the plan. A reader refuses an unknown
 # major version and reads a newer minor one with a warning. Format 0 is a corpus built by
 # afg-datasets 0.2 (no field): its files are laid out as 1.0's, so it is read, with a warning.
-FORMAT_VERSION = "1.0"
+FORMAT_VERSION = "1.1"  # 1.1: `parent` in the manifest of a re-encoded corpus (`afg encode`)
 FORMAT_SPEC = "docs/format.md"
 _VERSION = re.compile(r"^(0|[1-9][0-9]{0,5})\.(0|[1-9][0-9]{0,5})$")
 log = logging.getLogger(__name__)
@@ -148,6 +148,13 @@ def file_entry(out: Path, path: Path, rows: int | None) -> dict[str, Any]:
         "bytes": path.stat().st_size,
         "rows": rows,
     }
+
+
+def format_major(document: dict[str, Any]) -> int | None:
+    """The major format number of a manifest or plan: 0 when it names none (afg-datasets 0.2),
+    None when what it names is not MAJOR.MINOR."""
+    match = _VERSION.match(str(document.get("format_version", "0.0")))
+    return int(match[1]) if match else None
 
 
 def check_format(data: dict[str, Any], path: Path) -> str:

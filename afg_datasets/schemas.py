@@ -60,6 +60,12 @@ LAYERS = TypeAdapter(Layers)
 
 
 @with_config(STRICT)
+class Parent(TypedDict):
+    name: str
+    config_hash: str
+
+
+@with_config(STRICT)
 class Manifest(TypedDict):
     format_version: NotRequired[Any]  # checked by layout.check_format (absent: format 0)
     name: str
@@ -72,6 +78,7 @@ class Manifest(TypedDict):
     features: dict[str, Any]
     splits: dict[str, SplitCounts]
     files: list[FileEntry]
+    parent: NotRequired[Parent]  # format 1.1: the corpus `afg encode` re-encoded
 
 
 @with_config(STRICT)

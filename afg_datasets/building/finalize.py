@@ -90,7 +90,7 @@ def make_manifest(out: Path, plan: dict[str, Any], markers: list[dict]) -> dict[
         "config_hash": plan["config_hash"],
         "package_version": plan["package_version"],
         "seeds": plan["seeds"],
-        "source": {**plan["source"], "skipped": sum(map(len, skipped.values()))},
+        "source": {**plan["source"], "skipped": _skipped(plan, skipped)},
         "model": {
             "sha256": weights["sha256"],
             "path": weights_path,
@@ -102,4 +102,10 @@ def make_manifest(out: Path, plan: dict[str, Any], markers: list[dict]) -> dict[
         "splits": splits,
         "tasks": len(plan["tasks"]),
         "files": data_files + model_files,
+        **({"parent": plan["parent"]} if "parent" in plan else {}),
     }
+
+
+def _skipped(plan: dict[str, Any], skipped: dict[str, list[str]]) -> int:
+    """Sources left out: by this build's tasks, plus, for a re-encoded corpus, its parent's."""
+    return plan["source"].get("skipped", 0) + sum(map(len, skipped.values()))

@@ -30,10 +30,13 @@ from afg_datasets.layout import (
     OUTPUTS,
     PLAN_FILE,
     SPLITS,
+    format_major,
     marker_path,
     read_json,
     write_json,
 )
+
+OUR_MAJOR = format_major({"format_version": FORMAT_VERSION})
 
 
 def derive_seed(*parts: object) -> int:
@@ -79,7 +82,8 @@ def read_plan(out: Path) -> dict[str, Any]:
         raise OutputDirError(f"{out}: no {PLAN_FILE}; is this an AFG build directory?")
     plan = read_json(path, shape="plan")
     found = plan.get("format_version", "0 (afg-datasets 0.2)")
-    if found != FORMAT_VERSION:  # shards of two formats never meet in one corpus
+    # shards of two major formats never meet in one corpus (a minor adds optional fields only)
+    if format_major(plan) != OUR_MAJOR:
         raise OutputDirError(
             f"{path}: a build of corpus format {found}, this afg-datasets writes format "
             f"{FORMAT_VERSION}; finish it with the version that started it, or rebuild "
@@ -144,12 +148,12 @@ def corpus_hash(out: Path) -> str | None:
     return None
 
 
-def _format_of(out: Path) -> str:
-    """The format version of the plan (else manifest) in `out`; "0" when it names none."""
+def _format_of(out: Path) -> dict[str, Any]:
+    """The plan (else manifest) in `out`, for its format version."""
     for name in (PLAN_FILE, MANIFEST_FILE):
         if (out / name).is_file():
-            return str(read_json(out / name).get("format_version", "0"))
-    return FORMAT_VERSION
+            return read_json(out / name)
+    return {"format_version": FORMAT_VERSION}
 
 
 def check_output(out: Path, cfg: BuildConfig, overwrite: bool, resume: bool) -> bool:
@@ -170,10 +174,11 @@ def check_output(out: Path, cfg: BuildConfig, overwrite: bool, resume: bool) -> 
         )
     if resume and existing is None:
         raise OutputDirError(f"--resume: --out {str(out)!r} holds no build to resume")
-    if existing == cfg.config_hash() and _format_of(out) != FORMAT_VERSION:
+    if existing == cfg.config_hash() and format_major(_format_of(out)) != OUR_MAJOR:
         if not overwrite:
             raise OutputDirError(
-                f"--out {str(out)!r} holds this corpus in format {_format_of(out)}; pass "
+                f"--out {str(out)!r} holds this corpus in format "
+                f"{_format_of(out).get('format_version', '0')}; pass "
                 f"--overwrite to rebuild it as format {FORMAT_VERSION}, or choose another --out"
             )
         return True

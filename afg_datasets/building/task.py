@@ -7,7 +7,7 @@ import logging
 import os
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,7 @@ from afg_datasets.building.context import BuildContext
 from afg_datasets.building.plan import Task, clear_task, derive_seed, read_marker
 from afg_datasets.building.stats import AttackTally, StageTimer, peak_rss_mb
 from afg_datasets.errors import ModelError
-from afg_datasets.formats import ShardWriter
+from afg_datasets.formats import ShardFile, ShardWriter
 from afg_datasets.layout import (
     SPLITS,
     file_entry,
@@ -49,6 +49,19 @@ def quantize(adv: torch.Tensor, clean: torch.Tensor, linf: float | None) -> torc
 log = logging.getLogger(__name__)
 
 
+def model_input(images: np.ndarray, device: torch.device) -> torch.Tensor:
+    """uint8 [B, H, W, C] -> what the build and `afg encode` feed the model (`scaled`)."""
+    return scaled(to_device(torch.from_numpy(images), device).permute(0, 3, 1, 2))
+
+
+def scaled(pixels: torch.Tensor) -> torch.Tensor:
+    """uint8 [B, C, H, W] -> float in [0, 1] with standard strides whatever the layout it came
+    in (a convolution picks its algorithm, and its last bits, by the strides; `.contiguous()`
+    keeps odd strides on size-1 dimensions)."""
+    out = torch.empty(pixels.shape, dtype=torch.float32, device=pixels.device)
+    return out.copy_(pixels).div_(255)
+
+
 def to_device(pixels: torch.Tensor, device: torch.device) -> torch.Tensor:
     """A CPU tensor on `device`; through pinned memory without blocking on CUDA."""
     if device.type != "cuda":
@@ -65,8 +78,7 @@ class TaskRun:
         self.num_tasks = num_tasks
         self.timer = StageTimer()
         self.tallies: dict[str, AttackTally] = defaultdict(AttackTally)
-        self.writers: dict[Path, ShardWriter] = {}
-        self.shards = ExitStack()  # every open writer: aborted together if the task fails
+        self.shards = TaskShards(ctx, task.id, num_tasks)
 
     def run(self) -> dict[str, Any]:
         """Write the task's shards (temp names, renamed at the end); returns its marker."""
@@ -83,25 +95,12 @@ class TaskRun:
                 bar.set_postfix_str(f"{split} batch {b}")
                 if len(decoded.kept):
                     for batch in self.variants(split, b, decoded):
-                        self.write(batch, split)
+                        with self.timer("write"):
+                            self.shards.write(batch, split)
                         bar.update()
             with self.timer("write"):
-                shards = [w.close() for w in self.writers.values()]
-        with self.timer("hash"):
-            files = [file_entry(p.out, f.path, f.rows) for f in shards]
-        return {
-            "task": task.id,
-            "worker": os.getpid(),
-            "device": str(p.device),
-            "torch_threads": torch.get_num_threads(),
-            "started": started,
-            "finished": time.time(),
-            "peak_rss_mb": peak_rss_mb(),
-            "tallies": {name: vars(t).copy() for name, t in self.tallies.items()},
-            "stages": {k: round(v, 4) for k, v in self.timer.seconds.items()},
-            "files": files,
-            "skipped": dict(skipped),
-        }
+                shards = self.shards.close()
+        return task_marker(p, task.id, started, self.timer, self.tallies, shards, skipped)
 
     def progress_bar(self, batches: int) -> tqdm:
         """Within the task: one step per variant (clean, each attack) of each batch."""
@@ -135,7 +134,7 @@ class TaskRun:
         images, indices = decoded.images, decoded.kept
         labels = p.source.labels[indices]
         ids = [p.source.ids[i] for i in indices]
-        x = to_device(torch.from_numpy(images), p.device).permute(0, 3, 1, 2).float().div(255)
+        x = model_input(images, p.device)
         y = torch.from_numpy(labels).to(p.device)
         zeros = np.zeros(len(indices), dtype=np.float32)
         genome_seed = derive_seed(seed, "genome", split, batch_index)
@@ -147,14 +146,15 @@ class TaskRun:
             with self.timer(f"attack/{attack.name}"):
                 adv = attack.run(x, y, derive_seed(seed, attack.name, split, batch_index))
                 stored = quantize(adv, x, attack.linf_budget())
-                delta = stored.float().div(255) - x
+                adv_x = scaled(stored)
+                delta = adv_x - x
                 linf = delta.flatten(1).abs().amax(1).cpu().numpy()
                 l2 = delta.flatten(1).norm(dim=1).cpu().numpy()
             batch = self.encode(
                 ids,
                 attack.name,
                 attack.params_json,
-                stored.float().div(255),
+                adv_x,
                 stored.permute(0, 2, 3, 1).cpu().numpy(),
                 labels,
                 linf,
@@ -166,37 +166,100 @@ class TaskRun:
 
     def encode(self, ids, attack, params, x, images, labels, linf, l2, seed) -> RecordBatch:
         """Re-predict the stored images with taps and encode their genomes."""
-        p = self.ctx
-        with self.timer("predict"):
-            preds, acts = forward_with_taps(p.model, p.layers, x)
-        with self.timer("encode"):
-            genome = p.encoder.encode(acts, seed)
-        broken = [name for name, array in genome.items() if not np.isfinite(array).all()]
-        if broken:
-            raise ModelError(
-                f"the target model gave non-finite activations ({attack} records of task "
-                f"{self.task.id}: {broken}); its weights or the source pixels are unusable"
-            )
-        batch = RecordBatch(
-            ids, attack, params, images, labels, preds.cpu().numpy(), linf, l2, genome
+        what = f"{attack} records of task {self.task.id}"
+        preds, genome = predict_and_encode(self.ctx, x, seed, self.timer, what)
+        return RecordBatch(ids, attack, params, images, labels, preds, linf, l2, genome)
+
+
+def task_marker(
+    ctx: BuildContext,
+    task_id: int,
+    started: float,
+    timer: StageTimer,
+    tallies: Mapping[str, AttackTally],
+    shards: list[ShardFile],
+    skipped: Mapping[str, list[str]] | None = None,
+) -> dict[str, Any]:
+    """A finished task's marker: its files (hashed here), tallies and stage seconds."""
+    with timer("hash"):
+        files = [file_entry(ctx.out, shard.path, shard.rows) for shard in shards]
+    return {
+        "task": task_id,
+        "worker": os.getpid(),
+        "device": str(ctx.device),
+        "torch_threads": torch.get_num_threads(),
+        "started": started,
+        "finished": time.time(),
+        "peak_rss_mb": peak_rss_mb(),
+        "tallies": {name: vars(t).copy() for name, t in tallies.items()},
+        "stages": {k: round(v, 4) for k, v in timer.seconds.items()},
+        "files": files,
+        **({"skipped": dict(skipped)} if skipped is not None else {}),
+    }
+
+
+def predict_and_encode(
+    ctx: BuildContext, x: torch.Tensor, seed: int, timer: StageTimer, what: str
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The target model's predictions on images `x` ([0,1], as stored) and their genomes;
+    non-finite genomes (`what` records) are a ModelError."""
+    with timer("predict"):
+        preds, acts = forward_with_taps(ctx.model, ctx.layers, x)
+    with timer("encode"):
+        genome = ctx.encoder.encode(acts, seed)
+    broken = [name for name, array in genome.items() if not np.isfinite(array).all()]
+    if broken:
+        raise ModelError(
+            f"the target model gave non-finite activations ({what}: {broken}); its weights or "
+            "the source pixels are unusable"
         )
-        return batch
+    return preds.cpu().numpy(), genome
+
+
+class TaskShards:
+    """The shards one task writes: a writer per format and shard, opened on first use. As a
+    context manager, an exception aborts every writer (nothing gets a final name)."""
+
+    def __init__(self, ctx: BuildContext, task_id: int, num_tasks: int):
+        self.ctx, self.task_id, self.num_tasks = ctx, task_id, num_tasks
+        self.writers: dict[Path, ShardWriter] = {}
+        self._stack = ExitStack()
+
+    def __enter__(self) -> TaskShards:
+        self._stack.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> bool | None:
+        return self._stack.__exit__(*exc)
 
     def write(self, batch: RecordBatch, split: str) -> None:
         """Append a batch to its shard in every output format."""
-        p = self.ctx
-        with self.timer("write"):
-            for fmt in p.formats:
-                path = fmt.shard_path(p.out, batch.attack, split, self.task.id, self.num_tasks)
-                if path not in self.writers:
-                    self.writers[path] = self.shards.enter_context(fmt.writer(path, p.features))
-                self.writers[path].write(batch)
+        for fmt in self.ctx.formats:
+            path = fmt.shard_path(self.ctx.out, batch.attack, split, self.task_id, self.num_tasks)
+            if path not in self.writers:
+                writer = fmt.writer(path, self.ctx.features)
+                self.writers[path] = self._stack.enter_context(writer)
+            self.writers[path].write(batch)
+
+    def close(self) -> list[ShardFile]:
+        """Give every shard its final name."""
+        return [writer.close() for writer in self.writers.values()]
 
 
 def complete_task(ctx: BuildContext, task: Task, num_tasks: int) -> bool:
     """Run `task` unless its marker says it is done or another process is running it; the
     marker is written last. Returns whether it ran."""
-    out = ctx.out
+
+    def run() -> dict[str, Any]:
+        clear_task(ctx.out, task, num_tasks, ctx.variant_names, ctx.formats)
+        return TaskRun(ctx, task, num_tasks).run()
+
+    return run_once(ctx.out, task, run)
+
+
+def run_once(out: Path, task: Task, run: Callable[[], dict[str, Any]]) -> bool:
+    """`run` (which clears the task's leftovers and returns its marker) under the task's lock,
+    unless the task has a marker; the marker is written last. Returns whether it ran."""
     marker_path(out, task.id).parent.mkdir(exist_ok=True)
     lock = FileLock(task_lock_path(out, task.id))
     try:
@@ -207,9 +270,7 @@ def complete_task(ctx: BuildContext, task: Task, num_tasks: int) -> bool:
     try:
         if read_marker(out, task) is not None:
             return False
-        clear_task(out, task, num_tasks, ctx.variant_names, ctx.formats)
-        marker = TaskRun(ctx, task, num_tasks).run()
-        write_json(marker_path(out, task.id), marker)
+        write_json(marker_path(out, task.id), run())
         return True
     finally:
         lock.release()

@@ -17,6 +17,7 @@ from afg_datasets.layout import (
     CARD_FILE,
     CORPUS_DIRS,
     CROISSANT_FILE,
+    format_major,
     read_json,
 )
 
@@ -85,14 +86,10 @@ def check_records(root: Path, manifest: dict) -> list[str]:
     return problems
 
 
-def _format_major(manifest: dict) -> int:
-    return int(manifest.get("format_version", "0.0").split(".")[0])
-
-
 def check_card_files(root: Path, manifest: dict) -> list[str]:
     """The card's file table (format 1 and later) gives every file the manifest's size and
     sha256."""
-    if _format_major(manifest) == 0:
+    if format_major(manifest) == 0:
         return []
     text = (root / CARD_FILE).read_text(errors="replace")
     return [
@@ -107,7 +104,7 @@ def check_croissant(root: Path, manifest: dict) -> list[str]:
     sha256 and size. Plain JSON: verify does not import mlcroissant."""
     path = root / CROISSANT_FILE
     if not path.is_file():
-        return [f"{CROISSANT_FILE}: missing"] if _format_major(manifest) else []
+        return [f"{CROISSANT_FILE}: missing"] if format_major(manifest) else []
     try:
         document = read_json(path)
         objects = {

@@ -1,0 +1,209 @@
+"""`afg encode`: a corpus with the same records, keys, splits and target model as its parent and
+new genome columns, computed from the stored PNGs (the quantized images the genome must
+describe); no attack runs. Task by task like a build: resumable, byte-identical when repeated,
+and with the parent's own encoder settings it reproduces the parent's genome columns.
+
+A task's batches are its parquet row groups: a build writes each batch as one row group
+(unless over ROW_GROUP_BYTES: a corpus whose batches were split is refused)."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections import defaultdict
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.parquet as pq
+import torch
+
+from afg_datasets.building.context import BuildContext, Setup, bind
+from afg_datasets.building.finalize import BuildResult, finalize
+from afg_datasets.building.options import check_device
+from afg_datasets.building.plan import (
+    Task,
+    check_output,
+    clear_task,
+    derive_seed,
+    output_lock,
+    plan_document,
+    prepare_output,
+)
+from afg_datasets.building.stats import AttackTally, StageTimer
+from afg_datasets.building.task import (
+    TaskShards,
+    model_input,
+    predict_and_encode,
+    run_once,
+    task_marker,
+)
+from afg_datasets.config import BuildConfig
+from afg_datasets.corpus.verify import require_intact
+from afg_datasets.errors import CorpusError, OutputDirError
+from afg_datasets.files import atomic_directory
+from afg_datasets.formats import TABLE_FORMAT, split_of_shard, task_of_shard
+from afg_datasets.layout import MODEL_DIR, SETUP_FILE, SPLITS, write_json
+from afg_datasets.models import load_model_dir
+from afg_datasets.records import CLEAN, RecordBatch, decode_png
+from afg_datasets.sources import Source
+
+# The parent's columns that a re-encoded record keeps (everything but its genome).
+KEPT = ("source_id", "image", "label", "pred", "attack_params", "linf", "l2")
+
+
+def encode_corpus(
+    parent: str | Path,
+    out: str | Path,
+    genome: Mapping[str, Any],
+    device: str = "cpu",
+    overwrite: bool = False,
+    progress: bool = True,
+) -> BuildResult:
+    """Re-encode `parent` (verified first) into `out` with the genome settings `genome`
+    (`encoder` and its options; unset ones keep the parent's)."""
+    parent, out = Path(parent), Path(out)
+    check_device(device)
+    if out.resolve() == parent.resolve():
+        raise OutputDirError(f"--out {str(out)!r} is the corpus itself; choose another directory")
+    manifest = require_intact(parent)
+    cfg = BuildConfig.from_dict(manifest["config"])
+    cfg = cfg.replace(**{f"genome__{key}": value for key, value in genome.items()})
+    shards = _task_shards(parent, manifest)
+    tasks = [Task(t, 0, 0, derive_seed(cfg.seed, "task", t)) for t in range(manifest["tasks"])]
+    ctx = _context(parent, manifest, cfg, out, device, progress)
+    check_output(out, cfg, overwrite, resume=False)
+    plan = {
+        **plan_document(cfg, tasks, _facts(manifest, ctx)),
+        "parent": {"name": manifest["name"], "config_hash": manifest["config_hash"]},
+    }
+    with output_lock(out):
+        prepare_output(out, cfg, plan, overwrite, resume=False)
+        _copy_model(ctx, parent)
+    for task in tasks:
+        run_once(out, task, lambda task=task: _run_task(ctx, task, shards[task.id], len(tasks)))
+    with output_lock(out):
+        return finalize(out)
+
+
+def _context(
+    parent: Path, manifest: dict, cfg: BuildConfig, out: Path, device: str, progress: bool
+) -> BuildContext:
+    """The build context of the re-encoding: the parent's model, its layers, the new encoder;
+    the source is the corpus's stored images (no items: they come from the shards)."""
+    model, info = load_model_dir(parent / MODEL_DIR, device, trusted=cfg.model.architecture)
+    facts = manifest["source"]
+    stored = Source(
+        facts["name"],
+        np.zeros(0, np.int64),
+        tuple(facts["class_names"]),
+        (),
+        facts["license"],
+        facts["citation"],
+        None,
+        info.in_channels,
+        info.image_size,
+    )
+    split_of = np.zeros(0, dtype="<U10")
+    ctx = bind(
+        cfg, out, torch.device(device), stored, model, info, progress, Setup(), True, split_of
+    )
+    if [layer["name"] for layer in manifest["layers"]] != list(ctx.layers):
+        raise CorpusError(f"{parent}: its layers differ from its model's; it cannot be re-encoded")
+    return ctx
+
+
+def _facts(manifest: dict, ctx: BuildContext) -> dict[str, Any]:
+    """plan.json's corpus facts: the parent's, with the new schema."""
+    facts = ctx.corpus_facts()
+    keep = ("seeds", "source", "layers", "attacks", "splits")
+    return {**facts, **{key: manifest[key] for key in keep}}
+
+
+def _task_shards(parent: Path, manifest: dict) -> dict[int, dict[str, dict[str, Path]]]:
+    """Task -> split -> attack (clean first, then the parent's order) -> its parquet shard."""
+    variants = [CLEAN, *manifest["attacks"]]
+    shards: dict[int, dict[str, dict[str, Path]]] = defaultdict(lambda: defaultdict(dict))
+    for entry in manifest["files"]:
+        path = entry["path"]
+        if TABLE_FORMAT.owns(path):
+            by_attack = shards[task_of_shard(path)][split_of_shard(path)]
+            by_attack[TABLE_FORMAT.attack_of(path)] = parent / path
+    for splits in shards.values():
+        for split, by_attack in splits.items():
+            splits[split] = {a: by_attack[a] for a in variants if a in by_attack}
+    return shards
+
+
+def _copy_model(ctx: BuildContext, parent: Path) -> None:
+    """The parent's target model, as its files (the same bytes, the same sha256)."""
+    out = ctx.out
+    if not (out / MODEL_DIR).is_dir():
+        atomic_directory(out / MODEL_DIR, lambda tmp: shutil.copytree(parent / MODEL_DIR, tmp))
+    if not (out / SETUP_FILE).is_file():
+        (out / SETUP_FILE).parent.mkdir(exist_ok=True)
+        write_json(out / SETUP_FILE, ctx.setup_record())
+
+
+def _run_task(
+    ctx: BuildContext, task: Task, shards: Mapping[str, Mapping[str, Path]], num_tasks: int
+) -> dict[str, Any]:
+    """Re-encode one task's records, batch by batch as the build wrote them; its marker."""
+    clear_task(ctx.out, task, num_tasks, ctx.variant_names, ctx.formats)
+    started, timer = time.time(), StageTimer()
+    tallies: dict[str, AttackTally] = defaultdict(AttackTally)
+    with TaskShards(ctx, task.id, num_tasks) as out:
+        for split in SPLITS:
+            for b, variants in enumerate(_batches(shards.get(split, {}), timer)):
+                seed = derive_seed(task.seed, "genome", split, b)
+                eligible = variants[0].preds == variants[0].labels  # as the build counts
+                for batch in variants:
+                    x = model_input(batch.images, ctx.device)
+                    what = f"{batch.attack} records of task {task.id}"
+                    _, batch.genome = predict_and_encode(ctx, x, seed, timer, what)
+                    tallies[batch.attack].add(batch, eligible)
+                    with timer("write"):
+                        out.write(batch, split)
+        with timer("write"):
+            closed = out.close()
+    return task_marker(ctx, task.id, started, timer, tallies, closed)
+
+
+def _batches(by_attack: Mapping[str, Path], timer: StageTimer) -> Iterator[list[RecordBatch]]:
+    """Per batch of the build (one row group of each variant's shard), its variants' records
+    with the stored images decoded; clean first."""
+    if not by_attack:
+        return
+    files = {attack: pq.ParquetFile(path) for attack, path in by_attack.items()}
+    groups = {f.metadata.num_row_groups for f in files.values()}
+    for index in range(max(groups)):
+        with timer("decode"):
+            tables = {a: f.read_row_group(index, columns=list(KEPT)) for a, f in files.items()}
+            sources = {tuple(t.column("source_id").to_pylist()) for t in tables.values()}
+            if len(groups) != 1 or len(sources) != 1:
+                path = next(iter(by_attack.values()))
+                raise CorpusError(
+                    f"{path.parent.parent}: the variants' row groups of {path.name} hold "
+                    "different sources (batches split across row groups); afg encode cannot "
+                    "recover its batches"
+                )
+            variants = [_records(attack, table) for attack, table in tables.items()]
+        yield variants
+
+
+def _records(attack: str, table) -> RecordBatch:
+    """One row group as the batch of records the build wrote (genome still to compute)."""
+    columns = {name: table.column(name) for name in KEPT}
+    images = np.stack([decode_png(image["bytes"]) for image in columns["image"].to_pylist()])
+    return RecordBatch(
+        columns["source_id"].to_pylist(),
+        attack,
+        columns["attack_params"][0].as_py(),
+        images,
+        columns["label"].to_numpy(),
+        columns["pred"].to_numpy(),
+        columns["linf"].to_numpy(),
+        columns["l2"].to_numpy(),
+        {},
+    )
