@@ -1,0 +1,104 @@
+"""`afg encode`: a corpus re-encoded from its stored PNGs, without running an attack."""
+
+from __future__ import annotations
+
+import shutil
+
+import pyarrow.parquet as pq
+import pytest
+from datasets import load_dataset
+
+from afg_datasets.building import build_corpus
+from afg_datasets.building import encode as encode_module
+from afg_datasets.building.encode import encode_corpus
+from afg_datasets.corpus.manifest import load_manifest
+from afg_datasets.corpus.verify import verify_corpus
+from afg_datasets.errors import CorpusError, OutputDirError
+from tests.samples import run_cli
+
+
+@pytest.fixture(scope="module")
+def parent(tmp_path_factory, small_config):
+    """Three tasks, several batches per split, two attacks: batch and task seams to keep."""
+    cfg = small_config.replace(
+        limit=40, sources_per_task=16, batch_size=6, attacks={"fgsm": {}, "pgd": {"nb_iter": 3}}
+    )
+    return build_corpus(cfg, tmp_path_factory.mktemp("parent") / "afg", progress=False).out
+
+
+def corpus_files(root):
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file() and p.parts[len(root.parts)] in ("data", "wds", "model")}  # fmt: skip
+
+
+def test_the_same_settings_reproduce_the_build_byte_for_byte(parent, tmp_path):
+    """On what a Hub download holds (no plan.json, no task markers): the same bytes."""
+    published = tmp_path / "published"
+    shutil.copytree(parent, published, ignore=shutil.ignore_patterns("plan.json", "tasks"))
+    result = encode_corpus(published, tmp_path / "again", {}, progress=False)
+    assert corpus_files(result.out) == corpus_files(parent), "re-encoding is the same function"
+    manifest = load_manifest(result.out)
+    theirs = load_manifest(parent)
+    assert manifest["parent"] == {"name": theirs["name"], "config_hash": theirs["config_hash"]}
+    assert manifest["splits"] == theirs["splits"] and verify_corpus(result.out) == []
+
+
+def test_another_setting_keeps_records_keys_and_splits(parent, tmp_path):
+    result = encode_corpus(parent, tmp_path / "g2", {"groups": 2, "size": 4}, progress=False)
+    manifest, theirs = load_manifest(result.out), load_manifest(parent)
+    assert manifest["config_hash"] != theirs["config_hash"]
+    assert manifest["config"]["genome"]["groups"] == 2 and manifest["splits"] == theirs["splits"]
+    assert verify_corpus(result.out) == []
+    for entry in theirs["files"]:
+        if entry["path"].endswith(".parquet"):
+            ours = pq.read_table(result.out / entry["path"])
+            old = pq.read_table(parent / entry["path"])
+            for column in ("key", "source_id", "image", "label", "pred", "linf", "l2"):
+                assert ours.column(column).equals(old.column(column)), column
+    assert (result.out / "model").is_dir()
+    test = load_dataset(str(result.out), split="test")
+    assert len(test) == theirs["splits"]["test"]["records"]
+    assert test.features["genome_spatial"].shape[1:] == (2, 4, 4)
+
+
+def test_a_killed_encode_resumes_to_the_same_bytes(parent, tmp_path, monkeypatch):
+    reference = encode_corpus(parent, tmp_path / "ref", {"groups": 3}, progress=False).out
+    original, calls = encode_module._run_task, []
+
+    def dies_on_the_second_task(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(encode_module, "_run_task", dies_on_the_second_task)
+    out = tmp_path / "resumed"
+    with pytest.raises(KeyboardInterrupt):
+        encode_corpus(parent, out, {"groups": 3}, progress=False)
+    assert not (out / "manifest.json").exists() and not list(out.rglob("*.partial"))
+    monkeypatch.setattr(encode_module, "_run_task", original)
+    encode_corpus(parent, out, {"groups": 3}, progress=False)
+    assert corpus_files(out) == corpus_files(reference)
+
+
+def test_bad_inputs_are_one_line_exit_2_and_write_nothing_complete(parent, corpus, tmp_path):
+    cases = [
+        (["--encoder", "nope"], "nope"),
+        (["--groups", "0"], "--groups"),
+    ]
+    for args, named in cases:
+        result = run_cli("encode", str(parent), "--out", str(tmp_path / "x"), *args)
+        assert result.returncode == 2 and named in result.stderr + result.stdout
+    damaged = tmp_path / "damaged"
+    shutil.copytree(parent, damaged)
+    shard = next((damaged / "data" / "fgsm").glob("*.parquet"))
+    shard.write_bytes(shard.read_bytes()[:-10])
+    result = run_cli("encode", str(damaged), "--out", str(tmp_path / "y"))
+    assert result.returncode == 2 and "failed verification" in result.stderr
+    assert not (tmp_path / "y").exists()
+    result = run_cli("encode", str(parent), "--out", str(corpus.out), "--groups", "2")
+    assert result.returncode == 2 and "different corpus" in result.stderr
+    with pytest.raises(OutputDirError, match="is the corpus itself"):
+        encode_corpus(parent, parent, {})
+    with pytest.raises(CorpusError, match="missing"):
+        encode_corpus(tmp_path / "nothing", tmp_path / "z", {})
