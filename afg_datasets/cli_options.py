@@ -12,7 +12,7 @@ from afg_datasets.bounds import MAX_PROCESSES
 # Fixed choices, spelled here so `--help` lists them without importing torch; a test keeps
 # them equal to the registries (genome.ENCODERS, models.target.PRECISIONS, bench.UNSEEN,
 # recognizer.OBJECTIVES).
-EncoderChoice = Literal["groupmap", "groupviz", "activations"]
+EncoderChoice = Literal["groupmap", "groupviz", "activations", "groupbasis"]
 PrecisionChoice = Literal["fp32", "bf16"]
 UnseenChoice = Literal["all", "attack", "family", "none"]
 ObjectiveChoice = Literal["two_head", "mixed"]

@@ -40,6 +40,7 @@ from afg_datasets.layout import (
     CROISSANT_FILE,
     PUBLISHED_EXTRAS,
     RECOGNIZER_FILES,
+    RECOGNIZER_OPTIONAL,
     STATS_FILE,
     read_json,
     regular_file,
@@ -157,10 +158,12 @@ def push_recognizer(
         ModelCard.load(root / "README.md")
     except Exception as err:  # noqa: BLE001 - YAML and card parse errors come in many types
         raise PushError(f"{root / 'README.md'}: not a parseable model card ({err})") from None
-    plan = [UploadFile(name, (root / name).stat().st_size) for name in RECOGNIZER_FILES]
+    extras = [name for name in RECOGNIZER_OPTIONAL if not regular_file(root, name)]
+    names = [*RECOGNIZER_FILES, *extras]
+    plan = [UploadFile(name, (root / name).stat().st_size) for name in names]
     if not dry_run:
         with hub_timeouts(timeout):
-            upload_files(root, repo_id, "model", list(RECOGNIZER_FILES), private, revision)
+            upload_files(root, repo_id, "model", names, private, revision)
     return plan
 
 

@@ -41,6 +41,8 @@ SETUP_FILE = f"{TASKS_DIR}/setup.json"
 LOCK_FILE = ".afg.lock"
 MODEL_DIR = "model"
 MODEL_FILE = "model.safetensors"
+# A stateful encoder's state (groupbasis: its fitted basis), beside the model it was fitted on.
+ENCODER_STATE_FILE = "genome_basis.safetensors"
 INFO_FILE = "model.json"
 # Derived figures written into a finished corpus (afg afs, afg bench); owned by the build too.
 AFS_JSON = "afs.json"
@@ -83,6 +85,8 @@ RECOGNIZER_FILES = (
     "target_model/model.json",
     "target_model/model.safetensors",
 )
+# ... and, for a corpus whose encoder has state, that state too.
+RECOGNIZER_OPTIONAL = (f"target_model/{ENCODER_STATE_FILE}",)
 
 
 def write_json(path: Path, data: Any, sort_keys: bool = False) -> None:

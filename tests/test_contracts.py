@@ -97,7 +97,7 @@ def test_every_attack_runs_on_rgb_channels_last_input(name):
 
 
 @pytest.mark.parametrize("name", sorted(ENCODERS))
-def test_encoder_contract(name, tiny_model):
+def test_encoder_contract(name, tiny_model, tmp_path):
     layers = ("block1", "block2")
     x = torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(0))
     _, acts = forward_with_taps(tiny_model, layers, x)
@@ -105,6 +105,9 @@ def test_encoder_contract(name, tiny_model):
     channels = tuple(acts[n].shape[1] for n in layers)
     genome = {"encoder": name, "groups": 2, "size": 4, "nmf_iters": 5, "steps": 2}
     encoder = make_encoder(genome, EncoderInputs(layers, channels, 0, tiny_model, (1, 8)))
+    if hasattr(encoder, "fit"):  # a stateful encoder: fitted (on clean train images), saved
+        encoder.fit([acts])
+        encoder.save_state(tmp_path / "state.safetensors")
     first = encoder.encode(acts, seed=3)
     assert all(torch.equal(acts[k], before[k]) for k in acts), "activations are not modified"
     features = encoder.features()
@@ -116,6 +119,11 @@ def test_encoder_contract(name, tiny_model):
             assert np.isfinite(array.astype(np.float32)).all(), column
     second = encoder.encode(acts, seed=3)
     assert all(np.array_equal(first[k], second[k]) for k in first), "same seed, same genome"
+    if hasattr(encoder, "fit"):  # its saved state makes the same encoder elsewhere
+        again = make_encoder(genome, EncoderInputs(layers, channels, 0, tiny_model, (1, 8)))
+        again.load_state(tmp_path / "state.safetensors")
+        third = again.encode(acts, seed=3)
+        assert all(np.array_equal(first[k], third[k]) for k in first)
 
 
 @pytest.mark.parametrize("name", sorted(EXECUTORS))

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ from afg_datasets.building.plan import derive_seed
 from afg_datasets.building.splits import assign_splits
 from afg_datasets.building.stats import StageTimer, peak_rss_mb
 from afg_datasets.config import BuildConfig
+from afg_datasets.files import partial_path
 from afg_datasets.formats import OutputFormat
 from afg_datasets.genome import EncoderInputs, GenomeEncoder, make_encoder
 from afg_datasets.layout import MODEL_DIR, SPLITS
@@ -30,6 +33,7 @@ from afg_datasets.models import (
     TrainSettings,
     forward_with_taps,
     load_model_dir,
+    model_input,
     obtain_target_model,
 )
 from afg_datasets.records import CLEAN, features_to_json, record_features
@@ -127,12 +131,14 @@ class BuildContext:
 
     def with_saved_model(self, model_dir: Path) -> BuildContext:
         """The same context on the model a build saved (so every rank and resumed run uses
-        the same bytes)."""
+        the same bytes), its encoder's state loaded from there too (else fitted)."""
         model, info = load_saved(self.cfg, model_dir, self.device)
-        return bind(
+        ctx = bind(
             self.cfg, self.out, self.device, self.source, model, info,
             self.progress, self.setup, self.channels_last, self.split_of,
         )  # fmt: skip
+        ready_encoder(ctx, source_train_images(ctx), model_dir)
+        return ctx
 
 
 def load_saved(cfg: BuildConfig, model_dir: Path, device: torch.device):
@@ -162,9 +168,66 @@ def prepare(
     setup = Setup(dict(timer.seconds), cached)
     source = full.head(cfg.limit)
     split_of = split_of_all[: len(source)]
-    return bind(
+    ctx = bind(
         cfg, out, torch_device, source, model, info, progress, setup, channels_last, split_of
     )
+    ready_encoder(ctx, source_train_images(ctx), model_dir)
+    return ctx
+
+
+FIT_BATCH = 64  # images per forward pass of an encoder's fit, in a build and in `afg encode`
+
+
+def ready_encoder(ctx: BuildContext, images: Iterable[np.ndarray], state_dir: Path | None):
+    """A stateful encoder (a fitted basis) made ready: its state loaded from `state_dir` when
+    saved there, else fitted on `images` (clean train images, uint8 [B, H, W, C] chunks in
+    source order; the first `fit_images` of them, in forward passes of FIT_BATCH)."""
+    encoder = ctx.encoder
+    if not hasattr(encoder, "fit"):
+        return
+    if state_dir is not None and (state_dir / encoder.STATE_FILE).is_file():
+        encoder.load_state(state_dir / encoder.STATE_FILE)
+        return
+
+    def activations() -> Iterator[dict[str, torch.Tensor]]:
+        for chunk in rebatched(images, FIT_BATCH, encoder.config.fit_images):
+            yield forward_with_taps(ctx.model, ctx.layers, model_input(chunk, ctx.device))[1]
+
+    encoder.fit(activations())
+
+
+def save_encoder_state(ctx: BuildContext, state_dir: Path) -> None:
+    """A stateful encoder's state, saved beside the model (unless it is there already)."""
+    encoder = ctx.encoder
+    path = state_dir / getattr(encoder, "STATE_FILE", "")
+    if hasattr(encoder, "save_state") and not path.is_file():
+        tmp = partial_path(path)
+        encoder.save_state(tmp)
+        os.replace(tmp, path)
+
+
+def source_train_images(ctx: BuildContext) -> Iterator[np.ndarray]:
+    """The source's train images in source order, decoded a chunk at a time (bad ones left
+    out): what a stateful encoder is fitted on in a build."""
+    train = np.flatnonzero(ctx.split_of == "train")
+    for start in range(0, len(train), FIT_BATCH):
+        yield ctx.source.read(train[start : start + FIT_BATCH]).images
+
+
+def rebatched(chunks: Iterable[np.ndarray], size: int, limit: int) -> Iterator[np.ndarray]:
+    """The first `limit` rows of `chunks`, in batches of `size` (the last may be smaller)."""
+    pending, taken = np.zeros(0, np.uint8), 0
+    for chunk in chunks:
+        chunk = chunk[: limit - taken]
+        taken += len(chunk)
+        pending = np.concatenate([pending, chunk]) if len(pending) else chunk
+        while len(pending) >= size:
+            yield pending[:size]
+            pending = pending[size:]
+        if taken >= limit:
+            break
+    if len(pending):
+        yield pending
 
 
 def _obtain_model(cfg: BuildConfig, full: Source, split_of_all, device: str, progress: bool):

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from afg_datasets.building.context import BuildContext, WorkerSpec, prepare
+from afg_datasets.building.context import BuildContext, WorkerSpec, prepare, save_encoder_state
 from afg_datasets.building.executors import EXECUTORS
 from afg_datasets.building.finalize import BuildResult, finalize, task_markers
 from afg_datasets.building.options import RunOptions
@@ -70,6 +70,7 @@ def _save_or_adopt_model(ctx: BuildContext, out: Path) -> BuildContext:
         ctx = ctx.with_saved_model(model_dir)
     else:
         save_model(ctx.model, ctx.model_info, model_dir)
+    save_encoder_state(ctx, model_dir)
     if not (out / SETUP_FILE).is_file():
         (out / SETUP_FILE).parent.mkdir(exist_ok=True)
         write_json(out / SETUP_FILE, ctx.setup_record())

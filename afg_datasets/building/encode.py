@@ -19,7 +19,13 @@ import numpy as np
 import pyarrow.parquet as pq
 import torch
 
-from afg_datasets.building.context import BuildContext, Setup, bind
+from afg_datasets.building.context import (
+    BuildContext,
+    Setup,
+    bind,
+    ready_encoder,
+    save_encoder_state,
+)
 from afg_datasets.building.finalize import BuildResult, finalize
 from afg_datasets.building.options import check_device
 from afg_datasets.building.plan import (
@@ -34,7 +40,6 @@ from afg_datasets.building.plan import (
 from afg_datasets.building.stats import AttackTally, StageTimer
 from afg_datasets.building.task import (
     TaskShards,
-    model_input,
     predict_and_encode,
     run_once,
     task_marker,
@@ -44,8 +49,8 @@ from afg_datasets.corpus.verify import require_intact
 from afg_datasets.errors import CorpusError, OutputDirError
 from afg_datasets.files import atomic_directory
 from afg_datasets.formats import TABLE_FORMAT, split_of_shard, task_of_shard
-from afg_datasets.layout import MODEL_DIR, SETUP_FILE, SPLITS, write_json
-from afg_datasets.models import load_model_dir
+from afg_datasets.layout import INFO_FILE, MODEL_DIR, MODEL_FILE, SETUP_FILE, SPLITS, write_json
+from afg_datasets.models import load_model_dir, model_input
 from afg_datasets.records import CLEAN, RecordBatch, decode_png
 from afg_datasets.sources import Source
 
@@ -81,6 +86,8 @@ def encode_corpus(
     with output_lock(out):
         prepare_output(out, cfg, plan, overwrite, resume=False)
         _copy_model(ctx, parent)
+        ready_encoder(ctx, _train_images(shards), out / MODEL_DIR)
+        save_encoder_state(ctx, out / MODEL_DIR)
     for task in tasks:
         run_once(out, task, lambda task=task: _run_task(ctx, task, shards[task.id], len(tasks)))
     with output_lock(out):
@@ -139,11 +146,29 @@ def _task_shards(parent: Path, manifest: dict) -> dict[int, dict[str, dict[str, 
 def _copy_model(ctx: BuildContext, parent: Path) -> None:
     """The parent's target model, as its files (the same bytes, the same sha256)."""
     out = ctx.out
+
+    def copy(tmp: Path) -> None:
+        tmp.mkdir()
+        for name in (INFO_FILE, MODEL_FILE):  # an encoder's state is the new encoder's own
+            shutil.copyfile(parent / MODEL_DIR / name, tmp / name)
+
     if not (out / MODEL_DIR).is_dir():
-        atomic_directory(out / MODEL_DIR, lambda tmp: shutil.copytree(parent / MODEL_DIR, tmp))
+        atomic_directory(out / MODEL_DIR, copy)
     if not (out / SETUP_FILE).is_file():
         (out / SETUP_FILE).parent.mkdir(exist_ok=True)
         write_json(out / SETUP_FILE, ctx.setup_record())
+
+
+def _train_images(shards: Mapping[int, Mapping[str, Mapping[str, Path]]]) -> Iterator[np.ndarray]:
+    """The parent's clean train images in source order (task by task, row group by row
+    group), decoded lazily: what a stateful encoder is fitted on, as in a build."""
+    for task in sorted(shards):
+        path = shards[task].get("train", {}).get(CLEAN)
+        if path is not None:
+            shard = pq.ParquetFile(path)
+            for index in range(shard.metadata.num_row_groups):
+                pictures = shard.read_row_group(index, columns=["image"]).column("image")
+                yield np.stack([decode_png(p["bytes"]) for p in pictures.to_pylist()])
 
 
 def _run_task(

@@ -16,6 +16,7 @@ from afg_datasets.card import write_card
 from afg_datasets.croissant import write_croissant
 from afg_datasets.errors import OutputDirError
 from afg_datasets.layout import (
+    ENCODER_STATE_FILE,
     FORMAT_VERSION,
     INFO_FILE,
     MANIFEST_FILE,
@@ -74,7 +75,10 @@ def finalize(out: str | Path, wall: float | None = None) -> BuildResult:
 def make_manifest(out: Path, plan: dict[str, Any], markers: list[dict]) -> dict[str, Any]:
     data_files = sorted((f for m in markers for f in m["files"]), key=lambda e: e["path"])
     model_dir = out / MODEL_DIR
-    model_files = [file_entry(out, model_dir / name, None) for name in (INFO_FILE, MODEL_FILE)]
+    names = sorted(
+        n for n in (ENCODER_STATE_FILE, INFO_FILE, MODEL_FILE) if (model_dir / n).is_file()
+    )
+    model_files = [file_entry(out, model_dir / name, None) for name in names]
     weights_path = f"{MODEL_DIR}/{MODEL_FILE}"
     weights = next(e for e in model_files if e["path"] == weights_path)
     skipped = skipped_sources(markers)

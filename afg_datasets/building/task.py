@@ -29,7 +29,7 @@ from afg_datasets.layout import (
     task_lock_path,
     write_json,
 )
-from afg_datasets.models import forward_with_taps
+from afg_datasets.models import forward_with_taps, model_input, scaled
 from afg_datasets.records import CLEAN, RecordBatch
 from afg_datasets.sources import Decoded
 from afg_datasets.sources.loading import decode_batches
@@ -47,26 +47,6 @@ def quantize(adv: torch.Tensor, clean: torch.Tensor, linf: float | None) -> torc
 
 
 log = logging.getLogger(__name__)
-
-
-def model_input(images: np.ndarray, device: torch.device) -> torch.Tensor:
-    """uint8 [B, H, W, C] -> what the build and `afg encode` feed the model (`scaled`)."""
-    return scaled(to_device(torch.from_numpy(images), device).permute(0, 3, 1, 2))
-
-
-def scaled(pixels: torch.Tensor) -> torch.Tensor:
-    """uint8 [B, C, H, W] -> float in [0, 1] with standard strides whatever the layout it came
-    in (a convolution picks its algorithm, and its last bits, by the strides; `.contiguous()`
-    keeps odd strides on size-1 dimensions)."""
-    out = torch.empty(pixels.shape, dtype=torch.float32, device=pixels.device)
-    return out.copy_(pixels).div_(255)
-
-
-def to_device(pixels: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """A CPU tensor on `device`; through pinned memory without blocking on CUDA."""
-    if device.type != "cuda":
-        return pixels.to(device)
-    return pixels.pin_memory().to(device, non_blocking=True)
 
 
 class TaskRun:

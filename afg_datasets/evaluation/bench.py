@@ -179,6 +179,7 @@ def run_bench(
             manifest,
             target,
             quick,
+            root=root,
         )
         scored = [*held_out] if held_out else [*attacks, "overall"]
         boots: dict[str, dict[str, dict]] = {}  # attack -> method -> seed-mean draws

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -17,7 +18,7 @@ from sklearn.preprocessing import StandardScaler
 from afg_datasets.evaluation.activations import layer_activations
 from afg_datasets.evaluation.intervals import validation_threshold
 from afg_datasets.genome import encoder_from_manifest
-from afg_datasets.layout import SPLITS
+from afg_datasets.layout import MODEL_DIR, SPLITS
 from afg_datasets.models import TargetModel
 from afg_datasets.recognizer.data import to_tensors
 from afg_datasets.recognizer.model import RecognizerNet, matched_width, parameter_count
@@ -43,6 +44,7 @@ class BenchInputs:
     target: TargetModel
     quick: bool
     flat: dict[str, list[torch.Tensor]] = field(default_factory=dict)  # split -> per layer
+    root: Path | None = None  # the corpus (a stateful encoder's state is in its model folder)
 
     @property
     def layers(self) -> list[str]:
@@ -113,7 +115,8 @@ def _recognizer(columns: Callable[[dict], list[str]], objective: str, matched: b
 def _recognizer_system(net: RecognizerNet, names: list[str], inputs: BenchInputs):
     """The recognizer on new images: raw pixels directly, genomes through the corpus's encoder
     (only encoders with a differentiable form, `genome_tensors`)."""
-    encoder = None if names == ["image"] else encoder_from_manifest(inputs.manifest)
+    state = inputs.root / MODEL_DIR if inputs.root else None
+    encoder = None if names == ["image"] else encoder_from_manifest(inputs.manifest, None, state)
     if encoder is not None and not hasattr(encoder, "genome_tensors"):
         return None
 

@@ -15,7 +15,10 @@ from afg_datasets.models.target import (
     forward_until,
     forward_with_taps,
     freeze,
+    model_input,
+    scaled,
     tap,
+    to_device,
 )
 from afg_datasets.models.training import (
     SourceData,
@@ -39,8 +42,11 @@ __all__ = [
     "freeze",
     "load_model_dir",
     "load_target_model",
+    "model_input",
     "obtain_target_model",
     "read_checkpoint",
     "save_model",
+    "scaled",
     "tap",
+    "to_device",
 ]

@@ -6,6 +6,7 @@ import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -128,3 +129,23 @@ def freeze(model: TargetModel) -> TargetModel:
 def build_model(info: ModelInfo) -> TargetModel:
     net = architecture(info.architecture).build(info.in_channels, info.num_classes, info.image_size)
     return TargetModel(net, info.mean, info.std)
+
+
+def to_device(pixels: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A CPU tensor on `device`; through pinned memory without blocking on CUDA."""
+    if device.type != "cuda":
+        return pixels.to(device)
+    return pixels.pin_memory().to(device, non_blocking=True)
+
+
+def model_input(images: np.ndarray, device: torch.device) -> torch.Tensor:
+    """uint8 [B, H, W, C] -> what the build and `afg encode` feed the model (`scaled`)."""
+    return scaled(to_device(torch.from_numpy(images), device).permute(0, 3, 1, 2))
+
+
+def scaled(pixels: torch.Tensor) -> torch.Tensor:
+    """uint8 [B, C, H, W] -> float in [0, 1] with standard strides whatever the layout it came
+    in (a convolution picks its algorithm, and its last bits, by the strides; `.contiguous()`
+    keeps odd strides on size-1 dimensions)."""
+    out = torch.empty(pixels.shape, dtype=torch.float32, device=pixels.device)
+    return out.copy_(pixels).div_(255)

@@ -22,7 +22,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from afg_datasets.building.context import bind, model_cache_key
+from afg_datasets.building.context import (
+    bind,
+    model_cache_key,
+)
 from afg_datasets.building.plan import Task, derive_seed, make_tasks
 from afg_datasets.building.task import TaskRun
 from afg_datasets.config import BuildConfig

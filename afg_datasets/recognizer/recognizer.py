@@ -18,7 +18,14 @@ from afg_datasets.corpus.verify import require_intact
 from afg_datasets.documents import load_json
 from afg_datasets.errors import ConfigError, CorpusError, ModelError, first_line
 from afg_datasets.genome import encoder_from_manifest
-from afg_datasets.layout import MODEL_DIR, RECOGNIZER_FILES
+from afg_datasets.layout import (
+    ENCODER_STATE_FILE,
+    INFO_FILE,
+    MODEL_DIR,
+    MODEL_FILE,
+    RECOGNIZER_FILES,
+    RECOGNIZER_OPTIONAL,
+)
 from afg_datasets.models import forward_with_taps, load_model_dir
 from afg_datasets.recognizer.data import read_split, to_tensors
 from afg_datasets.recognizer.model import RecognizerNet
@@ -117,8 +124,9 @@ class Recognizer:
         (path / INFO).write_text(json.dumps(info, indent=2) + "\n")
         if self.target_dir.resolve() != (path / TARGET_DIR).resolve():
             (path / TARGET_DIR).mkdir(exist_ok=True)
-            for name in ("model.json", "model.safetensors"):
-                shutil.copyfile(self.target_dir / name, path / TARGET_DIR / name)
+            for name in (INFO_FILE, MODEL_FILE, ENCODER_STATE_FILE):
+                if (self.target_dir / name).is_file():  # the state: stateful encoders only
+                    shutil.copyfile(self.target_dir / name, path / TARGET_DIR / name)
         write_model_card(path / "README.md", info, self.corpus_dir)  # the mixin keeps it
         self.net.save_pretrained(path)
         return path
@@ -133,7 +141,9 @@ class Recognizer:
 
             local = Path(
                 snapshot_download(
-                    str(repo_or_dir), revision=revision, allow_patterns=list(RECOGNIZER_FILES)
+                    str(repo_or_dir),
+                    revision=revision,
+                    allow_patterns=[*RECOGNIZER_FILES, *RECOGNIZER_OPTIONAL],
                 )
             )
         missing = [name for name in RECOGNIZER_FILES[1:] if not (local / name).is_file()]
@@ -160,7 +170,7 @@ class Recognizer:
         if self._target is None:
             self._target = load_model_dir(self.target_dir)[0]
         try:
-            encoder = encoder_from_manifest(self.manifest, self._target)
+            encoder = encoder_from_manifest(self.manifest, self._target, self.target_dir)
             preds, acts = forward_with_taps(self._target, encoder.layers, x)
             genome = {
                 k: torch.from_numpy(v.astype(np.float32)) for k, v in encoder.encode(acts).items()

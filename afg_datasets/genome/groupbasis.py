@@ -1,0 +1,145 @@
+"""`groupbasis` encoder: per layer, one NMF basis of G channel directions fitted once on clean
+train activations and stored with the corpus (`model/genome_basis.safetensors`); every
+record's genome is its spatial codes against that fixed basis (non-negative least squares),
+so group g means the same thing in every record. Basis rows have unit norm, so the codes keep
+the activations' magnitudes (nothing else is normalized)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from datasets import Array4D
+from safetensors.torch import load_file, save_file
+
+from afg_datasets.errors import CorpusError
+from afg_datasets.genome.base import EncoderInputs
+from afg_datasets.genome.groupmap import _straight_through, half
+from afg_datasets.genome.nmf import batched_nmf
+from afg_datasets.layout import ENCODER_STATE_FILE
+
+POSITIONS_PER_IMAGE = 64  # spatial positions sampled per train image for the basis fit
+
+
+@dataclass(frozen=True)
+class GroupBasisConfig:
+    groups: int = 4  # basis directions per layer
+    size: int = 8  # code maps are resized to size x size
+    nmf_iters: int = 100  # NMF iterations of the basis fit
+    fit_images: int = 512  # clean train images the basis is fitted on (the first ones)
+    nnls_iters: int = 100  # projected-gradient (FISTA) steps of each record's codes
+
+
+class GroupBasisEncoder:
+    """Genome = `genome_codes` [L, G, S, S] (float16): per layer, each basis direction's
+    non-negative code at every position, resized to S x S."""
+
+    name = "groupbasis"
+    Config = GroupBasisConfig
+    STATE_FILE = ENCODER_STATE_FILE
+
+    def __init__(self, config: GroupBasisConfig, inputs: EncoderInputs):
+        self.layers = tuple(inputs.layers)
+        self.channels = tuple(inputs.channels)
+        self.config = config
+        self.seed = inputs.seed
+        self.basis: dict[str, torch.Tensor] | None = None  # layer -> [G, C_l], unit rows
+
+    def features(self) -> dict:
+        shape = (len(self.layers), self.config.groups, self.config.size, self.config.size)
+        return {"genome_codes": Array4D(shape=shape, dtype="float16")}
+
+    def fit(self, batches: Iterable[Mapping[str, torch.Tensor]]) -> None:
+        """Fit each layer's basis on the activations of clean train images (`batches`, in a
+        fixed order): up to POSITIONS_PER_IMAGE positions of each image, drawn with the
+        build's NMF seed."""
+        rows: dict[str, list[torch.Tensor]] = {layer: [] for layer in self.layers}
+        generator = torch.Generator().manual_seed(self.seed)
+        for acts in batches:
+            for layer in self.layers:
+                x = acts[layer].detach().float().clamp_min(0).cpu().flatten(2).transpose(1, 2)
+                picks = min(POSITIONS_PER_IMAGE, x.shape[1])
+                order = torch.rand(x.shape[:2], generator=generator).argsort(1)[:, :picks]
+                rows[layer].append(torch.gather(x, 1, order[..., None].expand(-1, -1, x.shape[2])))
+        if not rows[self.layers[0]]:
+            raise CorpusError("groupbasis: no clean train images to fit its basis on")
+        self.basis = {}
+        for index, layer in enumerate(self.layers):
+            sample = torch.cat(rows[layer]).flatten(0, 1)[None]
+            _, h = batched_nmf(sample, self.config.groups, self.config.nmf_iters, self.seed + index)
+            self.basis[layer] = h[0].contiguous()
+
+    def save_state(self, path: Path) -> None:
+        save_file({layer: basis for layer, basis in self._basis().items()}, str(path))
+
+    def load_state(self, path: Path) -> None:
+        """The basis a corpus stores; one whose layers or shapes differ is a CorpusError."""
+        try:
+            state = load_file(str(path))
+        except Exception as err:  # noqa: BLE001 - safetensors raises several kinds
+            raise CorpusError(f"{path}: not a readable basis file ({err})") from None
+        groups = self.config.groups
+        pairs = zip(self.layers, self.channels, strict=True)
+        shapes = {layer: (groups, channels) for layer, channels in pairs}
+        found = {layer: tuple(t.shape) for layer, t in state.items()}
+        if found != shapes:
+            raise CorpusError(f"{path}: basis shapes {found}, this encoder needs {shapes}")
+        self.basis = {layer: state[layer].float() for layer in self.layers}
+
+    def codes(self, activations: Mapping[str, torch.Tensor], grad: bool = False) -> torch.Tensor:
+        """[B, L, G, S, S]: per layer, the NNLS codes of every position, resized."""
+        maps = []
+        for layer, basis in self._basis().items():
+            act = activations[layer] if grad else activations[layer].detach()
+            act = act.float().clamp_min(0)
+            batch, _, height, width = act.shape
+            positions = act.flatten(2).transpose(1, 2)  # [B, HW, C]
+            code = nnls(positions, basis.to(act.device), self.config.nnls_iters)  # [B, HW, G]
+            code = code.transpose(1, 2).reshape(batch, -1, height, width)
+            maps.append(self._resize(code))
+        return torch.stack(maps, dim=1)
+
+    def encode(
+        self, activations: Mapping[str, torch.Tensor], seed: int = 0
+    ) -> dict[str, np.ndarray]:
+        """Deterministic (a fixed basis, a fixed solver start): the batch `seed` is not drawn on."""
+        return {"genome_codes": half(self.codes(activations))}
+
+    def genome_tensors(self, activations: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """`encode`'s column with gradients through the unrolled solver (float16 rounding
+        straight-through): what an adaptive attacker differentiates."""
+        return {"genome_codes": _straight_through(self.codes(activations, grad=True))}
+
+    def _basis(self) -> dict[str, torch.Tensor]:
+        if self.basis is None:
+            raise CorpusError("groupbasis: its basis is neither fitted nor loaded")
+        return self.basis
+
+    def _resize(self, maps: torch.Tensor) -> torch.Tensor:
+        size = self.config.size
+        if maps.shape[-2:] == (size, size):
+            return maps
+        shrink = maps.shape[-1] > size
+        resized = F.interpolate(maps, (size, size), mode="bilinear", antialias=shrink)
+        return resized.clamp_min(0)
+
+
+def nnls(x: torch.Tensor, basis: torch.Tensor, iters: int) -> torch.Tensor:
+    """argmin_{C >= 0} ||x - C basis||^2 for every row of x [B, N, K] and basis [G, K]:
+    accelerated projected gradient (FISTA) from the clamped least-squares solution, with step
+    1 / the Lipschitz constant. Batched, deterministic and differentiable (unrolled)."""
+    gram = basis @ basis.T  # [G, G]
+    step = 1.0 / torch.linalg.eigvalsh(gram.detach()).max().clamp_min(1e-12)
+    target = x @ basis.T  # [B, N, G]
+    code = (target @ torch.linalg.pinv(gram)).clamp_min(0)
+    momentum, t = code, 1.0
+    for _ in range(iters):
+        updated = (momentum - step * (momentum @ gram - target)).clamp_min(0)
+        t_next = (1 + (1 + 4 * t * t) ** 0.5) / 2
+        momentum = updated + ((t - 1) / t_next) * (updated - code)
+        code, t = updated, t_next
+    return code

@@ -1,0 +1,75 @@
+"""`groupbasis`: a basis fitted once on clean train images, NNLS codes against it."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from scipy.optimize import nnls as scipy_nnls
+
+from afg_datasets.building import build_corpus
+from afg_datasets.building.context import prepare, ready_encoder, source_train_images
+from afg_datasets.corpus.manifest import load_manifest
+from afg_datasets.corpus.verify import verify_corpus
+from afg_datasets.genome.groupbasis import nnls
+from afg_datasets.models import forward_with_taps, model_input
+from afg_datasets.sources.base import ArrayReader
+from tests.samples import run_cli
+
+
+def test_codes_are_the_nnls_solution():
+    rng = np.random.default_rng(0)
+    basis = np.abs(rng.normal(size=(4, 12)))
+    basis /= np.linalg.norm(basis, axis=1, keepdims=True)
+    x = np.abs(rng.normal(size=(2, 30, 12)))
+    ours = nnls(torch.from_numpy(x), torch.from_numpy(basis), iters=300).numpy()
+    for b in range(2):
+        for n in range(30):
+            reference, _ = scipy_nnls(basis.T, x[b, n])
+            assert np.allclose(ours[b, n], reference, atol=1e-5), (b, n)
+
+
+def test_the_basis_is_fitted_on_clean_train_images_only(small_config, monkeypatch, tmp_path):
+    cfg = small_config.replace(genome__encoder="groupbasis")
+    ctx = prepare(cfg, tmp_path, "cpu", progress=False)
+    read, original = [], ArrayReader.read
+
+    def spy(self, indices):
+        read.extend(np.asarray(indices).tolist())
+        return original(self, indices)
+
+    monkeypatch.setattr(ArrayReader, "read", spy)
+    ctx.encoder.basis = None
+    ready_encoder(ctx, source_train_images(ctx), None)
+    train = np.flatnonzero(ctx.split_of == "train")
+    assert read == train[: ctx.encoder.config.fit_images].tolist()
+    assert set(ctx.split_of[read]) == {"train"} and ctx.encoder.basis is not None
+    # the codes of a record are its activations' NNLS codes against the stored basis
+    images = ctx.source.read(train[:3]).images
+    _, acts = forward_with_taps(ctx.model, ctx.layers, model_input(images, ctx.device))
+    codes = ctx.encoder.codes(acts)
+    assert codes.shape[:3] == (3, len(ctx.layers), cfg.genome.groups) and (codes >= 0).all()
+
+
+@pytest.fixture(scope="module")
+def basis_corpus(tmp_path_factory, small_config):
+    cfg = small_config.replace(genome__encoder="groupbasis")
+    return build_corpus(cfg, tmp_path_factory.mktemp("gb") / "afg", progress=False).out
+
+
+def test_the_basis_is_in_the_corpus_and_hashed(basis_corpus, tmp_path):
+    manifest = load_manifest(basis_corpus)
+    listed = {e["path"] for e in manifest["files"]}
+    assert "model/genome_basis.safetensors" in listed and verify_corpus(basis_corpus) == []
+    copy = tmp_path / "afg"
+    shutil.copytree(basis_corpus, copy)
+    basis = copy / "model" / "genome_basis.safetensors"
+    damaged = bytearray(basis.read_bytes())
+    damaged[-1] ^= 0xFF
+    basis.write_bytes(bytes(damaged))
+    assert any("genome_basis.safetensors: sha256" in p for p in verify_corpus(copy))
+    result = run_cli("encode", str(copy), "--out", str(tmp_path / "x"), "--groups", "2")
+    assert result.returncode == 2 and "genome_basis.safetensors" in result.stderr
+    assert not (tmp_path / "x" / "manifest.json").exists()
