@@ -60,9 +60,18 @@ class GenomeConfig:
     steps: bounded(MAX_ITERS) = 128  # Adam steps per visualization (Lucid: 512)
     lr: PositiveFloat = 0.05  # Adam learning rate (Lucid's default)
     image_size: bounded(MAX_RENDER) | None = None  # rendered size; None: the model's input size
+    # groupbasis only (a basis fitted once on clean train images, NNLS codes):
+    fit_images: bounded(MAX_SOURCES) = 512  # the first clean train images the basis is fitted on
+    nnls_iters: bounded(MAX_ITERS) = 100  # solver steps of each record's codes
 
     def __post_init__(self):
         ENCODERS[self.encoder]
+
+    def settings(self) -> dict[str, Any]:
+        """The encoder's name and the settings its own `Config` declares (what it is made with,
+        and all of the section that enters the config hash)."""
+        names = [f.name for f in dataclasses.fields(ENCODERS[self.encoder].Config)]
+        return {"encoder": self.encoder, **{name: getattr(self, name) for name in names}}
 
 
 @section("splits.")
@@ -123,8 +132,7 @@ class BuildConfig:
         loader workers are left out: they never change a byte)."""
         data = json.loads(json.dumps(dataclasses.asdict(self)))
         del data["source"]["workers"]
-        if self.formats == DEFAULT_FORMATS:  # the hash of a default build predates the field
-            del data["formats"]
+        data["genome"] = self.genome.settings()  # only the chosen encoder's settings
         return data
 
     def config_hash(self) -> str:

@@ -20,7 +20,7 @@ from filelock import FileLock
 
 from afg_datasets import __version__
 from afg_datasets.config import BuildConfig
-from afg_datasets.errors import CorpusError, OutputDirError
+from afg_datasets.errors import ConfigError, CorpusError, OutputDirError
 from afg_datasets.files import PARTIAL, partial_path
 from afg_datasets.formats import OutputFormat
 from afg_datasets.layout import (
@@ -156,6 +156,17 @@ def _format_of(out: Path) -> dict[str, Any]:
     return {"format_version": FORMAT_VERSION}
 
 
+def _older_build_of(out: Path, cfg: BuildConfig, existing: str) -> bool:
+    """Whether `out` holds this config's corpus as another format or hash rule made it."""
+    stored = _format_of(out)
+    if existing == cfg.config_hash():
+        return format_major(stored) != OUR_MAJOR
+    try:
+        return BuildConfig.from_dict(stored["config"]).config_hash() == cfg.config_hash()
+    except (ConfigError, KeyError, TypeError):
+        return False
+
+
 def check_output(out: Path, cfg: BuildConfig, overwrite: bool, resume: bool) -> bool:
     """Whether `out` must be cleared first. Refuses foreign directories and other corpora."""
     if out.exists() and not out.is_dir():
@@ -174,12 +185,15 @@ def check_output(out: Path, cfg: BuildConfig, overwrite: bool, resume: bool) -> 
         )
     if resume and existing is None:
         raise OutputDirError(f"--resume: --out {str(out)!r} holds no build to resume")
-    if existing == cfg.config_hash() and format_major(_format_of(out)) != OUR_MAJOR:
+    if existing is not None and _older_build_of(out, cfg, existing):
+        stored = _format_of(out)
         if not overwrite:
             raise OutputDirError(
-                f"--out {str(out)!r} holds this corpus in format "
-                f"{_format_of(out).get('format_version', '0')}; pass "
-                f"--overwrite to rebuild it as format {FORMAT_VERSION}, or choose another --out"
+                f"--out {str(out)!r} holds this corpus as afg-datasets "
+                f"{stored.get('package_version', '0.2')} built it (format "
+                f"{stored.get('format_version', '0')}, config hash {existing}; now "
+                f"{cfg.config_hash()}, format {FORMAT_VERSION}); pass --overwrite to rebuild it, "
+                "or choose another --out"
             )
         return True
     if existing is not None and existing != cfg.config_hash():
