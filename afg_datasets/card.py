@@ -181,6 +181,8 @@ def bench_verdict(report: dict[str, Any]) -> str:
             if c.get("setting") == setting
             and c.get("metric") == metric
             and c.get("attack") != "overall"
+            and c.get("versus", "raw_pixels") == "raw_pixels"
+            and c.get("first", "afg") == "afg"
         ]
         if not rows:
             continue

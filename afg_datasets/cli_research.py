@@ -25,12 +25,16 @@ from afg_datasets.cli_options import (
     ObjectiveChoice,
     UnseenOpt,
 )
+from afg_datasets.errors import ConfigError
 from afg_datasets.layout import AFS_JSON, AFS_PNG, BENCH_DIR, CARD_FILE
 from afg_datasets.printers import console
 
 
 def bench(
-    directory: CorpusArg,
+    directories: Annotated[
+        list[Path],
+        typer.Argument(help="A built corpus; several: corpora sharing records (afg encode)."),
+    ],
     out: Annotated[Path | None, typer.Option(help="Output folder (default DIR/bench).")] = None,
     seeds: Annotated[
         int, typer.Option(min=1, max=MAX_SEEDS, help="Training seeds per method.")
@@ -41,11 +45,23 @@ def bench(
         bool, typer.Option(help="Add white-box PGD against each detector (slow).")
     ] = False,
 ):
-    """Benchmark the AFG recognizer against raw pixels, Mahalanobis, LID and the target model."""
+    """Benchmark the AFG recognizer against raw pixels, Mahalanobis, LID and the target model;
+    with several corpora, every genome side by side (paired intervals)."""
     from afg_datasets.card import refresh_card
     from afg_datasets.evaluation.bench import run_bench
     from afg_datasets.evaluation.report import results_table
 
+    directory, show = directories[0], lambda step: console.print(f"[dim]{step}[/]")
+    if len(directories) > 1:
+        if adaptive:
+            raise ConfigError("--adaptive runs on one corpus at a time")
+        from afg_datasets.evaluation.genomes import run_genome_bench
+
+        written = out or directory / BENCH_DIR / "genomes"
+        report = run_genome_bench(directories, written, seeds, quick, unseen, show)
+        typer.echo(results_table(report))
+        typer.echo(f"{report['seconds']:.0f}s; wrote {written}/results.json, results.md")
+        return
     report = run_bench(
         directory,
         out,
@@ -53,7 +69,7 @@ def bench(
         quick=quick,
         unseen=unseen,
         attack_systems=adaptive,
-        progress=lambda step: console.print(f"[dim]{step}[/]"),
+        progress=show,
     )
     if out is None:
         refresh_card(directory)  # the card shows bench/results.md

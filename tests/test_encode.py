@@ -102,3 +102,26 @@ def test_bad_inputs_are_one_line_exit_2_and_write_nothing_complete(parent, corpu
         encode_corpus(parent, parent, {})
     with pytest.raises(CorpusError, match="missing"):
         encode_corpus(tmp_path / "nothing", tmp_path / "z", {})
+
+
+def test_the_genome_bench_compares_genomes_on_the_same_test_sources(parent, corpus, tmp_path):
+    from afg_datasets.evaluation.genomes import run_genome_bench
+
+    other = encode_corpus(parent, tmp_path / "act", {"encoder": "activations"}, progress=False)
+    report = run_genome_bench([parent, other.out], tmp_path / "bench", quick=True, unseen="none")
+    labels = [g["label"] for g in report["genomes"]]
+    assert labels == ["groupmap", "activations"]
+    methods = {r["method"] for r in report["results"]}
+    assert methods == {"afg:groupmap", "raw_pixels:groupmap", "afg:activations"} | {
+        "raw_pixels:activations", "mahalanobis", "lid", "target_model"
+    }  # fmt: skip
+    for attack in ("fgsm", "pgd", "overall"):  # every method scored the same test records
+        assert len({r["n"] for r in report["results"] if r["attack"] == attack}) == 1
+    pairs = {(c["first"], c["versus"]) for c in report["comparisons"]}
+    assert pairs == {
+        ("afg:groupmap", "raw_pixels:groupmap"), ("afg:groupmap", "mahalanobis"),
+        ("afg:activations", "raw_pixels:activations"), ("afg:activations", "mahalanobis"),
+    }  # fmt: skip
+    assert (tmp_path / "bench" / "results.md").read_text().count("afg:activations") > 0
+    with pytest.raises(CorpusError, match="different attacks"):
+        run_genome_bench([parent, corpus.out], tmp_path / "no", quick=True, unseen="none")

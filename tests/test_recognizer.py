@@ -113,9 +113,11 @@ def test_bench_rows_carry_intervals_and_paired_comparisons(report):
     assert "bootstrap" in result["protocol"]["uncertainty"]
     comparisons = result["comparisons"]
     assert {c["metric"] for c in comparisons} >= {"detection_auroc", "recovery_acc"}
+    assert {c["versus"] for c in comparisons} == {"raw_pixels", "mahalanobis"}
     for c in comparisons:
         lo, hi = c["ci"]
-        expected = "afg better" if lo > 0 else "raw pixels better" if hi < 0 else None
+        versus = c["versus"].replace("_", " ")
+        expected = "afg better" if lo > 0 else f"{versus} better" if hi < 0 else None
         assert c["verdict"] == (expected or "no difference shown")
     first = json.loads((report[1] / "results.json").read_text())
     again = rerun(report)

@@ -15,7 +15,7 @@ import statistics
 import time
 import zlib
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +73,34 @@ PROTOCOL = {
 }
 
 
+@dataclass
+class BenchCorpus:
+    """A verified corpus as the bench reads it once: protocol-filtered splits, pooled layer
+    features of the stored images, its target model."""
+
+    root: Path
+    manifest: dict
+    target: Any
+    data: dict[str, dict[str, np.ndarray]]
+    pooled: dict[str, list[np.ndarray]]
+
+    @classmethod
+    def read(cls, root: Path) -> BenchCorpus:
+        manifest = require_intact(root)
+        target = load_target_model(root)
+        data = {s: protocol_filter(read_split(root, s)) for s in SPLITS}
+        layers = [layer["name"] for layer in manifest["layers"]]
+        pooled = {s: layer_activations(target, data[s]["image"], layers, True) for s in SPLITS}
+        return cls(root, manifest, target, data, pooled)
+
+    def inputs(self, keep: dict[str, np.ndarray | None], quick: bool) -> BenchInputs:
+        """What every method sees, `keep` (per split, a record mask or None) applied."""
+        data, pooled = self.data, self.pooled
+        splits = {s: data[s] if keep[s] is None else select(data[s], keep[s]) for s in SPLITS}
+        pooled = {s: [f if keep[s] is None else f[keep[s]] for f in pooled[s]] for s in SPLITS}
+        return BenchInputs(splits, pooled, self.manifest, self.target, quick, root=self.root)
+
+
 def settings(attacks: Sequence[str], unseen: str) -> list[tuple[str, list[str]]]:
     """(setting, held-out attacks): seen; leave-one-attack-out; leave-one-family-out for every
     family of two or more attacks that leaves another family to train on."""
@@ -122,27 +150,36 @@ def aggregate(
     return row
 
 
-def compare(boots: dict[str, dict[str, np.ndarray]], rows: dict[str, dict]) -> list[dict]:
-    """AFG minus the raw-pixel control per metric, with the paired bootstrap interval of the
-    difference (same resampled source images for both)."""
-    if "afg" not in boots or "raw_pixels" not in boots:
+def compare(
+    boots: dict[str, dict[str, np.ndarray]],
+    rows: dict[str, dict],
+    first: str = "afg",
+    versus: str = "raw_pixels",
+) -> list[dict]:
+    """`first` minus `versus` per metric, with the paired bootstrap interval of the difference
+    (the same resampled test source images for both)."""
+    if first not in boots or versus not in boots:
         return []
     out = []
     for key in METRICS:
-        afg, raw = rows["afg"][key], rows["raw_pixels"][key]
-        if afg is None or raw is None:
+        a, b = rows[first][key], rows[versus][key]
+        if a is None or b is None:
             continue
-        ci = interval(boots["afg"][key] - boots["raw_pixels"][key])
+        ci = interval(boots[first][key] - boots[versus][key])
         verdict = "no difference shown"
         if ci and ci[0] > 0:
-            verdict = "afg better"
+            verdict = f"{_spoken(first)} better"
         elif ci and ci[1] < 0:
-            verdict = "raw pixels better"
+            verdict = f"{_spoken(versus)} better"
         out.append(
-            {"metric": key, "afg": afg, "raw_pixels": raw, "difference": afg - raw, "ci": ci}
-            | {"verdict": verdict}
+            {"metric": key, "first": first, "versus": versus, first: a, versus: b}
+            | {"difference": a - b, "ci": ci, "verdict": verdict}
         )
     return out
+
+
+def _spoken(method: str) -> str:
+    return method.replace("raw_pixels", "raw pixels")
 
 
 # ---- the run --------------------------------------------------------------------------------
@@ -162,25 +199,15 @@ def run_bench(
     root = Path(root)
     out = Path(out) if out else root / BENCH_DIR
     start = time.perf_counter()
-    manifest = require_intact(root)
+    corpus = BenchCorpus.read(root)
+    manifest, target, data = corpus.manifest, corpus.target, corpus.data
     seeds = 1 if quick else seeds
-    target = load_target_model(root)
-    data = {s: protocol_filter(read_split(root, s)) for s in SPLITS}
-    layers = [layer["name"] for layer in manifest["layers"]]
-    pooled = {s: layer_activations(target, data[s]["image"], layers, pool=True) for s in SPLITS}
     attacks = list(manifest["attacks"])
     chosen = methods or list(METHODS)
     results, comparisons, curves, systems = [], [], {}, {}
     for setting, held_out in settings(attacks, unseen):
         keep = {s: ~np.isin(data[s]["attack"], held_out) if s != "test" else None for s in SPLITS}
-        inputs = BenchInputs(
-            {s: data[s] if keep[s] is None else select(data[s], keep[s]) for s in SPLITS},
-            {s: [f if keep[s] is None else f[keep[s]] for f in pooled[s]] for s in SPLITS},
-            manifest,
-            target,
-            quick,
-            root=root,
-        )
+        inputs = corpus.inputs(keep, quick)
         scored = [*held_out] if held_out else [*attacks, "overall"]
         boots: dict[str, dict[str, dict]] = {}  # attack -> method -> seed-mean draws
         rows: dict[str, dict[str, dict]] = {}
@@ -188,7 +215,7 @@ def run_bench(
             if setting != "seen" and method == "afg_mixed":
                 continue  # the paper's formulation is reported in the seen setting
             progress(f"{setting}{'/' + ','.join(held_out) if held_out else ''}: {method}")
-            evaluated, per_seed = _evaluate(method, setting, inputs, seeds, scored, curves)
+            evaluated, per_seed = evaluate_method(method, setting, inputs, seeds, scored, curves)
             if setting == "seen":
                 systems[method] = per_seed
             for attack, (row, mean_draws) in evaluated.items():
@@ -196,12 +223,13 @@ def run_bench(
                 boots.setdefault(attack, {})[method] = mean_draws
                 rows.setdefault(attack, {})[method] = row
         for attack in boots:
-            for item in compare(boots[attack], rows[attack]):
-                comparisons.append({"setting": setting, "attack": attack, **item})
+            for versus in ("raw_pixels", "mahalanobis"):
+                for item in compare(boots[attack], rows[attack], "afg", versus):
+                    comparisons.append({"setting": setting, "attack": attack, **item})
     report = {
         "corpus": {"name": manifest["name"], "config_hash": manifest["config_hash"]}
         | {"path": str(root)},
-        "protocol": _protocol(data, attacks, seeds, quick, manifest, target),
+        "protocol": protocol_facts(data, attacks, seeds, quick, manifest, target),
         "versions": {
             "afg_datasets": __version__,
             "torch": torch.__version__,
@@ -218,7 +246,7 @@ def run_bench(
     return report
 
 
-def _protocol(data, attacks, seeds, quick, manifest, target) -> dict[str, Any]:
+def protocol_facts(data, attacks, seeds, quick, manifest, target) -> dict[str, Any]:
     inputs = BenchInputs(data, {}, manifest, target, quick)
     width = raw_pixel_width(inputs)
     shape = tuple(data["train"]["image"].shape[1:])
@@ -239,7 +267,7 @@ def _protocol(data, attacks, seeds, quick, manifest, target) -> dict[str, Any]:
     }
 
 
-def _evaluate(
+def evaluate_method(
     method: str, setting: str, inputs: BenchInputs, seeds: int, attacks, curves
 ) -> tuple[dict[str, tuple], list[Scores]]:
     """(attack -> (result row, seed-mean bootstrap draws), each seed's Scores) of one method

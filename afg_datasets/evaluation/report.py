@@ -47,16 +47,18 @@ def _table(head: list[str], keys: tuple[str, ...], rows: list[dict]) -> str:
 
 
 def comparison_table(report: dict[str, Any]) -> str:
-    """AFG minus raw pixels, per setting, attack and metric, with the paired interval."""
+    """AFG (each genome) minus a control, per setting, attack and metric, with the paired
+    interval."""
     lines = [
-        "| setting | attack | metric | AFG - raw pixels | 95 % paired interval | verdict |",
-        "|---|---|---|---|---|---|",
+        "| setting | attack | metric | difference | value | 95 % paired interval | verdict |",
+        "|---|---|---|---|---|---|---|",
     ]
     for c in report.get("comparisons", []):
         ci = f"[{c['ci'][0]:+.3f}, {c['ci'][1]:+.3f}]" if c["ci"] else "–"
+        pair = f"{c.get('first', 'afg')} - {c.get('versus', 'raw_pixels')}"
         lines.append(
-            f"| {c['setting']} | {c['attack']} | {c['metric']} | {c['difference']:+.3f} | {ci} "
-            f"| {c['verdict']} |"
+            f"| {c['setting']} | {c['attack']} | {c['metric']} | {pair} | "
+            f"{c['difference']:+.3f} | {ci} | {c['verdict']} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -96,10 +98,12 @@ def results_table(report: dict[str, Any]) -> str:
 
 
 def write_outputs(out: Path, report: dict, curves: dict, attacks: list[str]) -> None:
+    """results.json and results.md; roc.png when there are curves."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(report, indent=2) + "\n")
     (out / "results.md").write_text(results_table(report))
-    plot_roc(out / "roc.png", curves, attacks)
+    if curves:
+        plot_roc(out / "roc.png", curves, attacks)
 
 
 def plot_roc(path: Path, curves: dict, attacks: list[str]) -> None:

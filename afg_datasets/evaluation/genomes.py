@@ -1,0 +1,130 @@
+"""`afg bench A B C`: which genome carries the attack. Corpora that share their sources, records
+and target model (a build and its `afg encode` re-encodings) are benchmarked together: each
+genome's AFG recognizer beside raw pixels matched to its capacity, and once the genome-free
+baselines (Mahalanobis, LID, the target model); every genome minus raw pixels and minus
+Mahalanobis with the paired interval. The test records are the same for all, so the bootstrap
+resamples of test source images are too (`bench._weights` draws them from the source ids)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from afg_datasets.errors import CorpusError
+from afg_datasets.evaluation.bench import (
+    BenchCorpus,
+    compare,
+    evaluate_method,
+    protocol_facts,
+    settings,
+)
+from afg_datasets.evaluation.methods import afg_parameters, raw_pixel_width
+from afg_datasets.evaluation.report import write_outputs
+from afg_datasets.layout import SPLITS
+
+PER_GENOME = ("afg", "raw_pixels")  # trained on each corpus (raw pixels matched to its genome)
+SHARED = ("mahalanobis", "lid", "target_model")  # genome-free: once
+
+
+@dataclass
+class Genome(BenchCorpus):
+    """One corpus of the comparison, labelled by its encoder."""
+
+    label: str = ""
+
+
+def load_genomes(roots: Sequence[str | Path]) -> list[Genome]:
+    """The corpora, verified, labelled by encoder (and config hash where two share one); a
+    CorpusError unless they share attacks, target model and test records."""
+    genomes = []
+    for root in map(Path, roots):
+        corpus = BenchCorpus.read(root)
+        label = corpus.manifest["config"]["genome"]["encoder"]
+        genomes.append(Genome(**vars(corpus), label=label))
+    labels = [g.label for g in genomes]
+    for g in genomes:
+        if labels.count(g.label) > 1:
+            g.label = f"{g.label}-{g.manifest['config_hash'][:6]}"
+    _check_shared(genomes)
+    return genomes
+
+
+def _check_shared(genomes: list[Genome]) -> None:
+    first = genomes[0]
+    for other in genomes[1:]:
+        why = None
+        if list(other.manifest["attacks"]) != list(first.manifest["attacks"]):
+            why = "different attacks"
+        elif other.manifest["model"]["sha256"] != first.manifest["model"]["sha256"]:
+            why = "a different target model"
+        elif not np.array_equal(other.data["test"]["key"], first.data["test"]["key"]):
+            why = "different test records"
+        if why:
+            raise CorpusError(
+                f"{other.root} and {first.root} have {why}: a genome comparison needs corpora "
+                "that share their records (a build and its `afg encode` re-encodings)"
+            )
+
+
+def run_genome_bench(
+    roots: Sequence[str | Path],
+    out: str | Path,
+    seeds: int = 3,
+    quick: bool = False,
+    unseen: str = "all",
+    progress: Callable[[str], None] = lambda _: None,
+) -> dict[str, Any]:
+    """Every genome beside the controls, per setting (seen / unseen / family), one report."""
+    start = time.perf_counter()
+    genomes = load_genomes(roots)
+    seeds = 1 if quick else seeds
+    attacks = list(genomes[0].manifest["attacks"])
+    results, comparisons = [], []
+    for setting, held_out in settings(attacks, unseen):
+        data = genomes[0].data
+        keep = {s: ~np.isin(data[s]["attack"], held_out) if s != "test" else None for s in SPLITS}
+        scored = [*held_out] if held_out else [*attacks, "overall"]
+        boots: dict[str, dict[str, dict]] = {}
+        rows: dict[str, dict[str, dict]] = {}
+        runs = [(g, m, f"{m}:{g.label}") for g in genomes for m in PER_GENOME]
+        runs += [(genomes[0], m, m) for m in SHARED]
+        for genome, method, name in runs:
+            progress(f"{setting}{'/' + ','.join(held_out) if held_out else ''}: {name}")
+            inputs = genome.inputs(keep, quick)
+            evaluated, _ = evaluate_method(method, setting, inputs, seeds, scored, {})
+            for attack, (row, mean_draws) in evaluated.items():
+                results.append(row | {"method": name, "held_out": held_out})
+                boots.setdefault(attack, {})[name] = mean_draws
+                rows.setdefault(attack, {})[name] = row
+        for attack in boots:
+            for genome in genomes:
+                for versus in (f"raw_pixels:{genome.label}", "mahalanobis"):
+                    for item in compare(boots[attack], rows[attack], f"afg:{genome.label}", versus):
+                        comparisons.append({"setting": setting, "attack": attack, **item})
+    first = genomes[0]
+    report = {
+        "corpus": {"name": first.manifest["name"], "config_hash": first.manifest["config_hash"]}
+        | {"path": str(first.root)},
+        "genomes": [
+            {
+                "label": g.label,
+                "path": str(g.root),
+                "config_hash": g.manifest["config_hash"],
+                "genome": g.manifest["config"]["genome"],
+                "afg_parameters": afg_parameters(g.inputs(dict.fromkeys(SPLITS), quick)),
+                "raw_pixels_width": raw_pixel_width(g.inputs(dict.fromkeys(SPLITS), quick)),
+            }
+            for g in genomes
+        ],
+        "protocol": protocol_facts(first.data, attacks, seeds, quick, first.manifest, first.target),
+        "results": results,
+        "comparisons": comparisons,
+        "seconds": round(time.perf_counter() - start, 1),
+    }
+    write_outputs(Path(out), report, {}, attacks)
+    return report
