@@ -258,6 +258,7 @@ def render_card(
         published=published,
         first_attack=next(iter(manifest["attacks"])),
         formats={format_of(path).name for path in shards},
+        parent=manifest.get("parent"),
         wds_train_last=max(train_tasks, default=0),
         num_tasks=manifest["tasks"],
         license=manifest["source"]["license"],

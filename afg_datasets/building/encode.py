@@ -23,6 +23,7 @@ from afg_datasets.building.context import (
     BuildContext,
     Setup,
     bind,
+    load_saved,
     ready_encoder,
     save_encoder_state,
 )
@@ -49,8 +50,9 @@ from afg_datasets.corpus.verify import require_intact
 from afg_datasets.errors import CorpusError, OutputDirError
 from afg_datasets.files import atomic_directory
 from afg_datasets.formats import TABLE_FORMAT, split_of_shard, task_of_shard
+from afg_datasets.formats.base import shard_tasks
 from afg_datasets.layout import INFO_FILE, MODEL_DIR, MODEL_FILE, SETUP_FILE, SPLITS, write_json
-from afg_datasets.models import load_model_dir, model_input
+from afg_datasets.models import model_input
 from afg_datasets.records import CLEAN, RecordBatch, decode_png
 from afg_datasets.sources import Source
 
@@ -76,7 +78,7 @@ def encode_corpus(
     cfg = BuildConfig.from_dict(manifest["config"])
     cfg = cfg.replace(**{f"genome__{key}": value for key, value in genome.items()})
     shards = _task_shards(parent, manifest)
-    tasks = [Task(t, 0, 0, derive_seed(cfg.seed, "task", t)) for t in range(manifest["tasks"])]
+    tasks = [Task(t, 0, 0, derive_seed(cfg.seed, "task", t)) for t in range(_num_tasks(manifest))]
     ctx = _context(parent, manifest, cfg, out, device, progress)
     check_output(out, cfg, overwrite, resume=False)
     plan = {
@@ -99,7 +101,7 @@ def _context(
 ) -> BuildContext:
     """The build context of the re-encoding: the parent's model, its layers, the new encoder;
     the source is the corpus's stored images (no items: they come from the shards)."""
-    model, info = load_model_dir(parent / MODEL_DIR, device, trusted=cfg.model.architecture)
+    model, info = load_saved(cfg, parent / MODEL_DIR, torch.device(device))
     facts = manifest["source"]
     stored = Source(
         facts["name"],
@@ -128,6 +130,14 @@ def _facts(manifest: dict, ctx: BuildContext) -> dict[str, Any]:
     return {**facts, **{key: manifest[key] for key in keep}}
 
 
+def _num_tasks(manifest: dict) -> int:
+    """The parent's number of tasks, as its shard names give it (`-of-NNNNN`: at most 99,999)."""
+    counts = {shard_tasks(e["path"])[1] for e in manifest["files"] if TABLE_FORMAT.owns(e["path"])}
+    if len(counts) != 1:
+        raise CorpusError(f"its shard names give {sorted(counts)} task counts; one is needed")
+    return counts.pop()
+
+
 def _task_shards(parent: Path, manifest: dict) -> dict[int, dict[str, dict[str, Path]]]:
     """Task -> split -> attack (clean first, then the parent's order) -> its parquet shard."""
     variants = [CLEAN, *manifest["attacks"]]
@@ -135,8 +145,10 @@ def _task_shards(parent: Path, manifest: dict) -> dict[int, dict[str, dict[str, 
     for entry in manifest["files"]:
         path = entry["path"]
         if TABLE_FORMAT.owns(path):
-            by_attack = shards[task_of_shard(path)][split_of_shard(path)]
-            by_attack[TABLE_FORMAT.attack_of(path)] = parent / path
+            attack, split = TABLE_FORMAT.attack_of(path), split_of_shard(path)
+            if attack not in variants or split not in SPLITS:
+                raise CorpusError(f"{parent}: {path} is not a shard of its attacks and splits")
+            shards[task_of_shard(path)][split][attack] = parent / path
     for splits in shards.values():
         for split, by_attack in splits.items():
             splits[split] = {a: by_attack[a] for a in variants if a in by_attack}

@@ -13,6 +13,7 @@ from typing import ClassVar
 
 from datasets import Features
 
+from afg_datasets.errors import CorpusError
 from afg_datasets.files import partial_path
 from afg_datasets.records import RecordBatch
 
@@ -28,9 +29,18 @@ def split_of_shard(relative: str) -> str:
     return relative.rsplit("/", 1)[-1].split("-", 1)[0]
 
 
+def shard_tasks(relative: str) -> tuple[int, int]:
+    """(the task that wrote a shard, the build's number of tasks), from its name
+    `<split>-TTTTT-of-NNNNN.<suffix>`; a CorpusError for any other name."""
+    match = SHARD_NAME.fullmatch(relative.rsplit("/", 1)[-1])
+    if match is None:
+        raise CorpusError(f"{relative}: not a shard name (<split>-TTTTT-of-NNNNN.<suffix>)")
+    return int(match["task"]), int(match["tasks"])
+
+
 def task_of_shard(relative: str) -> int:
-    """The task that wrote a shard (`<split>-TTTTT-of-NNNNN.<suffix>`)."""
-    return int(SHARD_NAME.fullmatch(relative.rsplit("/", 1)[-1])["task"])
+    """The task that wrote a shard."""
+    return shard_tasks(relative)[0]
 
 
 @dataclass(frozen=True)
