@@ -46,6 +46,9 @@ def test_adaptive_attack_evades_a_detector_that_catches_plain_pgd():
     assert before["success"].all() and after["success"].all()
     assert adaptive.adaptive_metrics(before, w)["evasion_rate"][0] < 0.1
     assert adaptive.adaptive_metrics(after, w)["evasion_rate"][0] > 0.9
+    # Tramer's check: what the detector's evasion rate implies for a classifier at eps / 2
+    tramer = adaptive.adaptive_metrics(after, w)
+    assert tramer["implied_robust_acc"][0] == 1 - tramer["evasion_rate"][0] < 0.1
     assert (tuned - images).abs().max() <= 0.4 + 1e-6, "within the budget"
     levels = tuned * 255
     assert torch.allclose(levels, levels.round(), atol=1e-3), "whole uint8 levels"

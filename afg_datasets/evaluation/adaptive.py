@@ -27,7 +27,11 @@ from afg_datasets.models import TargetModel, tap
 KAPPA = 1.0  # logit margin both hinges aim past (survives the uint8 rounding)
 ITERATIONS = 20  # when the corpus's budget attack is single-step (fgsm) or minimum-norm
 BATCH = 64
-METRICS = ("success_rate", "detection_rate", "evasion_rate", "recovery_acc")
+# `implied_robust_acc`: Tramer's check (ICML 2022): a detector that the adaptive attacker evades
+# on a share e of sources at eps implies a classifier robust at eps / 2 on 1 - e of them (an
+# inefficient construction, but a real one): a figure above what robust classifiers reach at
+# eps / 2 claims more than the argument allows.
+METRICS = ("success_rate", "detection_rate", "evasion_rate", "implied_robust_acc", "recovery_acc")
 THREAT_MODEL = (
     "adaptive white-box: the attacker knows the target model, the genome encoder and the "
     "detector with its threshold, and runs PGD (random start, the corpus's Linf / L2 "
@@ -176,6 +180,7 @@ def adaptive_metrics(result: Mapping[str, np.ndarray | None], w: np.ndarray) -> 
         "evasion_rate": ratio((w * (success & ~flagged)).sum(1), w.sum(1)),
         "recovery_acc": np.full(len(w), np.nan),
     }
+    out["implied_robust_acc"] = 1 - out["evasion_rate"]
     if result["recovered"] is not None:
         hits = success & result["recovered"]
         out["recovery_acc"] = ratio((w * hits).sum(1), (w * success).sum(1))

@@ -23,6 +23,7 @@ COLUMNS = {
     "success_rate": "attack success",
     "detection_rate": "detected (of successes)",
     "evasion_rate": "evades (fooled, not flagged)",
+    "implied_robust_acc": "implies robust acc. at eps/2 (Tramer)",
 }
 
 
@@ -74,7 +75,10 @@ def adaptive_table(report: dict[str, Any]) -> str:
     )
     return (
         "\n**Adaptive attack.** Threat model: "
-        f"{block['threat_model']}. Budgets: {budgets}.\n\n"
+        f"{block['threat_model']}. Budgets: {budgets}. Tramer's check (ICML 2022): a "
+        "detector evaded on a share e of sources at eps implies a classifier robust at eps/2 "
+        "on 1 - e of them; a figure above what robust classifiers reach at eps/2 claims more "
+        "than that argument allows.\n\n"
         + _table(["method", "attack", "mode"], ADAPTIVE_METRICS, block["rows"])
     )
 
