@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -22,7 +21,6 @@ from afg_datasets.building.plan import derive_seed
 from afg_datasets.building.splits import assign_splits
 from afg_datasets.building.stats import StageTimer, peak_rss_mb
 from afg_datasets.config import BuildConfig
-from afg_datasets.files import partial_path
 from afg_datasets.formats import OutputFormat
 from afg_datasets.genome import EncoderInputs, GenomeEncoder, make_encoder
 from afg_datasets.layout import MODEL_DIR, SPLITS
@@ -160,13 +158,15 @@ def prepare(
     with timer("load"):
         full = load_source(cfg.source)
         split_of_all = assign_splits(full.ids, cfg.seed, cfg.splits.ratios())
+    source = full.head(cfg.limit)
     with timer("train_model"):
         if model_dir is not None:
             (model, info), cached = load_saved(cfg, model_dir, torch_device), True
         else:
-            model, info, cached = _obtain_model(cfg, full, split_of_all, device, progress)
+            model, info, cached = _obtain_model(
+                cfg, full, split_of_all, len(source), device, progress
+            )
     setup = Setup(dict(timer.seconds), cached)
-    source = full.head(cfg.limit)
     split_of = split_of_all[: len(source)]
     ctx = bind(
         cfg, out, torch_device, source, model, info, progress, setup, channels_last, split_of
@@ -199,11 +199,8 @@ def ready_encoder(ctx: BuildContext, images: Iterable[np.ndarray], state_dir: Pa
 def save_encoder_state(ctx: BuildContext, state_dir: Path) -> None:
     """A stateful encoder's state, saved beside the model (unless it is there already)."""
     encoder = ctx.encoder
-    path = state_dir / getattr(encoder, "STATE_FILE", "")
-    if hasattr(encoder, "save_state") and not path.is_file():
-        tmp = partial_path(path)
-        encoder.save_state(tmp)
-        os.replace(tmp, path)
+    if hasattr(encoder, "save_state") and not (state_dir / encoder.STATE_FILE).is_file():
+        encoder.save_state(state_dir / encoder.STATE_FILE)
 
 
 def source_train_images(ctx: BuildContext) -> Iterator[np.ndarray]:
@@ -230,7 +227,9 @@ def rebatched(chunks: Iterable[np.ndarray], size: int, limit: int) -> Iterator[n
         yield pending
 
 
-def _obtain_model(cfg: BuildConfig, full: Source, split_of_all, device: str, progress: bool):
+def _obtain_model(
+    cfg: BuildConfig, full: Source, split_of_all, used: int, device: str, progress: bool
+):
     settings = TrainSettings(
         cfg.model.architecture,
         cfg.model.epochs,
@@ -243,7 +242,7 @@ def _obtain_model(cfg: BuildConfig, full: Source, split_of_all, device: str, pro
         np.flatnonzero(split_of_all == "train"),
         np.flatnonzero(split_of_all == "test"),
         len(full.class_names),
-        used=len(full.head(cfg.limit)),
+        used=used,
     )
     return obtain_target_model(
         cfg.model.architecture,

@@ -14,9 +14,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from datasets import Array4D
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from afg_datasets.errors import CorpusError
+from afg_datasets.files import atomic_write
 from afg_datasets.genome.base import EncoderInputs
 from afg_datasets.genome.groupmap import _straight_through, half
 from afg_datasets.genome.nmf import batched_nmf
@@ -74,7 +75,9 @@ class GroupBasisEncoder:
             self.basis[layer] = h[0].contiguous()
 
     def save_state(self, path: Path) -> None:
-        save_file({layer: basis for layer, basis in self._basis().items()}, str(path))
+        """The basis as safetensors (tensors named by layer), written whole or not at all."""
+        data = save(dict(self._basis()))
+        atomic_write(path, lambda handle: handle.write(data))
 
     def load_state(self, path: Path) -> None:
         """The basis a corpus stores; one whose layers or shapes differ is a CorpusError."""
