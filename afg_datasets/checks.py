@@ -4,7 +4,9 @@ bounded, and every failure is one `ConfigError` naming the field path, the value
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import typing
 from typing import Annotated, Any, TypeVar
 
 import pydantic.dataclasses
@@ -62,3 +64,36 @@ def section(prefix: str):
         return cls
 
     return wrap
+
+
+def from_mapping(cls: type[T], data: Any, prefix: str) -> T:
+    """Dataclass `cls` from a mapping (a YAML section, a manifest's config), rejecting unknown
+    keys by their dotted name. A nested dataclass field is read the same way; a field whose
+    metadata names a `parse` function (a section chosen by name, such as `genome`) is read by it."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'} must be a mapping, got {data!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    odd = [k for k in data if not isinstance(k, str)]
+    if odd:
+        raise ConfigError(
+            f"{prefix.rstrip('.') or 'config'}: key {odd[0]!r} is not a name; allowed: "
+            f"{', '.join(fields)}"
+        )
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"unknown key(s) {[prefix + k for k in unknown]}; allowed: {', '.join(fields)}"
+        )
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for key, value in data.items():
+        parse = fields[key].metadata.get("parse")
+        if parse is not None:
+            value = parse(value)
+        elif dataclasses.is_dataclass(hints[key]):
+            value = from_mapping(hints[key], value, f"{prefix}{key}.")
+        kwargs[key] = value
+    try:
+        return cls(**kwargs)
+    except TypeError as err:
+        raise ConfigError(f"invalid {prefix.rstrip('.') or 'config'}: {err}") from None

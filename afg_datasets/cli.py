@@ -101,7 +101,7 @@ def _configure(config, attacks, source, source_root, model, checkpoint, encoder,
     `changes` (dotted as in BuildConfig.replace); options not given change nothing."""
     from afg_datasets.config import load_config
 
-    cfg = load_config(config, model_code=model)
+    cfg = load_config(config, model_code=model, encoder=encoder)
     if attacks is not None:
         names = [a.strip() for a in attacks.split(",") if a.strip()]
         cfg = cfg.replace(attacks={n: cfg.attacks.get(n, {}) for n in names})
@@ -110,7 +110,6 @@ def _configure(config, attacks, source, source_root, model, checkpoint, encoder,
         source__root=source_root,
         model__architecture=model,
         model__checkpoint=checkpoint,
-        genome__encoder=encoder,
         **changes,
     )
 

@@ -8,11 +8,12 @@ from typing import Annotated, Literal
 import typer
 
 from afg_datasets.bounds import MAX_PROCESSES
+from afg_datasets.genome import ENCODERS
 
+# The registries' names (their entries load on first use, so `--help` imports no torch).
+EncoderChoice = Literal[tuple(ENCODERS)]
 # Fixed choices, spelled here so `--help` lists them without importing torch; a test keeps
-# them equal to the registries (genome.ENCODERS, models.target.PRECISIONS, bench.UNSEEN,
-# recognizer.OBJECTIVES).
-EncoderChoice = Literal["groupmap", "groupviz", "activations", "groupbasis"]
+# them equal to their modules (models.target.PRECISIONS, bench.UNSEEN, recognizer.OBJECTIVES).
 PrecisionChoice = Literal["fp32", "bf16"]
 UnseenChoice = Literal["all", "attack", "family", "none"]
 ObjectiveChoice = Literal["two_head", "mixed"]

@@ -157,7 +157,7 @@ def bench_encoder(
     from afg_datasets.config import load_config
     from afg_datasets.perf.encoder_bench import bench_encoder as run
 
-    cfg = load_config(config).replace(genome__encoder=encoder, genome__steps=steps)
+    cfg = load_config(config, encoder=encoder).replace(genome__steps=steps)
     check_device(device)
     printers.report(run(cfg, samples, device), as_json, printers.encoder_bench)
 

@@ -6,7 +6,7 @@ import dataclasses
 import hashlib
 import json
 import math
-import typing
+from collections.abc import Mapping
 from dataclasses import field
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -14,20 +14,12 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 
 from afg_datasets.attacks import ATTACKS, resolve_params
-from afg_datasets.bounds import (
-    MAX_BATCH,
-    MAX_EPOCHS,
-    MAX_GENOME_SIZE,
-    MAX_GROUPS,
-    MAX_ITERS,
-    MAX_RENDER,
-    MAX_SOURCES,
-)
-from afg_datasets.checks import Fraction, PositiveFloat, Seed, bounded, section
+from afg_datasets.bounds import MAX_BATCH, MAX_EPOCHS, MAX_SOURCES
+from afg_datasets.checks import Fraction, PositiveFloat, Seed, bounded, from_mapping, section
 from afg_datasets.documents import load_yaml
 from afg_datasets.errors import ConfigError
 from afg_datasets.formats import DEFAULT_FORMATS, FORMATS, TABLE_FORMAT, OutputFormat
-from afg_datasets.genome import ENCODERS
+from afg_datasets.genome import ENCODERS, default_genome, genome_config, updated
 from afg_datasets.layout import SPLITS
 from afg_datasets.models import check_architecture, is_user_model
 from afg_datasets.resources import resource_dir
@@ -48,30 +40,6 @@ class ModelConfig:
 
     def __post_init__(self):
         check_architecture(self.architecture)
-
-
-@section("genome.")
-class GenomeConfig:
-    encoder: str = "groupmap"
-    groups: bounded(MAX_GROUPS) = 4
-    size: bounded(MAX_GENOME_SIZE) = 8
-    nmf_iters: bounded(MAX_ITERS) = 100
-    # groupviz only (feature visualization of each group, Lucid's recipe):
-    steps: bounded(MAX_ITERS) = 128  # Adam steps per visualization (Lucid: 512)
-    lr: PositiveFloat = 0.05  # Adam learning rate (Lucid's default)
-    image_size: bounded(MAX_RENDER) | None = None  # rendered size; None: the model's input size
-    # groupbasis only (a basis fitted once on clean train images, NNLS codes):
-    fit_images: bounded(MAX_SOURCES) = 512  # the first clean train images the basis is fitted on
-    nnls_iters: bounded(MAX_ITERS) = 100  # solver steps of each record's codes
-
-    def __post_init__(self):
-        ENCODERS[self.encoder]
-
-    def settings(self) -> dict[str, Any]:
-        """The encoder's name and the settings its own `Config` declares (what it is made with,
-        and all of the section that enters the config hash)."""
-        names = [f.name for f in dataclasses.fields(ENCODERS[self.encoder].Config)]
-        return {"encoder": self.encoder, **{name: getattr(self, name) for name in names}}
 
 
 @section("splits.")
@@ -103,15 +71,23 @@ class BuildConfig:
     source: SourceConfig = field(default_factory=SourceConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     attacks: dict[str, dict[str, Any]] = field(
-        default_factory=lambda: {"fgsm": {}, "pgd": {}, "cw_l2": {}}
+        default_factory=lambda: {"fgsm": {}, "pgd": {}, "cw_l2": {}},
+        metadata={"parse": lambda value: _attack_dict(value)},
     )
-    genome: GenomeConfig = field(default_factory=GenomeConfig)
+    # The chosen encoder's own `Config` (genome.ENCODERS[name].Config): a union of the
+    # registered encoders' sections, discriminated by its `encoder` field.
+    genome: Any = field(
+        default_factory=default_genome, metadata={"parse": genome_config, "update": updated}
+    )
     splits: SplitConfig = field(default_factory=SplitConfig)
     # Output formats written (formats/ FORMATS); parquet always (the card and readers need it).
     formats: Annotated[tuple[str, ...], Field(strict=False)] = DEFAULT_FORMATS
 
     def __post_init__(self):
         SOURCES[self.source.name]
+        encoder = getattr(self.genome, "encoder", None)
+        if not isinstance(self.genome, ENCODERS[encoder].Config):
+            raise ConfigError(f"genome must be an encoder's settings, got {self.genome!r}")
         if not self.attacks:
             raise ConfigError(f"attacks must name at least one of: {', '.join(ATTACKS)}")
         for attack, params in self.attacks.items():
@@ -132,7 +108,6 @@ class BuildConfig:
         loader workers are left out: they never change a byte)."""
         data = json.loads(json.dumps(dataclasses.asdict(self)))
         del data["source"]["workers"]
-        data["genome"] = self.genome.settings()  # only the chosen encoder's settings
         return data
 
     def config_hash(self) -> str:
@@ -145,50 +120,38 @@ class BuildConfig:
         """A copy with fields changed, re-validated. Keys may be dotted (`source.root`);
         None values are ignored, so CLI options that were not given change nothing."""
         top: dict[str, Any] = {}
+        nested: dict[str, dict[str, Any]] = {}
         for key, value in changes.items():
             if value is None:
                 continue
             part, _, name = key.partition("__")
             if name:
-                current = top.get(part, getattr(self, part))
-                top[part] = dataclasses.replace(current, **{name: value})
+                nested.setdefault(part, {})[name] = value
             else:
                 top[key] = value
+        for part, values in nested.items():
+            current = top.get(part, getattr(self, part))
+            update = _FIELDS[part].metadata.get("update")
+            top[part] = (
+                update(current, values) if update else dataclasses.replace(current, **values)
+            )
         return dataclasses.replace(self, **top)
+
+    def with_encoder(self, encoder: str | None, presets: Mapping[str, Any]) -> BuildConfig:
+        """A copy whose genome is `encoder`'s (None: unchanged): the settings both encoders
+        have carry over, then the builder's `presets` for `encoder`, then its defaults."""
+        if encoder is None or encoder == self.genome.encoder:
+            return self
+        return self.replace(
+            genome=updated(self.genome, {**presets.get(encoder, {}), "encoder": encoder})
+        )
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> BuildConfig:
-        return _from_dict(cls, data, "")
+        return from_mapping(cls, data, "")
 
 
-def _from_dict(cls: type, data: Any, prefix: str) -> Any:
-    """Build dataclass `cls` from a mapping, rejecting unknown keys by their dotted name."""
-    if not isinstance(data, dict):
-        raise ConfigError(f"{prefix or 'config'} must be a mapping, got {data!r}")
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    odd = [k for k in data if not isinstance(k, str)]
-    if odd:
-        raise ConfigError(
-            f"{prefix or 'config'}: key {odd[0]!r} is not a name; allowed: {', '.join(names)}"
-        )
-    unknown = sorted(set(data) - set(names))
-    if unknown:
-        raise ConfigError(
-            f"unknown key(s) {[prefix + k for k in unknown]}; allowed: {', '.join(names)}"
-        )
-    kwargs = {}
-    for key, value in data.items():
-        hint = hints[key]
-        if dataclasses.is_dataclass(hint):
-            value = _from_dict(hint, value, f"{prefix}{key}.")
-        elif key == "attacks":
-            value = _attack_dict(value)
-        kwargs[key] = value
-    try:
-        return cls(**kwargs)
-    except TypeError as err:
-        raise ConfigError(f"invalid {prefix or 'config'}: {err}") from None
+_FIELDS = {f.name: f for f in dataclasses.fields(BuildConfig)}
 
 
 def _attack_dict(value: Any) -> dict[str, dict[str, Any]]:
@@ -207,6 +170,24 @@ def _attack_dict(value: Any) -> dict[str, dict[str, Any]]:
     return {name: dict(params or {}) for name, params in value.items()}
 
 
+# A builder YAML's settings for encoders other than its own, taken when `--encoder` picks one
+# (not part of the config: a corpus is built with one encoder).
+PRESETS = "encoder_settings"
+
+
+def _checked_presets(cfg: BuildConfig, presets: Any) -> dict[str, dict[str, Any]]:
+    """`encoder_settings`: encoder name -> its settings, each checked now (a typo is caught
+    whichever encoder is built)."""
+    if not isinstance(presets, dict):
+        raise ConfigError(f"{PRESETS} must map encoder names to settings, got {presets!r}")
+    for name, settings in presets.items():
+        ENCODERS[name]
+        if not isinstance(settings, dict):
+            raise ConfigError(f"{PRESETS}.{name} must be a mapping, got {settings!r}")
+        updated(cfg.genome, {**settings, "encoder": name})
+    return presets
+
+
 def resolve_config_path(config: str | None) -> Path:
     """A YAML path, or the name of a builder shipped in `builders/` (default: digits)."""
     name = config or "digits"
@@ -223,14 +204,20 @@ def resolve_config_path(config: str | None) -> Path:
     return candidate
 
 
-def load_config(config: str | None = None, model_code: str | None = None) -> BuildConfig:
-    """The builder config `config` (a shipped builder's name or a YAML path). A YAML from
-    elsewhere that names model code (`model.architecture: module:callable`) is refused unless
-    the caller names the same code (`model_code`, e.g. `--model`): a config file alone never
-    runs code."""
+def load_config(
+    config: str | None = None, model_code: str | None = None, encoder: str | None = None
+) -> BuildConfig:
+    """The builder config `config` (a shipped builder's name or a YAML path), with the genome of
+    `encoder` if given (`BuildConfig.with_encoder`, the builder's `encoder_settings` for it).
+    A YAML from elsewhere that names model code (`model.architecture: module:callable`) is
+    refused unless the caller names the same code (`model_code`, e.g. `--model`): a config
+    file alone never runs code."""
     path = resolve_config_path(config)
     try:
-        cfg = BuildConfig.from_dict(load_yaml(path, ConfigError) or {})
+        data = load_yaml(path, ConfigError) or {}
+        presets = data.pop(PRESETS, {}) if isinstance(data, dict) else {}
+        cfg = BuildConfig.from_dict(data)
+        cfg = cfg.with_encoder(encoder, _checked_presets(cfg, presets))
     except ConfigError as err:
         message = str(err)
         raise ConfigError(

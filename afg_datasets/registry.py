@@ -1,7 +1,13 @@
-"""Explicit name -> entry registries that feed the CLI's choices and error messages."""
+"""Explicit name -> entry registries that feed the CLI's choices and error messages.
+
+An entry may be given as `"package.module:attribute"`: it is imported on first lookup, so the
+names (the CLI's choices) are known without importing what the entries need (torch). The paths
+are this package's own; a name from a config or a corpus is only ever looked up, never imported.
+"""
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Mapping
 from typing import Generic, TypeVar
 
@@ -13,17 +19,21 @@ T = TypeVar("T")
 class Registry(Mapping[str, T], Generic[T]):
     """A read-only mapping whose lookups fail with the list of valid names."""
 
-    def __init__(self, kind: str, entries: Mapping[str, T]):
+    def __init__(self, kind: str, entries: Mapping[str, T | str]):
         self.kind = kind
         self._entries = dict(entries)
 
     def __getitem__(self, name: str) -> T:
         try:
-            return self._entries[name]
-        except KeyError:
+            entry = self._entries[name]
+        except (KeyError, TypeError):
             raise ConfigError(
                 f"unknown {self.kind} {name!r}; valid {self.kind}s: {', '.join(self._entries)}"
             ) from None
+        if isinstance(entry, str):
+            module, _, attribute = entry.partition(":")
+            entry = self._entries[name] = getattr(importlib.import_module(module), attribute)
+        return entry
 
     def __iter__(self):
         return iter(self._entries)

@@ -6,7 +6,8 @@ import torch
 from torch import nn
 
 from afg_datasets.evaluation import adaptive
-from afg_datasets.genome import EncoderInputs, GroupMapEncoder
+from afg_datasets.genome import EncoderInputs
+from afg_datasets.genome.groupmap import GroupMapEncoder
 from afg_datasets.models import TargetModel
 
 

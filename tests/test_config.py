@@ -33,6 +33,14 @@ def test_config_hash_is_stable_and_sensitive():
         ({"source": {"name": "imagenet21k"}}, "imagenet21k"),
         ({"model": {"architecture": "vit"}}, "vit"),
         ({"genome": {"encoder": "magic"}}, "magic"),
+        (
+            {"genome": {"encoder": "groupmap", "steps": 4}},
+            "genome.steps: not a setting of the 'groupmap'",
+        ),
+        ({"genome": {"encoder": "activations", "groups": 4}}, "its settings: encoder, size"),
+        ({"genome": {"encoder": "groupviz", "lr": -1.0}}, "genome.lr"),
+        ({"genome": {"encoder": "groupbasis", "fit_images": 0}}, "genome.fit_images"),
+        ({"genome": ["groupmap"]}, "genome must be a mapping"),
         ({"attacks": {}}, "at least one"),
         ({"limit": 0}, "limit"),
     ],
@@ -60,16 +68,56 @@ def test_builder_names_and_paths(tmp_path):
         resolve_config_path(str(tmp_path / "missing.yaml"))
 
 
+def test_the_genome_section_is_the_chosen_encoders_own_config():
+    from afg_datasets.genome import ENCODERS
+
+    cfg = load_config("digits")
+    assert isinstance(cfg.genome, ENCODERS["groupmap"].Config)
+    assert cfg.to_dict()["genome"] == {
+        "encoder": "groupmap",
+        "groups": 4,
+        "size": 8,
+        "nmf_iters": 100,
+    }
+    # switching keeps the settings both encoders have; the others take their defaults
+    switched = cfg.replace(genome__encoder="activations", genome__size=4)
+    assert switched.to_dict()["genome"] == {"encoder": "activations", "size": 4}
+    basis = cfg.replace(genome__encoder="groupbasis")
+    assert (basis.genome.groups, basis.genome.fit_images) == (4, 512)
+    assert len({cfg.config_hash(), switched.config_hash(), basis.config_hash()}) == 3
+    # a manifest's section reads back to the same config
+    assert BuildConfig.from_dict(basis.to_dict()).config_hash() == basis.config_hash()
+
+
+def test_a_builder_gives_settings_for_the_encoder_that_the_cli_picks(tmp_path):
+    viz = load_config("digits", encoder="groupviz")  # builders/digits.yaml: encoder_settings
+    assert (viz.genome.encoder, viz.genome.steps, viz.genome.image_size) == ("groupviz", 128, 32)
+    assert viz.genome.groups == 4  # carried over from the builder's own genome
+    assert load_config("digits", encoder="groupmap") == load_config("digits")
+    path = tmp_path / "c.yaml"
+    path.write_text("encoder_settings:\n  groupviz: {steps: 9}\n")
+    assert load_config(str(path), encoder="groupviz").genome.steps == 9
+    assert load_config(str(path)).genome.encoder == "groupmap"  # presets are not the config
+    for bad, message in [
+        ("encoder_settings: {magic: {}}", "unknown encoder 'magic'"),
+        ("encoder_settings: {groupviz: {steps: 0}}", "genome.steps"),
+        ("encoder_settings: {groupviz: {colour: 1}}", "genome.colour: not a setting"),
+        ("encoder_settings: {groupviz: 3}", "encoder_settings.groupviz must be a mapping"),
+        ("encoder_settings: [groupviz]", "encoder_settings must map"),
+    ]:
+        path.write_text(bad + "\n")
+        with pytest.raises(ConfigError, match=message):
+            load_config(str(path))  # checked whichever encoder is built
+
+
 def test_cli_choices_equal_the_registries():
     from typing import get_args
 
     from afg_datasets import cli_options
     from afg_datasets.evaluation.bench import UNSEEN
-    from afg_datasets.genome import ENCODERS
     from afg_datasets.models.target import PRECISIONS
     from afg_datasets.recognizer import OBJECTIVES
 
-    assert set(get_args(cli_options.EncoderChoice)) == set(ENCODERS)
     assert set(get_args(cli_options.PrecisionChoice)) == set(PRECISIONS)
     assert set(get_args(cli_options.UnseenChoice)) == set(UNSEEN)
     assert set(get_args(cli_options.ObjectiveChoice)) == set(OBJECTIVES)

@@ -16,7 +16,7 @@ from afg_datasets.building import RunOptions, build_corpus
 from afg_datasets.building.executors import EXECUTORS
 from afg_datasets.errors import ConfigError
 from afg_datasets.evaluation.methods import METHODS
-from afg_datasets.genome import ENCODERS, EncoderInputs, make_encoder
+from afg_datasets.genome import ENCODERS, EncoderInputs, make_encoder, setting_names
 from afg_datasets.models import ARCHITECTURES, TargetModel, forward_with_taps, freeze
 from afg_datasets.sources import SOURCES, SourceConfig, load_source
 from tests.samples import (
@@ -103,7 +103,10 @@ def test_encoder_contract(name, tiny_model, tmp_path):
     _, acts = forward_with_taps(tiny_model, layers, x)
     before = {k: v.clone() for k, v in acts.items()}
     channels = tuple(acts[n].shape[1] for n in layers)
-    genome = {"encoder": name, "groups": 2, "size": 4, "nmf_iters": 5, "steps": 2}
+    small = {"groups": 2, "size": 4, "nmf_iters": 5, "steps": 2, "fit_images": 2, "nnls_iters": 5}
+    # its Config is the genome section: its `encoder` field is its name, its settings its own
+    assert ENCODERS[name].Config().encoder == name
+    genome = {"encoder": name, **{k: v for k, v in small.items() if k in setting_names(name)}}
     encoder = make_encoder(genome, EncoderInputs(layers, channels, 0, tiny_model, (1, 8)))
     if hasattr(encoder, "fit"):  # a stateful encoder: fitted (on clean train images), saved
         encoder.fit([acts])

@@ -283,16 +283,29 @@ CONFIG_VALUES = st.one_of(
 
 
 def config_dicts():
-    from afg_datasets.config import BuildConfig, GenomeConfig, ModelConfig
+    from afg_datasets.config import BuildConfig, ModelConfig
+    from afg_datasets.genome import ENCODERS, setting_names
     from afg_datasets.sources import SourceConfig
 
-    def section(cls):
-        names = [f.name for f in dataclasses.fields(cls)] + ["unknown_key"]
+    def section(names):
+        names = [*names, "unknown_key"]
         return st.dictionaries(st.sampled_from(names), CONFIG_VALUES, max_size=3)
 
-    top = [f.name for f in dataclasses.fields(BuildConfig)]
-    nested = {"source": section(SourceConfig), "model": section(ModelConfig)}
-    nested["genome"] = section(GenomeConfig)
+    def names_of(cls):
+        return [f.name for f in dataclasses.fields(cls)]
+
+    top = names_of(BuildConfig)
+    nested = {"source": section(names_of(SourceConfig)), "model": section(names_of(ModelConfig))}
+    # any encoder's settings under any (or no) encoder name: a mismatch is one ConfigError too
+    genome_keys = sorted({name for encoder in ENCODERS for name in setting_names(encoder)})
+    nested["genome"] = st.one_of(
+        section(genome_keys),
+        st.builds(
+            lambda name, rest: {**rest, "encoder": name},
+            st.sampled_from([*ENCODERS, "nope"]),
+            section(genome_keys),
+        ),
+    )
     nested["attacks"] = st.dictionaries(
         st.sampled_from(["fgsm", "pgd", "cw_l2", "nope"]),
         st.one_of(

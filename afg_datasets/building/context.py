@@ -280,7 +280,7 @@ def bind(
     layer_shapes = {name: tuple(acts[name].shape[1:]) for name in layers}
     channels = tuple(layer_shapes[n][0] for n in layers)
     inputs = EncoderInputs(layers, channels, derive_seed(cfg.seed, "nmf"), model, image_shape)
-    encoder = make_encoder(cfg.genome.settings(), inputs)
+    encoder = make_encoder(cfg.genome, inputs)
     classes = len(source.class_names)
     workers = cfg.source.workers
     return BuildContext(

@@ -6,20 +6,23 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from datasets import Array3D
 
+from afg_datasets.bounds import MAX_GENOME_SIZE
+from afg_datasets.checks import bounded, section
 from afg_datasets.genome.base import EncoderInputs
 from afg_datasets.genome.groupmap import _straight_through, half
 
 
-@dataclass(frozen=True)
+@section("genome.")
 class ActivationsConfig:
-    size: int = 8  # each layer's maps are average-pooled to size x size
+    encoder: Literal["activations"] = "activations"
+    size: bounded(MAX_GENOME_SIZE) = 8  # each layer's maps are average-pooled to size x size
 
 
 def column(layer: str) -> str:

@@ -1,17 +1,19 @@
 """The genome-encoder contract: activations of the tapped layers -> fixed-shape arrays.
 
-An encoder registers its class (with a `Config` dataclass of its own settings) in
-`genome.ENCODERS`; the build makes it with `make_encoder(genome_section, EncoderInputs)`.
+An encoder registers its class in `genome.ENCODERS`; its `Config` (a `checks.section`, first
+field `encoder: Literal[<its name>]`) is the build config's `genome` section when it is chosen,
+and the build makes it with `make_encoder(config, EncoderInputs)`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
-import numpy as np
-import torch
+if TYPE_CHECKING:  # the contract's types only: naming encoders needs no torch
+    import numpy as np
+    import torch
 
 
 @dataclass(frozen=True)
@@ -29,7 +31,7 @@ class GenomeEncoder(Protocol):
     """Turns a batch's activations into the genome columns its `features` declare."""
 
     name: ClassVar[str]
-    Config: ClassVar[type]  # a frozen dataclass of this encoder's settings
+    Config: ClassVar[type]  # its settings: a validated section, `encoder` its registry name
 
     def __init__(self, config: Any, inputs: EncoderInputs) -> None: ...
 

@@ -7,8 +7,8 @@ the activations' magnitudes (nothing else is normalized)."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -16,6 +16,8 @@ import torch.nn.functional as F
 from datasets import Array4D
 from safetensors.torch import load_file, save
 
+from afg_datasets.bounds import MAX_GENOME_SIZE, MAX_GROUPS, MAX_ITERS, MAX_SOURCES
+from afg_datasets.checks import bounded, section
 from afg_datasets.errors import CorpusError
 from afg_datasets.files import atomic_write
 from afg_datasets.genome.base import EncoderInputs
@@ -26,13 +28,14 @@ from afg_datasets.layout import ENCODER_STATE_FILE
 POSITIONS_PER_IMAGE = 64  # spatial positions sampled per train image for the basis fit
 
 
-@dataclass(frozen=True)
+@section("genome.")
 class GroupBasisConfig:
-    groups: int = 4  # basis directions per layer
-    size: int = 8  # code maps are resized to size x size
-    nmf_iters: int = 100  # NMF iterations of the basis fit
-    fit_images: int = 512  # clean train images the basis is fitted on (the first ones)
-    nnls_iters: int = 100  # projected-gradient (FISTA) steps of each record's codes
+    encoder: Literal["groupbasis"] = "groupbasis"
+    groups: bounded(MAX_GROUPS) = 4  # basis directions per layer
+    size: bounded(MAX_GENOME_SIZE) = 8  # code maps are resized to size x size
+    nmf_iters: bounded(MAX_ITERS) = 100  # NMF iterations of the basis fit
+    fit_images: bounded(MAX_SOURCES) = 512  # clean train images the basis is fitted on (first)
+    nnls_iters: bounded(MAX_ITERS) = 100  # projected-gradient (FISTA) steps of each record's codes
 
 
 class GroupBasisEncoder:

@@ -3,22 +3,25 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from datasets import Array3D, Array4D
 
+from afg_datasets.bounds import MAX_GENOME_SIZE, MAX_GROUPS, MAX_ITERS
+from afg_datasets.checks import bounded, section
 from afg_datasets.genome.base import EncoderInputs
 from afg_datasets.genome.nmf import batched_nmf
 
 
-@dataclass(frozen=True)
+@section("genome.")
 class GroupMapConfig:
-    groups: int = 4  # NMF groups per layer
-    size: int = 8  # spatial maps are resized to size x size
-    nmf_iters: int = 100
+    encoder: Literal["groupmap"] = "groupmap"
+    groups: bounded(MAX_GROUPS) = 4  # NMF groups per layer
+    size: bounded(MAX_GENOME_SIZE) = 8  # spatial maps are resized to size x size
+    nmf_iters: bounded(MAX_ITERS) = 100
 
 
 class GroupMapEncoder:

@@ -14,12 +14,15 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from datasets import Array5D, Image
 
+from afg_datasets.bounds import MAX_ITERS, MAX_RENDER
+from afg_datasets.checks import PositiveFloat, bounded, section
 from afg_datasets.genome.base import EncoderInputs
 from afg_datasets.genome.groupmap import GroupMapConfig, GroupMapEncoder, half
 from afg_datasets.models import TargetModel, forward_until
@@ -167,11 +170,12 @@ def mosaic(images: np.ndarray) -> np.ndarray:
     return out
 
 
-@dataclass(frozen=True)
+@section("genome.")
 class GroupVizConfig(GroupMapConfig):
-    steps: int = 128  # Adam steps per visualization (Lucid: 512)
-    lr: float = 0.05  # Adam learning rate (Lucid's default)
-    image_size: int | None = None  # rendered size; None: the model's input size
+    encoder: Literal["groupviz"] = "groupviz"
+    steps: bounded(MAX_ITERS) = 128  # Adam steps per visualization (Lucid: 512)
+    lr: PositiveFloat = 0.05  # Adam learning rate (Lucid's default)
+    image_size: bounded(MAX_RENDER) | None = None  # rendered size; None: the model's input size
 
 
 class GroupVizEncoder(GroupMapEncoder):

@@ -48,9 +48,12 @@ IMAGENET_VAL = 50_000
 PROJECTED_DEVICES = 8
 
 
-def device_config(folder: Path, checkpoint: Path, sizes: DeviceSizes) -> BuildConfig:
-    """The `imagenet` builder on the synthetic folder and the random-weights ResNet-50."""
-    return load_config("imagenet").replace(
+def device_config(
+    folder: Path, checkpoint: Path, sizes: DeviceSizes, encoder: str | None = None
+) -> BuildConfig:
+    """The `imagenet` builder (with `encoder`'s genome if given) on the synthetic folder and
+    the random-weights ResNet-50."""
+    return load_config("imagenet", encoder=encoder).replace(
         batch_size=sizes.batch_size,
         sources_per_task=sizes.sources,
         attacks=sizes.attacks,
@@ -132,10 +135,10 @@ def decode_overlap(
 
 
 def groupviz_rate(cfg: BuildConfig, device: str, sources: int, floor: float) -> dict[str, Any]:
-    """Records/s of the groupviz encoder at the builder's steps and render size (Lucid's 512
+    """Records/s of `cfg`'s groupviz encoder at the builder's steps and render size (Lucid's 512
     steps, 128 px), timed inside a build task (clean + FGSM records, FGSM being the cheapest
     attack), as a fraction of the forward+backward floor."""
-    viz = cfg.replace(genome__encoder="groupviz", attacks={"fgsm": cfg.attacks["fgsm"]})
+    viz = cfg.replace(attacks={"fgsm": cfg.attacks["fgsm"]})
     cal = calibrate(viz, device, sources)
     records = sum(t["records"] for t in cal.marker["tallies"].values())
     seconds = cal.marker["stages"]["encode"]
@@ -236,7 +239,9 @@ def bench_device(device: str, preset: str, work: Path) -> dict[str, Any]:
         calibrations.setdefault(precision, cal)  # the first of each: channels_last as built
         runs.append(_variant(cal, precision, channels_last))
     fp32 = calibrations["fp32"]
-    viz_cfg = cfg.replace(genome__steps=sizes.groupviz_steps)
+    viz_cfg = device_config(folder, checkpoint, sizes, "groupviz").replace(
+        genome__steps=sizes.groupviz_steps
+    )
     return {
         "device": str(dev),
         "device_name": device_name(dev),
