@@ -25,7 +25,6 @@ from afg_datasets.cli_options import (
     ObjectiveChoice,
     UnseenOpt,
 )
-from afg_datasets.errors import ConfigError
 from afg_datasets.layout import AFS_JSON, AFS_PNG, BENCH_DIR, CARD_FILE
 from afg_datasets.printers import console
 
@@ -53,12 +52,10 @@ def bench(
 
     directory, show = directories[0], lambda step: console.print(f"[dim]{step}[/]")
     if len(directories) > 1:
-        if adaptive:
-            raise ConfigError("--adaptive runs on one corpus at a time")
         from afg_datasets.evaluation.genomes import run_genome_bench
 
         written = out or directory / BENCH_DIR / "genomes"
-        report = run_genome_bench(directories, written, seeds, quick, unseen, show)
+        report = run_genome_bench(directories, written, seeds, quick, unseen, adaptive, show)
         typer.echo(results_table(report))
         typer.echo(f"{report['seconds']:.0f}s; wrote {written}/results.json, results.md")
         return

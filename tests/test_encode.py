@@ -108,7 +108,9 @@ def test_the_genome_bench_compares_genomes_on_the_same_test_sources(parent, corp
     from afg_datasets.evaluation.genomes import run_genome_bench
 
     other = encode_corpus(parent, tmp_path / "act", {"encoder": "activations"}, progress=False)
-    report = run_genome_bench([parent, other.out], tmp_path / "bench", quick=True, unseen="none")
+    report = run_genome_bench(
+        [parent, other.out], tmp_path / "bench", quick=True, unseen="none", attack_systems=True
+    )
     labels = [g["label"] for g in report["genomes"]]
     assert labels == ["groupmap", "activations"]
     methods = {r["method"] for r in report["results"]}
@@ -122,6 +124,12 @@ def test_the_genome_bench_compares_genomes_on_the_same_test_sources(parent, corp
         ("afg:groupmap", "raw_pixels:groupmap"), ("afg:groupmap", "mahalanobis"),
         ("afg:activations", "raw_pixels:activations"), ("afg:activations", "mahalanobis"),
     }  # fmt: skip
+    # the adaptive attacker goes through each genome's own encoder, on the same sources
+    adaptive = [r for r in report["adaptive"]["rows"] if r["mode"] == "adaptive"]
+    attacked = {r["method"] for r in adaptive}
+    assert {"afg:groupmap", "afg:activations", "raw_pixels:groupmap"} <= attacked
+    for attack in {r["attack"] for r in adaptive}:
+        assert len({r["n"] for r in adaptive if r["attack"] == attack}) == 1
     assert (tmp_path / "bench" / "results.md").read_text().count("afg:activations") > 0
     with pytest.raises(CorpusError, match="different attacks"):
         run_genome_bench([parent, corpus.out], tmp_path / "no", quick=True, unseen="none")

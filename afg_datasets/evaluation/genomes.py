@@ -3,7 +3,9 @@ and target model (a build and its `afg encode` re-encodings) are benchmarked tog
 genome's AFG recognizer beside raw pixels matched to its capacity, and once the genome-free
 baselines (Mahalanobis, LID, the target model); every genome minus raw pixels and minus
 Mahalanobis with the paired interval. The test records are the same for all, so the bootstrap
-resamples of test source images are too (`bench._weights` draws them from the source ids)."""
+resamples of test source images are too (`bench._weights` draws them from the source ids).
+With `attack_systems`, the adaptive white-box rows of every differentiable system (each
+genome's recognizer through its own encoder, raw pixels, Mahalanobis) on the same sources."""
 
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from afg_datasets.evaluation.bench import (
     compare,
     evaluate_method,
     protocol_facts,
+    run_adaptive,
     settings,
 )
 from afg_datasets.evaluation.methods import afg_parameters, raw_pixel_width
@@ -77,14 +80,16 @@ def run_genome_bench(
     seeds: int = 3,
     quick: bool = False,
     unseen: str = "all",
+    attack_systems: bool = False,
     progress: Callable[[str], None] = lambda _: None,
 ) -> dict[str, Any]:
-    """Every genome beside the controls, per setting (seen / unseen / family), one report."""
+    """Every genome beside the controls, per setting (seen / unseen / family), one report;
+    `attack_systems` adds the adaptive attack on every system trained in the seen setting."""
     start = time.perf_counter()
     genomes = load_genomes(roots)
     seeds = 1 if quick else seeds
     attacks = list(genomes[0].manifest["attacks"])
-    results, comparisons = [], []
+    results, comparisons, systems = [], [], {}
     for setting, held_out in settings(attacks, unseen):
         data = genomes[0].data
         keep = {s: ~np.isin(data[s]["attack"], held_out) if s != "test" else None for s in SPLITS}
@@ -96,7 +101,9 @@ def run_genome_bench(
         for genome, method, name in runs:
             progress(f"{setting}{'/' + ','.join(held_out) if held_out else ''}: {name}")
             inputs = genome.inputs(keep, quick)
-            evaluated, _ = evaluate_method(method, setting, inputs, seeds, scored, {})
+            evaluated, per_seed = evaluate_method(method, setting, inputs, seeds, scored, {})
+            if setting == "seen":
+                systems[name] = per_seed
             for attack, (row, mean_draws) in evaluated.items():
                 results.append(row | {"method": name, "held_out": held_out})
                 boots.setdefault(attack, {})[name] = mean_draws
@@ -124,7 +131,11 @@ def run_genome_bench(
         "protocol": protocol_facts(first.data, attacks, seeds, quick, first.manifest, first.target),
         "results": results,
         "comparisons": comparisons,
-        "seconds": round(time.perf_counter() - start, 1),
     }
+    if attack_systems:
+        report["adaptive"] = run_adaptive(
+            first.data, first.manifest, first.target, systems, quick, progress
+        )
+    report["seconds"] = round(time.perf_counter() - start, 1)
     write_outputs(Path(out), report, {}, attacks)
     return report
