@@ -7,6 +7,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import typing
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
 import pydantic.dataclasses
@@ -69,7 +71,7 @@ def section(prefix: str):
 def from_mapping(cls: type[T], data: Any, prefix: str) -> T:
     """Dataclass `cls` from a mapping (a YAML section, a manifest's config), rejecting unknown
     keys by their dotted name. A nested dataclass field is read the same way; a field whose
-    metadata names a `parse` function (a section chosen by name, such as `genome`) is read by it."""
+    metadata holds a `Choice` (a section chosen by name) or a `parse` function is read by it."""
     if not isinstance(data, dict):
         raise ConfigError(f"{prefix.rstrip('.') or 'config'} must be a mapping, got {data!r}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
@@ -88,8 +90,11 @@ def from_mapping(cls: type[T], data: Any, prefix: str) -> T:
     kwargs = {}
     for key, value in data.items():
         parse = fields[key].metadata.get("parse")
+        choice = fields[key].metadata.get("choice")
         if parse is not None:
             value = parse(value)
+        elif choice is not None:
+            value = choice.parse(value)
         elif dataclasses.is_dataclass(hints[key]):
             value = from_mapping(hints[key], value, f"{prefix}{key}.")
         kwargs[key] = value
@@ -97,3 +102,45 @@ def from_mapping(cls: type[T], data: Any, prefix: str) -> T:
         return cls(**kwargs)
     except TypeError as err:
         raise ConfigError(f"invalid {prefix.rstrip('.') or 'config'}: {err}") from None
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A config section chosen by name (a discriminated union): the `key` field names an entry
+    of `registry`, and that entry's own `Config` (a `section` whose `key` field is the entry's
+    name) is the whole section, so only its settings are validated and hashed."""
+
+    registry: Mapping[str, Any]
+    key: str  # the discriminating field: `encoder`, `name`
+    default: str
+    prefix: str  # `genome.`, `source.`
+
+    def settings(self, name: str) -> list[str]:
+        return [f.name for f in dataclasses.fields(self.registry[name].Config)]
+
+    def parse(self, data: Any) -> Any:
+        """The chosen entry's Config from a mapping; a key it does not have is refused by name."""
+        where = self.prefix.rstrip(".")
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{where} must be a mapping, got {data!r}")
+        name = data.get(self.key, self.default)
+        names = self.settings(name)
+        unknown = sorted(str(key) for key in data if key not in names)
+        if unknown:
+            kind = getattr(self.registry, "kind", where)
+            raise ConfigError(
+                f"{', '.join(self.prefix + k for k in unknown)}: not a setting of the {name!r} "
+                f"{kind}; its settings: {', '.join(names)}"
+            )
+        return from_mapping(self.registry[name].Config, {**data, self.key: name}, self.prefix)
+
+    def default_config(self) -> Any:
+        return self.parse({})
+
+    def update(self, config: Any, changes: Mapping[str, Any]) -> Any:
+        """`config` with `changes`; a change of entry keeps the settings both entries have
+        (the others take the new entry's defaults, or a value in `changes`)."""
+        name = changes.get(self.key, getattr(config, self.key))
+        names = self.settings(name)
+        kept = {k: v for k, v in dataclasses.asdict(config).items() if k in names}
+        return self.parse({**kept, **changes, self.key: name})

@@ -9,9 +9,11 @@ import typer
 
 from afg_datasets.bounds import MAX_PROCESSES
 from afg_datasets.genome import ENCODERS
+from afg_datasets.sources import SOURCES
 
 # The registries' names (their entries load on first use, so `--help` imports no torch).
 EncoderChoice = Literal[tuple(ENCODERS)]
+SourceChoice = Literal[tuple(SOURCES)]
 # Fixed choices, spelled here so `--help` lists them without importing torch; a test keeps
 # them equal to their modules (models.target.PRECISIONS, bench.UNSEEN, recognizer.OBJECTIVES).
 PrecisionChoice = Literal["fp32", "bf16"]
@@ -25,10 +27,7 @@ ConfigArg = Annotated[
 CorpusArg = Annotated[Path, typer.Argument(help="A built corpus directory.")]
 DeviceOpt = Annotated[str, typer.Option(help="Torch device: cpu, cuda or cuda:N.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
-SourceOpt = Annotated[
-    str | None,
-    typer.Option(help="Source kind (overrides the config): digits, mnist, imagefolder, wds..."),
-]
+SourceOpt = Annotated[SourceChoice | None, typer.Option(help="Source kind (default: config).")]
 SourceRootOpt = Annotated[
     str | None,
     typer.Option(

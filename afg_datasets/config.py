@@ -15,15 +15,23 @@ from pydantic import Field
 
 from afg_datasets.attacks import ATTACKS, resolve_params
 from afg_datasets.bounds import MAX_BATCH, MAX_EPOCHS, MAX_SOURCES
-from afg_datasets.checks import Fraction, PositiveFloat, Seed, bounded, from_mapping, section
+from afg_datasets.checks import (
+    Choice,
+    Fraction,
+    PositiveFloat,
+    Seed,
+    bounded,
+    from_mapping,
+    section,
+)
 from afg_datasets.documents import load_yaml
 from afg_datasets.errors import ConfigError
 from afg_datasets.formats import DEFAULT_FORMATS, FORMATS, TABLE_FORMAT, OutputFormat
-from afg_datasets.genome import ENCODERS, default_genome, genome_config, updated
+from afg_datasets.genome import ENCODERS, GENOME
 from afg_datasets.layout import SPLITS
 from afg_datasets.models import check_architecture, is_user_model
 from afg_datasets.resources import resource_dir
-from afg_datasets.sources import SOURCES, SourceConfig
+from afg_datasets.sources import SOURCE
 
 # Safety limits on sizes and counts (a value above one is refused, naming the limit).
 
@@ -68,26 +76,26 @@ class BuildConfig:
     precision: Literal["fp32", "bf16"] = "fp32"  # target-model forward passes (autocast)
     sources_per_task: bounded(MAX_SOURCES) = 256  # a task (resume unit, one shard per attack
     # and split)
-    source: SourceConfig = field(default_factory=SourceConfig)
+    # `source` and `genome` are each the chosen entry's own `Config` (a union of the registered
+    # entries' sections, discriminated by `source.name` / `genome.encoder`).
+    source: Any = field(default_factory=SOURCE.default_config, metadata={"choice": SOURCE})
     model: ModelConfig = field(default_factory=ModelConfig)
     attacks: dict[str, dict[str, Any]] = field(
         default_factory=lambda: {"fgsm": {}, "pgd": {}, "cw_l2": {}},
         metadata={"parse": lambda value: _attack_dict(value)},
     )
-    # The chosen encoder's own `Config` (genome.ENCODERS[name].Config): a union of the
-    # registered encoders' sections, discriminated by its `encoder` field.
-    genome: Any = field(
-        default_factory=default_genome, metadata={"parse": genome_config, "update": updated}
-    )
+    genome: Any = field(default_factory=GENOME.default_config, metadata={"choice": GENOME})
     splits: SplitConfig = field(default_factory=SplitConfig)
     # Output formats written (formats/ FORMATS); parquet always (the card and readers need it).
     formats: Annotated[tuple[str, ...], Field(strict=False)] = DEFAULT_FORMATS
 
     def __post_init__(self):
-        SOURCES[self.source.name]
-        encoder = getattr(self.genome, "encoder", None)
-        if not isinstance(self.genome, ENCODERS[encoder].Config):
-            raise ConfigError(f"genome must be an encoder's settings, got {self.genome!r}")
+        for part, choice in (("source", SOURCE), ("genome", GENOME)):
+            value = getattr(self, part)
+            if not isinstance(value, choice.registry[getattr(value, choice.key, None)].Config):
+                raise ConfigError(
+                    f"{part} must be a {choice.registry.kind}'s settings, got {value!r}"
+                )
         if not self.attacks:
             raise ConfigError(f"attacks must name at least one of: {', '.join(ATTACKS)}")
         for attack, params in self.attacks.items():
@@ -131,9 +139,9 @@ class BuildConfig:
                 top[key] = value
         for part, values in nested.items():
             current = top.get(part, getattr(self, part))
-            update = _FIELDS[part].metadata.get("update")
+            choice = _FIELDS[part].metadata.get("choice")
             top[part] = (
-                update(current, values) if update else dataclasses.replace(current, **values)
+                choice.update(current, values) if choice else dataclasses.replace(current, **values)
             )
         return dataclasses.replace(self, **top)
 
@@ -142,16 +150,34 @@ class BuildConfig:
         have carry over, then the builder's `presets` for `encoder`, then its defaults."""
         if encoder is None or encoder == self.genome.encoder:
             return self
-        return self.replace(
-            genome=updated(self.genome, {**presets.get(encoder, {}), "encoder": encoder})
-        )
+        settings = {**presets.get(encoder, {}), "encoder": encoder}
+        return self.replace(genome=GENOME.update(self.genome, settings))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> BuildConfig:
         return from_mapping(cls, data, "")
 
+    @classmethod
+    def from_manifest(cls, config: Any) -> BuildConfig:
+        """The config a manifest (or a recognizer) records. Before format 1.2 the `genome` and
+        `source` sections could list other encoders' and sources' settings too, which never
+        affected the corpus: those are dropped (a key no entry has is still refused)."""
+        if isinstance(config, dict):
+            config = {**config}
+            for part, choice in (("source", SOURCE), ("genome", GENOME)):
+                if isinstance(config.get(part), dict):
+                    config[part] = _own_settings(choice, config[part])
+        return cls.from_dict(config)
+
 
 _FIELDS = {f.name: f for f in dataclasses.fields(BuildConfig)}
+
+
+def _own_settings(choice: Choice, section: dict[str, Any]) -> dict[str, Any]:
+    """`section` less the keys that are another entry's settings but not the chosen one's."""
+    own = choice.settings(section.get(choice.key, choice.default))
+    others = {key for name in choice.registry for key in choice.settings(name)}
+    return {k: v for k, v in section.items() if k in own or k not in others}
 
 
 def _attack_dict(value: Any) -> dict[str, dict[str, Any]]:
@@ -184,7 +210,7 @@ def _checked_presets(cfg: BuildConfig, presets: Any) -> dict[str, dict[str, Any]
         ENCODERS[name]
         if not isinstance(settings, dict):
             raise ConfigError(f"{PRESETS}.{name} must be a mapping, got {settings!r}")
-        updated(cfg.genome, {**settings, "encoder": name})
+        GENOME.update(cfg.genome, {**settings, "encoder": name})
     return presets
 
 

@@ -41,6 +41,12 @@ def test_config_hash_is_stable_and_sensitive():
         ({"genome": {"encoder": "groupviz", "lr": -1.0}}, "genome.lr"),
         ({"genome": {"encoder": "groupbasis", "fit_images": 0}}, "genome.fit_images"),
         ({"genome": ["groupmap"]}, "genome must be a mapping"),
+        (
+            {"source": {"name": "digits", "split": "test"}},
+            "source.split: not a setting of the 'digits'",
+        ),
+        ({"source": {"name": "imagefolder", "label_field": "y"}}, "source.label_field"),
+        ({"source": {"name": "wds", "resize": 4}}, "source.resize .4. must be at least"),
         ({"attacks": {}}, "at least one"),
         ({"limit": 0}, "limit"),
     ],
@@ -108,6 +114,34 @@ def test_a_builder_gives_settings_for_the_encoder_that_the_cli_picks(tmp_path):
         path.write_text(bad + "\n")
         with pytest.raises(ConfigError, match=message):
             load_config(str(path))  # checked whichever encoder is built
+
+
+def test_the_source_section_is_the_chosen_sources_own_config():
+    from afg_datasets.sources import SOURCES
+
+    cfg = load_config("digits")
+    assert isinstance(cfg.source, SOURCES["digits"].Config)
+    assert set(cfg.to_dict()["source"]) == {"name", "root", "image_size"}  # workers: not hashed
+    hf = cfg.replace(source__name="hf", source__root="dir", source__split="test")
+    assert (hf.source.split, hf.source.image_size, hf.source.image_column) == ("test", 32, "image")
+    assert hf.config_hash() != cfg.replace(source__name="hf", source__root="dir").config_hash()
+
+
+def test_an_older_manifests_flat_sections_read_as_the_config_they_built():
+    # before format 1.2 the sections listed every source's / encoder's settings; the ones the
+    # chosen entry lacks never affected the corpus
+    flat_source = {
+        "name": "digits", "root": None, "image_size": 32, "resize": None, "on_bad_image": "error",
+        "split": "test", "image_column": "image", "label_column": "label",
+        "label_field": "label", "class_names": [],
+    }  # fmt: skip
+    flat_genome = {"encoder": "groupmap", "groups": 4, "size": 8, "nmf_iters": 100, "steps": 64}
+    cfg = BuildConfig.from_manifest({"source": flat_source, "genome": flat_genome})
+    assert cfg == BuildConfig()
+    with pytest.raises(ConfigError, match="source.colour"):  # a key no entry has: refused
+        BuildConfig.from_manifest({"source": {**flat_source, "colour": 1}})
+    with pytest.raises(ConfigError, match="source.split"):
+        BuildConfig.from_dict({"source": flat_source})  # a config file is strict
 
 
 def test_cli_choices_equal_the_registries():

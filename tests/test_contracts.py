@@ -16,9 +16,9 @@ from afg_datasets.building import RunOptions, build_corpus
 from afg_datasets.building.executors import EXECUTORS
 from afg_datasets.errors import ConfigError
 from afg_datasets.evaluation.methods import METHODS
-from afg_datasets.genome import ENCODERS, EncoderInputs, make_encoder, setting_names
+from afg_datasets.genome import ENCODERS, GENOME, EncoderInputs, make_encoder
 from afg_datasets.models import ARCHITECTURES, TargetModel, forward_with_taps, freeze
-from afg_datasets.sources import SOURCES, SourceConfig, load_source
+from afg_datasets.sources import SOURCES, load_source, source_config
 from tests.samples import (
     MNIST,
     QUICK,
@@ -30,12 +30,12 @@ from tests.samples import (
 )
 
 
-def source_config(name: str, root: Path) -> SourceConfig:
+def small_source(name: str, root: Path):
     """A small real instance of every registered source (written here, or shared MNIST)."""
     if name == "mnist":
         if not MNIST.is_dir():
             pytest.skip("../shared/data/mnist not present")
-        return SourceConfig("mnist", root=str(MNIST))
+        return source_config("mnist", root=str(MNIST))
     writers = {
         "cifar10": write_cifar10,
         "cifar100": write_cifar100,
@@ -45,13 +45,15 @@ def source_config(name: str, root: Path) -> SourceConfig:
     }
     if name in writers:
         writers[name](root)
-        return SourceConfig(name, root=str(root), image_size=16)
-    return SourceConfig(name)
+        return source_config(name, root=str(root), image_size=16)
+    return source_config(name)
 
 
 @pytest.mark.parametrize("name", sorted(SOURCES))
 def test_source_contract(name, tmp_path):
-    cfg = source_config(name, tmp_path / name)
+    cfg = small_source(name, tmp_path / name)
+    # its Config is the source section: its `name` field is its name
+    assert cfg.name == name and isinstance(cfg, SOURCES[name].Config)
     source = load_source(cfg)
     n = len(source)
     assert n > 0 and len(source.labels) == n and source.labels.dtype == np.int64
@@ -106,7 +108,7 @@ def test_encoder_contract(name, tiny_model, tmp_path):
     small = {"groups": 2, "size": 4, "nmf_iters": 5, "steps": 2, "fit_images": 2, "nnls_iters": 5}
     # its Config is the genome section: its `encoder` field is its name, its settings its own
     assert ENCODERS[name].Config().encoder == name
-    genome = {"encoder": name, **{k: v for k, v in small.items() if k in setting_names(name)}}
+    genome = {"encoder": name, **{k: v for k, v in small.items() if k in GENOME.settings(name)}}
     encoder = make_encoder(genome, EncoderInputs(layers, channels, 0, tiny_model, (1, 8)))
     if hasattr(encoder, "fit"):  # a stateful encoder: fitted (on clean train images), saved
         encoder.fit([acts])

@@ -20,6 +20,7 @@ import yaml
 from PIL import Image
 
 import afg_datasets
+from afg_datasets.config import BuildConfig
 from afg_datasets.corpus.manifest import load_manifest
 from afg_datasets.corpus.verify import verify_corpus
 from afg_datasets.errors import CorpusError
@@ -291,7 +292,8 @@ def test_a_format_0_corpus_is_rebuilt_in_place_only_with_overwrite(tmp_path):
     out = tmp_path / "old"
     shutil.copytree(FORMAT_ZERO, out)
     config = tmp_path / "same.yaml"
-    config.write_text(yaml.safe_dump(json.loads((out / PLAN_FILE).read_text())["config"]))
+    old = BuildConfig.from_manifest(json.loads((out / PLAN_FILE).read_text())["config"])
+    config.write_text(yaml.safe_dump(old.to_dict()))
     refused = run_cli("build-shards", str(config), "--out", str(out), "--attacks", "fgsm")
     assert (
         refused.returncode == 2 and "format 0" in refused.stderr and "--overwrite" in refused.stderr

@@ -274,7 +274,8 @@ def test_nan_checkpoint_and_non_tensor_entries_are_refused(tmp_path):
 
 def test_bad_idx_files_and_out_of_range_labels_are_source_errors(tmp_path):
     from afg_datasets.errors import SourceError
-    from afg_datasets.sources import SourceConfig, load_source, read_idx
+    from afg_datasets.sources import load_source, source_config
+    from afg_datasets.sources.bundled import read_idx
 
     (tmp_path / "six").write_bytes(b"\x00\x00\x08\x03\x00\x00")
     with pytest.raises(SourceError, match="truncated IDX header"):
@@ -287,10 +288,10 @@ def test_bad_idx_files_and_out_of_range_labels_are_source_errors(tmp_path):
     write(mnist / "t10k-images-idx3-ubyte", np.zeros((3, 28, 28)), compress=False)
     write(mnist / "t10k-labels-idx1-ubyte", np.array([0, 1]), compress=False)
     with pytest.raises(SourceError, match="not N images"):
-        load_source(SourceConfig("mnist", root=str(mnist)))
+        load_source(source_config("mnist", root=str(mnist)))
     write(mnist / "t10k-labels-idx1-ubyte", np.array([0, 1, 12]), compress=False)
     with pytest.raises(SourceError, match="labels must be in 0..9"):
-        load_source(SourceConfig("mnist", root=str(mnist)))
+        load_source(source_config("mnist", root=str(mnist)))
 
 
 def test_push_to_a_server_that_never_answers_ends_in_one_line(copy):
@@ -361,7 +362,7 @@ def test_decompression_bomb_is_a_bad_image_under_either_policy(tmp_path):
     from PIL import Image
 
     from afg_datasets.errors import SourceError
-    from afg_datasets.sources import SourceConfig, load_source
+    from afg_datasets.sources import load_source, source_config
     from tests.samples import write_folder
 
     root = write_folder(tmp_path / "folder", corrupt=False)
@@ -372,11 +373,11 @@ def test_decompression_bomb_is_a_bad_image_under_either_policy(tmp_path):
     png[16:29] = header
     png[29:33] = struct.pack(">I", zlib.crc32(b"IHDR" + header))
     (root / "owl" / "bomb.png").write_bytes(bytes(png))
-    strict = load_source(SourceConfig("imagefolder", root=str(root), image_size=16))
+    strict = load_source(source_config("imagefolder", root=str(root), image_size=16))
     with pytest.raises(SourceError, match="bomb.png"):
         strict.read(np.arange(len(strict)))
     lenient = load_source(
-        SourceConfig("imagefolder", root=str(root), image_size=16, on_bad_image="skip")
+        source_config("imagefolder", root=str(root), image_size=16, on_bad_image="skip")
     )
     decoded = lenient.read(np.arange(len(lenient)))
     assert len(decoded.kept) == len(lenient) - 1 and "bomb" in decoded.bad[0][0]

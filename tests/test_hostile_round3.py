@@ -23,7 +23,7 @@ from afg_datasets.config import load_config
 from afg_datasets.corpus.loader import stream
 from afg_datasets.errors import ConfigError, CorpusError, ModelError, SourceError
 from afg_datasets.models.nets import architecture
-from afg_datasets.sources import SourceConfig, load_source
+from afg_datasets.sources import load_source, source_config
 from afg_datasets.sources.bundled import read_cifar_batch
 from tests.samples import run_cli
 
@@ -303,7 +303,7 @@ def _png16(tmp_path: Path, name: str, levels: np.ndarray, fmt: str = "png") -> N
 def test_16_bit_greyscale_images_keep_their_range(tmp_path, fmt):
     levels = np.linspace(0, 65535, 32 * 32).reshape(32, 32).astype(np.uint16)
     _png16(tmp_path, "ramp", levels, fmt)
-    source = load_source(SourceConfig("imagefolder", root=str(tmp_path / "folder"), image_size=32))
+    source = load_source(source_config("imagefolder", root=str(tmp_path / "folder"), image_size=32))
     pixels = source.reader.read(np.arange(1)).images[0, ..., 0].astype(int)
     expected = (levels.astype(np.int64) * 255 + 32767) // 65535
     assert np.abs(pixels - expected).max() <= 1 and pixels.max() == 255 and pixels.min() == 0
@@ -311,7 +311,7 @@ def test_16_bit_greyscale_images_keep_their_range(tmp_path, fmt):
 
 def test_images_without_a_defined_range_are_refused_by_name(tmp_path):
     _png16(tmp_path, "wide", np.full((8, 8), 7, dtype=np.int32), "tiff")
-    cfg = SourceConfig("imagefolder", root=str(tmp_path / "folder"), image_size=8)
+    cfg = source_config("imagefolder", root=str(tmp_path / "folder"), image_size=8)
     with pytest.raises(SourceError, match="mode 'I'.*no defined range"):
         load_source(cfg).check(load_source(cfg).reader.read(np.arange(1)))
 
@@ -341,18 +341,18 @@ def _wds_shard(path: Path, samples: list[tuple[str, str, bytes]]) -> None:
 def test_wds_source_refuses_split_samples_and_unbounded_labels(tmp_path, samples, words):
     _wds_shard(tmp_path / "shards" / "s-0.tar", samples)
     with pytest.raises(SourceError, match=words):
-        load_source(SourceConfig("wds", root=str(tmp_path / "shards"), image_size=8))
+        load_source(source_config("wds", root=str(tmp_path / "shards"), image_size=8))
 
 
 def test_wds_source_bounds_patterns_and_refuses_pipes(tmp_path):
     start = time.perf_counter()
     with pytest.raises(SourceError, match="more than"):
-        load_source(SourceConfig("wds", root=str(tmp_path / "x-{0..999999999}.tar")))
+        load_source(source_config("wds", root=str(tmp_path / "x-{0..999999999}.tar")))
     assert time.perf_counter() - start < 10
     _wds_shard(tmp_path / "shards" / "s-0.tar", [("a", "cls", b"1")])
     os.mkfifo(tmp_path / "shards" / "s-1.tar")
     with pytest.raises(SourceError, match="not a regular file"):
-        load_source(SourceConfig("wds", root=str(tmp_path / "shards"), image_size=8))
+        load_source(source_config("wds", root=str(tmp_path / "shards"), image_size=8))
 
 
 # --- data loss: only this package's own folders are ever overwritten -------------------------

@@ -284,8 +284,8 @@ CONFIG_VALUES = st.one_of(
 
 def config_dicts():
     from afg_datasets.config import BuildConfig, ModelConfig
-    from afg_datasets.genome import ENCODERS, setting_names
-    from afg_datasets.sources import SourceConfig
+    from afg_datasets.genome import GENOME
+    from afg_datasets.sources import SOURCE
 
     def section(names):
         names = [*names, "unknown_key"]
@@ -294,18 +294,24 @@ def config_dicts():
     def names_of(cls):
         return [f.name for f in dataclasses.fields(cls)]
 
+    def chosen(choice):
+        """Any entry's settings under any (or no) entry name: a mismatch is one error too."""
+        keys = sorted({key for name in choice.registry for key in choice.settings(name)})
+        return st.one_of(
+            section(keys),
+            st.builds(
+                lambda name, rest: {**rest, choice.key: name},
+                st.sampled_from([*choice.registry, "nope"]),
+                section(keys),
+            ),
+        )
+
     top = names_of(BuildConfig)
-    nested = {"source": section(names_of(SourceConfig)), "model": section(names_of(ModelConfig))}
-    # any encoder's settings under any (or no) encoder name: a mismatch is one ConfigError too
-    genome_keys = sorted({name for encoder in ENCODERS for name in setting_names(encoder)})
-    nested["genome"] = st.one_of(
-        section(genome_keys),
-        st.builds(
-            lambda name, rest: {**rest, "encoder": name},
-            st.sampled_from([*ENCODERS, "nope"]),
-            section(genome_keys),
-        ),
-    )
+    nested = {
+        "source": chosen(SOURCE),
+        "genome": chosen(GENOME),
+        "model": section(names_of(ModelConfig)),
+    }
     nested["attacks"] = st.dictionaries(
         st.sampled_from(["fgsm", "pgd", "cw_l2", "nope"]),
         st.one_of(

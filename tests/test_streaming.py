@@ -16,7 +16,7 @@ from afg_datasets.config import BuildConfig
 from afg_datasets.corpus.verify import verify_corpus
 from afg_datasets.errors import SourceError
 from afg_datasets.layout import MANIFEST_FILE, STATS_FILE, TASKS_DIR
-from afg_datasets.sources import stable_id
+from afg_datasets.sources.base import stable_id
 from afg_datasets.sources.folders import FileReader
 from tests.samples import save_resnet18, write_folder, write_wds
 

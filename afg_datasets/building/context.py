@@ -35,7 +35,8 @@ from afg_datasets.models import (
     obtain_target_model,
 )
 from afg_datasets.records import CLEAN, features_to_json, record_features
-from afg_datasets.sources import Source, default_loader_workers, load_source
+from afg_datasets.sources import load_source
+from afg_datasets.sources.base import Source, default_loader_workers
 
 
 def model_cache_key(cfg: BuildConfig) -> str:

@@ -54,7 +54,7 @@ from afg_datasets.formats.base import shard_tasks
 from afg_datasets.layout import INFO_FILE, MODEL_DIR, MODEL_FILE, SETUP_FILE, SPLITS, write_json
 from afg_datasets.models import model_input
 from afg_datasets.records import CLEAN, RecordBatch, decode_png
-from afg_datasets.sources import Source
+from afg_datasets.sources.base import Source
 
 # The parent's columns that a re-encoded record keeps (everything but its genome).
 KEPT = ("source_id", "image", "label", "pred", "attack_params", "linf", "l2")
@@ -75,7 +75,7 @@ def encode_corpus(
     if out.resolve() == parent.resolve():
         raise OutputDirError(f"--out {str(out)!r} is the corpus itself; choose another directory")
     manifest = require_intact(parent)
-    cfg = BuildConfig.from_dict(manifest["config"])
+    cfg = BuildConfig.from_manifest(manifest["config"])
     cfg = cfg.replace(**{f"genome__{key}": value for key, value in genome.items()})
     shards = _task_shards(parent, manifest)
     tasks = [Task(t, 0, 0, derive_seed(cfg.seed, "task", t)) for t in range(_num_tasks(manifest))]

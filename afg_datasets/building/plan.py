@@ -162,7 +162,7 @@ def _older_build_of(out: Path, cfg: BuildConfig, existing: str) -> bool:
     if existing == cfg.config_hash():
         return format_major(stored) != OUR_MAJOR
     try:
-        return BuildConfig.from_dict(stored["config"]).config_hash() == cfg.config_hash()
+        return BuildConfig.from_manifest(stored["config"]).config_hash() == cfg.config_hash()
     except (ConfigError, KeyError, TypeError):
         return False
 

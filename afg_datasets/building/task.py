@@ -31,7 +31,7 @@ from afg_datasets.layout import (
 )
 from afg_datasets.models import forward_with_taps, model_input, scaled
 from afg_datasets.records import CLEAN, RecordBatch
-from afg_datasets.sources import Decoded
+from afg_datasets.sources.base import Decoded
 from afg_datasets.sources.loading import decode_batches
 
 

@@ -8,12 +8,11 @@ line below. Entries are imported on first use, so the names need no torch.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
-from afg_datasets.checks import from_mapping
-from afg_datasets.errors import ConfigError, CorpusError
+from afg_datasets.checks import Choice
+from afg_datasets.errors import CorpusError
 from afg_datasets.genome.base import EncoderInputs, GenomeEncoder
 from afg_datasets.registry import Registry
 
@@ -29,43 +28,14 @@ ENCODERS: Registry[type[GenomeEncoder]] = Registry(
 DEFAULT_ENCODER = "groupmap"
 
 
-def setting_names(encoder: str) -> list[str]:
-    """The settings encoder `encoder`'s `Config` declares (its `encoder` field first)."""
-    return [f.name for f in fields(ENCODERS[encoder].Config)]
-
-
-def genome_config(data: Any) -> Any:
-    """The `genome` section: the `Config` of the encoder its `encoder` key names, validated
-    once. A key that is not a setting of that encoder is refused by name."""
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"genome must be a mapping, got {data!r}")
-    name = data.get("encoder", DEFAULT_ENCODER)
-    names = setting_names(name)
-    unknown = sorted(str(key) for key in data if key not in names)
-    if unknown:
-        raise ConfigError(
-            f"{', '.join('genome.' + k for k in unknown)}: not a setting of the {name!r} "
-            f"encoder; its settings: {', '.join(names)}"
-        )
-    return from_mapping(ENCODERS[name].Config, {**data, "encoder": name}, "genome.")
-
-
-def default_genome() -> Any:
-    return genome_config({})
-
-
-def updated(config: Any, changes: Mapping[str, Any]) -> Any:
-    """`config` with `changes`; a change of `encoder` keeps the settings both encoders have
-    (the others take the new encoder's defaults, or a value in `changes`)."""
-    name = changes.get("encoder", config.encoder)
-    kept = {k: v for k, v in asdict(config).items() if k in setting_names(name)}
-    return genome_config({**kept, **changes, "encoder": name})
+# The build config's `genome` section: the chosen encoder's own `Config`.
+GENOME = Choice(ENCODERS, "encoder", DEFAULT_ENCODER, "genome.")
 
 
 def make_encoder(config: Any, inputs: EncoderInputs) -> GenomeEncoder:
     """The encoder of a genome section (its `Config`, or a mapping such as a manifest's)."""
     if isinstance(config, Mapping):
-        config = genome_config(config)
+        config = GENOME.parse(config)
     return ENCODERS[config.encoder](config, inputs)
 
 
@@ -93,12 +63,9 @@ def encoder_from_manifest(
 __all__ = [
     "DEFAULT_ENCODER",
     "ENCODERS",
+    "GENOME",
     "EncoderInputs",
     "GenomeEncoder",
-    "default_genome",
     "encoder_from_manifest",
-    "genome_config",
     "make_encoder",
-    "setting_names",
-    "updated",
 ]

@@ -31,7 +31,7 @@ from afg_datasets.models.storage import (
     save_model,
 )
 from afg_datasets.models.target import ModelInfo, TargetModel, freeze
-from afg_datasets.sources import Source
+from afg_datasets.sources.base import Source
 
 log = logging.getLogger(__name__)
 EVAL_LIMIT = 2000  # test images used to report a loaded (not trained) model's accuracy

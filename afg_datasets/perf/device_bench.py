@@ -33,7 +33,8 @@ from afg_datasets.perf.estimate import (
 )
 from afg_datasets.perf.source_bench import write_checkpoint, write_jpeg_folder
 from afg_datasets.records import CLEAN
-from afg_datasets.sources import default_loader_workers, load_source
+from afg_datasets.sources import load_source
+from afg_datasets.sources.base import default_loader_workers
 from afg_datasets.sources.loading import decode_batches
 
 MODEL = "resnet50"

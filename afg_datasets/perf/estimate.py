@@ -36,8 +36,8 @@ from afg_datasets.models import ModelInfo, SourceData, TargetModel, freeze, load
 from afg_datasets.models.nets import IMAGENET_MEAN, IMAGENET_STD, architecture
 from afg_datasets.models.storage import cached_model_dir
 from afg_datasets.models.training import load_pretrained
-from afg_datasets.sources import Source, load_source
-from afg_datasets.sources.base import ArrayReader
+from afg_datasets.sources import load_source
+from afg_datasets.sources.base import ArrayReader, Source
 
 # (channels, classes) of a source that is not at hand; others are estimated ImageNet-shaped
 SYNTHETIC_SHAPES = {"mnist": (1, 10), "cifar10": (3, 10), "cifar100": (3, 100)}

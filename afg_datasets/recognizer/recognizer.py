@@ -49,7 +49,7 @@ def read_saved_facts(path: Path) -> dict:
     info = load_json(path, ModelError)
     try:
         SHAPES["recognizer"].validate_python(info)
-        BuildConfig.from_dict(info["manifest"]["config"])
+        BuildConfig.from_manifest(info["manifest"]["config"])
     except ConfigError as err:
         raise ModelError(f"{path}: manifest.config: {err}") from None
     except ValidationError as err:

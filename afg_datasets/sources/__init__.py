@@ -1,58 +1,43 @@
-"""Source images: registry name -> loader returning a `Source` (an index plus a pixel reader)."""
+"""Source images: registry name -> loader returning a `Source` (an index plus a pixel reader).
+
+A source is its module (a loader marked `@takes(ItsConfig)`, the `Config` a `SourceConfig`
+whose `name` is its registry name) plus one line below. Entries are imported on first use, so
+the names need no torch.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import Any
 
+from afg_datasets.checks import Choice
 from afg_datasets.registry import Registry
-from afg_datasets.sources.base import (
-    Decoded,
-    ImageReader,
-    Source,
-    SourceConfig,
-    default_loader_workers,
-    resize_uint8,
-    stable_id,
-)
-from afg_datasets.sources.bundled import (
-    load_cifar10,
-    load_cifar100,
-    load_digits,
-    load_mnist,
-    read_idx,
-)
-from afg_datasets.sources.folders import IMAGE_SUFFIXES, load_hf, load_imagefolder
-from afg_datasets.sources.shards import load_wds
 
-SOURCES: Registry[Callable[[SourceConfig], Source]] = Registry(
+SOURCES: Registry[Any] = Registry(
     "source",
     {
-        "digits": load_digits,
-        "mnist": load_mnist,
-        "cifar10": load_cifar10,
-        "cifar100": load_cifar100,
-        "imagefolder": load_imagefolder,
-        "hf": load_hf,
-        "wds": load_wds,
+        "digits": "afg_datasets.sources.bundled:load_digits",
+        "mnist": "afg_datasets.sources.bundled:load_mnist",
+        "cifar10": "afg_datasets.sources.bundled:load_cifar10",
+        "cifar100": "afg_datasets.sources.bundled:load_cifar100",
+        "imagefolder": "afg_datasets.sources.folders:load_imagefolder",
+        "hf": "afg_datasets.sources.folders:load_hf",
+        "wds": "afg_datasets.sources.shards:load_wds",
     },
 )
 
+# The build config's `source` section: the chosen source's own `Config`.
+SOURCE = Choice(SOURCES, "name", "digits", "source.")
 
-def load_source(cfg: SourceConfig) -> Source:
-    """The index of `cfg`'s source; pixels are decoded later, by `Source.read`."""
+
+def source_config(name: str, **settings: Any) -> Any:
+    """The validated `Config` of source `name` with `settings`."""
+    return SOURCE.parse({"name": name, **settings})
+
+
+def load_source(cfg: Any) -> Any:
+    """The index (a `sources.base.Source`) of `cfg`'s source; pixels are decoded later, by
+    `Source.read`."""
     return SOURCES[cfg.name](cfg)
 
 
-__all__ = [
-    "IMAGE_SUFFIXES",
-    "SOURCES",
-    "Decoded",
-    "ImageReader",
-    "Source",
-    "SourceConfig",
-    "default_loader_workers",
-    "load_source",
-    "read_idx",
-    "resize_uint8",
-    "stable_id",
-]
+__all__ = ["SOURCE", "SOURCES", "load_source", "source_config"]

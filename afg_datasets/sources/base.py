@@ -10,9 +10,10 @@ import io
 import logging
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal, Protocol
+from typing import Annotated, Literal, Protocol, TypeVar
 
 import numpy as np
 import torch
@@ -26,29 +27,31 @@ from afg_datasets.errors import ConfigError, SourceError
 
 log = logging.getLogger(__name__)
 
+L = TypeVar("L", bound=Callable)
+
 # What a broken, truncated or oversized (decompression bomb) image raises while decoding.
 DECODE_ERRORS = (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError)
 
 
 @section("source.")
 class SourceConfig:
-    """Where the source images come from and how they are made uniform."""
+    """What every source has. A source's own `Config` extends it (its `name` a `Literal` of its
+    registry name) and is the build config's `source` section when that source is chosen."""
 
     name: str = "digits"
-    root: str | None = None  # directory (mnist, cifar, imagefolder), dataset dir / repo id (hf),
-    # or a directory of .tar shards / a brace pattern `shards/{000000..000099}.tar` (wds)
+    root: str | None = None  # where the data is (each source's Config says what it takes)
     image_size: bounded(MAX_IMAGE_SIZE) = 32  # final square size
-    resize: bounded(MAX_IMAGE_SIZE) | None = None  # decoded sources: shorter side, then crop
-    on_bad_image: Literal["error", "skip"] = "error"  # decoded sources; decided per task
-    split: str = "train"  # hf: which split of the dataset
-    image_column: str = "image"  # hf
-    label_column: str = "label"  # hf
-    label_field: str = "label"  # wds: the json field holding the class (when there is no .cls)
-    # wds: class names in label order (else classes.txt / classes.json beside the shards)
-    class_names: Annotated[tuple[str, ...], Field(strict=False)] = ()
     workers: Annotated[int, Field(ge=0, le=64)] | None = None  # decoding processes per build
     # process; None: from the CPU count. An execution setting: never changes a byte, so it is
     # left out of the config hash.
+
+
+@section("source.")
+class DecodedConfig(SourceConfig):
+    """Sources that decode image files (any size and mode) into uniform squares."""
+
+    resize: bounded(MAX_IMAGE_SIZE) | None = None  # shorter side, then a centre crop
+    on_bad_image: Literal["error", "skip"] = "error"  # decided per task
 
     def __post_init__(self):
         if self.resize is not None and self.resize < self.image_size:
@@ -56,6 +59,16 @@ class SourceConfig:
                 f"source.resize ({self.resize}) must be at least source.image_size "
                 f"({self.image_size}): the shorter side is resized, then centre-cropped"
             )
+
+
+def takes(config: type) -> Callable[[L], L]:
+    """Declare the settings a source loader takes: `config` (its `Config`)."""
+
+    def mark(load: L) -> L:
+        load.Config = config
+        return load
+
+    return mark
 
 
 def default_loader_workers() -> int:

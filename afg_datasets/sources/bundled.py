@@ -7,16 +7,26 @@ import logging
 import pickle  # noqa: S403 - the CIFAR python-batch format, through a restricted unpickler
 import zlib
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
+from afg_datasets.checks import section
 from afg_datasets.errors import SourceError
-from afg_datasets.sources.base import Source, SourceConfig, array_source, require_dir
+from afg_datasets.sources.base import Source, SourceConfig, array_source, require_dir, takes
 
 log = logging.getLogger(__name__)
 
 
-def load_digits(cfg: SourceConfig) -> Source:
+@section("source.")
+class BundledConfig(SourceConfig):
+    """digits (bundled with scikit-learn; no root), MNIST and CIFAR (their files under root)."""
+
+    name: Literal["digits", "mnist", "cifar10", "cifar100"] = "digits"
+
+
+@takes(BundledConfig)
+def load_digits(cfg: BundledConfig) -> Source:
     """scikit-learn's bundled 8x8 handwritten digits (1,797 images, no download)."""
     from sklearn.datasets import load_digits as sk_digits
 
@@ -67,7 +77,8 @@ def _find_idx(root: Path, stem: str) -> Path | None:
     return None
 
 
-def load_mnist(cfg: SourceConfig) -> Source:
+@takes(BundledConfig)
+def load_mnist(cfg: BundledConfig) -> Source:
     """MNIST from its IDX files; train then test. With only the test files, uses those alone."""
     root = require_dir(cfg, MNIST_LAYOUT)
     parts = []
@@ -209,12 +220,14 @@ def _download_cifar(root: Path, folder: str) -> bool:
     return (root / folder).is_dir()
 
 
-def load_cifar10(cfg: SourceConfig) -> Source:
+@takes(BundledConfig)
+def load_cifar10(cfg: BundledConfig) -> Source:
     """CIFAR-10 in torchvision's python-batch layout under root."""
     train = [f"data_batch_{i}" for i in range(1, 6)]
     return _cifar(cfg, "cifar-10-batches-py", train, "labels", ("batches.meta", "label_names"))
 
 
-def load_cifar100(cfg: SourceConfig) -> Source:
+@takes(BundledConfig)
+def load_cifar100(cfg: BundledConfig) -> Source:
     """CIFAR-100 (fine labels) in torchvision's python-batch layout under root."""
     return _cifar(cfg, "cifar-100-python", ["train"], "fine_labels", ("meta", "fine_label_names"))

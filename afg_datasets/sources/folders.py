@@ -6,13 +6,21 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from PIL import Image
 
+from afg_datasets.checks import section
 from afg_datasets.errors import SourceError
-from afg_datasets.sources.base import DecodingReader, Source, SourceConfig, require_dir, stable_id
+from afg_datasets.sources.base import (
+    DecodedConfig,
+    DecodingReader,
+    Source,
+    require_dir,
+    stable_id,
+    takes,
+)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
@@ -44,7 +52,15 @@ def list_images(folder: Path) -> list[str]:
     return [Path(f).as_posix() for f in sorted(found, key=lambda f: Path(f).parts)]
 
 
-def load_imagefolder(cfg: SourceConfig) -> Source:
+@section("source.")
+class ImageFolderConfig(DecodedConfig):
+    """`root/<class>/<image>` folders."""
+
+    name: Literal["imagefolder"] = "imagefolder"
+
+
+@takes(ImageFolderConfig)
+def load_imagefolder(cfg: ImageFolderConfig) -> Source:
     """ImageNet-style `root/<class>/<image>` folders; lists files, decodes nothing."""
     layout = "expected one sub-folder per class holding image files"
     root = require_dir(cfg, layout)
@@ -87,7 +103,18 @@ class ArrowReader(DecodingReader):
         return f"{self.name} row {index}"
 
 
-def load_hf(cfg: SourceConfig) -> Source:
+@section("source.")
+class HFConfig(DecodedConfig):
+    """A Hugging Face dataset: root is a dataset directory or a Hub repo id."""
+
+    name: Literal["hf"] = "hf"
+    split: str = "train"  # which split of the dataset
+    image_column: str = "image"
+    label_column: str = "label"
+
+
+@takes(HFConfig)
+def load_hf(cfg: HFConfig) -> Source:
     """A Hugging Face image-classification dataset (directory or repo id) via load_dataset."""
     from datasets import ClassLabel, load_dataset
 

@@ -9,15 +9,25 @@ import re
 import stat
 import tarfile
 from pathlib import Path
+from typing import Annotated, Literal
 
 import numpy as np
 from braceexpand import braceexpand
 from PIL import Image
+from pydantic import Field
 
 from afg_datasets.bounds import MAX_CLASSES, MAX_SHARDS
+from afg_datasets.checks import section
 from afg_datasets.documents import load_json, parse_json, read_text
 from afg_datasets.errors import SourceError
-from afg_datasets.sources.base import DecodingReader, Source, SourceConfig, open_bytes, stable_id
+from afg_datasets.sources.base import (
+    DecodedConfig,
+    DecodingReader,
+    Source,
+    open_bytes,
+    stable_id,
+    takes,
+)
 
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp")
 MAX_CLASS_MEMBER_BYTES = 1 << 20  # a .cls or .json member larger than this is not metadata
@@ -184,7 +194,18 @@ class TarReader(DecodingReader):
         return f"{self.shards[self.members[index, 0]]} (sample {self.ids[index]})"
 
 
-def load_wds(cfg: SourceConfig) -> Source:
+@section("source.")
+class WdsConfig(DecodedConfig):
+    """root: a directory of .tar shards or a brace pattern `shards/{000000..000099}.tar`."""
+
+    name: Literal["wds"] = "wds"
+    label_field: str = "label"  # the json field holding the class (when there is no .cls)
+    # class names in label order (else classes.txt / classes.json beside the shards)
+    class_names: Annotated[tuple[str, ...], Field(strict=False)] = ()
+
+
+@takes(WdsConfig)
+def load_wds(cfg: WdsConfig) -> Source:
     """webdataset shards under --source-root (a directory or a brace pattern)."""
     if not cfg.root:
         raise SourceError(f"source 'wds' needs --source-root; {LAYOUT}")
