@@ -31,8 +31,9 @@ def tiny_model() -> TargetModel:
 
 @pytest.fixture(scope="session")
 def small_config():
-    """The default digits builder on the first images: the real pipeline, small."""
-    return load_config("digits").replace(limit=SMALL_LIMIT)
+    """The digits builder with the paper's genome (groupmap: NMF, the most moving parts) on the
+    first images: the real pipeline, small."""
+    return load_config("digits", encoder="groupmap").replace(limit=SMALL_LIMIT)
 
 
 @pytest.fixture(scope="session")

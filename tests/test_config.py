@@ -77,7 +77,8 @@ def test_builder_names_and_paths(tmp_path):
 def test_the_genome_section_is_the_chosen_encoders_own_config():
     from afg_datasets.genome import ENCODERS
 
-    cfg = load_config("digits")
+    assert load_config("digits").to_dict()["genome"] == {"encoder": "activations", "size": 8}
+    cfg = load_config("digits", encoder="groupmap")
     assert isinstance(cfg.genome, ENCODERS["groupmap"].Config)
     assert cfg.to_dict()["genome"] == {
         "encoder": "groupmap",
@@ -98,8 +99,8 @@ def test_the_genome_section_is_the_chosen_encoders_own_config():
 def test_a_builder_gives_settings_for_the_encoder_that_the_cli_picks(tmp_path):
     viz = load_config("digits", encoder="groupviz")  # builders/digits.yaml: encoder_settings
     assert (viz.genome.encoder, viz.genome.steps, viz.genome.image_size) == ("groupviz", 128, 32)
-    assert viz.genome.groups == 4  # carried over from the builder's own genome
-    assert load_config("digits", encoder="groupmap") == load_config("digits")
+    assert viz.genome.size == 8  # carried over from the builder's own genome
+    assert load_config("digits", encoder="activations") == load_config("digits")
     path = tmp_path / "c.yaml"
     path.write_text("encoder_settings:\n  groupviz: {steps: 9}\n")
     assert load_config(str(path), encoder="groupviz").genome.steps == 9

@@ -108,6 +108,8 @@ def test_the_genome_bench_compares_genomes_on_the_same_test_sources(parent, corp
     from afg_datasets.evaluation.genomes import run_genome_bench
 
     other = encode_corpus(parent, tmp_path / "act", {"encoder": "activations"}, progress=False)
+    card = (other.out / "README.md").read_text()  # the card describes its own genome
+    assert "activations average-pooled to" in card and "NMF groups per layer" not in card
     report = run_genome_bench(
         [parent, other.out], tmp_path / "bench", quick=True, unseen="none", attack_systems=True
     )
