@@ -163,5 +163,6 @@ def test_mnist_builder_end_to_end(tmp_path):
     assert result.exit_code == 0, result.output
     dataset = load_dataset(str(out), "fgsm")
     assert sum(len(split) for split in dataset.values()) == 48
-    assert dataset["train"].features["genome_spatial"].shape[-1] == 8
+    # the builder's genome: activations (one column per layer, pooled to 8 x 8)
+    assert dataset["train"].features["genome_act_block1"].shape[-2:] == (8, 8)
     assert load_source(source_config("mnist", root=str(MNIST), image_size=28)).image_size == 28
