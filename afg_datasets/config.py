@@ -90,7 +90,7 @@ class BuildConfig:
     formats: Annotated[tuple[str, ...], Field(strict=False)] = DEFAULT_FORMATS
 
     def __post_init__(self):
-        for part, choice in (("source", SOURCE), ("genome", GENOME)):
+        for part, choice in _choices().items():
             value = getattr(self, part)
             if not isinstance(value, choice.registry[getattr(value, choice.key, None)].Config):
                 raise ConfigError(
@@ -139,7 +139,7 @@ class BuildConfig:
                 top[key] = value
         for part, values in nested.items():
             current = top.get(part, getattr(self, part))
-            choice = _FIELDS[part].metadata.get("choice")
+            choice = _choices().get(part)
             top[part] = (
                 choice.update(current, values) if choice else dataclasses.replace(current, **values)
             )
@@ -164,13 +164,19 @@ class BuildConfig:
         affected the corpus: those are dropped (a key no entry has is still refused)."""
         if isinstance(config, dict):
             config = {**config}
-            for part, choice in (("source", SOURCE), ("genome", GENOME)):
+            for part, choice in _choices().items():
                 if isinstance(config.get(part), dict):
                     config[part] = _own_settings(choice, config[part])
         return cls.from_dict(config)
 
 
-_FIELDS = {f.name: f for f in dataclasses.fields(BuildConfig)}
+def _choices() -> dict[str, Choice]:
+    """The sections chosen by name (`source`, `genome`) and their `Choice`."""
+    return {
+        f.name: f.metadata["choice"]
+        for f in dataclasses.fields(BuildConfig)
+        if "choice" in f.metadata
+    }
 
 
 def _own_settings(choice: Choice, section: dict[str, Any]) -> dict[str, Any]:
