@@ -134,6 +134,16 @@ class Choice:
             )
         return from_mapping(self.registry[name].Config, {**data, self.key: name}, self.prefix)
 
+    def recorded(self, data: Any) -> Any:
+        """A section as a manifest recorded it. Before format 1.2 it could list other entries'
+        settings too, which never affected the corpus: those are dropped (a key no entry has
+        is kept, for `parse` to refuse)."""
+        if not isinstance(data, Mapping):
+            return data
+        own = self.settings(data.get(self.key, self.default))
+        others = {key for name in self.registry for key in self.settings(name)}
+        return {k: v for k, v in data.items() if k in own or k not in others}
+
     def default_config(self) -> Any:
         return self.parse({})
 

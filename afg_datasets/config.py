@@ -159,14 +159,11 @@ class BuildConfig:
 
     @classmethod
     def from_manifest(cls, config: Any) -> BuildConfig:
-        """The config a manifest (or a recognizer) records. Before format 1.2 the `genome` and
-        `source` sections could list other encoders' and sources' settings too, which never
-        affected the corpus: those are dropped (a key no entry has is still refused)."""
+        """The config a manifest (or a recognizer) records, older formats' sections included
+        (`Choice.recorded`)."""
         if isinstance(config, dict):
-            config = {**config}
-            for part, choice in _choices().items():
-                if isinstance(config.get(part), dict):
-                    config[part] = _own_settings(choice, config[part])
+            choices = _choices()
+            config = {k: choices[k].recorded(v) if k in choices else v for k, v in config.items()}
         return cls.from_dict(config)
 
 
@@ -177,13 +174,6 @@ def _choices() -> dict[str, Choice]:
         for f in dataclasses.fields(BuildConfig)
         if "choice" in f.metadata
     }
-
-
-def _own_settings(choice: Choice, section: dict[str, Any]) -> dict[str, Any]:
-    """`section` less the keys that are another entry's settings but not the chosen one's."""
-    own = choice.settings(section.get(choice.key, choice.default))
-    others = {key for name in choice.registry for key in choice.settings(name)}
-    return {k: v for k, v in section.items() if k in own or k not in others}
 
 
 def _attack_dict(value: Any) -> dict[str, dict[str, Any]]:

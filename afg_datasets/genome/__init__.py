@@ -33,9 +33,10 @@ GENOME = Choice(ENCODERS, "encoder", DEFAULT_ENCODER, "genome.")
 
 
 def make_encoder(config: Any, inputs: EncoderInputs) -> GenomeEncoder:
-    """The encoder of a genome section (its `Config`, or a mapping such as a manifest's)."""
+    """The encoder of a genome section (its `Config`, or a mapping such as a manifest's, read as
+    recorded: older formats' sections too)."""
     if isinstance(config, Mapping):
-        config = GENOME.parse(config)
+        config = GENOME.parse(GENOME.recorded(config))
     return ENCODERS[config.encoder](config, inputs)
 
 
