@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import re
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -154,3 +155,32 @@ class Choice:
         names = self.settings(name)
         kept = {k: v for k, v in dataclasses.asdict(config).items() if k in names}
         return self.parse({**kept, **changes, self.key: name})
+
+
+def hub_repo_id(value: str, what: str = "--repo-id") -> str:
+    """A Hub repo id, NAMESPACE/NAME, by huggingface_hub's own validator; a ConfigError naming
+    it and the rule otherwise (checked before any work or request)."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    try:
+        if str(value).count("/") != 1:
+            raise HFValidationError("it must look like NAMESPACE/NAME")
+        validate_repo_id(str(value))
+    except HFValidationError as err:
+        rule = str(err).splitlines()[0][:200]
+        raise ConfigError(f"{what} {str(value)[:100]!r} is not a Hub repo id: {rule}") from None
+    return str(value)
+
+
+REVISION = re.compile(r"^(?!-)(?!.*\.\.)(?!.*//)[A-Za-z0-9._/-]{1,200}(?<![/.])$")
+
+
+def hub_revision(value: str | None) -> str | None:
+    """A branch name a Hub repo takes (letters, digits, . _ - /; no '..'), or None."""
+    if value is not None and not REVISION.fullmatch(value):
+        raise ConfigError(
+            f"--revision {value[:100]!r} is not a branch name: use letters, digits and . _ - / "
+            "(not starting with '-', no '..' or '//', not ending with '/' or '.')"
+        )
+    return value

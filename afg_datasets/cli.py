@@ -141,7 +141,7 @@ def build_shards(
         typer.Option(
             min=1,
             max=MAX_PROCESSES,
-            help="Local worker processes (default: 1; on cuda, one per GPU).",
+            help="Local task processes (default: on CPU, --threads; on cuda, one per GPU).",
         ),
     ] = None,
     rank: Annotated[
@@ -289,7 +289,7 @@ def finalize(directory: Annotated[Path, typer.Argument(help="A build output dire
 @app.command()
 def card(directory: CorpusArg):
     """Regenerate the dataset card (README.md) from manifest.json and stats.json."""
-    from afg_datasets.card import refresh_card
+    from afg_datasets.publish.card import refresh_card
 
     typer.echo(f"wrote {refresh_card(directory)}")
 
@@ -328,7 +328,7 @@ def push(
 ):
     """Publish a corpus to the Hugging Face Hub (token: HF_TOKEN or the saved login). A push
     in several commits resumes when re-run."""
-    from afg_datasets.hub import push as push_corpus
+    from afg_datasets.publish.hub import push as push_corpus
 
     plan = push_corpus(
         directory,
@@ -353,7 +353,7 @@ def push_recognizer(
 ):
     """Publish a saved recognizer to a Hub model repo; load it with
     Recognizer.from_pretrained(REPO_ID)."""
-    from afg_datasets.hub import push_recognizer as push_model
+    from afg_datasets.publish.hub import push_recognizer as push_model
 
     plan = push_model(directory, repo_id, private, revision, dry_run, timeout)
     printers.upload(plan, repo_id, dry_run)

@@ -73,8 +73,8 @@ ThreadsOpt = Annotated[
     typer.Option(
         min=1,
         max=MAX_PROCESSES,
-        help="torch/OpenMP threads per process (default: OMP_NUM_THREADS, else CPUs / "
-        "processes on the node).",
+        help="CPU cores the build uses: on CPU, task processes of one torch thread each, so "
+        "the bytes never depend on it (default: OMP_NUM_THREADS, else CPUs / builds on the node).",
     ),
 ]
 PrivateOpt = Annotated[bool, typer.Option(help="Create the repo as private.")]

@@ -46,9 +46,9 @@ def bench(
 ):
     """Benchmark the AFG recognizer against raw pixels, Mahalanobis, LID and the target model;
     with several corpora, every genome side by side (paired intervals)."""
-    from afg_datasets.card import refresh_card
     from afg_datasets.evaluation.bench import run_bench
     from afg_datasets.evaluation.report import results_table
+    from afg_datasets.publish.card import refresh_card
 
     directory, show = directories[0], lambda step: console.print(f"[dim]{step}[/]")
     if len(directories) > 1:

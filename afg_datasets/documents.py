@@ -6,8 +6,10 @@ failure is one error naming the file."""
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import yaml
 
@@ -19,22 +21,39 @@ MAX_NODES = 1_000_000  # YAML nodes after alias expansion
 MAX_INT_DIGITS = 40  # every count, seed and size fits; 10**400 does not
 
 
+def open_regular(path: Path, error: type[AFGError]) -> BinaryIO:
+    """`path` opened for reading if it is a regular file (a link to one is followed), else
+    `error` naming it: a FIFO or device is never read (it could block forever or never end).
+    The one way a file from a user's folder is opened."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO must not block here
+    except OSError as err:
+        raise error(f"{path}: unreadable ({err.strerror or err})") from None
+    mode = os.fstat(descriptor).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(descriptor)
+        kind = "a folder" if stat.S_ISDIR(mode) else "a pipe, socket or device"
+        raise error(f"{path}: {kind}, not a regular file")
+    os.set_blocking(descriptor, True)
+    return os.fdopen(descriptor, "rb")
+
+
+def read_bytes(path: Path, error: type[AFGError], limit: int = MAX_BYTES) -> bytes:
+    """A regular file of at most `limit` bytes (`open_regular`), else `error` naming it."""
+    try:
+        with open_regular(path, error) as handle:  # at most limit + 1 bytes, even if it grows
+            raw = handle.read(limit + 1)
+    except OSError as err:
+        raise error(f"{path}: unreadable ({err.strerror or err})") from None
+    if len(raw) > limit:
+        raise error(f"{path}: more than the {limit}-byte limit")
+    return raw
+
+
 def read_text(path: Path, error: type[AFGError]) -> str:
     """A text file of at most MAX_BYTES, read as UTF-8 (never a device or pipe without end)."""
     try:
-        if not path.is_file():
-            raise error(f"{path}: not a regular file")
-        size = path.stat().st_size
-        if size > MAX_BYTES:
-            raise error(f"{path}: {size} bytes, more than the {MAX_BYTES}-byte limit")
-        with open(path, "rb") as handle:  # at most MAX_BYTES even if it grows or is a device
-            raw = handle.read(MAX_BYTES + 1)
-    except OSError as err:
-        raise error(f"{path}: unreadable ({err.strerror or err})") from None
-    if len(raw) > MAX_BYTES:
-        raise error(f"{path}: more than the {MAX_BYTES}-byte limit")
-    try:
-        return raw.decode("utf-8")
+        return read_bytes(path, error).decode("utf-8")
     except UnicodeDecodeError:
         raise error(f"{path}: not UTF-8 text") from None
 
@@ -113,6 +132,15 @@ def _depth(data: Any) -> int:
     return deepest
 
 
-def load_json(path: Path, error: type[AFGError]) -> Any:
-    """A JSON file, bounded (size, depth, integers; see `parse_json`)."""
-    return parse_json(read_text(path, error), str(path), error)
+JSON_NAMES = {dict: "an object", list: "a list", str: "a string", int: "an integer"}
+
+
+def load_json(path: Path, error: type[AFGError], top: type = dict) -> Any:
+    """A JSON file, bounded (size, depth, integers; see `parse_json`), whose top level is a
+    `top` (every document this package reads is an object, but a list of class names): the
+    shape is checked top level first, before any field is read."""
+    data = parse_json(read_text(path, error), str(path), error)
+    if not isinstance(data, top) or isinstance(data, bool):
+        found = JSON_NAMES.get(type(data), "null" if data is None else type(data).__name__)
+        raise error(f"{path}: a JSON document holding {found}; {JSON_NAMES[top]} is expected")
+    return data

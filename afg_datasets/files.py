@@ -1,11 +1,13 @@
 """Whole-or-nothing writes: a file (or folder) is written under `<name>.partial` and renamed
-when complete, so a reader sees all of it or none. The one spelling of that rule."""
+when complete, so a reader sees all of it or none. The one spelling of that rule, and of the
+write-path rule: nothing is written through a link or into a non-folder (`foreign_entry`)."""
 
 from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable
+import stat
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -19,8 +21,10 @@ def partial_path(path: Path) -> Path:
 def atomic_write(path: Path, write: Callable[[BinaryIO], Any]) -> None:
     """Call `write` on `<path>.partial`, then rename: a reader sees the whole file or none."""
     tmp = partial_path(path)
+    tmp.unlink(missing_ok=True)  # a leftover, or a link planted there: never written through
     try:
-        with open(tmp, "wb") as handle:
+        descriptor = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+        with os.fdopen(descriptor, "wb") as handle:
             write(handle)
         os.replace(tmp, path)
     except BaseException:
@@ -38,3 +42,31 @@ def atomic_directory(path: Path, fill: Callable[[Path], Any]) -> None:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def foreign_entry(root: Path, folders: Iterable[str], files: Iterable[str]) -> str | None:
+    """The first of `root`'s own outputs that a build could not have made, named with what it
+    is: a symbolic link or special file anywhere in `folders`, a non-folder at a folder's
+    name, a non-regular file at one of `files`' names; None if there is none. Writing through
+    one would put a build's bytes somewhere else."""
+    for name, folder in [*((n, True) for n in folders), *((n, False) for n in files)]:
+        path = root / name
+        try:
+            mode = os.lstat(path).st_mode
+        except FileNotFoundError:
+            continue
+        wanted = stat.S_ISDIR(mode) if folder else stat.S_ISREG(mode)
+        if not wanted:
+            return f"{path}: {_kind(mode)} where the build writes its own {name}"
+        for parent, dirs, names in os.walk(path) if folder else ():
+            for entry in (os.path.join(parent, n) for n in [*dirs, *names]):
+                mode = os.lstat(entry).st_mode
+                if not (stat.S_ISDIR(mode) or stat.S_ISREG(mode)):
+                    return f"{entry}: {_kind(mode)} inside the build's {name}/"
+    return None
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISLNK(mode):
+        return "a symbolic link"
+    return "a folder" if stat.S_ISDIR(mode) else "not a folder or regular file"

@@ -27,7 +27,7 @@ SPLITS = ("train", "validation", "test")
 # The corpus format (docs/format.md), in the manifest and the plan. A reader refuses an unknown
 # major version and reads a newer minor one with a warning. Format 0 is a corpus built by
 # afg-datasets 0.2 (no field): its files are laid out as 1.0's, so it is read, with a warning.
-FORMAT_VERSION = "1.2"  # 1.2: `config.source` holds only the chosen source's settings
+FORMAT_VERSION = "1.3"  # 1.3: `parent.manifest_sha256`; CPU numerics on one thread
 FORMAT_SPEC = "docs/format.md"
 _VERSION = re.compile(r"^(0|[1-9][0-9]{0,5})\.(0|[1-9][0-9]{0,5})$")
 log = logging.getLogger(__name__)
@@ -64,6 +64,7 @@ OUTPUTS = (
     AFS_PNG,
     BENCH_DIR,
 )
+OUTPUT_DIRS = (*FORMAT_DIRS, MODEL_DIR, TASKS_DIR, BENCH_DIR)  # the folders among OUTPUTS
 # Published besides the manifest's files (which it hashes): the rule `afg push` follows.
 PUBLISHED_EXTRAS = (
     CARD_FILE,
@@ -76,6 +77,16 @@ PUBLISHED_EXTRAS = (
 )
 # Published directories whose every file the manifest lists.
 CORPUS_DIRS = (*FORMAT_DIRS, MODEL_DIR)
+# What a push owns in a Hub repo: these folders and the extras' names. A repo file there that
+# the corpus does not have is another build's and is deleted by the push; the rest is kept.
+PUBLISHED_DIRS = (*CORPUS_DIRS, BENCH_DIR)
+
+
+def published_name(path: str) -> bool:
+    """Whether a repo path is one a corpus push owns (`PUBLISHED_DIRS`, `PUBLISHED_EXTRAS`)."""
+    return path.split("/", 1)[0] in PUBLISHED_DIRS or path in PUBLISHED_EXTRAS
+
+
 # A saved recognizer (`Recognizer.save`): exactly what `afg push-recognizer` uploads.
 RECOGNIZER_FILES = (
     "README.md",

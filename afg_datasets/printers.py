@@ -54,13 +54,21 @@ def report(results: dict[str, Any], as_json: bool, table) -> None:
 
 
 def upload(plan, repo_id: str, dry_run: bool) -> None:
-    total = sum(f.bytes for f in plan)
+    """A push's plan (`hub.PushPlan`): what went (or would go), was deleted, was kept."""
+    total = sum(f.bytes for f in plan.upload)
+    if dry_run:
+        for item in plan.upload:
+            print(f"{item.bytes:>12,d}  {item.path}")
+    for path in plan.delete or []:
+        print(f"{'deleted' if not dry_run else 'would delete':>12}  {path}  (not in this corpus)")
+    for path in plan.kept or []:
+        print(f"{'kept':>12}  {path}  (not the corpus's: left as it is)")
+    if plan.delete is None and dry_run:
+        print(f"offline: {repo_id} not listed, so what the push would delete is not known")
     if not dry_run:
-        print(f"pushed {len(plan)} files ({total / 1e6:.1f} MB) to {repo_id}")
+        print(f"pushed {len(plan.upload)} files ({total / 1e6:.1f} MB) to {repo_id}")
         return
-    for item in plan:
-        print(f"{item.bytes:>12,d}  {item.path}")
-    print(f"dry run: {len(plan)} files, {total / 1e6:.1f} MB would go to {repo_id}")
+    print(f"dry run: {len(plan.upload)} files, {total / 1e6:.1f} MB would go to {repo_id}")
 
 
 def loader_bench(results: dict[str, Any]) -> None:

@@ -10,7 +10,8 @@ from functools import cached_property
 
 import numpy as np
 from datasets import ClassLabel, Features, Image, List, Value
-from PIL import Image as PILImage
+
+from afg_datasets.images import encode_png
 
 CLEAN = "clean"
 # Columns that are pictures of a genome, not model inputs.
@@ -86,20 +87,6 @@ def mixed_labels(labels: np.ndarray, preds: np.ndarray, is_adversarial: bool, nu
     out[rows, preds] = 1
     out[:, num_classes] = int(is_adversarial)
     return out
-
-
-def encode_png(image: np.ndarray) -> bytes:
-    """uint8 [H, W, C] -> PNG bytes (grayscale for one channel)."""
-    array = image[..., 0] if image.shape[-1] == 1 else image
-    buffer = io.BytesIO()
-    PILImage.fromarray(array).save(buffer, format="PNG", optimize=False)
-    return buffer.getvalue()
-
-
-def decode_png(data: bytes) -> np.ndarray:
-    """PNG bytes -> uint8 [H, W, C]."""
-    array = np.asarray(PILImage.open(io.BytesIO(data)))
-    return array[..., None] if array.ndim == 2 else array
 
 
 @dataclass

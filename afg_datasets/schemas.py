@@ -63,6 +63,7 @@ LAYERS = TypeAdapter(Layers)
 class Parent(TypedDict):
     name: str
     config_hash: str
+    manifest_sha256: NotRequired[Sha256]  # format 1.3: the parent's identity
 
 
 @with_config(STRICT)

@@ -129,6 +129,12 @@ class FakeHub:
                 content = base64.b64decode(item["value"]["content"])
                 store[item["value"]["path"]] = content
                 self.content_bytes += len(content)
+            elif item["key"] == "deletedFile":
+                store.pop(item["value"]["path"])
+            elif item["key"] == "deletedFolder":
+                folder = item["value"]["path"].rstrip("/") + "/"
+                for name in [n for n in store if n.startswith(folder)]:
+                    del store[name]
         self.commits += 1
         oid = f"{self.commits:040x}"
         return self.reply(

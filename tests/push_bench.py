@@ -30,13 +30,16 @@ TOKEN = "hf_afgBENCHtoken0123456789"
 PUSH_SCRIPT = """
 import sys
 from pathlib import Path
-from afg_datasets.hub import UploadFile, hub_timeouts, upload_in_commits
+from afg_datasets.publish.client import (
+    HfApi, UploadFile, ensure_repo, hub_timeouts, upload_in_commits
+)
 root = Path(sys.argv[1])
 data = [UploadFile(p.relative_to(root).as_posix(), p.stat().st_size)
         for p in sorted((root / "data").rglob("*.bin"))]
 sha = {}
 with hub_timeouts(30):
-    upload_in_commits(root, "afg-org/many", data, ["manifest.json"], sha, {}, False, None, 100)
+    ensure_repo(HfApi(), "afg-org/many", "dataset", False, None)
+    upload_in_commits(root, "afg-org/many", data, ["manifest.json"], sha, {}, None, 100)
 """
 
 

@@ -19,8 +19,8 @@ import afg_datasets
 from afg_datasets.building import build_corpus
 from afg_datasets.cli import app
 from afg_datasets.errors import ConfigError, CorpusError, OutputDirError
+from afg_datasets.images import decode_png
 from afg_datasets.models import load_target_model
-from afg_datasets.records import decode_png
 
 SPLITS = {"train", "validation", "test"}
 

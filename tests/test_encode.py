@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
+import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from datasets import load_dataset
@@ -14,6 +17,8 @@ from afg_datasets.building.encode import encode_corpus
 from afg_datasets.corpus.manifest import load_manifest
 from afg_datasets.corpus.verify import verify_corpus
 from afg_datasets.errors import CorpusError, OutputDirError
+from afg_datasets.images import encode_png
+from afg_datasets.layout import sha256_file
 from tests.samples import run_cli
 
 
@@ -39,7 +44,11 @@ def test_the_same_settings_reproduce_the_build_byte_for_byte(parent, tmp_path):
     assert corpus_files(result.out) == corpus_files(parent), "re-encoding is the same function"
     manifest = load_manifest(result.out)
     theirs = load_manifest(parent)
-    assert manifest["parent"] == {"name": theirs["name"], "config_hash": theirs["config_hash"]}
+    assert manifest["parent"] == {
+        "name": theirs["name"],
+        "config_hash": theirs["config_hash"],
+        "manifest_sha256": sha256_file(published / "manifest.json"),
+    }
     assert manifest["splits"] == theirs["splits"] and verify_corpus(result.out) == []
 
 
@@ -106,6 +115,7 @@ def test_bad_inputs_are_one_line_exit_2_and_write_nothing_complete(parent, corpu
 
 def test_the_genome_bench_compares_genomes_on_the_same_test_sources(parent, corpus, tmp_path):
     from afg_datasets.evaluation.genomes import run_genome_bench
+    from afg_datasets.evaluation.show import show
 
     other = encode_corpus(parent, tmp_path / "act", {"encoder": "activations"}, progress=False)
     card = (other.out / "README.md").read_text()  # the card describes its own genome
@@ -133,5 +143,65 @@ def test_the_genome_bench_compares_genomes_on_the_same_test_sources(parent, corp
     for attack in {r["attack"] for r in adaptive}:
         assert len({r["n"] for r in adaptive if r["attack"] == attack}) == 1
     assert (tmp_path / "bench" / "results.md").read_text().count("afg:activations") > 0
+    key = next(k for k in pq.read_table(first(other.out, "data/pgd/*"))["key"].to_pylist())
+    for root in (parent, other.out):  # every encoder's genome is drawn
+        assert show(root, key, tmp_path / f"{root.name}.png").stat().st_size > 0
     with pytest.raises(CorpusError, match="different attacks"):
         run_genome_bench([parent, corpus.out], tmp_path / "no", quick=True, unseen="none")
+
+
+def first(root, pattern):
+    return sorted(root.glob(pattern))[0]
+
+
+def with_manifest(root, change):
+    """`root` with its manifest changed by `change(manifest)` and its files kept intact."""
+    manifest = load_manifest(root)
+    change(manifest)
+    (root / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    return root
+
+
+def test_an_encode_trusts_only_the_parent_it_verified(parent, tmp_path):
+    out = tmp_path / "enc"
+    encode_corpus(parent, out, {"groups": 3}, progress=False)
+    rebuilt = tmp_path / "rebuilt"  # same name and config hash, another build (another corpus)
+    shutil.copytree(parent, rebuilt)
+    with_manifest(rebuilt, lambda m: m.update(package_version="0.5.0"))
+    with pytest.raises(OutputDirError, match="re-encodes another corpus"):
+        encode_corpus(rebuilt, out, {"groups": 3}, progress=False)
+    with pytest.raises(OutputDirError, match="inside the corpus"):
+        encode_corpus(parent, parent / "inside", {"groups": 3}, progress=False)
+    assert not (parent / "inside").exists()
+
+
+def test_stored_images_are_checked_against_the_corpus_shape(parent, tmp_path):
+    damaged = tmp_path / "damaged"
+    shutil.copytree(parent, damaged)
+    shard = first(damaged, "data/clean/train-*.parquet")
+    table = pq.read_table(shard)
+    images = table.column("image").to_pylist()
+    images[0] = {"bytes": encode_png(np.zeros((7, 9, 1), np.uint8)), "path": None}
+    index = table.schema.get_field_index("image")
+    table = table.set_column(
+        index, table.schema.field("image"), pa.array(images, table.schema.field("image").type)
+    )
+    pq.write_table(table, shard, row_group_size=len(table))
+    relative = shard.relative_to(damaged).as_posix()
+
+    def rehash(manifest):
+        entry = next(e for e in manifest["files"] if e["path"] == relative)
+        entry.update(sha256=sha256_file(shard), bytes=shard.stat().st_size)
+
+    with_manifest(damaged, rehash)
+    result = run_cli("encode", str(damaged), "--out", str(tmp_path / "x"), "--groups", "3")
+    assert result.returncode == 2, result.stderr
+    assert "9x7 px" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_the_task_count_comes_from_the_manifest(parent, tmp_path):
+    renamed = tmp_path / "renamed"
+    shutil.copytree(parent, renamed)
+    with_manifest(renamed, lambda m: m.update(tasks=m["tasks"] + 1))
+    with pytest.raises(CorpusError, match="tasks"):
+        encode_corpus(renamed, tmp_path / "x", {"groups": 3}, progress=False)

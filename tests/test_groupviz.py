@@ -17,8 +17,8 @@ from afg_datasets.corpus.loader import load
 from afg_datasets.genome import EncoderInputs
 from afg_datasets.genome.groupmap import GroupMapConfig, GroupMapEncoder
 from afg_datasets.genome.groupviz import mosaic, render
+from afg_datasets.images import decode_png
 from afg_datasets.models import forward_with_taps, load_target_model
-from afg_datasets.records import decode_png
 
 runner = CliRunner()
 LAYERS = ("block1", "block2", "block3")

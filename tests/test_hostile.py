@@ -17,9 +17,9 @@ from afg_datasets.corpus.loader import stream
 from afg_datasets.corpus.manifest import load_manifest
 from afg_datasets.corpus.verify import verify_corpus
 from afg_datasets.errors import ConfigError, CorpusError, ModelError
-from afg_datasets.hub import PushError, upload_plan
 from afg_datasets.layout import AFS_JSON, AFS_PNG, BENCH_DIR
 from afg_datasets.models import load_target_model
+from afg_datasets.publish.hub import PushError, upload_plan
 from tests.samples import write_idx as write
 
 RETRY_WARNINGS = 2  # one logged line per transient failure before the last attempt
@@ -340,8 +340,8 @@ def test_push_to_a_closed_port_is_one_line(copy):
 
 def test_malformed_card_plan_and_stats_are_one_error(copy, tmp_path):
     from afg_datasets.building import finalize
-    from afg_datasets.card import refresh_card
-    from afg_datasets.hub import validate_card
+    from afg_datasets.publish.card import refresh_card
+    from afg_datasets.publish.hub import validate_card
 
     card = copy / "README.md"
     card.write_text("---\nlicense: [unclosed\n---\n# card\n")

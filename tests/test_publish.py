@@ -21,7 +21,7 @@ import afg_datasets
 from afg_datasets.corpus.manifest import load_manifest
 from afg_datasets.corpus.verify import verify_corpus
 from afg_datasets.errors import CorpusError
-from afg_datasets.hub import upload_plan
+from afg_datasets.publish.hub import upload_plan
 from tests.fake_hub import FakeHub
 from tests.samples import TOKEN, run_cli
 
@@ -52,7 +52,7 @@ def test_card_metadata_parses(corpus):
 
 
 def test_size_category_counts_each_record_once(corpus):
-    from afg_datasets.card import card_data
+    from afg_datasets.publish.card import card_data
 
     manifest = json.loads((corpus.out / "manifest.json").read_text())
     for entry in manifest["files"]:

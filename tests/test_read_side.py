@@ -20,7 +20,7 @@ def imported_after(statement: str) -> set[str]:
 
 def test_verify_manifest_and_hub_import_neither_torch_nor_advertorch():
     loaded = imported_after(
-        "import afg_datasets.corpus.verify, afg_datasets.corpus.manifest, afg_datasets.hub"
+        "import afg_datasets.corpus.verify, afg_datasets.corpus.manifest, afg_datasets.publish.hub"
     )
     assert "afg_datasets.corpus.verify" in loaded
     assert not {"torch", "advertorch"} & loaded

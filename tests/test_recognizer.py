@@ -8,10 +8,10 @@ import pytest
 import torch
 from huggingface_hub import DatasetCard
 
-from afg_datasets.card import write_card
 from afg_datasets.evaluation.bench import metrics, run_bench
 from afg_datasets.evaluation.methods import METHODS, Scores
 from afg_datasets.layout import SPLITS
+from afg_datasets.publish.card import write_card
 from afg_datasets.recognizer import Recognizer, RecognizerNet, TrainConfig
 from afg_datasets.recognizer.data import read_split
 

@@ -128,7 +128,7 @@ def test_local_workers(reference, tasked_config, tmp_path, monkeypatch):
     assert sorted(result.tasks_run) == [0, 1, 2]
     assert shard_hashes(out) == shard_hashes(reference.out)
     threads = json.loads((out / "stats.json").read_text())["torch_threads"]
-    assert threads == [max(1, len(os.sched_getaffinity(0)) // 2)], "CPUs split between workers"
+    assert threads == [NUMERIC_THREADS], "every task computes on one thread"
 
 
 def test_builds_on_one_node_share_the_cores(tmp_path, monkeypatch):
@@ -154,16 +154,20 @@ def test_builds_on_one_node_share_the_cores(tmp_path, monkeypatch):
     assert node_processes() == 0 and not (registry() / "999999999").exists()
 
 
-def test_thread_setting_reaches_spawned_workers(tasked_config, tmp_path, monkeypatch):
+def test_the_bytes_do_not_depend_on_the_thread_count(reference, tasked_config, tmp_path, monkeypatch):
+    """--threads sets the cores (on CPU: task processes); every task computes on one thread,
+    whatever the count, so the shards are the reference's (built in-process)."""
     from afg_datasets.building.threads import thread_budget
 
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     cpus = len(os.sched_getaffinity(0))
     assert thread_budget(2, {"LOCAL_WORLD_SIZE": "2"}) == max(1, cpus // 4)
     assert thread_budget(1, {"OMP_NUM_THREADS": "3"}) == 3
+    assert RunOptions(threads=4).resolve({}).workers == 4
     out = tmp_path / "threads"
-    build_corpus(tasked_config.replace(limit=8), out, progress=False, workers=2, threads=1)
-    assert json.loads((out / "stats.json").read_text())["torch_threads"] == [1]
+    build_corpus(tasked_config, out, progress=False, threads=4)  # 3 tasks: 3 processes
+    assert json.loads((out / "stats.json").read_text())["torch_threads"] == [NUMERIC_THREADS]
+    assert shard_hashes(out) == shard_hashes(reference.out)
 
 
 def test_ray_local_cluster(reference, tasked_config, tmp_path):
@@ -203,7 +207,7 @@ def test_ranks_from_torchrun_and_slurm(env, expected):
     assert resolve_ranks(None, None, env) == expected
     assert resolve_ranks(1, 2, env) == (1, 2, None)
     assert rank_device("cuda", 1) == "cuda:1" and rank_device("cpu", 1) == "cpu"
-    assert default_workers("cpu") == 1
+    assert default_workers("cpu", 3) == 3
 
 
 @pytest.mark.parametrize("rank, world", [(2, 2), (None, 2), (0, 0)])

@@ -1,7 +1,8 @@
 import numpy as np
 
 from afg_datasets.building.splits import assign_splits, split_of
-from afg_datasets.records import decode_png, encode_png, mixed_labels, record_key
+from afg_datasets.images import decode_png, encode_png
+from afg_datasets.records import mixed_labels, record_key
 
 RATIOS = {"train": 0.8, "validation": 0.1, "test": 0.1}
 

@@ -20,6 +20,7 @@ from afg_datasets.attacks import Attack
 from afg_datasets.building.plan import derive_seed
 from afg_datasets.building.splits import assign_splits
 from afg_datasets.building.stats import StageTimer, peak_rss_mb
+from afg_datasets.building.threads import NUMERIC_THREADS
 from afg_datasets.config import BuildConfig
 from afg_datasets.formats import OutputFormat
 from afg_datasets.genome import EncoderInputs, GenomeEncoder, make_encoder
@@ -40,9 +41,11 @@ from afg_datasets.sources.base import Source, default_loader_workers
 
 
 def model_cache_key(cfg: BuildConfig) -> str:
-    """Training inputs only: --limit, attacks and genome settings reuse the same model."""
+    """Training inputs only: --limit, attacks and genome settings reuse the same model. The
+    thread count it was trained on is one (a model cached by 0.5, trained on any, is not used)."""
     model = {k: v for k, v in asdict(cfg.model).items() if k != "layers"}
     key = {
+        "numeric_threads": NUMERIC_THREADS,
         "source": cfg.to_dict()["source"],
         "model": model,
         "splits": asdict(cfg.splits),

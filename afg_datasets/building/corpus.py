@@ -9,8 +9,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from afg_datasets.building.context import BuildContext, WorkerSpec, prepare, save_encoder_state
 from afg_datasets.building.executors import EXECUTORS
 from afg_datasets.building.finalize import BuildResult, finalize, task_markers
@@ -22,7 +20,7 @@ from afg_datasets.building.plan import (
     plan_document,
     prepare_output,
 )
-from afg_datasets.building.threads import registered
+from afg_datasets.building.threads import numeric_threads, registered
 from afg_datasets.config import BuildConfig
 from afg_datasets.layout import INFO_FILE, MODEL_DIR, SETUP_FILE, write_json
 from afg_datasets.models import save_model
@@ -34,13 +32,14 @@ def build_corpus(
     """Build (or resume) the corpus `cfg` describes in `out`: plan, this rank's tasks, and
     finalize when every task is complete (manifest.json last). `changes` set RunOptions fields."""
     opts = replace(options or RunOptions(), **changes).resolve()
-    with registered(opts.workers):  # other builds on this node leave us our share of cores
+    # Other builds on this node leave us our share of cores; every computation runs on one
+    # thread (threads.NUMERIC_THREADS), so the bytes do not depend on the layout.
+    with registered(opts.workers), numeric_threads():
         return _build(cfg, Path(out), opts)
 
 
 def _build(cfg: BuildConfig, out: Path, opts: RunOptions) -> BuildResult:
     start = time.perf_counter()
-    torch.set_num_threads(opts.torch_threads())
     ctx = prepare(cfg, out, opts.device, opts.progress)  # validates all before anything is written
     # Checked before the lock (not even the lock file goes into a foreign directory) and again
     # under it, by prepare_output (another rank may have planned meanwhile).

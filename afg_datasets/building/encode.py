@@ -45,15 +45,26 @@ from afg_datasets.building.task import (
     run_once,
     task_marker,
 )
+from afg_datasets.building.threads import numeric_threads
 from afg_datasets.config import BuildConfig
 from afg_datasets.corpus.verify import require_intact
-from afg_datasets.errors import CorpusError, OutputDirError
+from afg_datasets.errors import CorpusError, OutputDirError, first_line
 from afg_datasets.files import atomic_directory
-from afg_datasets.formats import TABLE_FORMAT, split_of_shard, task_of_shard
+from afg_datasets.formats import TABLE_FORMAT, split_of_shard
 from afg_datasets.formats.base import shard_tasks
-from afg_datasets.layout import INFO_FILE, MODEL_DIR, MODEL_FILE, SETUP_FILE, SPLITS, write_json
+from afg_datasets.images import decode_png
+from afg_datasets.layout import (
+    INFO_FILE,
+    MANIFEST_FILE,
+    MODEL_DIR,
+    MODEL_FILE,
+    SETUP_FILE,
+    SPLITS,
+    sha256_file,
+    write_json,
+)
 from afg_datasets.models import model_input
-from afg_datasets.records import CLEAN, RecordBatch, decode_png
+from afg_datasets.records import CLEAN, RecordBatch
 from afg_datasets.sources.base import Source
 
 # The parent's columns that a re-encoded record keeps (everything but its genome).
@@ -69,8 +80,14 @@ def encode_corpus(
     progress: bool = True,
 ) -> BuildResult:
     """Re-encode `parent` (verified first) into `out` with the genome settings `genome`
-    (`encoder` and its options; unset ones keep the parent's)."""
-    parent, out = Path(parent), Path(out)
+    (`encoder` and its options; unset ones keep the parent's), computing on one thread."""
+    with numeric_threads():
+        return _encode(Path(parent), Path(out), genome, device, overwrite, progress)
+
+
+def _encode(
+    parent: Path, out: Path, genome: Mapping[str, Any], device: str, overwrite: bool, progress: bool
+) -> BuildResult:
     check_device(device)
     if out.resolve() == parent.resolve():
         raise OutputDirError(f"--out {str(out)!r} is the corpus itself; choose another directory")
@@ -78,17 +95,21 @@ def encode_corpus(
     cfg = BuildConfig.from_manifest(manifest["config"])
     cfg = cfg.replace(**{f"genome__{key}": value for key, value in genome.items()})
     shards = _task_shards(parent, manifest)
-    tasks = [Task(t, 0, 0, derive_seed(cfg.seed, "task", t)) for t in range(_num_tasks(manifest))]
+    tasks = [Task(t, 0, 0, derive_seed(cfg.seed, "task", t)) for t in range(manifest["tasks"])]
     ctx = _context(parent, manifest, cfg, out, device, progress)
     check_output(out, cfg, overwrite, resume=False)
     plan = {
         **plan_document(cfg, tasks, _facts(manifest, ctx)),
-        "parent": {"name": manifest["name"], "config_hash": manifest["config_hash"]},
+        "parent": {
+            "name": manifest["name"],
+            "config_hash": manifest["config_hash"],
+            "manifest_sha256": sha256_file(parent / MANIFEST_FILE),  # its identity
+        },
     }
     with output_lock(out):
         prepare_output(out, cfg, plan, overwrite, resume=False)
         _copy_model(ctx, parent)
-        ready_encoder(ctx, _train_images(shards), out / MODEL_DIR)
+        ready_encoder(ctx, _train_images(shards, _stored_shape(ctx)), out / MODEL_DIR)
         save_encoder_state(ctx, out / MODEL_DIR)
     for task in tasks:
         run_once(out, task, lambda task=task: _run_task(ctx, task, shards[task.id], len(tasks)))
@@ -130,25 +151,21 @@ def _facts(manifest: dict, ctx: BuildContext) -> dict[str, Any]:
     return {**facts, **{key: manifest[key] for key in keep}}
 
 
-def _num_tasks(manifest: dict) -> int:
-    """The parent's number of tasks, as its shard names give it (`-of-NNNNN`: at most 99,999)."""
-    counts = {shard_tasks(e["path"])[1] for e in manifest["files"] if TABLE_FORMAT.owns(e["path"])}
-    if len(counts) != 1:
-        raise CorpusError(f"its shard names give {sorted(counts)} task counts; one is needed")
-    return counts.pop()
-
-
 def _task_shards(parent: Path, manifest: dict) -> dict[int, dict[str, dict[str, Path]]]:
-    """Task -> split -> attack (clean first, then the parent's order) -> its parquet shard."""
-    variants = [CLEAN, *manifest["attacks"]]
+    """Task -> split -> attack (clean first, then the parent's order) -> its parquet shard. The
+    number of tasks is the manifest's; every shard name must agree with it."""
+    variants, tasks = [CLEAN, *manifest["attacks"]], manifest["tasks"]
     shards: dict[int, dict[str, dict[str, Path]]] = defaultdict(lambda: defaultdict(dict))
     for entry in manifest["files"]:
         path = entry["path"]
         if TABLE_FORMAT.owns(path):
             attack, split = TABLE_FORMAT.attack_of(path), split_of_shard(path)
-            if attack not in variants or split not in SPLITS:
-                raise CorpusError(f"{parent}: {path} is not a shard of its attacks and splits")
-            shards[task_of_shard(path)][split][attack] = parent / path
+            task, named = shard_tasks(path)
+            if attack not in variants or split not in SPLITS or named != tasks or task >= tasks:
+                raise CorpusError(
+                    f"{parent}: {path} is not a shard of its attacks, splits and {tasks} tasks"
+                )
+            shards[task][split][attack] = parent / path
     for splits in shards.values():
         for split, by_attack in splits.items():
             splits[split] = {a: by_attack[a] for a in variants if a in by_attack}
@@ -171,7 +188,23 @@ def _copy_model(ctx: BuildContext, parent: Path) -> None:
         write_json(out / SETUP_FILE, ctx.setup_record())
 
 
-def _train_images(shards: Mapping[int, Mapping[str, Mapping[str, Path]]]) -> Iterator[np.ndarray]:
+def _stored_shape(ctx: BuildContext) -> tuple[int, int, int]:
+    """[H, W, C] of every image the corpus stores (its model's input)."""
+    return ctx.model_info.image_size, ctx.model_info.image_size, ctx.model_info.in_channels
+
+
+def _decode(path: Path, pictures: list[dict], shape: tuple[int, int, int]) -> np.ndarray:
+    """A row group's stored PNGs through the one image converter, each of the corpus's shape;
+    a CorpusError naming the shard otherwise (never a genome of 16-bit levels)."""
+    try:
+        return np.stack([decode_png(picture["bytes"], shape) for picture in pictures])
+    except (ValueError, OSError) as err:
+        raise CorpusError(f"{path}: {first_line(err)}") from None
+
+
+def _train_images(
+    shards: Mapping[int, Mapping[str, Mapping[str, Path]]], shape: tuple[int, int, int]
+) -> Iterator[np.ndarray]:
     """The parent's clean train images in source order (task by task, row group by row
     group), decoded lazily: what a stateful encoder is fitted on, as in a build."""
     for task in sorted(shards):
@@ -180,7 +213,7 @@ def _train_images(shards: Mapping[int, Mapping[str, Mapping[str, Path]]]) -> Ite
             shard = pq.ParquetFile(path)
             for index in range(shard.metadata.num_row_groups):
                 pictures = shard.read_row_group(index, columns=["image"]).column("image")
-                yield np.stack([decode_png(p["bytes"]) for p in pictures.to_pylist()])
+                yield _decode(path, pictures.to_pylist(), shape)
 
 
 def _run_task(
@@ -192,7 +225,8 @@ def _run_task(
     tallies: dict[str, AttackTally] = defaultdict(AttackTally)
     with TaskShards(ctx, task.id, num_tasks) as out:
         for split in SPLITS:
-            for b, variants in enumerate(_batches(shards.get(split, {}), timer)):
+            by_attack = shards.get(split, {})
+            for b, variants in enumerate(_batches(by_attack, timer, _stored_shape(ctx))):
                 seed = derive_seed(task.seed, "genome", split, b)
                 eligible = variants[0].preds == variants[0].labels  # as the build counts
                 for batch in variants:
@@ -207,7 +241,9 @@ def _run_task(
     return task_marker(ctx, task.id, started, timer, tallies, closed)
 
 
-def _batches(by_attack: Mapping[str, Path], timer: StageTimer) -> Iterator[list[RecordBatch]]:
+def _batches(
+    by_attack: Mapping[str, Path], timer: StageTimer, shape: tuple[int, int, int]
+) -> Iterator[list[RecordBatch]]:
     """Per batch of the build (one row group of each variant's shard), its variants' records
     with the stored images decoded; clean first."""
     if not by_attack:
@@ -225,14 +261,14 @@ def _batches(by_attack: Mapping[str, Path], timer: StageTimer) -> Iterator[list[
                     "different sources (batches split across row groups); afg encode cannot "
                     "recover its batches"
                 )
-            variants = [_records(attack, table) for attack, table in tables.items()]
+            variants = [_records(a, t, by_attack[a], shape) for a, t in tables.items()]
         yield variants
 
 
-def _records(attack: str, table) -> RecordBatch:
+def _records(attack: str, table, path: Path, shape: tuple[int, int, int]) -> RecordBatch:
     """One row group as the batch of records the build wrote (genome still to compute)."""
     columns = {name: table.column(name) for name in KEPT}
-    images = np.stack([decode_png(image["bytes"]) for image in columns["image"].to_pylist()])
+    images = _decode(path, columns["image"].to_pylist(), shape)
     return RecordBatch(
         columns["source_id"].to_pylist(),
         attack,

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from afg_datasets.building.context import BuildContext, WorkerSpec
 from afg_datasets.building.plan import Task
 from afg_datasets.building.task import complete_task
-from afg_datasets.building.threads import torch_threads
+from afg_datasets.building.threads import pin_numeric_threads
 from afg_datasets.errors import ConfigError
 from afg_datasets.registry import Registry
 
@@ -39,22 +39,22 @@ def worker_devices(device: str, workers: int) -> list[str]:
 
 @dataclass(frozen=True)
 class ExecutorOptions:
-    workers: int = 1  # local processes (the local executor)
+    workers: int = 1  # local processes (the local executor), each computing on one thread
     progress: bool = True
     ray_address: str | None = None  # the ray executor; None: start a local cluster
-    threads: int | None = None  # per task process; None: the node's fair share, per task
 
 
 def run_local(
     spec: WorkerSpec, tasks: list[Task], opts: ExecutorOptions, ctx: BuildContext | None
 ) -> list[int]:
-    """In this process, or (--workers N) in N spawned processes taking tasks as they free up."""
-    if opts.workers > 1:
+    """In this process, or (--workers N, more than one task) in N spawned processes taking
+    tasks as they free up."""
+    if min(opts.workers, len(tasks)) > 1:
         return _run_pool(spec, tasks, opts)
     ctx = ctx or spec.context()
     ran = []
+    pin_numeric_threads()
     for task in tqdm(tasks, desc="tasks", unit="task", disable=not opts.progress):
-        torch.set_num_threads(torch_threads(opts.threads))  # builds may come and go
         if complete_task(ctx, task, spec.num_tasks):
             ran.append(task.id)
     return ran
@@ -65,13 +65,12 @@ def _run_pool(spec: WorkerSpec, tasks: list[Task], opts: ExecutorOptions) -> lis
     devices = context.Queue()
     for device in worker_devices(spec.device, opts.workers):
         devices.put(device)
-    threads = torch_threads(opts.threads, opts.workers)
     ran = []
     with ProcessPoolExecutor(
-        opts.workers,
+        min(opts.workers, len(tasks)),
         mp_context=context,
         initializer=_init_worker,
-        initargs=(spec, devices, threads),
+        initargs=(spec, devices),
     ) as pool:
         futures = {pool.submit(_run_in_worker, task): task for task in tasks}
         done = as_completed(futures)
@@ -84,9 +83,9 @@ def _run_pool(spec: WorkerSpec, tasks: list[Task], opts: ExecutorOptions) -> lis
 _worker: tuple[WorkerSpec, BuildContext] | None = None  # one per pool process, set up once
 
 
-def _init_worker(spec: WorkerSpec, devices, threads: int) -> None:
+def _init_worker(spec: WorkerSpec, devices) -> None:
     global _worker
-    torch.set_num_threads(threads)
+    pin_numeric_threads()
     _worker = spec, spec.context(devices.get())
 
 
@@ -110,21 +109,13 @@ def run_ray(
         num_cpus=1, num_gpus=1 if cuda else 0, max_retries=RAY_RETRIES, retry_exceptions=True
     )(_ray_task)
     device = "cuda" if cuda else "cpu"  # Ray assigns the GPU: it is cuda:0 inside the task
-    threads = torch_threads(opts.threads)
-    results = ray.get([remote.remote(spec, task, device, threads) for task in tasks])
+    results = ray.get([remote.remote(spec, task, device) for task in tasks])
     return [task.id for task, ran in zip(tasks, results, strict=True) if ran]
 
 
-def _ray_task(spec: WorkerSpec, task: Task, device: str, threads: int) -> bool:
-    torch.set_num_threads(min(threads, int(ray_cpus())))
+def _ray_task(spec: WorkerSpec, task: Task, device: str) -> bool:
+    pin_numeric_threads()
     return complete_task(spec.context(device), task, spec.num_tasks)
-
-
-def ray_cpus() -> float:
-    """The CPUs Ray gave this task (1: `num_cpus=1`)."""
-    import ray
-
-    return ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0)
 
 
 Executor = Callable[[WorkerSpec, list[Task], ExecutorOptions, BuildContext | None], list[int]]

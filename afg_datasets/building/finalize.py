@@ -12,8 +12,6 @@ from typing import Any
 
 from afg_datasets.building.plan import plan_tasks, read_marker, read_plan
 from afg_datasets.building.stats import make_stats, skipped_sources
-from afg_datasets.card import write_card
-from afg_datasets.croissant import write_croissant
 from afg_datasets.errors import OutputDirError
 from afg_datasets.layout import (
     ENCODER_STATE_FILE,
@@ -28,6 +26,8 @@ from afg_datasets.layout import (
     read_json,
     write_json,
 )
+from afg_datasets.publish.card import write_card
+from afg_datasets.publish.croissant import write_croissant
 
 
 @dataclass

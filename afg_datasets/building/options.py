@@ -1,5 +1,6 @@
 """How (not what) to build: run options, validated on creation so a bad library call writes
-nothing. None of these change a corpus's bytes."""
+nothing. None of these change a corpus's bytes on CPU (numerics run on one thread per process,
+`threads.NUMERIC_THREADS`; throughput comes from processes)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from dataclasses import dataclass, replace
 import torch
 
 from afg_datasets.building.executors import EXECUTORS, ExecutorOptions
-from afg_datasets.building.threads import torch_threads
+from afg_datasets.building.threads import cpu_workers
 from afg_datasets.errors import ConfigError
 
 
@@ -65,9 +66,12 @@ def rank_device(device: str, local_rank: int | None) -> str:
     return f"cuda:{local_rank}" if device == "cuda" and local_rank is not None else device
 
 
-def default_workers(device: str) -> int:
-    """One local worker per visible GPU on a bare `cuda` device, else one."""
-    return max(1, torch.cuda.device_count()) if device == "cuda" else 1
+def default_workers(device: str, threads: int | None = None) -> int:
+    """Local task processes: one per visible GPU on a bare `cuda` device, one on a chosen
+    GPU, and on CPU one per core this build may use (`threads`, else its share of the node)."""
+    if device == "cuda":
+        return max(1, torch.cuda.device_count())
+    return cpu_workers(threads) if torch.device(device).type == "cpu" else 1
 
 
 def _whole(name: str, value: object, minimum: int) -> None:
@@ -83,10 +87,10 @@ class RunOptions:
     progress: bool = True
     rank: int | None = None  # None (with world_size): torchrun's or SLURM's, else 0 of 1
     world_size: int | None = None
-    workers: int | None = None  # None: one per visible GPU on a bare `cuda`, else one
+    workers: int | None = None  # None: one per visible GPU on a bare `cuda`; CPU: `threads`
     executor: str = "local"
     ray_address: str | None = None
-    threads: int | None = None  # torch/OpenMP threads per process; None: threads.thread_budget
+    threads: int | None = None  # CPU cores used (task processes of 1 thread); None: its share
 
     def __post_init__(self):
         check_device(self.device)
@@ -105,13 +109,9 @@ class RunOptions:
         else the launcher's environment (torchrun, a SLURM array), else one process."""
         rank, world_size, local_rank = resolve_ranks(self.rank, self.world_size, env)
         device = rank_device(self.device, local_rank)
-        workers = self.workers or default_workers(device)
+        workers = self.workers or default_workers(device, self.threads)
         return replace(self, rank=rank, world_size=world_size, device=device, workers=workers)
-
-    def torch_threads(self) -> int:
-        """Torch threads of the planning process."""
-        return torch_threads(self.threads)
 
     def executor_options(self) -> ExecutorOptions:
         """What the executor needs (of resolved options)."""
-        return ExecutorOptions(self.workers, self.progress, self.ray_address, self.threads)
+        return ExecutorOptions(self.workers, self.progress, self.ray_address)

@@ -21,12 +21,13 @@ from filelock import FileLock
 from afg_datasets import __version__
 from afg_datasets.config import BuildConfig
 from afg_datasets.errors import ConfigError, CorpusError, OutputDirError
-from afg_datasets.files import PARTIAL, partial_path
+from afg_datasets.files import PARTIAL, foreign_entry, partial_path
 from afg_datasets.formats import OutputFormat
 from afg_datasets.layout import (
     FORMAT_VERSION,
     LOCK_FILE,
     MANIFEST_FILE,
+    OUTPUT_DIRS,
     OUTPUTS,
     PLAN_FILE,
     SPLITS,
@@ -167,10 +168,25 @@ def _older_build_of(out: Path, cfg: BuildConfig, existing: str) -> bool:
         return False
 
 
+def enclosing_corpus(out: Path) -> Path | None:
+    """The corpus (a folder with a manifest or plan this package wrote) that `out` would be
+    inside, if any."""
+    for folder in out.resolve().parents:
+        if corpus_hash(folder) not in (None, FOREIGN):
+            return folder
+    return None
+
+
 def check_output(out: Path, cfg: BuildConfig, overwrite: bool, resume: bool) -> bool:
     """Whether `out` must be cleared first. Refuses foreign directories and other corpora."""
     if out.exists() and not out.is_dir():
         raise OutputDirError(f"--out {str(out)!r} is a file, not a directory")
+    holder = enclosing_corpus(out)
+    if holder is not None:
+        raise OutputDirError(
+            f"--out {str(out)!r} is inside the corpus {str(holder)!r}; a corpus never holds "
+            "another: choose a directory outside it"
+        )
     contents = [p for p in out.iterdir() if p.name != LOCK_FILE] if out.is_dir() else []
     existing = corpus_hash(out) if contents else None
     if contents and existing is None:
@@ -213,17 +229,30 @@ def prepare_output(
     if check_output(out, cfg, overwrite, resume):
         for name in OUTPUTS:
             path = out / name
-            if path.is_dir():
+            if path.is_dir() and not path.is_symlink():  # a link goes, not what it points to
                 shutil.rmtree(path)
             else:
                 path.unlink(missing_ok=True)
     for leftover in out.glob(f"*{PARTIAL}"):
         leftover.unlink()
+    folders = [name for name in OUTPUTS if name in OUTPUT_DIRS]
+    foreign = foreign_entry(out, folders, [name for name in OUTPUTS if name not in OUTPUT_DIRS])
+    if foreign:
+        raise OutputDirError(
+            f"{foreign}; a build writes only through what it created: remove it (nothing "
+            "was written)"
+        )
     if (out / PLAN_FILE).is_file():
-        if read_plan(out)["tasks"] != plan["tasks"]:
+        planned = read_plan(out)
+        if planned["tasks"] != plan["tasks"]:
             raise OutputDirError(
                 f"{out / PLAN_FILE} plans different tasks for the same config: the source data "
                 "changed since this build started; build into a new --out"
+            )
+        if planned.get("parent") != plan.get("parent"):
+            raise OutputDirError(
+                f"{out / PLAN_FILE} re-encodes another corpus (parent {planned.get('parent')}; "
+                f"now {plan.get('parent')}); pass --overwrite, or choose another --out"
             )
         return True
     write_json(out / PLAN_FILE, plan)

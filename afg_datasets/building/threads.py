@@ -1,20 +1,30 @@
-"""torch/OpenMP threads per process, shared among every build running on this node.
+"""CPU threads: one per process for the numerics, and the node's cores shared among builds.
+
+Every torch computation a corpus's bytes depend on (training the target model, fitting an
+encoder, attacks, predictions, genomes) runs on NUMERIC_THREADS intra-op threads: on CPU a
+reduction split over N threads sums in another order, and one flipped gradient step moves a
+quantized pixel, so the thread count would otherwise change the bytes. Throughput on CPU comes
+from task processes instead (`cpu_workers`).
 
 Each build registers its processes in a small directory under the cache (`running/<pid>`, the
 process count inside; entries of dead processes are ignored and removed), so a build started
-beside another takes its share of the cores instead of all of them. One thread per core
-avoids the oversubscription that makes several torch processes on one node crawl.
+beside another takes its share of the cores instead of all of them.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import stat
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
+import torch
+
 from afg_datasets.models.storage import cache_root
+
+log = logging.getLogger(__name__)
 
 MAX_PID_DIGITS = 10  # longer names are not pids (Linux pids stay below 2**22)
 MAX_ENTRY_BYTES = 16
@@ -52,13 +62,26 @@ def node_processes() -> int:
     except OSError:
         return 0
     for entry in entries:
-        if not (entry.name.isdigit() and len(entry.name) <= MAX_PID_DIGITS):
-            continue  # not an entry this package writes
+        if not _ours(entry):
+            log.debug("%s: not a build registry entry; ignored", entry)
+            continue
         if not _alive(int(entry.name)):
-            entry.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # another build may remove it first
+                entry.unlink()
             continue
         total += _entry_processes(entry)
     return total
+
+
+def _ours(entry: Path) -> bool:
+    """Whether a registry entry is one this package writes: a regular file named by a pid
+    (a folder, link or other name there is someone else's, never read or removed)."""
+    if not (entry.name.isdigit() and len(entry.name) <= MAX_PID_DIGITS):
+        return False
+    try:
+        return stat.S_ISREG(entry.lstat().st_mode)
+    except OSError:
+        return False
 
 
 def _entry_processes(entry: Path) -> int:
@@ -98,7 +121,26 @@ def thread_budget(processes: int, env: Mapping[str, str] = os.environ) -> int:
     return max(1, (cpus or 1) // sharing)
 
 
-def torch_threads(explicit: int | None, processes: int = 1) -> int:
-    """Torch threads per process: `explicit` (--threads), else this node's fair share for
-    `processes` processes (`thread_budget`)."""
-    return explicit or thread_budget(processes)
+NUMERIC_THREADS = 1  # a format rule (docs/format.md): the same bytes on any layout
+
+
+def pin_numeric_threads() -> None:
+    """This process computes on NUMERIC_THREADS torch threads from here on."""
+    torch.set_num_threads(NUMERIC_THREADS)
+
+
+@contextlib.contextmanager
+def numeric_threads() -> Iterator[None]:
+    """Inside, this process computes on NUMERIC_THREADS torch threads; restored on exit."""
+    previous = torch.get_num_threads()
+    pin_numeric_threads()
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def cpu_workers(explicit: int | None) -> int:
+    """Task processes of a CPU build: `explicit` (--threads: the cores it may use), else this
+    node's fair share (`thread_budget`), each process computing on one thread."""
+    return explicit or thread_budget(1)

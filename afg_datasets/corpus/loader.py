@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from afg_datasets.checks import hub_repo_id
 from afg_datasets.corpus.columns import numpy_column
 from afg_datasets.corpus.manifest import check_place, load_manifest, require_files, split_files
 from afg_datasets.corpus.shardcolumns import float32_tensor, rebatch, shard_chunks
@@ -82,6 +83,8 @@ def load(
 def check_split(path_or_repo_id: str | os.PathLike, config: str, split: str, verify: bool) -> None:
     """For a local corpus, the parquet files of `config` and `split` against the manifest."""
     local = Path(path_or_repo_id)
+    if not local.is_dir():
+        hub_repo_id(str(path_or_repo_id), "corpus (no such folder; nor a Hub repo)")
     if not (verify and local.is_dir()):
         return
     manifest = load_manifest(local)

@@ -24,10 +24,14 @@ from pathlib import Path
 
 import numpy as np
 
+from afg_datasets.documents import open_regular
 from afg_datasets.errors import CorpusError
 
 BLOCK = 512
-RECORD = 20 * BLOCK  # tar's default blocking: archives are padded to a multiple of it
+# GNU tar's `-b N` pads to N blocks; a tail of zeros longer than the largest record is not
+# padding but a cut or zero-filled file.
+MAX_BLOCKING = 256
+RECORD_SIZES = tuple(n * BLOCK for n in range(1, MAX_BLOCKING + 1))
 USTAR = b"ustar\0"  # the magic at byte 257 of a POSIX tar header
 MAX_MEMBER_BYTES = 256 << 20  # a single tar member larger than this is not a record's
 PLAIN_EXTENSION = re.compile(rb"[!-.0-~]*")  # printable ASCII without '/'
@@ -53,7 +57,7 @@ class ShardBuffer:
         self._memory = np.empty(0, np.uint8)
 
     def read(self, path: Path) -> memoryview:
-        with open(path, "rb") as handle:
+        with open_regular(path, CorpusError) as handle:
             size = os.fstat(handle.fileno()).st_size
             if len(self._memory) < size:
                 self._memory = np.empty(size, np.uint8)
@@ -154,11 +158,13 @@ def _chained_headers(blocks: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None
 
 def check_end(raw: Buffer, stop: int, url: str) -> None:
     """The members end at `stop`; the shard must end right after: two zero blocks, padded
-    with zeros at most to the next full tar record (what tar and Python's tarfile write).
-    More bytes (a zero-filled preallocated download, a header the parse did not reach) or
-    fewer are a CorpusError: the records found account for every byte."""
+    with zeros at most to the next full record of some blocking factor up to MAX_BLOCKING
+    (tar's `-b N`; Python's tarfile writes 20). More bytes (a zero-filled preallocated download,
+    a header the parse did not reach) or fewer are a CorpusError: the records found account for
+    every byte."""
     end, closed = len(raw), stop + 2 * BLOCK
-    if end not in (closed, -(-closed // RECORD) * RECORD) or bytes(raw[stop:]).strip(b"\0"):
+    padded = any(-(-closed // size) * size == end for size in RECORD_SIZES)
+    if not padded or bytes(raw[stop:]).strip(b"\0"):
         raise CorpusError(
             f"{url}: truncated, zero-filled or damaged shard: its members end at byte {stop}, "
             f"the end-of-archive blocks do not end it ({end} bytes)"

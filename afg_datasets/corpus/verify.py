@@ -11,6 +11,7 @@ from datasets.info import DatasetInfosDict
 from huggingface_hub import DatasetCard
 
 from afg_datasets.corpus.manifest import check_entry, load_manifest
+from afg_datasets.documents import read_text
 from afg_datasets.errors import CorpusError, first_line
 from afg_datasets.formats import TABLE_FORMAT, split_of_shard
 from afg_datasets.layout import (
@@ -91,7 +92,7 @@ def check_card_files(root: Path, manifest: dict) -> list[str]:
     sha256."""
     if format_major(manifest) == 0:
         return []
-    text = (root / CARD_FILE).read_text(errors="replace")
+    text = read_text(root / CARD_FILE, CorpusError)
     return [
         f"{CARD_FILE}: its file table lacks {e['path']} with the manifest's size and sha256"
         for e in manifest["files"]

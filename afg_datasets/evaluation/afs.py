@@ -15,12 +15,12 @@ from typing import Any
 import numpy as np
 from scipy.stats import spearmanr
 
-from afg_datasets.card import refresh_card
 from afg_datasets.corpus.verify import require_intact
 from afg_datasets.errors import AFGError
 from afg_datasets.evaluation.activations import layer_activations
 from afg_datasets.layout import AFS_JSON, AFS_PNG, read_json, write_json
 from afg_datasets.models import load_target_model
+from afg_datasets.publish.card import refresh_card
 from afg_datasets.recognizer.data import protocol_filter, read_split
 from afg_datasets.records import CLEAN, genome_inputs
 

@@ -26,6 +26,7 @@ import torch
 from afg_datasets import __version__
 from afg_datasets.attacks import ATTACKS
 from afg_datasets.corpus.verify import require_intact
+from afg_datasets.errors import CorpusError
 from afg_datasets.evaluation import adaptive
 from afg_datasets.evaluation.activations import layer_activations
 from afg_datasets.evaluation.intervals import (
@@ -85,10 +86,22 @@ class BenchCorpus:
     pooled: dict[str, list[np.ndarray]]
 
     @classmethod
-    def read(cls, root: Path) -> BenchCorpus:
-        manifest = require_intact(root)
+    def read(cls, root: Path, manifest: dict | None = None) -> BenchCorpus:
+        """The corpus at `root` (its verified manifest, if already read), checked to be
+        benchmarkable before its records are read and again after the protocol's filter."""
+        manifest = manifest or require_intact(root)
+        check_benchable(root, manifest)
         target = load_target_model(root)
         data = {s: protocol_filter(read_split(root, s)) for s in SPLITS}
+        for split, records in data.items():
+            adversarial = records["attack"] != CLEAN
+            if adversarial.all() or not adversarial.any():
+                kind = "adversarial" if not adversarial.any() else "clean"
+                raise CorpusError(
+                    f"{root}: its {split} split has no {kind} records the protocol keeps "
+                    "(correctly classified sources, successful attacks); a detector needs "
+                    "both: build with a larger --limit"
+                )
         layers = [layer["name"] for layer in manifest["layers"]]
         pooled = {s: layer_activations(target, data[s]["image"], layers, True) for s in SPLITS}
         return cls(root, manifest, target, data, pooled)
@@ -99,6 +112,24 @@ class BenchCorpus:
         splits = {s: data[s] if keep[s] is None else select(data[s], keep[s]) for s in SPLITS}
         pooled = {s: [f if keep[s] is None else f[keep[s]] for f in pooled[s]] for s in SPLITS}
         return BenchInputs(splits, pooled, self.manifest, self.target, quick, root=self.root)
+
+
+MIN_BENCH_SOURCES = 2  # per split: a detector is fitted, calibrated and tested on its own
+
+
+def check_benchable(root: Path, manifest: dict) -> None:
+    """From the manifest alone, before any record is read: attacks to detect, and every split
+    with at least MIN_BENCH_SOURCES source images; a CorpusError naming what is missing."""
+    if not manifest["attacks"]:
+        raise CorpusError(f"{root}: a corpus without attacks has nothing to detect")
+    for split in SPLITS:
+        sources = manifest["splits"].get(split, {}).get("sources", 0)
+        if sources < MIN_BENCH_SOURCES:
+            raise CorpusError(
+                f"{root}: its {split} split holds {sources} source image(s); the bench fits on "
+                f"train, calibrates on validation and tests on test, each with at least "
+                f"{MIN_BENCH_SOURCES}: build with a larger --limit"
+            )
 
 
 def settings(attacks: Sequence[str], unseen: str) -> list[tuple[str, list[str]]]:

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from afg_datasets.corpus.verify import require_intact
 from afg_datasets.errors import CorpusError
 from afg_datasets.evaluation.bench import (
     BenchCorpus,
@@ -44,34 +45,43 @@ class Genome(BenchCorpus):
 def load_genomes(roots: Sequence[str | Path]) -> list[Genome]:
     """The corpora, verified, labelled by encoder (and config hash where two share one); a
     CorpusError unless they share attacks, target model and test records."""
+    paths = [Path(root) for root in roots]
+    manifests = [require_intact(root) for root in paths]  # verified once, before any record
+    for root, manifest in zip(paths[1:], manifests[1:], strict=True):
+        _refuse_difference(paths[0], root, _difference(manifests[0], manifest))
     genomes = []
-    for root in map(Path, roots):
-        corpus = BenchCorpus.read(root)
+    for root, manifest in zip(paths, manifests, strict=True):
+        corpus = BenchCorpus.read(root, manifest)
         label = corpus.manifest["config"]["genome"]["encoder"]
         genomes.append(Genome(**vars(corpus), label=label))
     labels = [g.label for g in genomes]
     for g in genomes:
         if labels.count(g.label) > 1:
             g.label = f"{g.label}-{g.manifest['config_hash'][:6]}"
-    _check_shared(genomes)
+    first = genomes[0]
+    for other in genomes[1:]:
+        same = np.array_equal(other.data["test"]["key"], first.data["test"]["key"])
+        _refuse_difference(first.root, other.root, None if same else "different test records")
     return genomes
 
 
-def _check_shared(genomes: list[Genome]) -> None:
-    first = genomes[0]
-    for other in genomes[1:]:
-        why = None
-        if list(other.manifest["attacks"]) != list(first.manifest["attacks"]):
-            why = "different attacks"
-        elif other.manifest["model"]["sha256"] != first.manifest["model"]["sha256"]:
-            why = "a different target model"
-        elif not np.array_equal(other.data["test"]["key"], first.data["test"]["key"]):
-            why = "different test records"
-        if why:
-            raise CorpusError(
-                f"{other.root} and {first.root} have {why}: a genome comparison needs corpora "
-                "that share their records (a build and its `afg encode` re-encodings)"
-            )
+def _difference(facts: dict, manifest: dict) -> str | None:
+    """What two corpora compared do not share, from their manifests alone."""
+    if list(manifest["attacks"]) != list(facts["attacks"]):
+        return f"different attacks ({manifest['attacks']} vs {facts['attacks']})"
+    if manifest["model"]["sha256"] != facts["model"]["sha256"]:
+        return "a different target model"
+    if manifest["splits"] != facts["splits"]:
+        return "different test sources (their splits differ)"
+    return None
+
+
+def _refuse_difference(first: Path, root: Path, why: str | None) -> None:
+    if why:
+        raise CorpusError(
+            f"{root} and {first} have {why}: a genome comparison needs corpora that share "
+            "their records (a build and its `afg encode` re-encodings)"
+        )
 
 
 def run_genome_bench(

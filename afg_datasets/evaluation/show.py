@@ -11,16 +11,20 @@ from afg_datasets.corpus.columns import find_row
 from afg_datasets.corpus.verify import require_intact
 from afg_datasets.errors import AFGError, ConfigError
 from afg_datasets.formats import TABLE_FORMAT
-from afg_datasets.records import CLEAN, decode_png, record_key
+from afg_datasets.images import decode_png
+from afg_datasets.records import CLEAN, genome_inputs, record_key
 
 
 class RecordNotFound(AFGError):
     """No record with the requested key."""
 
 
+MAX_MAPS = 8  # maps drawn per layer: those the attack changed most
+
+
 def _genomes(fig, axes, rows: list[dict[str, Any]], manifest: dict) -> None:
     """Both genomes: stored groupviz mosaics as they are; spatial maps on one shared scale,
-    labelled by layer (rows) and group (columns)."""
+    labelled by layer (rows) and map (columns)."""
     titles = ("clean genome", "adversarial genome")
     if all(r.get("genome_mosaic") for r in rows):
         for ax, row, title in zip(axes, rows, titles, strict=True):
@@ -28,23 +32,61 @@ def _genomes(fig, axes, rows: list[dict[str, Any]], manifest: dict) -> None:
             ax.set_title(f"{title} (rows: layers, columns: groups)", fontsize=9)
             ax.axis("off")
         return
-    layers = [layer["name"] for layer in manifest["layers"]]
-    tiles = genome_tiles(rows)
-    size = tiles[0].shape[0] // len(layers)
-    groups = tiles[0].shape[1] // size
+    layers, tiles, size, width = genome_tiles(rows, manifest)
     for ax, tile, title in zip(axes, tiles, titles, strict=True):
         shown = ax.imshow(tile, cmap="viridis", vmin=0, vmax=1)
         ax.set_title(title, fontsize=9)
         ax.set_yticks([size * (i + 0.5) for i in range(len(layers))], layers, fontsize=7)
-        ax.set_xticks(
-            [size * (g + 0.5) for g in range(groups)], [f"g{g + 1}" for g in range(groups)]
-        )
+        ax.set_xticks([size * (g + 0.5) for g in range(width)], [f"m{g + 1}" for g in range(width)])
         ax.tick_params(length=0, labelsize=7)
         for edge in range(1, len(layers)):
             ax.axhline(edge * size - 0.5, color="white", linewidth=0.8)
-        for edge in range(1, groups):
+        for edge in range(1, width):
             ax.axvline(edge * size - 0.5, color="white", linewidth=0.8)
     fig.colorbar(shown, ax=axes[-1], fraction=0.046, label="fraction of the layer's peak")
+
+
+def genome_maps(row: dict[str, Any], manifest: dict) -> dict[str, np.ndarray]:
+    """Layer -> its spatial maps [K, S, S], from whichever genome columns the corpus's encoder
+    wrote: `[L, K, S, S]` arrays (groupmap, groupbasis) or one `[K, S, S]` array per layer
+    (activations). Non-spatial columns (channel profiles) are not maps."""
+    layers = [layer["name"] for layer in manifest["layers"]]
+    per_layer: dict[str, list[np.ndarray]] = {}
+    columns = [c for c in genome_inputs(manifest["features"]["columns"]) if row.get(c) is not None]
+    singles = iter(layers)
+    for column in columns:
+        array = np.asarray(row[column], dtype=np.float32)
+        if array.ndim == 4 and len(array) == len(layers) and array.shape[-1] == array.shape[-2]:
+            for layer, maps in zip(layers, array, strict=True):
+                per_layer.setdefault(layer, []).append(maps)
+        elif array.ndim == 3 and array.shape[-1] == array.shape[-2]:
+            per_layer.setdefault(next(singles, column), []).append(array)
+    if not per_layer:
+        raise ConfigError(f"this corpus's genome columns {columns} hold no spatial maps to draw")
+    return {layer: np.concatenate(maps) for layer, maps in per_layer.items()}
+
+
+def genome_tiles(
+    rows: list[dict[str, Any]], manifest: dict
+) -> tuple[list[str], list[np.ndarray], int, int]:
+    """(layers, each record's genome as one [L*S, K*S] mosaic, S, K): per layer the K <=
+    MAX_MAPS maps the two records differ in most, each layer divided by its peak over both
+    records so they share one scale."""
+    maps = [genome_maps(row, manifest) for row in rows]
+    layers = list(maps[0])
+    size = max(m.shape[-1] for m in maps[0].values())
+    width = min(MAX_MAPS, max(len(m) for m in maps[0].values()))
+    tiles = [np.zeros((len(layers) * size, width * size), np.float32) for _ in rows]
+    for i, layer in enumerate(layers):
+        stack = np.stack([m[layer] for m in maps])  # [records, K, S, S]
+        change = np.abs(stack[-1] - stack[0]).mean(axis=(1, 2))
+        chosen = np.sort(np.argsort(-change, kind="stable")[:width])
+        peak = max(float(stack.max()), 1e-8)
+        for tile, record in zip(tiles, stack[:, chosen] / peak, strict=True):
+            s = record.shape[-1]
+            for g, grid in enumerate(record):
+                tile[i * size : i * size + s, g * size : g * size + s] = grid
+    return layers, tiles, size, width
 
 
 def find_record(root: Path, key: str) -> dict[str, Any]:
@@ -55,19 +97,6 @@ def find_record(root: Path, key: str) -> dict[str, Any]:
     if row is None:
         raise RecordNotFound(f"{root}: no record with key {key!r}")
     return row
-
-
-def genome_tiles(rows: list[dict[str, Any]]) -> list[np.ndarray]:
-    """Each record's spatial genome as one [L*S, G*S] mosaic (rows: layers, columns: groups),
-    every layer divided by its peak over all the records, so they share one scale."""
-    maps = [np.asarray(r["genome_spatial"], dtype=np.float32) for r in rows]  # [L, G, S, S]
-    peak = np.max([m.reshape(len(m), -1).max(1) for m in maps], axis=0).clip(1e-8)
-    out = []
-    for m in maps:
-        scaled = m / peak[:, None, None, None]
-        layers, groups, size, _ = scaled.shape
-        out.append(scaled.transpose(0, 2, 1, 3).reshape(layers * size, groups * size))
-    return out
 
 
 SHOW_FORMATS = (".png", ".pdf", ".svg")

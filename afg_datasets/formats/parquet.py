@@ -15,7 +15,8 @@ from datasets import Image
 
 from afg_datasets.errors import CorpusError, first_line
 from afg_datasets.formats.base import OutputFormat, ShardWriter
-from afg_datasets.records import RecordBatch, encode_png, mixed_labels
+from afg_datasets.images import encode_png
+from afg_datasets.records import RecordBatch, mixed_labels
 
 # Row groups are bounded in bytes so the Hub's dataset viewer reads any shard (it fails on row
 # groups over ~286 MiB) whatever the image size; with the page index, a column is read page by

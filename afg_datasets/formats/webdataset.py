@@ -15,7 +15,8 @@ from datasets import Image
 
 from afg_datasets.errors import CorpusError, first_line
 from afg_datasets.formats.base import OutputFormat, ShardWriter
-from afg_datasets.records import RecordBatch, encode_png, mixed_labels, npy_bytes
+from afg_datasets.images import encode_png
+from afg_datasets.records import RecordBatch, mixed_labels, npy_bytes
 
 TAR_OWNER = "afg"
 TAR_MTIME = 0

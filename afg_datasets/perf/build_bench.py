@@ -7,7 +7,6 @@ with 1 or 2 workers), never from a timed test.
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import signal
@@ -24,7 +23,7 @@ import yaml
 from afg_datasets.config import BuildConfig
 from afg_datasets.corpus.verify import verify_corpus
 from afg_datasets.errors import AFGError
-from afg_datasets.layout import MANIFEST_FILE, PLAN_FILE, STATS_FILE, TASKS_DIR
+from afg_datasets.layout import MANIFEST_FILE, PLAN_FILE, STATS_FILE, TASKS_DIR, read_json
 from afg_datasets.perf.device_bench import PRESETS, bench_device
 from afg_datasets.perf.source_bench import source_scaling
 
@@ -44,12 +43,12 @@ def _run(config: Path, out: Path, *extra: str, env: dict | None = None) -> dict[
     done = subprocess.run(_command(config, out, *extra), capture_output=True, text=True, env=env)
     if done.returncode != 0:
         raise BenchError(f"build into {out} failed:\n{done.stderr[-2000:]}")
-    stats = json.loads((out / STATS_FILE).read_text())
+    stats = read_json(out / STATS_FILE)
     return {**stats, "process_seconds": time.perf_counter() - start}
 
 
 def _hashes(out: Path) -> dict[str, str]:
-    manifest = json.loads((out / MANIFEST_FILE).read_text())
+    manifest = read_json(out / MANIFEST_FILE)
     return {e["path"]: e["sha256"] for e in manifest["files"]}
 
 
@@ -90,7 +89,7 @@ def kill_resume(cfg: BuildConfig, points: int, seed: int, work: Path) -> dict[st
         )
     return {
         "points": points,
-        "tasks": len(json.loads((work / "reference" / PLAN_FILE).read_text())["tasks"]),
+        "tasks": len(read_json(work / "reference" / PLAN_FILE)["tasks"]),
         "identical": sum(r["identical"] for r in runs),
         "killed_mid_build": sum(r["killed_mid_build"] for r in runs),
         "runs": runs,
@@ -101,7 +100,7 @@ def _per_worker_rate(out: Path) -> list[float]:
     """Records/s of each worker over its own task time (first start to last finish)."""
     spans: dict[int, list] = {}
     for path in sorted((out / TASKS_DIR).glob("0*.json")):
-        marker = json.loads(path.read_text())
+        marker = read_json(path)
         records = sum(t["records"] for t in marker["tallies"].values())
         span = spans.setdefault(marker["worker"], [0, float("inf"), 0.0])
         span[0] += records

@@ -5,7 +5,6 @@ model from a local checkpoint, and measures decoding with 0 and 2 loader workers
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import time
@@ -18,7 +17,7 @@ import torch
 from PIL import Image
 
 from afg_datasets.config import load_config
-from afg_datasets.layout import STATS_FILE, TASKS_DIR
+from afg_datasets.layout import STATS_FILE, TASKS_DIR, read_json
 from afg_datasets.sources import load_source
 from afg_datasets.sources.loading import decode_batches
 
@@ -77,8 +76,8 @@ def _build(folder: Path, checkpoint: Path, out: Path, limit: int) -> dict[str, A
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"build of {folder} failed:\n{done.stderr[-2000:]}")
-    stats = json.loads((out / STATS_FILE).read_text())
-    first = min(json.loads(p.read_text())["started"] for p in (out / TASKS_DIR).glob("0*.json"))
+    stats = read_json(out / STATS_FILE)
+    first = min(read_json(p)["started"] for p in (out / TASKS_DIR).glob("0*.json"))
     return {
         "peak_rss_mb": stats["peak_rss_mb"],
         "listing_seconds": stats["stages"]["load"]["seconds"],

@@ -6,6 +6,8 @@ from pathlib import Path
 
 from huggingface_hub import ModelCard, ModelCardData
 
+from afg_datasets.documents import read_text
+from afg_datasets.errors import CorpusError
 from afg_datasets.layout import BENCH_DIR, read_json
 from afg_datasets.resources import resource_dir
 
@@ -50,7 +52,7 @@ def _bench(corpus_dir: Path | None) -> dict[str, str]:
     results = corpus_dir / BENCH_DIR / "results.json" if corpus_dir else None
     if results is None or not results.is_file():
         return {"threat_model": NO_BENCH_THREAT_MODEL}
-    from afg_datasets.card import bench_verdict
+    from afg_datasets.publish.card import bench_verdict
 
     report = read_json(results)
     if not isinstance(report, dict):
@@ -60,7 +62,7 @@ def _bench(corpus_dir: Path | None) -> dict[str, str]:
     if adaptive.get("threat_model"):
         threat += f". Adaptive rows: {adaptive['threat_model']}."
     return {
-        "bench_table": (corpus_dir / BENCH_DIR / "results.md").read_text(),
+        "bench_table": read_text(corpus_dir / BENCH_DIR / "results.md", CorpusError),
         "bench_verdict": bench_verdict(report),
         "threat_model": threat,
     }

@@ -9,7 +9,8 @@ import torch
 
 from afg_datasets.corpus.columns import numpy_column, read_table
 from afg_datasets.corpus.manifest import load_manifest, split_files
-from afg_datasets.records import CLEAN, DISPLAY_COLUMNS, decode_png
+from afg_datasets.images import decode_png
+from afg_datasets.records import CLEAN, DISPLAY_COLUMNS
 
 
 def read_split(root: str | Path, split: str, images: bool = True) -> dict[str, np.ndarray]:

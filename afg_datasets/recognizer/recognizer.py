@@ -13,6 +13,7 @@ import torch
 from pydantic import ValidationError
 from safetensors import SafetensorError
 
+from afg_datasets.checks import hub_repo_id
 from afg_datasets.config import BuildConfig
 from afg_datasets.corpus.verify import require_intact
 from afg_datasets.documents import load_json
@@ -139,6 +140,8 @@ class Recognizer:
         if not local.is_dir():
             from huggingface_hub import snapshot_download
 
+            hub_repo_id(str(repo_or_dir), "a recognizer's folder or Hub repo")
+
             local = Path(
                 snapshot_download(
                     str(repo_or_dir),
@@ -150,6 +153,7 @@ class Recognizer:
         if missing:
             raise ModelError(f"{repo_or_dir}: not a saved recognizer (missing {missing})")
         info = read_saved_facts(local / INFO)
+        load_json(local / "config.json", ModelError)  # the mixin's: an object, bounded
         try:
             manifest = {k: info["manifest"][k] for k in MANIFEST_KEYS}
             net = RecognizerNet.from_pretrained(local, strict=True)

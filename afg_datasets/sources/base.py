@@ -24,6 +24,7 @@ from pydantic import Field
 from afg_datasets.bounds import MAX_IMAGE_SIZE
 from afg_datasets.checks import bounded, section
 from afg_datasets.errors import ConfigError, SourceError
+from afg_datasets.images import to_rgb
 
 log = logging.getLogger(__name__)
 
@@ -215,26 +216,6 @@ def resize_uint8(images: np.ndarray, size: int) -> np.ndarray:
     x = torch.from_numpy(images).permute(0, 3, 1, 2).float()
     x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
     return x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
-
-
-SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N")  # greyscale PNG / TIFF of 16 bits
-
-
-def to_rgb(image: Image.Image) -> Image.Image:
-    """8-bit RGB with each mode's real range: 16-bit greyscale scaled from 0..65535 (Pillow's
-    own conversion clips it at 255, leaving a white image); modes without a fixed range
-    (32-bit integer `I`, float `F`) are refused by name, never guessed. The one converter
-    every decoding source uses."""
-    if image.mode in SIXTEEN_BIT:
-        levels = np.asarray(image, dtype=np.uint16).astype(np.uint32)
-        eight = ((levels * 255 + 32767) // 65535).astype(np.uint8)
-        return Image.fromarray(eight).convert("RGB")
-    if image.mode in ("I", "F"):
-        raise ValueError(
-            f"image mode {image.mode!r} (32-bit {'integer' if image.mode == 'I' else 'float'} "
-            "pixels) has no defined range; convert it to 8- or 16-bit first"
-        )
-    return image.convert("RGB")
 
 
 def square(image: Image.Image, resize: int | None, size: int) -> np.ndarray:

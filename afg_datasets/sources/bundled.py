@@ -11,7 +11,9 @@ from typing import Literal
 
 import numpy as np
 
+from afg_datasets.bounds import MAX_SOURCE_FILE_BYTES
 from afg_datasets.checks import section
+from afg_datasets.documents import open_regular, read_bytes
 from afg_datasets.errors import SourceError
 from afg_datasets.sources.base import Source, SourceConfig, array_source, require_dir, takes
 
@@ -52,7 +54,7 @@ MNIST_LAYOUT = (
 
 def read_idx(path: Path) -> np.ndarray:
     """One IDX file (gzip-compressed or not) as a numpy array."""
-    raw = path.read_bytes()
+    raw = read_bytes(path, SourceError, MAX_SOURCE_FILE_BYTES)
     if raw[:2] == b"\x1f\x8b":
         try:
             raw = gzip.decompress(raw)
@@ -138,7 +140,7 @@ def read_cifar_batch(path: Path) -> dict:
     """A CIFAR python batch (a pickled dict of numpy arrays and lists) through an unpickler
     that admits nothing else; a SourceError naming the file otherwise."""
     try:
-        with open(path, "rb") as handle:
+        with open_regular(path, SourceError) as handle:
             batch = _CifarUnpickler(handle, encoding="latin1").load()
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as err:
         raise SourceError(f"{path}: not a CIFAR python batch ({err})") from None

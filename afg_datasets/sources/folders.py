@@ -11,12 +11,15 @@ from typing import Any, Literal
 import numpy as np
 from PIL import Image
 
+from afg_datasets.bounds import MAX_IMAGE_FILE_BYTES
 from afg_datasets.checks import section
+from afg_datasets.documents import read_bytes
 from afg_datasets.errors import SourceError
 from afg_datasets.sources.base import (
     DecodedConfig,
     DecodingReader,
     Source,
+    open_bytes,
     require_dir,
     stable_id,
     takes,
@@ -33,7 +36,8 @@ class FileReader(DecodingReader):
         self.root, self.relative = root, relative
 
     def open_item(self, index: int) -> Image.Image:
-        return Image.open(self.root / self.relative[index])
+        path = self.root / self.relative[index]
+        return open_bytes(read_bytes(path, SourceError, MAX_IMAGE_FILE_BYTES))
 
     def describe(self, index: int) -> str:
         return str(self.root / self.relative[index])

@@ -18,7 +18,7 @@ from pydantic import Field
 
 from afg_datasets.bounds import MAX_CLASSES, MAX_SHARDS
 from afg_datasets.checks import section
-from afg_datasets.documents import load_json, parse_json, read_text
+from afg_datasets.documents import load_json, open_regular, parse_json, read_text
 from afg_datasets.errors import SourceError
 from afg_datasets.sources.base import (
     DecodedConfig,
@@ -124,7 +124,10 @@ def index_shard(path: Path, label_field: str) -> list[tuple[str, int, int, int]]
     samples: dict[str, dict] = {}
     current = None
     try:
-        with tarfile.open(path, "r:") as tar:  # uncompressed, so offsets address the bytes
+        with (
+            open_regular(path, SourceError) as handle,
+            tarfile.open(fileobj=handle, mode="r:") as tar,
+        ):
             for info in tar:
                 match = KEY_EXT.match(info.name)
                 if not info.isfile() or not match:
@@ -165,10 +168,10 @@ def class_names(
     elif (directory / "classes.txt").is_file():
         names = read_text(directory / "classes.txt", SourceError).splitlines()
     elif (directory / "classes.json").is_file():
-        names = load_json(directory / "classes.json", SourceError)
+        names = load_json(directory / "classes.json", SourceError, top=list)
     else:
         return tuple(str(c) for c in range(int(labels.max()) + 1))
-    if not isinstance(names, list) or int(labels.max()) >= len(names):
+    if int(labels.max()) >= len(names):
         raise SourceError(
             f"source 'wds': {directory} names {len(names)} classes but the shards use class "
             f"{int(labels.max())}; source.class_names or classes.txt/json must list every class "
@@ -186,7 +189,7 @@ class TarReader(DecodingReader):
 
     def open_item(self, index: int) -> Image.Image:
         shard, offset, size = self.members[index].tolist()
-        with open(self.shards[shard], "rb") as handle:
+        with open_regular(Path(self.shards[shard]), SourceError) as handle:
             handle.seek(offset)
             return open_bytes(handle.read(size))
 

@@ -11,7 +11,8 @@ from datasets.utils.metadata import MetadataConfigs
 from huggingface_hub import DatasetCard, DatasetCardData
 
 from afg_datasets.corpus.manifest import load_manifest
-from afg_datasets.croissant import DEFAULT_CONFIG, config_patterns, write_croissant
+from afg_datasets.documents import read_text
+from afg_datasets.errors import CorpusError
 from afg_datasets.files import atomic_write
 from afg_datasets.formats import TABLE_FORMAT, format_of, split_of_shard, task_of_shard
 from afg_datasets.formats.parquet import ROW_GROUP_BYTES
@@ -24,6 +25,7 @@ from afg_datasets.layout import (
     STATS_FILE,
     read_json,
 )
+from afg_datasets.publish.croissant import DEFAULT_CONFIG, config_patterns, write_croissant
 from afg_datasets.records import CLEAN, FIELD_DOCS, features_from_json
 from afg_datasets.resources import resource_dir
 
@@ -154,7 +156,7 @@ def optional_sections(root: Path | None) -> dict[str, Any]:
         if afs.is_file():
             extras["afs_sentence"] = str(read_json(afs).get("summary", ""))
     if (root / "bench" / "results.md").is_file():
-        extras["bench_table"] = (root / "bench" / "results.md").read_text()
+        extras["bench_table"] = read_text(root / BENCH_DIR / "results.md", CorpusError)
         results = root / BENCH_DIR / "results.json"
         if results.is_file():
             extras["bench_verdict"] = bench_verdict(read_json(results))

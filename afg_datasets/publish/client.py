@@ -1,0 +1,217 @@
+"""The Hub client of `afg push`: commits through huggingface_hub's `create_commit`, retried
+on transient errors with timeouts on every request, and resumable chunked commits.
+
+The token comes from HF_TOKEN or the saved login and is never printed or logged; HF_ENDPOINT is
+honoured by huggingface_hub itself. (huggingface_hub 2.x resumes only through Xet storage:
+`upload_large_folder` is gone and `upload_folder` falls back to one commit without it, so the
+chunking is ours; each commit still goes through its `create_commit`, LFS files uploaded by its
+worker threads.)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import tenacity
+from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, get_session
+from huggingface_hub.errors import (
+    EntryNotFoundError,
+    HfHubHTTPError,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
+from huggingface_hub.hf_api import RepoFile
+
+from afg_datasets.errors import AFGError
+
+log = logging.getLogger(__name__)
+
+COMMIT_BYTES = 512 * 2**20
+COMMIT_THREADS = 8
+RETRIES = 3
+BACKOFF_SECONDS = 2.0  # waits 2 s, then 4 s (tenacity's exponential wait)
+
+
+class PushError(AFGError):
+    """The corpus cannot be published as it is."""
+
+
+@dataclass(frozen=True)
+class UploadFile:
+    path: str
+    bytes: int
+
+
+def upload_in_commits(
+    root: Path,
+    repo_id: str,
+    data: list[UploadFile],
+    extras: list[str],
+    sha256: dict[str, str],
+    contents: dict[str, bytes],
+    revision: str | None,
+    commit_files: int,
+    delete: list[str] | None = None,
+) -> int:
+    """`data` in commits of at most `commit_files` files and COMMIT_BYTES bytes, skipping
+    those the repo already holds with the same content (`sha256` of each), then `extras` in
+    one last commit that also deletes `delete`. Returns the number of data files uploaded."""
+    api = HfApi()
+    held = remote_files(api, repo_id, revision)
+    todo = [item for item in data if not _held(held.get(item.path), root, item, sha256)]
+    chunks = _chunks(todo, commit_files)
+    for number, chunk in enumerate(chunks, 1):
+        operations = additions(root, [item.path for item in chunk], {})
+        commit(api, repo_id, operations, f"data, part {number}/{len(chunks)}", revision)
+        log.info("pushed part %d/%d (%d files)", number, len(chunks), len(chunk))
+    deletions = [CommitOperationDelete(path) for path in delete or []]
+    operations = [*additions(root, extras, contents), *deletions]
+    commit(api, repo_id, operations, "card, croissant.json and manifest", revision)
+    return len(todo)
+
+
+def additions(root: Path, paths: list[str], contents: dict[str, bytes]) -> list:
+    """One add per path (exact names: nothing else goes); `contents` replaces a file's bytes."""
+    return [
+        CommitOperationAdd(path, contents[path] if path in contents else str(root / path))
+        for path in paths
+    ]
+
+
+def _chunks(items: list[UploadFile], most: int) -> list[list[UploadFile]]:
+    chunks: list[list[UploadFile]] = []
+    size = 0
+    for item in items:
+        if not chunks or len(chunks[-1]) >= most or size + item.bytes > COMMIT_BYTES:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(item)
+        size += item.bytes
+    return chunks
+
+
+def remote_files(api: HfApi, repo_id: str, revision: str | None) -> dict[str, Any]:
+    """Path -> RepoFile of what the repo holds at `revision` (empty for a new repo)."""
+
+    def listing() -> list:
+        try:
+            tree = api.list_repo_tree(
+                repo_id, repo_type="dataset", revision=revision, recursive=True
+            )
+            return list(tree)
+        except (RepositoryNotFoundError, RevisionNotFoundError, EntryNotFoundError):
+            return []
+
+    return {e.path: e for e in _with_retries(listing) if isinstance(e, RepoFile)}
+
+
+def _held(remote: Any, root: Path, item: UploadFile, sha256: dict[str, str]) -> bool:
+    """Whether the repo's file is this one: its LFS sha256, or its git blob id."""
+    if remote is None or remote.size != item.bytes:
+        return False
+    if remote.lfs is not None:
+        return remote.lfs.sha256 == sha256.get(item.path)
+    blob = hashlib.sha1(f"blob {item.bytes}\0".encode())  # noqa: S324 - git's object id
+    blob.update((root / item.path).read_bytes())
+    return remote.blob_id == blob.hexdigest()
+
+
+def upload_files(
+    root: Path,
+    repo_id: str,
+    repo_type: str,
+    paths: list[str],
+    private: bool = False,
+    revision: str | None = None,
+) -> None:
+    """Create the repo (and branch) if needed and upload exactly `paths` of `root` in one
+    commit, each Hub request retried on transient errors."""
+    api = HfApi()
+    ensure_repo(api, repo_id, repo_type, private, revision)
+    operations = additions(root, paths, {})
+    commit(api, repo_id, operations, f"Upload {root.name}", revision, repo_type)
+
+
+def ensure_repo(api: HfApi, repo_id: str, repo_type: str, private: bool, revision) -> None:
+    _with_retries(
+        lambda: api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True)
+    )
+    if revision:
+        _with_retries(
+            lambda: api.create_branch(repo_id, branch=revision, repo_type=repo_type, exist_ok=True)
+        )
+
+
+def commit(api, repo_id, operations, message, revision, repo_type="dataset") -> None:
+    _with_retries(
+        lambda: api.create_commit(
+            repo_id,
+            operations,
+            commit_message=f"{message} (afg-datasets)",
+            repo_type=repo_type,
+            revision=revision,
+            num_threads=COMMIT_THREADS,
+        )
+    )
+
+
+@contextlib.contextmanager
+def hub_timeouts(seconds: float) -> Iterator[None]:
+    """huggingface_hub's own shared HTTP client, with timeouts while inside (its default has
+    none, so a server that accepts and never answers would hang a push forever)."""
+    session = get_session()
+    previous = session.timeout
+    session.timeout = seconds
+    try:
+        yield
+    finally:
+        session.timeout = previous
+
+
+def _network_errors() -> tuple[type[BaseException], ...]:
+    """Connection-level errors (refused, reset, timed out, protocol) of the HTTP library
+    huggingface_hub uses (httpx, or its httpx2 fork), plus the builtin ones."""
+    library = importlib.import_module(type(get_session()).__module__.split(".")[0])
+    return (ConnectionError, TimeoutError, library.TransportError)
+
+
+def _transient(err: BaseException) -> bool:
+    """5xx, 429 and connection-level errors are worth another try; other errors are not."""
+    if isinstance(err, HfHubHTTPError):
+        status = getattr(getattr(err, "response", None), "status_code", None)
+        return status is None or status >= 500 or status == 429
+    return isinstance(err, _network_errors())
+
+
+def _with_retries(call):
+    """`call` with tenacity's exponential backoff on transient Hub errors (re-running an
+    upload resumes it); the last error becomes one PushError line, token-free."""
+    retrying = tenacity.Retrying(
+        stop=tenacity.stop_after_attempt(RETRIES),
+        wait=tenacity.wait_exponential(multiplier=BACKOFF_SECONDS),
+        retry=tenacity.retry_if_exception(_transient),
+        before_sleep=lambda state: log.warning(
+            "transient Hub error (attempt %d/%d): %s",
+            state.attempt_number,
+            RETRIES,
+            _scrub(state.outcome.exception()),
+        ),
+        reraise=True,
+    )
+    try:
+        return retrying(call)
+    except (HfHubHTTPError, *_network_errors()) as err:
+        raise PushError(f"Hub request failed: {_scrub(err)}") from None
+
+
+def _scrub(err: Exception) -> str:
+    """The error's first line, with any token-like string removed."""
+    text = str(err).splitlines()[0] if str(err) else type(err).__name__
+    return " ".join("hf_***" if word.startswith("hf_") else word for word in text.split())

@@ -1,0 +1,61 @@
+"""`afg push` (hub.py) against the loopback Hub: the repo ends equal to the corpus."""
+
+from __future__ import annotations
+
+import pytest
+from datasets import load_dataset
+
+from afg_datasets.corpus.manifest import load_manifest
+from afg_datasets.publish.hub import UploadFile, repo_changes
+from tests.fake_hub import FakeHub
+from tests.samples import TOKEN, run_cli
+
+REPO = "afg-org/swap"
+KEPT = {".gitattributes": b"*.parquet filter=lfs\n", "notes/extra.txt": b"mine", "plan.json": b"{}"}
+
+
+def stale_files(store: dict[str, bytes]) -> dict[str, bytes]:
+    """What another build of a corpus leaves in a repo: a shard of another task count (real
+    parquet rows, which the card's globs would read), a tar, derived figures."""
+    shard = next(path for path in sorted(store) if path.startswith("data/pgd/"))
+    return {
+        "data/pgd/train-00007-of-00009.parquet": store[shard],
+        "wds/train/train-00007-of-00009.tar": b"x" * 1024,
+        "model/genome_basis.safetensors": b"old",
+        "bench/results.json": b"{}",
+        "afs.png": b"png",
+    }
+
+
+def test_the_plan_deletes_only_what_the_corpus_owns():
+    upload = [UploadFile("data/clean/train-00000-of-00001.parquet", 1)]
+    held = ["data/clean/train-00000-of-00001.parquet", "data/clean/train-00000-of-00002.parquet"]
+    plan = repo_changes([*held, *KEPT, "README.md", "wds/x.tar", "datax/y"], upload)
+    assert plan.delete == ["data/clean/train-00000-of-00002.parquet", "wds/x.tar"]
+    assert plan.kept == sorted([*KEPT, "datax/y"])
+
+
+@pytest.mark.parametrize("commits", [[], ["--commit-files", "3"]], ids=["one", "chunked"])
+def test_a_push_leaves_the_repo_equal_to_the_corpus(copy, tmp_path, commits):
+    push = ["push", str(copy), "--repo-id", REPO, *commits]
+    with FakeHub() as hub:
+        env = hub.env(TOKEN, tmp_path / "hf")
+        assert run_cli(*push, env=env).returncode == 0
+        store = hub.files[(REPO, "main")]
+        stale = stale_files(store)
+        store.update({**stale, **KEPT})
+        dry = run_cli(*push, "--dry-run", env=env)
+        assert dry.returncode == 0, dry.stderr
+        assert all(f"would delete  {path}" in dry.stdout for path in stale), dry.stdout
+        assert set(stale) <= set(store), "a dry run changes nothing"
+        result = run_cli(*push, env=env)
+        assert result.returncode == 0, result.stderr
+        assert not set(stale) & set(store) and set(KEPT) <= set(store)
+        assert all(f"kept  {path}" in result.stdout for path in KEPT), result.stdout
+    repo = tmp_path / "repo"
+    for path, data in store.items():
+        (repo / path).parent.mkdir(parents=True, exist_ok=True)
+        (repo / path).write_bytes(data)
+    loaded = load_dataset(str(repo), cache_dir=str(tmp_path / "cache"))
+    rows = sum(e["rows"] for e in load_manifest(copy)["files"] if e["path"].endswith(".parquet"))
+    assert sum(len(split) for split in loaded.values()) == rows
