@@ -245,7 +245,8 @@ def estimate(
         precision=precision,
         source__workers=0,
     )
-    report = run(cfg, sources, devices, device, calibration, started=STARTED)
+    say = lambda step: console.print(f"[dim]{step}...[/]")  # noqa: E731 - to stderr
+    report = run(cfg, sources, devices, device, calibration, started=STARTED, progress=say)
     printers.report(report, as_json, printers.estimate)
 
 

@@ -201,7 +201,8 @@ def fit_recognizer(
     its model card, ready for `afg push-recognizer`."""
     from afg_datasets.recognizer import Recognizer, TrainConfig
 
-    recognizer = Recognizer.fit(directory, objective, TrainConfig(epochs=epochs, seed=seed))
+    cfg = TrainConfig(epochs=epochs, seed=seed)
+    recognizer = Recognizer.fit(directory, objective, cfg, progress=True)
     path = recognizer.save(out)
     typer.echo(f"wrote {path} ({recognizer.info['epochs']} epochs)")
 

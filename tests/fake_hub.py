@@ -1,8 +1,9 @@
 """A loopback stand-in for the Hub endpoints huggingface_hub's upload path calls.
 
 create-repo, create-branch, validate-yaml, preupload (every file 'regular') and commit (NDJSON
-with base64 file contents), for dataset and model repos; for downloads, model repo info and
-resolve URLs. Files land in memory per (repo, revision); tokens are recorded.
+with base64 file contents, deletions), for dataset and model repos; for downloads, repo info,
+trees, paths-info and resolve URLs (what snapshot_download and load_dataset ask for). Files
+land in memory per (repo, revision); tokens are recorded.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import json
 import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import yaml
 
@@ -83,6 +85,8 @@ class FakeHub:
         handler.wfile.write(data)
 
     def route(self, handler, path, body):
+        if "/paths-info/" in path:
+            return self.paths_info(handler, path, body)
         if path == "/api/validate-yaml":
             content = json.loads(body)["content"]
             header = content.split("---")[1] if content.startswith("---") else ""
@@ -146,29 +150,73 @@ class FakeHub:
             },
         )
 
+    def store(self, repo_id: str, revision: str) -> dict[str, bytes]:
+        """A repo's files at a branch, or at a commit id (which reads main)."""
+        if (repo_id, revision) not in self.files and re.fullmatch(r"[0-9a-f]{40}", revision):
+            revision = "main"
+        return self.files.get((repo_id, revision), {})
+
+    @staticmethod
+    def entry(files: dict[str, bytes], path: str) -> dict | None:
+        """The tree entry of a file or folder (folders are implied by file paths)."""
+        if path in files:
+            data = files[path]
+            return {"type": "file", "path": path, "size": len(data), "oid": git_blob_id(data)}
+        if any(name.startswith(path.rstrip("/") + "/") for name in files) or path in ("", "/"):
+            return {"type": "directory", "path": path.strip("/"), "oid": "0" * 40}
+        return None
+
+    def tree(self, files: dict[str, bytes], folder: str, recursive: bool) -> list[dict]:
+        prefix = folder.strip("/") + "/" if folder.strip("/") else ""
+        entries: dict[str, dict] = {}
+        for name in sorted(files):
+            if not name.startswith(prefix):
+                continue
+            rest = name[len(prefix) :].split("/")
+            depth = len(rest) if recursive else 1
+            for level in range(1, depth + 1):
+                path = prefix + "/".join(rest[:level])
+                entries.setdefault(path, self.entry(files, path))
+        return list(entries.values())
+
+    def paths_info(self, handler, path, body):
+        match = re.fullmatch(r"/api/(?:models|datasets)/([^/]+/[^/]+)/paths-info/(.+)", path)
+        repo_id, revision = match.groups()
+        files = self.store(repo_id, unquote(revision))
+        paths = parse_qs(body.decode()).get("paths", [])
+        found = [e for e in (self.entry(files, p) for p in paths) if e is not None]
+        return self.reply(handler, found)
+
     def serve(self, handler, path, body: bool):
-        """Downloads: repo info (files and commit) and each file by its resolve URL."""
-        info = re.fullmatch(r"/api/models/([^/]+/[^/]+)/revision/(.+)", path)
+        """Downloads: repo info (files and commit), trees, and each file by its resolve URL:
+        what snapshot_download and datasets' load_dataset ask for."""
+        query = parse_qs(urlsplit(handler.path).query)
+        info = re.fullmatch(r"/api/(models|datasets)/([^/]+/[^/]+)(?:/revision/(.+))?", path)
         if info:
-            repo_id, revision = info.groups()
-            files = self.files.get((repo_id, revision), {})
-            siblings = [{"rfilename": name} for name in sorted(files)]
-            payload = {"id": repo_id, "sha": f"{self.commits:040x}", "siblings": siblings}
+            _, repo_id, revision = info.groups()
+            files = self.store(repo_id, unquote(revision or "main"))
+            if repo_id not in self.repos and not files:
+                return self.reply(handler, {"error": "Repository not found"}, 404)
+            siblings = [{"rfilename": name, "size": len(files[name])} for name in sorted(files)]
+            payload = {
+                "id": repo_id,
+                "sha": f"{self.commits:040x}",
+                "siblings": siblings,
+                "private": False,
+                "lastModified": "2026-01-01T00:00:00.000Z",
+            }
             return self.reply(handler, payload)
-        tree = re.fullmatch(r"/api/(?:models|datasets)/([^/]+/[^/]+)/tree/([^/]+)", path)
+        tree = re.fullmatch(r"/api/(?:models|datasets)/([^/]+/[^/]+)/tree/([^/]+)(/.*)?", path)
         if tree:
-            repo_id, revision = tree.groups()  # a commit id (downloads) reads main
-            files = self.files.get((repo_id, revision), self.files.get((repo_id, "main"), {}))
-            entries = [
-                {"type": "file", "path": name, "size": len(data), "oid": git_blob_id(data)}
-                for name, data in sorted(files.items())
-            ]
-            return self.reply(handler, entries)
-        resolve = re.fullmatch(r"/([^/]+/[^/]+)/resolve/([^/]+)/(.+)", path)
+            repo_id, revision, folder = tree.groups()
+            files = self.store(repo_id, unquote(revision))
+            recursive = query.get("recursive", ["false"])[0].lower() == "true"
+            return self.reply(handler, self.tree(files, unquote(folder or ""), recursive))
+        resolve = re.fullmatch(r"/(?:datasets/)?([^/]+/[^/]+)/resolve/([^/]+)/(.+)", path)
         stored = None
         if resolve:
-            repo_id, _, name = resolve.groups()
-            stored = self.files.get((repo_id, "main"), {}).get(name)
+            repo_id, revision, name = resolve.groups()
+            stored = self.store(repo_id, unquote(revision)).get(unquote(name))
         if stored is None:
             return self.reply(handler, {"error": f"unknown route {path}"}, 404)
         handler.send_response(200)

@@ -19,6 +19,7 @@ from afg_datasets.corpus.verify import verify_corpus
 from afg_datasets.errors import CorpusError, OutputDirError
 from afg_datasets.images import encode_png
 from afg_datasets.layout import sha256_file
+from afg_datasets.publish.card import refresh_card
 from tests.samples import run_cli
 
 
@@ -155,10 +156,12 @@ def first(root, pattern):
 
 
 def with_manifest(root, change):
-    """`root` with its manifest changed by `change(manifest)` and its files kept intact."""
+    """`root` with its manifest changed by `change(manifest)`, its card and croissant.json
+    made again: an intact corpus (verify passes)."""
     manifest = load_manifest(root)
     change(manifest)
     (root / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    refresh_card(root)
     return root
 
 
@@ -179,14 +182,16 @@ def test_stored_images_are_checked_against_the_corpus_shape(parent, tmp_path):
     damaged = tmp_path / "damaged"
     shutil.copytree(parent, damaged)
     shard = first(damaged, "data/clean/train-*.parquet")
-    table = pq.read_table(shard)
-    images = table.column("image").to_pylist()
+    source = pq.ParquetFile(shard)
+    groups = [source.read_row_group(i) for i in range(source.metadata.num_row_groups)]
+    images = groups[0].column("image").to_pylist()
     images[0] = {"bytes": encode_png(np.zeros((7, 9, 1), np.uint8)), "path": None}
-    index = table.schema.get_field_index("image")
-    table = table.set_column(
-        index, table.schema.field("image"), pa.array(images, table.schema.field("image").type)
-    )
-    pq.write_table(table, shard, row_group_size=len(table))
+    field = groups[0].schema.field("image")
+    column = pa.array(images, field.type)
+    groups[0] = groups[0].set_column(groups[0].schema.get_field_index("image"), field, column)
+    with pq.ParquetWriter(shard, groups[0].schema) as writer:  # the build's row groups kept
+        for group in groups:
+            writer.write_table(group)
     relative = shard.relative_to(damaged).as_posix()
 
     def rehash(manifest):

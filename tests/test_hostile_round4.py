@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import io
 import json
 import os
 import shutil
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from PIL import Image
 
 from afg_datasets.building import build_corpus, threads
 from afg_datasets.checks import hub_repo_id, hub_revision
@@ -19,6 +21,9 @@ from afg_datasets.corpus.tarshards import shard_members
 from afg_datasets.documents import load_json, read_bytes
 from afg_datasets.errors import ConfigError, CorpusError, OutputDirError, SourceError
 from afg_datasets.evaluation.bench import check_benchable
+from afg_datasets.files import foreign_entry
+from afg_datasets.images import decode_png
+from afg_datasets.layout import OUTPUT_DIRS, OUTPUTS
 from afg_datasets.sources.folders import FileReader
 from tests.samples import run_cli
 
@@ -37,7 +42,10 @@ OWNERS = {
     "layout.py": "hashing a corpus file the manifest names (regular_file checked first)",
     "formats/webdataset.py": "the shards it writes",
 }
-READERS = {"read_text", "read_bytes"}  # pathlib's, unbounded: only `documents` may call them
+READERS = {"read_text", "read_bytes"}
+FILES = [
+    name for name in OUTPUTS if name not in OUTPUT_DIRS
+]  # pathlib's, unbounded: only `documents` may call them
 
 
 def file_calls() -> list[tuple[str, int, str]]:
@@ -211,3 +219,54 @@ def test_the_bench_checks_the_manifest_before_reading(corpus):
         check_benchable(corpus.out, small)
     with pytest.raises(CorpusError, match="without attacks"):
         check_benchable(corpus.out, {**manifest, "attacks": {}})
+
+
+ENTRY_KINDS = ("link", "fifo", "file_for_folder", "folder_for_file")
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.sampled_from(ENTRY_KINDS),
+    st.sampled_from(OUTPUT_DIRS),
+    st.sampled_from(FILES),
+    st.lists(st.sampled_from(["a", "b", "c"]), max_size=2),
+)
+def test_any_entry_a_build_did_not_make_is_found(tmp_path_factory, kind, folder, file, depth):
+    out = tmp_path_factory.mktemp("out")
+    where = out.joinpath(folder, *depth)
+    where.mkdir(parents=True)
+    (where / "ok.parquet").write_bytes(b"x")
+    planted = {
+        "link": where / "x",
+        "fifo": where / "y",
+        "file_for_folder": out / folder,
+        "folder_for_file": out / file,
+    }[kind]
+    if kind == "link":
+        planted.symlink_to(out)
+    elif kind == "fifo":
+        os.mkfifo(planted)
+    elif kind == "file_for_folder":
+        shutil.rmtree(planted)
+        planted.write_bytes(b"")
+    else:
+        planted.mkdir()
+    found = foreign_entry(out, OUTPUT_DIRS, FILES)
+    assert found is not None and found.startswith(str(planted)), found
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.sampled_from(["L", "RGB", "RGBA", "P", "I;16", "I", "F", "1", "LA"]),
+    st.integers(1, 12),
+    st.integers(1, 12),
+    st.sampled_from([1, 3]),
+)
+def test_any_stored_image_decodes_to_the_corpus_shape_or_is_a_value_error(mode, w, h, channels):
+    buffer = io.BytesIO()
+    Image.new(mode, (w, h)).save(buffer, format="PNG" if mode not in ("I", "F") else "TIFF")
+    shape = (8, 8, channels)
+    try:
+        assert decode_png(buffer.getvalue(), shape).shape == shape
+    except ValueError as err:
+        assert "px" in str(err) or "mode" in str(err)

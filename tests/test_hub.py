@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+
 import pytest
-from datasets import load_dataset
 
 from afg_datasets.corpus.manifest import load_manifest
 from afg_datasets.publish.hub import UploadFile, repo_changes
@@ -11,6 +15,12 @@ from tests.fake_hub import FakeHub
 from tests.samples import TOKEN, run_cli
 
 REPO = "afg-org/swap"
+LOAD = """
+import json, sys
+from datasets import load_dataset
+loaded = load_dataset(sys.argv[1], cache_dir=sys.argv[2])  # from the Hub, as a user would
+print(json.dumps(sum(len(split) for split in loaded.values())))
+"""
 KEPT = {".gitattributes": b"*.parquet filter=lfs\n", "notes/extra.txt": b"mine", "plan.json": b"{}"}
 
 
@@ -52,10 +62,12 @@ def test_a_push_leaves_the_repo_equal_to_the_corpus(copy, tmp_path, commits):
         assert result.returncode == 0, result.stderr
         assert not set(stale) & set(store) and set(KEPT) <= set(store)
         assert all(f"kept  {path}" in result.stdout for path in KEPT), result.stdout
-    repo = tmp_path / "repo"
-    for path, data in store.items():
-        (repo / path).parent.mkdir(parents=True, exist_ok=True)
-        (repo / path).write_bytes(data)
-    loaded = load_dataset(str(repo), cache_dir=str(tmp_path / "cache"))
-    rows = sum(e["rows"] for e in load_manifest(copy)["files"] if e["path"].endswith(".parquet"))
-    assert sum(len(split) for split in loaded.values()) == rows
+        loaded = subprocess.run(
+            [sys.executable, "-c", LOAD, REPO, str(tmp_path / "cache")],
+            env={**os.environ, **env},
+            capture_output=True,
+            text=True,
+        )
+    assert loaded.returncode == 0, loaded.stderr[-3000:]
+    rows = [e["rows"] for e in load_manifest(copy)["files"] if e["path"].endswith(".parquet")]
+    assert json.loads(loaded.stdout.splitlines()[-1]) == sum(rows), "the repo reads as the corpus"

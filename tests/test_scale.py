@@ -13,7 +13,8 @@ import pytest
 import yaml
 
 from afg_datasets.building import build_corpus, finalize
-from afg_datasets.building.options import default_workers, rank_device, resolve_ranks
+from afg_datasets.building.options import RunOptions, default_workers, rank_device, resolve_ranks
+from afg_datasets.building.threads import NUMERIC_THREADS
 from afg_datasets.errors import ConfigError, OutputDirError
 
 TASK_SIZE = 16  # 48 sources -> 3 tasks
@@ -26,7 +27,8 @@ def tasked_config(small_config):
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory, tasked_config):
-    return build_corpus(tasked_config, tmp_path_factory.mktemp("ref") / "afg", progress=False)
+    out = tmp_path_factory.mktemp("ref") / "afg"
+    return build_corpus(tasked_config, out, progress=False, workers=1)  # in this process
 
 
 @pytest.fixture(scope="module")
@@ -154,7 +156,9 @@ def test_builds_on_one_node_share_the_cores(tmp_path, monkeypatch):
     assert node_processes() == 0 and not (registry() / "999999999").exists()
 
 
-def test_the_bytes_do_not_depend_on_the_thread_count(reference, tasked_config, tmp_path, monkeypatch):
+def test_the_bytes_do_not_depend_on_the_thread_count(
+    reference, tasked_config, tmp_path, monkeypatch
+):
     """--threads sets the cores (on CPU: task processes); every task computes on one thread,
     whatever the count, so the shards are the reference's (built in-process)."""
     from afg_datasets.building.threads import thread_budget

@@ -39,20 +39,20 @@ def check_files(root: Path, manifest: dict) -> list[str]:
     return problems
 
 
-def card_features(root: Path) -> Features:
+def card_features(card: str) -> Features:
     """The features the card's YAML declares; a CorpusError when the card cannot say."""
     try:
-        infos = DatasetInfosDict.from_dataset_card_data(DatasetCard.load(root / CARD_FILE).data)
+        infos = DatasetInfosDict.from_dataset_card_data(DatasetCard(card).data)
         return next(iter(infos.values())).features
     except Exception as err:  # noqa: BLE001 - YAML and card parse errors come in many types
         first = first_line(err)
         raise CorpusError(f"{CARD_FILE}: no readable dataset_info.features ({first})") from None
 
 
-def check_schema(root: Path, manifest: dict, skip: set[str]) -> list[str]:
+def check_schema(root: Path, manifest: dict, skip: set[str], card: str) -> list[str]:
     """Each (undamaged) table shard's schema equals the features the card declares."""
     try:
-        expected = card_features(root).arrow_schema.remove_metadata()
+        expected = card_features(card).arrow_schema.remove_metadata()
     except CorpusError as err:
         return [str(err)]
     return [
@@ -87,16 +87,15 @@ def check_records(root: Path, manifest: dict) -> list[str]:
     return problems
 
 
-def check_card_files(root: Path, manifest: dict) -> list[str]:
+def check_card_files(card: str, manifest: dict) -> list[str]:
     """The card's file table (format 1 and later) gives every file the manifest's size and
     sha256."""
     if format_major(manifest) == 0:
         return []
-    text = read_text(root / CARD_FILE, CorpusError)
     return [
         f"{CARD_FILE}: its file table lacks {e['path']} with the manifest's size and sha256"
         for e in manifest["files"]
-        if f"| `{e['path']}` | {e['bytes']} | `{e['sha256']}` |" not in text
+        if f"| `{e['path']}` | {e['bytes']} | `{e['sha256']}` |" not in card
     ]
 
 
@@ -135,10 +134,13 @@ def verify_corpus(root: str | Path, manifest: dict | None = None) -> list[str]:
     manifest = manifest or load_manifest(root)
     problems = check_files(root, manifest)
     damaged = {p.split(":", 1)[0] for p in problems}
-    if not (root / CARD_FILE).is_file():
-        problems.append(f"{CARD_FILE}: missing")
+    try:
+        card = read_text(root / CARD_FILE, CorpusError)  # once, bounded, a regular file
+    except CorpusError as err:
+        exists = (root / CARD_FILE).exists() or (root / CARD_FILE).is_symlink()
+        problems.append(str(err) if exists else f"{CARD_FILE}: missing")
     else:
-        problems += check_schema(root, manifest, damaged) + check_card_files(root, manifest)
+        problems += check_schema(root, manifest, damaged, card) + check_card_files(card, manifest)
     if not any(TABLE_FORMAT.owns(d) for d in damaged):
         problems += check_records(root, manifest)
     return problems + check_croissant(root, manifest)

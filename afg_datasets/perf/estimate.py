@@ -15,6 +15,7 @@ import math
 import tempfile
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -290,8 +291,11 @@ def estimate(
     device: str,
     calibration: int | None = None,
     started: float | None = None,
+    progress: Callable[[str], None] = lambda _: None,
 ) -> dict[str, Any]:
-    """Calibrate on this device, then project a build of `sources` images on `devices`."""
+    """Calibrate on this device, then project a build of `sources` images on `devices`;
+    `progress` hears each step as it starts."""
+    progress(f"calibrating every stage on {device} (one batch of source images)")
     cal = calibrate(cfg, device, calibration, started)
     total = sources or cal.source_images
     projected = project(cal, cfg, total, devices)
@@ -299,6 +303,7 @@ def estimate(
     train_images = round((cal.source_images if cal.real else total) * cfg.splits.train)
     train_seconds = 0.0
     if cal.untrained:
+        progress("timing the target model's training (it is not cached)")
         source, _ = _source_for(cfg, cal.sources)
         train_seconds = training_seconds(cfg, source, train_images, cal.device)
     projected["wall_seconds"] = round(projected["wall_seconds"] + train_seconds, 1)

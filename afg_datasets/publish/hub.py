@@ -132,9 +132,13 @@ def push(
         commit_files = COMMIT_FILES
     with hub_timeouts(timeout):
         api = HfApi()
-        changes = repo_changes(list(remote_files(api, repo_id, revision)), plan)
-        if not dry_run:
+        if not dry_run:  # a new branch starts from main's files: listed after it exists
             ensure_repo(api, repo_id, "dataset", private, revision)
+        held = remote_files(api, repo_id, revision)
+        if dry_run and revision and not held:  # a branch not made yet would start from main
+            held = remote_files(api, repo_id, None)
+        changes = repo_changes(list(held), plan)
+        if not dry_run:
             _upload(api, root, manifest, repo_id, revision, changes, commit_files)
     return changes
 

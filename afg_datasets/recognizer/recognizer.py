@@ -63,6 +63,22 @@ def read_saved_facts(path: Path) -> dict:
     return info
 
 
+def model_batch(images: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """[0,1] float [N, C, H, W] from uint8 [N, H, W, C] or [N, H, W] (grey), or from float
+    [N, C, H, W]; a ModelError naming the shape otherwise."""
+    x = torch.as_tensor(np.asarray(images) if not isinstance(images, torch.Tensor) else images)
+    if x.dtype == torch.uint8 and x.ndim == 3:
+        x = x[..., None]
+    if x.dtype == torch.uint8 and x.ndim == 4:
+        return x.permute(0, 3, 1, 2).float() / 255
+    if x.is_floating_point() and x.ndim == 4:
+        return x.float()
+    raise ModelError(
+        f"images of shape {tuple(x.shape)} and dtype {x.dtype}: give uint8 [N, H, W, C] or "
+        "[N, H, W], or [0, 1] floats [N, C, H, W]"
+    )
+
+
 class Recognizer:
     """A trained RecognizerNet plus what it needs to compute genomes of new images."""
 
@@ -87,6 +103,7 @@ class Recognizer:
         corpus_dir: str | Path,
         objective: str = "two_head",
         train_cfg: TrainConfig | None = None,
+        progress: bool = False,
     ) -> Recognizer:
         """Train on the corpus's train split, early-stopped on its validation split."""
         root = Path(corpus_dir)
@@ -103,7 +120,9 @@ class Recognizer:
         val_data = to_tensors(read_split(root, "validation", images=False), inputs)
         cfg = train_cfg or TrainConfig()
         num_classes = len(manifest["source"]["class_names"])
-        net, history = fit_recognizer(inputs, train_data, val_data, num_classes, objective, cfg)
+        net, history = fit_recognizer(
+            inputs, train_data, val_data, num_classes, objective, cfg, progress=progress
+        )
         info = {
             "objective": objective,
             "inputs": inputs,
@@ -166,11 +185,10 @@ class Recognizer:
 
     @torch.no_grad()
     def predict(self, images: torch.Tensor | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(probability adversarial, original class) for images: uint8 [N,H,W,C] or [0,1]
-        float [N,C,H,W]. Genomes come from the corpus's own target model and encoder."""
-        x = torch.as_tensor(images)
-        if x.dtype == torch.uint8:
-            x = x.permute(0, 3, 1, 2).float() / 255
+        """(probability adversarial, original class) for images: uint8 [N,H,W,C] or [N,H,W]
+        (grey, as `load_dataset` gives them), or [0,1] float [N,C,H,W]. Genomes come from the
+        corpus's own target model and encoder."""
+        x = model_batch(images)
         if self._target is None:
             self._target = load_model_dir(self.target_dir)[0]
         try:

@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
+from tqdm.auto import tqdm
 
 from afg_datasets.recognizer.model import RecognizerNet
 
@@ -44,8 +45,10 @@ def train(
     train_data: Mapping[str, torch.Tensor],
     val_data: Mapping[str, torch.Tensor],
     cfg: TrainConfig,
+    progress: bool = False,
 ) -> dict:
-    """Adam; keeps the weights with the lowest validation loss; stops after `patience`."""
+    """Adam; keeps the weights with the lowest validation loss; stops after `patience`;
+    `progress` shows a bar of epochs with the validation loss."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
         net.fit_normalization(train_data)
@@ -53,6 +56,7 @@ def train(
         generator = torch.Generator().manual_seed(cfg.seed)
         n = len(next(iter(train_data.values())))
         best, best_state, stale, epochs = float("inf"), None, 0, 0
+        bar = tqdm(total=cfg.epochs, desc="train recognizer", unit="epoch", disable=not progress)
         for epoch in range(cfg.epochs):
             net.train()
             for batch in _batches(
@@ -65,12 +69,15 @@ def train(
                 opt.step()
             epochs = epoch + 1
             val_loss, _ = evaluate(net, val_data)
+            bar.update()
+            bar.set_postfix_str(f"validation loss {val_loss:.4f}")
             if val_loss < best - 1e-4:
                 best, best_state, stale = val_loss, copy.deepcopy(net.state_dict()), 0
             else:
                 stale += 1
                 if stale >= cfg.patience:
                     break
+        bar.close()
     if best_state is not None:
         net.load_state_dict(best_state)
     net.eval()
@@ -85,6 +92,7 @@ def fit_recognizer(
     objective: str,
     cfg: TrainConfig,
     width: int = 16,
+    progress: bool = False,
 ) -> tuple[RecognizerNet, dict]:
     """A recognizer over the `inputs` columns, built and trained under `cfg.seed` (so its
     initial weights are seeded too). Returns (net, training history)."""
@@ -93,4 +101,4 @@ def fit_recognizer(
         net = RecognizerNet(
             {n: tuple(train_data[n].shape[1:]) for n in inputs}, num_classes, objective, width
         )
-    return net, train(net, train_data, val_data, cfg)
+    return net, train(net, train_data, val_data, cfg, progress)

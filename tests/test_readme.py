@@ -1,0 +1,38 @@
+"""The README's Python snippets, run as written on a small corpus of the default builder (its
+default encoder, whichever that is), from the folder that holds `afg`."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from afg_datasets.building import build_corpus
+from afg_datasets.config import load_config
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def snippets() -> list[str]:
+    """Python blocks that read the local corpus (not the Hub's `your-name/...` repos)."""
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
+    return [block for block in blocks if "your-name/" not in block]
+
+
+@pytest.fixture(scope="module")
+def default_corpus(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("readme")
+    build_corpus(load_config("digits").replace(limit=48), folder / "afg", progress=False)
+    return folder
+
+
+@pytest.mark.parametrize("index", range(len(snippets())))
+def test_a_readme_snippet_runs_on_the_default_corpus(default_corpus, index):
+    code = snippets()[index]
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=default_corpus, capture_output=True, text=True
+    )
+    assert result.returncode == 0, f"{code}\n{result.stderr[-3000:]}"
