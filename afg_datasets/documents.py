@@ -142,5 +142,5 @@ def load_json(path: Path, error: type[AFGError], top: type = dict) -> Any:
     data = parse_json(read_text(path, error), str(path), error)
     if not isinstance(data, top) or isinstance(data, bool):
         found = JSON_NAMES.get(type(data), "null" if data is None else type(data).__name__)
-        raise error(f"{path}: a JSON document holding {found}; {JSON_NAMES[top]} is expected")
+        raise error(f"{path}: top level: {found}, where {JSON_NAMES[top]} is expected")
     return data

@@ -32,12 +32,29 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], Any]) -> None:
         raise
 
 
-def atomic_directory(path: Path, fill: Callable[[Path], Any]) -> None:
-    """Call `fill` on an empty `<path>.partial` folder, then rename it to `path`."""
+def save_figure(figure: Any, path: Path, dpi: int = 120) -> None:
+    """A matplotlib figure written whole or not at all (never through a link at `path`)."""
+    atomic_write(path, lambda handle: figure.savefig(handle, dpi=dpi, format=path.suffix[1:]))
+
+
+def owned_folder(path: Path) -> Path:
+    """`path` as a folder to write into: created if missing; a link or non-folder there is
+    refused (an OSError naming it), since writing through it would land elsewhere."""
+    if path.is_symlink() or (path.exists() and not path.is_dir()):
+        raise NotADirectoryError(f"{path}: a link or non-folder where a folder is written")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def atomic_directory(path: Path, fill: Callable[[Path], Any], replace: bool = False) -> None:
+    """Call `fill` on an empty `<path>.partial` folder, then rename it to `path` (with
+    `replace`, a folder already there is removed first, once the new one is complete)."""
     tmp = partial_path(path)
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         fill(tmp)
+        if replace and path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
         os.replace(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+
+# One thread per test process (pytest runs two, see pyproject's addopts): builds then run their
+# tasks in this process (the default task processes are one per core this budget gives), and CLI
+# subprocesses inherit it. Tests of the process pool ask for workers explicitly.
+os.environ["OMP_NUM_THREADS"] = "1"
 
 import pytest
 import torch

@@ -22,7 +22,8 @@ from typer.testing import CliRunner
 from afg_datasets.cli import app
 from afg_datasets.config import BuildConfig, load_config
 from afg_datasets.corpus.loader import stream
-from afg_datasets.errors import AFGError, ConfigError, CorpusError
+from afg_datasets.corpus.tarshards import MAX_BLOCKING
+from afg_datasets.errors import AFGError, ConfigError, CorpusError, ModelError
 
 EXAMPLES = int(os.environ.get("AFG_FUZZ_EXAMPLES", "80"))
 FUZZ = settings(
@@ -194,8 +195,10 @@ def test_a_damaged_shard_in_url_mode_gives_what_its_bytes_hold_or_one_corpus_err
     ]
     assert found == _reference(data), hit
     blocks = range(len(data) // 512)
-    last = max(i * 512 for i in blocks if data[i * 512 : i * 512 + 512].strip(b"\0"))
-    assert len(data) - last <= 20 * 512 + 1024, hit  # nothing but end blocks and padding after
+    last = max((i * 512 for i in blocks if data[i * 512 : i * 512 + 512].strip(b"\0")), default=0)
+    assert found, "an archive of no member (all zeros) is refused"
+    # nothing but end blocks and padding to a record of some blocking factor (tar -b N) after
+    assert len(data) - last <= MAX_BLOCKING * 512 + 1024, hit
 
 
 # --- saved recognizer folders ----------------------------------------------------------------
@@ -278,3 +281,26 @@ def test_out_of_range_cli_values_are_one_error_line(corpus, tmp_path_factory, co
     assert "Traceback" not in result.output
     assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit)
     assert not (Path(tmp) / "o" / "manifest.json").exists()
+
+
+def test_a_recognizer_is_saved_whole_never_through_a_link(saved_recognizer, tmp_path):
+    from afg_datasets.recognizer import Recognizer
+
+    own = tmp_path / "own"
+    shutil.copytree(saved_recognizer, own)
+    recognizer = Recognizer.from_pretrained(own)
+    recognizer.save(own)  # again into its own folder: replaced when complete
+    assert Recognizer.from_pretrained(own).manifest == recognizer.manifest
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (tmp_path / "link").symlink_to(victim)
+    with pytest.raises(ModelError, match="link"):
+        recognizer.save(tmp_path / "link")
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "mine.txt").write_text("keep")
+    with pytest.raises(ModelError, match="not empty"):
+        recognizer.save(tmp_path / "full")
+    assert not any(victim.iterdir()) and (tmp_path / "full" / "mine.txt").read_text() == "keep"
+    (own / "config.json").write_text("[1, 2]")  # the mixin's file, as a list
+    with pytest.raises(ModelError, match="top level"):
+        Recognizer.from_pretrained(own)

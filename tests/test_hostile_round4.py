@@ -59,7 +59,8 @@ def file_calls() -> list[tuple[str, int, str]]:
             keywords = {k.arg for k in node.keywords}
             if name == "tarfile.open" and "fileobj" in keywords:
                 continue  # opened by open_regular first
-            if name in FILE_CALLS or name.rsplit(".", 1)[-1] in READERS:
+            method = isinstance(node.func, ast.Attribute) and node.func.attr in READERS
+            if name in FILE_CALLS or method:
                 found.append((module, node.lineno, name))
     return found
 
@@ -270,3 +271,36 @@ def test_any_stored_image_decodes_to_the_corpus_shape_or_is_a_value_error(mode, 
         assert decode_png(buffer.getvalue(), shape).shape == shape
     except ValueError as err:
         assert "px" in str(err) or "mode" in str(err)
+
+
+def test_a_lock_file_that_is_a_link_is_refused(tmp_path):
+    from afg_datasets.building.plan import output_lock
+
+    victim = tmp_path / "victim"
+    victim.write_text("keep")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ".afg.lock").symlink_to(victim)
+    with pytest.raises(OutputDirError, match="symbolic link"), output_lock(out):
+        pass
+    assert victim.read_text() == "keep"
+
+
+@pytest.mark.parametrize("entry", ["file", "corrupt"])
+def test_a_damaged_model_cache_entry_never_stops_a_build(
+    small_config, tmp_path, monkeypatch, entry
+):
+    from afg_datasets.building.context import model_cache_key
+    from afg_datasets.models.storage import cached_model_dir
+
+    monkeypatch.setenv("AFG_CACHE_DIR", str(tmp_path / "cache"))
+    cfg = small_config.replace(limit=12)
+    cached = cached_model_dir(model_cache_key(cfg))
+    cached.parent.mkdir(parents=True)
+    if entry == "file":
+        cached.write_text("not a folder")
+    else:
+        cached.mkdir()
+        (cached / "model.json").write_text("{}")
+    result = build_corpus(cfg, tmp_path / "out", progress=False)
+    assert result.manifest and (tmp_path / "out" / "model" / "model.safetensors").is_file()

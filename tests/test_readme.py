@@ -29,10 +29,21 @@ def default_corpus(tmp_path_factory):
     return folder
 
 
-@pytest.mark.parametrize("index", range(len(snippets())))
-def test_a_readme_snippet_runs_on_the_default_corpus(default_corpus, index):
-    code = snippets()[index]
+RUN_ALL = r"""
+import sys, traceback
+for number, code in enumerate(sys.argv[1:], 1):
+    try:
+        exec(compile(code, f"README snippet {number}", "exec"), {"__name__": "__main__"})
+    except Exception:
+        sys.exit(f"README snippet {number} failed:\n{code}\n{traceback.format_exc()}")
+"""
+
+
+def test_the_readme_snippets_run_on_the_default_corpus(default_corpus):
+    """Each in a namespace of its own, in one process (one import of torch and datasets)."""
+    blocks = snippets()
+    assert len(blocks) >= 3, "the snippets are found"
     result = subprocess.run(
-        [sys.executable, "-c", code], cwd=default_corpus, capture_output=True, text=True
+        [sys.executable, "-c", RUN_ALL, *blocks], cwd=default_corpus, capture_output=True, text=True
     )
-    assert result.returncode == 0, f"{code}\n{result.stderr[-3000:]}"
+    assert result.returncode == 0, result.stderr[-4000:]

@@ -256,3 +256,15 @@ def test_recognizer_round_trips_through_a_loopback_hub(corpus, tmp_path):
         np.load(tmp_path / "hub.npy"), np.stack([p_adv, classes.astype(np.float32)])
     )
     assert TOKEN not in pushed.stdout + pushed.stderr
+
+
+def test_predict_takes_images_as_load_dataset_gives_them():
+    from afg_datasets.errors import ModelError
+    from afg_datasets.recognizer.recognizer import model_batch
+
+    grey = np.full((2, 8, 8), 255, np.uint8)  # [N, H, W], as a grey Image column gives them
+    assert model_batch(grey).shape == (2, 1, 8, 8) and float(model_batch(grey).max()) == 1.0
+    assert model_batch(np.zeros((2, 8, 8, 3), np.uint8)).shape == (2, 3, 8, 8)
+    assert model_batch(torch.zeros(2, 3, 8, 8)).shape == (2, 3, 8, 8)
+    with pytest.raises(ModelError, match=r"shape \(8, 8\)"):
+        model_batch(np.zeros((8, 8), np.uint8))

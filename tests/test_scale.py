@@ -123,16 +123,6 @@ def test_torchrun_two_cpu_ranks(reference, config_file, tmp_path):
     assert plan_ranks == {"count": 3, "ranks": 2}
 
 
-def test_local_workers(reference, tasked_config, tmp_path, monkeypatch):
-    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    out = tmp_path / "workers"
-    result = build_corpus(tasked_config, out, progress=False, workers=2)
-    assert sorted(result.tasks_run) == [0, 1, 2]
-    assert shard_hashes(out) == shard_hashes(reference.out)
-    threads = json.loads((out / "stats.json").read_text())["torch_threads"]
-    assert threads == [NUMERIC_THREADS], "every task computes on one thread"
-
-
 def test_builds_on_one_node_share_the_cores(tmp_path, monkeypatch):
     from afg_datasets.building.threads import node_processes, registered, registry, thread_budget
 
@@ -156,11 +146,10 @@ def test_builds_on_one_node_share_the_cores(tmp_path, monkeypatch):
     assert node_processes() == 0 and not (registry() / "999999999").exists()
 
 
-def test_the_bytes_do_not_depend_on_the_thread_count(
-    reference, tasked_config, tmp_path, monkeypatch
-):
-    """--threads sets the cores (on CPU: task processes); every task computes on one thread,
-    whatever the count, so the shards are the reference's (built in-process)."""
+def test_bytes_do_not_depend_on_the_thread_count(reference, tasked_config, tmp_path, monkeypatch):
+    """--threads sets the cores (on CPU: task processes, the default --workers); every task
+    computes on one thread whatever the count, so a pool's shards are the reference's (built
+    in this process)."""
     from afg_datasets.building.threads import thread_budget
 
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
@@ -168,8 +157,10 @@ def test_the_bytes_do_not_depend_on_the_thread_count(
     assert thread_budget(2, {"LOCAL_WORLD_SIZE": "2"}) == max(1, cpus // 4)
     assert thread_budget(1, {"OMP_NUM_THREADS": "3"}) == 3
     assert RunOptions(threads=4).resolve({}).workers == 4
+    assert RunOptions(threads=4, workers=2).resolve({}).workers == 2
     out = tmp_path / "threads"
-    build_corpus(tasked_config, out, progress=False, threads=4)  # 3 tasks: 3 processes
+    result = build_corpus(tasked_config, out, progress=False, threads=4)  # 3 tasks: 3 processes
+    assert sorted(result.tasks_run) == [0, 1, 2]
     assert json.loads((out / "stats.json").read_text())["torch_threads"] == [NUMERIC_THREADS]
     assert shard_hashes(out) == shard_hashes(reference.out)
 

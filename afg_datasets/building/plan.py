@@ -124,8 +124,12 @@ def clear_task(
 
 @contextlib.contextmanager
 def output_lock(out: Path) -> Iterator[None]:
-    """Serialize plan/finalize steps of concurrent ranks on one output directory."""
+    """Serialize plan/finalize steps of concurrent ranks on one output directory (a lock file
+    that is a link is refused: taking the lock would truncate what it points to)."""
     out.mkdir(parents=True, exist_ok=True)
+    foreign = foreign_entry(out, [], [LOCK_FILE])
+    if foreign:
+        raise OutputDirError(f"{foreign}; remove it (nothing was written)")
     with FileLock(out / LOCK_FILE):
         yield
 

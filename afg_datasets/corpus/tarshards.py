@@ -31,6 +31,7 @@ BLOCK = 512
 # GNU tar's `-b N` pads to N blocks; a tail of zeros longer than the largest record is not
 # padding but a cut or zero-filled file.
 MAX_BLOCKING = 256
+DEFAULT_RECORD = 20 * BLOCK  # what tarfile writes, and GNU tar by default
 RECORD_SIZES = tuple(n * BLOCK for n in range(1, MAX_BLOCKING + 1))
 USTAR = b"ustar\0"  # the magic at byte 257 of a POSIX tar header
 MAX_MEMBER_BYTES = 256 << 20  # a single tar member larger than this is not a record's
@@ -164,7 +165,8 @@ def check_end(raw: Buffer, stop: int, url: str) -> None:
     every byte."""
     end, closed = len(raw), stop + 2 * BLOCK
     padded = any(-(-closed // size) * size == end for size in RECORD_SIZES)
-    if not padded or bytes(raw[stop:]).strip(b"\0"):
+    empty_but_long = stop == 0 and end > DEFAULT_RECORD  # a zero-filled file, not a shard
+    if not padded or empty_but_long or bytes(raw[stop:]).strip(b"\0"):
         raise CorpusError(
             f"{url}: truncated, zero-filled or damaged shard: its members end at byte {stop}, "
             f"the end-of-archive blocks do not end it ({end} bytes)"

@@ -18,6 +18,7 @@ from scipy.stats import spearmanr
 from afg_datasets.corpus.verify import require_intact
 from afg_datasets.errors import AFGError
 from afg_datasets.evaluation.activations import layer_activations
+from afg_datasets.files import save_figure
 from afg_datasets.layout import AFS_JSON, AFS_PNG, read_json, write_json
 from afg_datasets.models import load_target_model
 from afg_datasets.publish.card import refresh_card
@@ -172,5 +173,5 @@ def plot_afs(report: dict, curves: dict, path: Path) -> None:
         fontsize=8,
     )
     fig.tight_layout(rect=(0, 0.05, 1, 1))
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path)
     plt.close(fig)

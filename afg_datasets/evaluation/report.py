@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +9,8 @@ from sklearn.metrics import roc_auc_score, roc_curve
 
 from afg_datasets.evaluation.adaptive import METRICS as ADAPTIVE_METRICS
 from afg_datasets.evaluation.intervals import METRICS
+from afg_datasets.files import atomic_write, owned_folder, save_figure
+from afg_datasets.layout import write_json
 
 COLUMNS = {
     "detection_auroc": "AUROC",
@@ -103,9 +104,10 @@ def results_table(report: dict[str, Any]) -> str:
 
 def write_outputs(out: Path, report: dict, curves: dict, attacks: list[str]) -> None:
     """results.json and results.md; roc.png when there are curves."""
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(report, indent=2) + "\n")
-    (out / "results.md").write_text(results_table(report))
+    owned_folder(out)
+    write_json(out / "results.json", report)
+    table = results_table(report).encode()
+    atomic_write(out / "results.md", lambda handle: handle.write(table))
     if curves:
         plot_roc(out / "roc.png", curves, attacks)
 
@@ -127,7 +129,7 @@ def plot_roc(path: Path, curves: dict, attacks: list[str]) -> None:
         for ax, attack in zip(axes_row, columns, strict=True):
             _roc_panel(ax, setting, attack, curves)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path)
     plt.close(fig)
 
 

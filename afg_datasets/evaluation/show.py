@@ -10,6 +10,7 @@ import numpy as np
 from afg_datasets.corpus.columns import find_row
 from afg_datasets.corpus.verify import require_intact
 from afg_datasets.errors import AFGError, ConfigError
+from afg_datasets.files import save_figure
 from afg_datasets.formats import TABLE_FORMAT
 from afg_datasets.images import decode_png
 from afg_datasets.records import CLEAN, genome_inputs, record_key
@@ -138,6 +139,6 @@ def show(root: str | Path, key: str, out: str | Path | None = None) -> Path:
     _genomes(fig, axes[3:], [clean, adversarial], manifest)
     fig.suptitle(key, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path)
     plt.close(fig)
     return path

@@ -187,9 +187,15 @@ def obtain_target_model(
     directory.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(directory.with_name(directory.name + ".lock")):  # concurrent ranks train once
         if (directory / INFO_FILE).is_file():
-            model, info = load_model_dir(directory, device)
-            return model, info, True
+            try:
+                model, info = load_model_dir(directory, device)
+                return model, info, True
+            except ModelError as err:  # a shared cache never stops a build: train again
+                log.warning("cached model %s unreadable (%s); training it again", directory, err)
         model, info = train_model(settings, data, progress)
         log.info("trained target model: test accuracy %.4f", info.test_accuracy)
-        atomic_directory(directory, lambda tmp: save_model(model, info, tmp))
+        try:
+            atomic_directory(directory, lambda tmp: save_model(model, info, tmp), replace=True)
+        except OSError as err:
+            log.warning("could not cache the model in %s (%s); built without it", directory, err)
     return model.to(device), info, False

@@ -29,6 +29,7 @@ from huggingface_hub.errors import (
 )
 from huggingface_hub.hf_api import RepoFile
 
+from afg_datasets.documents import open_regular
 from afg_datasets.errors import AFGError
 
 log = logging.getLogger(__name__)
@@ -119,7 +120,9 @@ def _held(remote: Any, root: Path, item: UploadFile, sha256: dict[str, str]) -> 
     if remote.lfs is not None:
         return remote.lfs.sha256 == sha256.get(item.path)
     blob = hashlib.sha1(f"blob {item.bytes}\0".encode())  # noqa: S324 - git's object id
-    blob.update((root / item.path).read_bytes())
+    with open_regular(root / item.path, PushError) as handle:  # a verified corpus file
+        while chunk := handle.read(2**20):
+            blob.update(chunk)
     return remote.blob_id == blob.hexdigest()
 
 

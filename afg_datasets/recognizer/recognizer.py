@@ -4,7 +4,6 @@ mixin (config.json + model.safetensors + a model card) with what genomes of new 
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from afg_datasets.config import BuildConfig
 from afg_datasets.corpus.verify import require_intact
 from afg_datasets.documents import load_json
 from afg_datasets.errors import ConfigError, CorpusError, ModelError, first_line
+from afg_datasets.files import atomic_directory
 from afg_datasets.genome import encoder_from_manifest
 from afg_datasets.layout import (
     ENCODER_STATE_FILE,
@@ -26,6 +26,7 @@ from afg_datasets.layout import (
     MODEL_FILE,
     RECOGNIZER_FILES,
     RECOGNIZER_OPTIONAL,
+    write_json,
 )
 from afg_datasets.models import forward_with_taps, load_model_dir
 from afg_datasets.recognizer.data import read_split, to_tensors
@@ -139,16 +140,23 @@ class Recognizer:
         from afg_datasets.recognizer.card import write_model_card
 
         path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
+        if path.is_symlink() or (path.exists() and not path.is_dir()):
+            raise ModelError(f"{path}: a link or non-folder where the recognizer is saved")
+        if path.is_dir() and any(path.iterdir()) and not (path / INFO).is_file():
+            raise ModelError(f"{path}: not empty and not a saved recognizer; choose a new folder")
         info = {**self.info, "manifest": {k: self.manifest[k] for k in MANIFEST_KEYS}}
-        (path / INFO).write_text(json.dumps(info, indent=2) + "\n")
-        if self.target_dir.resolve() != (path / TARGET_DIR).resolve():
-            (path / TARGET_DIR).mkdir(exist_ok=True)
+
+        def fill(tmp: Path) -> None:  # all of it, or nothing, in a folder made here
+            (tmp / TARGET_DIR).mkdir(parents=True)
+            write_json(tmp / INFO, info)
             for name in (INFO_FILE, MODEL_FILE, ENCODER_STATE_FILE):
                 if (self.target_dir / name).is_file():  # the state: stateful encoders only
-                    shutil.copyfile(self.target_dir / name, path / TARGET_DIR / name)
-        write_model_card(path / "README.md", info, self.corpus_dir)  # the mixin keeps it
-        self.net.save_pretrained(path)
+                    shutil.copyfile(self.target_dir / name, tmp / TARGET_DIR / name)
+            write_model_card(tmp / "README.md", info, self.corpus_dir)  # the mixin keeps it
+            self.net.save_pretrained(tmp)
+
+        atomic_directory(path, fill, replace=True)  # an earlier save is replaced when complete
+        self.target_dir = path / TARGET_DIR
         return path
 
     @classmethod
