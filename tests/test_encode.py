@@ -199,9 +199,10 @@ def test_stored_images_are_checked_against_the_corpus_shape(parent, tmp_path):
         entry.update(sha256=sha256_file(shard), bytes=shard.stat().st_size)
 
     with_manifest(damaged, rehash)
-    result = run_cli("encode", str(damaged), "--out", str(tmp_path / "x"), "--groups", "3")
-    assert result.returncode == 2, result.stderr
-    assert "9x7 px" in result.stderr and "Traceback" not in result.stderr
+    with pytest.raises(
+        CorpusError, match="parquet: a stored image of 9x7 px"
+    ):
+        encode_corpus(damaged, tmp_path / "x", {"groups": 3}, progress=False)
 
 
 def test_the_task_count_comes_from_the_manifest(parent, tmp_path):

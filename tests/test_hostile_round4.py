@@ -294,7 +294,7 @@ def test_a_damaged_model_cache_entry_never_stops_a_build(
     from afg_datasets.models.storage import cached_model_dir
 
     monkeypatch.setenv("AFG_CACHE_DIR", str(tmp_path / "cache"))
-    cfg = small_config.replace(limit=12)
+    cfg = small_config.replace(limit=12, model__epochs=1)  # trained again: quickly
     cached = cached_model_dir(model_cache_key(cfg))
     cached.parent.mkdir(parents=True)
     if entry == "file":

@@ -13,7 +13,7 @@ from filelock import FileLock
 from torch import nn
 from tqdm.auto import trange
 
-from afg_datasets.errors import ModelError
+from afg_datasets.errors import CorpusError, ModelError
 from afg_datasets.files import atomic_directory
 from afg_datasets.layout import INFO_FILE, sha256_file
 from afg_datasets.models.nets import (
@@ -190,7 +190,7 @@ def obtain_target_model(
             try:
                 model, info = load_model_dir(directory, device)
                 return model, info, True
-            except ModelError as err:  # a shared cache never stops a build: train again
+            except (ModelError, CorpusError) as err:  # a shared cache never stops a build
                 log.warning("cached model %s unreadable (%s); training it again", directory, err)
         model, info = train_model(settings, data, progress)
         log.info("trained target model: test accuracy %.4f", info.test_accuracy)
