@@ -199,9 +199,7 @@ def test_stored_images_are_checked_against_the_corpus_shape(parent, tmp_path):
         entry.update(sha256=sha256_file(shard), bytes=shard.stat().st_size)
 
     with_manifest(damaged, rehash)
-    with pytest.raises(
-        CorpusError, match="parquet: a stored image of 9x7 px"
-    ):
+    with pytest.raises(CorpusError, match="parquet: a stored image of 9x7 px"):
         encode_corpus(damaged, tmp_path / "x", {"groups": 3}, progress=False)
 
 
