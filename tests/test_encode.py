@@ -125,6 +125,9 @@ def test_the_genome_bench_compares_genomes_on_the_same_test_sources(parent, corp
         [parent, other.out], tmp_path / "bench", quick=True, unseen="none", attack_systems=True
     )
     labels = [g["label"] for g in report["genomes"]]
+    sizes = [g["parameters"] for g in report["genomes"]]  # each genome's own, not the first's
+    assert sizes[0]["afg"] != sizes[1]["afg"] and all(s["raw_pixels"] > 0 for s in sizes)
+    assert any("training seed" in w for w in report["warnings"]) and report["versions"]["torch"]
     assert labels == ["groupmap", "activations"]
     methods = {r["method"] for r in report["results"]}
     assert methods == {"afg:groupmap", "raw_pixels:groupmap", "afg:activations"} | {

@@ -268,3 +268,15 @@ def test_predict_takes_images_as_load_dataset_gives_them():
     assert model_batch(torch.zeros(2, 3, 8, 8)).shape == (2, 3, 8, 8)
     with pytest.raises(ModelError, match=r"shape \(8, 8\)"):
         model_batch(np.zeros((8, 8), np.uint8))
+
+
+def test_the_report_warns_where_its_figures_cannot_carry_a_claim():
+    from afg_datasets.evaluation.report import warnings
+
+    row = {"method": "afg", "setting": "family", "attack": "fgsm", "detection_auroc": 0.41}
+    found = warnings({"results": [row | {"n": 40}], "protocol": {"seeds": 1}})
+    assert len(found) == 3 and "below chance" in found[0] and "40 to 40 test records" in found[1]
+    assert (
+        warnings({"results": [row | {"detection_auroc": 0.9, "n": 500}], "protocol": {"seeds": 3}})
+        == []
+    )

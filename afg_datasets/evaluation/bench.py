@@ -261,12 +261,7 @@ def run_bench(
         "corpus": {"name": manifest["name"], "config_hash": manifest["config_hash"]}
         | {"path": str(root)},
         "protocol": protocol_facts(data, attacks, seeds, quick, manifest, target),
-        "versions": {
-            "afg_datasets": __version__,
-            "torch": torch.__version__,
-            "sklearn": sklearn.__version__,
-            "python": platform.python_version(),
-        },
+        "versions": versions(),
         "results": results,
         "comparisons": comparisons,
     }
@@ -275,6 +270,16 @@ def run_bench(
     report["seconds"] = round(time.perf_counter() - start, 1)
     write_outputs(out, report, curves, attacks)
     return report
+
+
+def versions() -> dict[str, str]:
+    """The package versions a report's figures came from."""
+    return {
+        "afg_datasets": __version__,
+        "torch": torch.__version__,
+        "sklearn": sklearn.__version__,
+        "python": platform.python_version(),
+    }
 
 
 def protocol_facts(data, attacks, seeds, quick, manifest, target) -> dict[str, Any]:

@@ -26,8 +26,8 @@ from afg_datasets.evaluation.bench import (
     protocol_facts,
     run_adaptive,
     settings,
+    versions,
 )
-from afg_datasets.evaluation.methods import afg_parameters, raw_pixel_width
 from afg_datasets.evaluation.report import write_outputs
 from afg_datasets.layout import SPLITS
 
@@ -133,12 +133,18 @@ def run_genome_bench(
                 "path": str(g.root),
                 "config_hash": g.manifest["config_hash"],
                 "genome": g.manifest["config"]["genome"],
-                "afg_parameters": afg_parameters(g.inputs(dict.fromkeys(SPLITS), quick)),
-                "raw_pixels_width": raw_pixel_width(g.inputs(dict.fromkeys(SPLITS), quick)),
+                **{
+                    key: value
+                    for key, value in protocol_facts(
+                        g.data, attacks, seeds, quick, g.manifest, g.target
+                    ).items()
+                    if key in ("parameters", "raw_pixels_width")
+                },
             }
             for g in genomes
         ],
         "protocol": protocol_facts(first.data, attacks, seeds, quick, first.manifest, first.target),
+        "versions": versions(),
         "results": results,
         "comparisons": comparisons,
     }

@@ -97,13 +97,53 @@ def results_table(report: dict[str, Any]) -> str:
         "the threshold off the test set; the deployable figures are TPR / FPR at the "
         "threshold chosen on validation.\n\n"
     )
+    for genome in report.get("genomes", []):  # several corpora: each its own capacity
+        note += (
+            f"Parameters of `{genome['label']}`: AFG recognizer {genome['parameters']['afg']:,}, "
+            f"its raw-pixel control {genome['parameters']['raw_pixels']:,}.\n"
+        )
+    versions = ", ".join(f"{k} {v}" for k, v in report.get("versions", {}).items())
+    note += f"\nVersions: {versions}.\n\n" if versions else ""
     rows = [r | {"held_out": ",".join(r.get("held_out") or []) or "–"} for r in report["results"]]
     main = _table(["method", "setting", "held_out", "attack"], METRICS, rows)
-    return main + note + comparison_table(report) + adaptive_table(report)
+    cautions = "".join(f"- **Warning**: {w}\n" for w in report.get("warnings", []))
+    return main + note + cautions + comparison_table(report) + adaptive_table(report)
+
+
+SMALL_TEST = 100  # test records of a row: fewer, and its interval is wider than most differences
+MIN_SEEDS = 3  # training seeds a claim needs: the spread of one seed is not measured
+
+
+def warnings(report: dict[str, Any]) -> list[str]:
+    """What the figures cannot carry: AUROC below chance, rows on few test records, too few
+    training seeds for the seed spread."""
+    out = []
+    for r in report["results"]:
+        auroc = r.get("detection_auroc")
+        if auroc is not None and auroc < 0.5:
+            out.append(
+                f"{r['method']} ({r['setting']}, {r['attack']}): AUROC {auroc:.3f} is below "
+                "chance: the detector ranks these adversarial records as clean (a failed fit "
+                "or an attack it inverts), not evidence about the genome"
+            )
+    small = sorted({r["n"] for r in report["results"] if r["n"] < SMALL_TEST})
+    if small:
+        out.append(
+            f"rows on {small[0]} to {small[-1]} test records (fewer than {SMALL_TEST}): their "
+            "intervals are wide; build a larger corpus before claiming a difference"
+        )
+    seeds = report["protocol"]["seeds"]
+    if seeds < MIN_SEEDS:
+        out.append(
+            f"{seeds} training seed(s): training variance is not measured (the intervals cover "
+            f"test sources only); a claim needs at least {MIN_SEEDS} (--seeds)"
+        )
+    return out
 
 
 def write_outputs(out: Path, report: dict, curves: dict, attacks: list[str]) -> None:
-    """results.json and results.md; roc.png when there are curves."""
+    """results.json and results.md (with their `warnings`); roc.png when there are curves."""
+    report["warnings"] = warnings(report)
     owned_folder(out)
     write_json(out / "results.json", report)
     table = results_table(report).encode()
