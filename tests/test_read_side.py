@@ -34,6 +34,14 @@ def test_the_loader_imports_no_build_code():
     assert not [m for m in loaded if m.startswith(("afg_datasets.building", "afg_datasets.genome"))]
 
 
+def test_the_recognizer_data_reader_imports_no_training_source_attack_or_build_code():
+    loaded = imported_after("import afg_datasets.recognizer.data")
+    ours = [m for m in loaded if m.startswith("afg_datasets")]
+    heavy = ("training", "sources", "attacks", "building", "config", "genome")
+    assert "afg_datasets.recognizer.data" in loaded
+    assert not [m for m in ours if any(part in m.split(".") for part in heavy)], ours
+
+
 @pytest.mark.parametrize("shape", [(3, 5), (256, 1536), (SERIAL_ELEMENTS + 7,), (40, 8, 8, 4)])
 @pytest.mark.parametrize("dtype", [np.float16, np.float32, np.uint8])
 def test_float32_tensor_is_an_exact_conversion_of_its_own(shape, dtype):
