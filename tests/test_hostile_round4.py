@@ -80,8 +80,11 @@ def fifo(tmp_path):
 
 
 def test_a_fifo_is_refused_not_read(fifo, tmp_path):
+    reader = FileReader(tmp_path, ("cat/x.png",), ("x",), 8, None)
     with pytest.raises(SourceError, match="pipe, socket or device"):
-        FileReader(tmp_path, ("cat/x.png",), ("x",), 8, None).open_item(0)
+        reader.open_item(0)
+    decoded = reader.read([0])  # a bad image, as source.on_bad_image handles it
+    assert len(decoded.kept) == 0 and "pipe, socket or device" in decoded.bad[0][1]
     with pytest.raises(CorpusError, match="not a regular file"):
         read_bytes(fifo.parent, CorpusError)
 

@@ -31,7 +31,15 @@ log = logging.getLogger(__name__)
 L = TypeVar("L", bound=Callable)
 
 # What a broken, truncated or oversized (decompression bomb) image raises while decoding.
-DECODE_ERRORS = (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError)
+# An item that cannot be decoded, or not read as a regular bounded file (SourceError from
+# documents.open_regular / read_bytes): a bad image, handled by source.on_bad_image.
+DECODE_ERRORS = (
+    OSError,
+    UnidentifiedImageError,
+    ValueError,
+    Image.DecompressionBombError,
+    SourceError,
+)
 
 
 @section("source.")
