@@ -38,10 +38,11 @@ def save_figure(figure: Any, path: Path, dpi: int = 120) -> None:
 
 
 def owned_folder(path: Path) -> Path:
-    """`path` as a folder to write into: created if missing; a link or non-folder there is
-    refused (an OSError naming it), since writing through it would land elsewhere."""
-    if path.is_symlink() or (path.exists() and not path.is_dir()):
-        raise NotADirectoryError(f"{path}: a link or non-folder where a folder is written")
+    """`path` as a folder to write into: created if missing; a link or non-folder there, or a
+    link inside it, is refused (`foreign_entry`: an OSError naming it)."""
+    foreign = foreign_entry(path.parent, [path.name], [])
+    if foreign:
+        raise NotADirectoryError(foreign)
     path.mkdir(parents=True, exist_ok=True)
     return path
 

@@ -124,6 +124,7 @@ def run_genome_bench(
                     for item in compare(boots[attack], rows[attack], f"afg:{genome.label}", versus):
                         comparisons.append({"setting": setting, "attack": attack, **item})
     first = genomes[0]
+    facts = [protocol_facts(g.data, attacks, seeds, quick, g.manifest, g.target) for g in genomes]
     report = {
         "corpus": {"name": first.manifest["name"], "config_hash": first.manifest["config_hash"]}
         | {"path": str(first.root)},
@@ -133,17 +134,12 @@ def run_genome_bench(
                 "path": str(g.root),
                 "config_hash": g.manifest["config_hash"],
                 "genome": g.manifest["config"]["genome"],
-                **{
-                    key: value
-                    for key, value in protocol_facts(
-                        g.data, attacks, seeds, quick, g.manifest, g.target
-                    ).items()
-                    if key in ("parameters", "raw_pixels_width")
-                },
+                "parameters": own["parameters"],  # each genome's capacity, and its control's
+                "raw_pixels_width": own["raw_pixels_width"],
             }
-            for g in genomes
+            for g, own in zip(genomes, facts, strict=True)
         ],
-        "protocol": protocol_facts(first.data, attacks, seeds, quick, first.manifest, first.target),
+        "protocol": facts[0],
         "versions": versions(),
         "results": results,
         "comparisons": comparisons,

@@ -60,30 +60,35 @@ def upload_in_commits(
     revision: str | None,
     commit_files: int,
     delete: list[str] | None = None,
+    held: dict[str, Any] | None = None,
 ) -> int:
     """`data` in commits of at most `commit_files` files and COMMIT_BYTES bytes, skipping
-    those the repo already holds with the same content (`sha256` of each), then `extras` in
-    one last commit that also deletes `delete`. Returns the number of data files uploaded."""
+    those the repo already holds (`held`, else listed here) with the same content (`sha256`
+    of each), then `extras` in one last commit that also deletes `delete`. Returns the number
+    of data files uploaded."""
     api = HfApi()
-    held = remote_files(api, repo_id, revision)
+    held = remote_files(api, repo_id, revision) if held is None else held
     todo = [item for item in data if not _held(held.get(item.path), root, item, sha256)]
     chunks = _chunks(todo, commit_files)
     for number, chunk in enumerate(chunks, 1):
         operations = additions(root, [item.path for item in chunk], {})
         commit(api, repo_id, operations, f"data, part {number}/{len(chunks)}", revision)
         log.info("pushed part %d/%d (%d files)", number, len(chunks), len(chunk))
-    deletions = [CommitOperationDelete(path) for path in delete or []]
-    operations = [*additions(root, extras, contents), *deletions]
+    operations = additions(root, extras, contents, delete)
     commit(api, repo_id, operations, "card, croissant.json and manifest", revision)
     return len(todo)
 
 
-def additions(root: Path, paths: list[str], contents: dict[str, bytes]) -> list:
-    """One add per path (exact names: nothing else goes); `contents` replaces a file's bytes."""
-    return [
+def additions(
+    root: Path, paths: list[str], contents: dict[str, bytes], delete: list[str] | None = None
+) -> list:
+    """One add per path (exact names: nothing else goes; `contents` replaces a file's bytes),
+    then one delete per path of `delete`."""
+    adds = [
         CommitOperationAdd(path, contents[path] if path in contents else str(root / path))
         for path in paths
     ]
+    return [*adds, *(CommitOperationDelete(path) for path in delete or [])]
 
 
 def _chunks(items: list[UploadFile], most: int) -> list[list[UploadFile]]:

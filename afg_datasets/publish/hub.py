@@ -9,8 +9,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from huggingface_hub import CommitOperationDelete, DatasetCard, HfApi, ModelCard, constants
+from huggingface_hub import DatasetCard, HfApi, ModelCard, constants
 
 from afg_datasets.checks import hub_repo_id, hub_revision
 from afg_datasets.corpus.verify import require_intact
@@ -139,7 +140,7 @@ def push(
             held = remote_files(api, repo_id, None)
         changes = repo_changes(list(held), plan)
         if not dry_run:
-            _upload(api, root, manifest, repo_id, revision, changes, commit_files)
+            _upload(api, root, manifest, repo_id, revision, changes, commit_files, held)
     return changes
 
 
@@ -181,6 +182,7 @@ def _upload(
     revision: str | None,
     changes: PushPlan,
     commit_files: int | None,
+    held: dict[str, Any],
 ) -> None:
     """The corpus's files, its card re-rendered so its snippets load `repo_id`, its
     croissant.json with URLs into the repo; the stale files deleted in the last commit."""
@@ -194,13 +196,12 @@ def _upload(
     contents = {CARD_FILE: card, CROISSANT_FILE: croissant.encode()}
     paths = sorted({item.path for item in changes.upload} | set(contents))
     if commit_files is None:
-        deletions = [CommitOperationDelete(path) for path in changes.delete or []]
-        operations = [*additions(root, paths, contents), *deletions]
+        operations = additions(root, paths, contents, changes.delete)
         commit(api, repo_id, operations, f"Upload {root.name}", revision)
         return
     data = [item for item in changes.upload if item.path not in PUBLISHED_EXTRAS]
     extras = [path for path in paths if path in PUBLISHED_EXTRAS]
     sha256 = {e["path"]: e["sha256"] for e in manifest["files"]}
     upload_in_commits(
-        root, repo_id, data, extras, sha256, contents, revision, commit_files, changes.delete
+        root, repo_id, data, extras, sha256, contents, revision, commit_files, changes.delete, held
     )

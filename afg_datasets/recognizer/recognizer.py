@@ -17,7 +17,7 @@ from afg_datasets.config import BuildConfig
 from afg_datasets.corpus.verify import require_intact
 from afg_datasets.documents import load_json
 from afg_datasets.errors import ConfigError, CorpusError, ModelError, first_line
-from afg_datasets.files import atomic_directory
+from afg_datasets.files import atomic_directory, foreign_entry
 from afg_datasets.genome import encoder_from_manifest
 from afg_datasets.layout import (
     ENCODER_STATE_FILE,
@@ -140,8 +140,9 @@ class Recognizer:
         from afg_datasets.recognizer.card import write_model_card
 
         path = Path(path)
-        if path.is_symlink() or (path.exists() and not path.is_dir()):
-            raise ModelError(f"{path}: a link or non-folder where the recognizer is saved")
+        foreign = foreign_entry(path.parent, [path.name], [])
+        if foreign:
+            raise ModelError(foreign)
         if path.is_dir() and any(path.iterdir()) and not (path / INFO).is_file():
             raise ModelError(f"{path}: not empty and not a saved recognizer; choose a new folder")
         info = {**self.info, "manifest": {k: self.manifest[k] for k in MANIFEST_KEYS}}
