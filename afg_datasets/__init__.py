@@ -13,7 +13,7 @@ _PUBLIC = {
     "dataloader": "afg_datasets.corpus.loader",
     "stream": "afg_datasets.corpus.loader",
     "load_target_model": "afg_datasets.models",
-    "verify_corpus": "afg_datasets.corpus.verify",
+    "verify_corpus": "afg_datasets.corpus.corpus",
 }
 __all__ = ["__version__", *_PUBLIC]
 

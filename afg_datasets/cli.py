@@ -298,7 +298,7 @@ def card(directory: CorpusArg):
 @app.command()
 def verify(directory: CorpusArg):
     """Check every file against the manifest, the schema against the card, splits and keys."""
-    from afg_datasets.corpus.verify import verify_corpus
+    from afg_datasets.corpus.corpus import verify_corpus
 
     problems = verify_corpus(directory)
     for line in problems:

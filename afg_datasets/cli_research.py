@@ -46,6 +46,7 @@ def bench(
 ):
     """Benchmark the AFG recognizer against raw pixels, Mahalanobis, LID and the target model;
     with several corpora, every genome side by side (paired intervals)."""
+    from afg_datasets.corpus.corpus import Corpus
     from afg_datasets.evaluation.bench import run_bench
     from afg_datasets.evaluation.report import results_table
     from afg_datasets.publish.card import refresh_card
@@ -59,8 +60,9 @@ def bench(
         typer.echo(results_table(report))
         typer.echo(f"{report['seconds']:.0f}s; wrote {written}/results.json, results.md")
         return
+    corpus = Corpus.open(directory)  # opened once: verified by the bench, read by the card
     report = run_bench(
-        directory,
+        corpus,
         out,
         seeds=seeds,
         quick=quick,
@@ -69,7 +71,7 @@ def bench(
         progress=show,
     )
     if out is None:
-        refresh_card(directory)  # the card shows bench/results.md
+        refresh_card(corpus)  # the card shows bench/results.md
     typer.echo(results_table(report))
     written = out or directory / BENCH_DIR
     typer.echo(f"{report['seconds']:.0f}s; wrote {written}/results.json, results.md, roc.png")

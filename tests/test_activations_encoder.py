@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from afg_datasets.building import build_corpus
-from afg_datasets.corpus.verify import verify_corpus
+from afg_datasets.corpus.corpus import verify_corpus
 from afg_datasets.genome import EncoderInputs, make_encoder
 from afg_datasets.models import forward_with_taps
 

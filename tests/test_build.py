@@ -227,7 +227,7 @@ def test_cli_builds_and_summarizes(tmp_path):
 
 
 def test_a_parquet_only_build_writes_half_and_is_a_whole_corpus(corpus, small_config, tmp_path):
-    from afg_datasets.corpus.verify import verify_corpus
+    from afg_datasets.corpus.corpus import verify_corpus
 
     cfg = small_config.replace(formats=("parquet",))
     built = build_corpus(cfg, tmp_path / "afg", progress=False)

@@ -173,16 +173,17 @@ def test_architecture_contract(name):
 
 @pytest.fixture(scope="module")
 def bench_inputs(corpus):
-    from afg_datasets.corpus.verify import require_intact
+    from afg_datasets.corpus.corpus import Corpus
     from afg_datasets.evaluation.activations import layer_activations
     from afg_datasets.evaluation.methods import BenchInputs
     from afg_datasets.layout import SPLITS
     from afg_datasets.models import load_target_model
     from afg_datasets.recognizer.data import protocol_filter, read_split
 
-    manifest = require_intact(corpus.out)
+    opened = Corpus.open(corpus.out).verify()
+    manifest = opened.manifest
     target = load_target_model(corpus.out)
-    data = {s: protocol_filter(read_split(corpus.out, s)) for s in SPLITS}
+    data = {s: protocol_filter(read_split(opened, s)) for s in SPLITS}
     layers = [layer["name"] for layer in manifest["layers"]]
     pooled = {s: layer_activations(target, data[s]["image"], layers, pool=True) for s in SPLITS}
     return BenchInputs(data, pooled, manifest, target, quick=True)

@@ -14,8 +14,8 @@ from datasets import load_dataset
 from afg_datasets.building import build_corpus
 from afg_datasets.building import encode as encode_module
 from afg_datasets.building.encode import encode_corpus
+from afg_datasets.corpus.corpus import verify_corpus
 from afg_datasets.corpus.manifest import load_manifest
-from afg_datasets.corpus.verify import verify_corpus
 from afg_datasets.errors import CorpusError, OutputDirError
 from afg_datasets.images import encode_png
 from afg_datasets.layout import sha256_file

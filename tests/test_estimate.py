@@ -8,7 +8,7 @@ import json
 from datasets import load_dataset
 
 from afg_datasets.building import build_corpus
-from afg_datasets.corpus.verify import verify_corpus
+from afg_datasets.corpus.corpus import verify_corpus
 from tests.samples import run_cli
 
 KEYS = {"sources", "devices", "device", "wall_seconds", "bytes", "records", "stages"}

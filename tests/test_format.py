@@ -21,8 +21,8 @@ from PIL import Image
 
 import afg_datasets
 from afg_datasets.config import BuildConfig
+from afg_datasets.corpus.corpus import verify_corpus
 from afg_datasets.corpus.manifest import load_manifest
-from afg_datasets.corpus.verify import verify_corpus
 from afg_datasets.errors import CorpusError
 from afg_datasets.formats import parquet
 from afg_datasets.layout import FORMAT_VERSION, MANIFEST_FILE, PLAN_FILE

@@ -11,8 +11,8 @@ from scipy.optimize import nnls as scipy_nnls
 
 from afg_datasets.building import build_corpus
 from afg_datasets.building.context import prepare, ready_encoder, source_train_images
+from afg_datasets.corpus.corpus import verify_corpus
 from afg_datasets.corpus.manifest import load_manifest
-from afg_datasets.corpus.verify import verify_corpus
 from afg_datasets.genome.groupbasis import nnls
 from afg_datasets.models import forward_with_taps, model_input
 from afg_datasets.sources.base import ArrayReader

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from afg_datasets.building import RunOptions, build_corpus
+from afg_datasets.corpus.corpus import Corpus, verify_corpus
 from afg_datasets.corpus.loader import stream
 from afg_datasets.corpus.manifest import load_manifest
-from afg_datasets.corpus.verify import verify_corpus
 from afg_datasets.errors import ConfigError, CorpusError, ModelError
 from afg_datasets.layout import AFS_JSON, AFS_PNG, BENCH_DIR
 from afg_datasets.models import load_target_model
@@ -88,12 +88,12 @@ def test_push_uploads_exactly_the_manifest_files_never_a_symlink(copy, tmp_path)
     (tmp_path / "secret").write_text("token")
     (copy / "leak.png").symlink_to(tmp_path / "secret")
     (copy / "notes.png").write_text("not in the manifest")
-    plan = {f.path for f in upload_plan(copy, load_manifest(copy))}
+    plan = {f.path for f in upload_plan(Corpus.open(copy))}
     listed = {e["path"] for e in load_manifest(copy)["files"]}
     assert plan == listed | {"README.md", "croissant.json", "manifest.json", "stats.json"}
     (copy / AFS_PNG).symlink_to(tmp_path / "secret")
     with pytest.raises(PushError, match="a symlink"):
-        upload_plan(copy, load_manifest(copy))
+        upload_plan(Corpus.open(copy))
 
 
 def test_stream_reads_the_manifest_shards_not_a_glob(copy):

@@ -18,8 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import afg_datasets
-from afg_datasets.corpus.manifest import load_manifest
-from afg_datasets.corpus.verify import verify_corpus
+from afg_datasets.corpus.corpus import Corpus, verify_corpus
 from afg_datasets.errors import CorpusError
 from afg_datasets.publish.hub import upload_plan
 from tests.fake_hub import FakeHub
@@ -58,7 +57,9 @@ def test_size_category_counts_each_record_once(corpus):
     for entry in manifest["files"]:
         if entry["path"].startswith("wds/"):
             entry["rows"] = 5_000  # the webdataset copy must not count again
-    assert card_data(manifest).size_categories == ["n<1K"]
+    from afg_datasets.corpus.corpus import Corpus
+
+    assert card_data(Corpus(corpus.out, manifest)).size_categories == ["n<1K"]
 
 
 def test_card_command_regenerates_identically(copy):
@@ -109,10 +110,10 @@ def test_verify_catches_extra_row(copy):
 
 def verify_corpus_rows_only(copy, shard):
     """The record checks alone (what a re-hashed, tampered manifest would still catch)."""
-    from afg_datasets.corpus.manifest import load_manifest
+    from afg_datasets.corpus.corpus import Corpus
     from afg_datasets.corpus.verify import check_records
 
-    return check_records(copy, load_manifest(copy))
+    return check_records(copy, Corpus.open(copy).files("parquet"))
 
 
 def test_push_through_loopback_hub(copy, tmp_path):
@@ -130,7 +131,7 @@ def test_push_through_loopback_hub(copy, tmp_path):
     assert hub.repos["afg-org/digits"]["type"] == "dataset"
     for revision in ("main", "v1"):
         uploaded = hub.files[("afg-org/digits", revision)]
-        expected = {f.path for f in upload_plan(copy, load_manifest(copy))}
+        expected = {f.path for f in upload_plan(Corpus.open(copy))}
         assert set(uploaded) == expected
         for path in expected - {"README.md", "croissant.json"}:
             assert uploaded[path] == (copy / path).read_bytes(), path

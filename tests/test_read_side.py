@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from afg_datasets.corpus.corpus import Corpus
 from afg_datasets.corpus.shardcolumns import SERIAL_ELEMENTS, float32_tensor
 
 
@@ -59,10 +60,10 @@ def test_find_record_reads_one_record_by_key(corpus):
     from afg_datasets.evaluation.show import RecordNotFound, find_record
 
     key = _keys(corpus.out)[-1]
-    record = find_record(corpus.out, key)
+    record = find_record(Corpus.open(corpus.out), key)
     assert record["key"] == key and record["image"]["bytes"].startswith(b"\x89PNG")
     with pytest.raises(RecordNotFound, match="no record with key 'nope-clean'"):
-        find_record(corpus.out, "nope-clean")
+        find_record(Corpus.open(corpus.out), "nope-clean")
 
 
 def _keys(root):

@@ -8,6 +8,7 @@ import pytest
 import torch
 from huggingface_hub import DatasetCard
 
+from afg_datasets.corpus.corpus import Corpus
 from afg_datasets.evaluation.bench import metrics, run_bench
 from afg_datasets.evaluation.methods import METHODS, Scores
 from afg_datasets.layout import SPLITS
@@ -67,7 +68,7 @@ def test_card_includes_the_results_table(report, corpus, tmp_path):
     copy = tmp_path / "afg"
     shutil.copytree(corpus.out, copy)
     shutil.copytree(report[1], copy / "bench")
-    write_card(copy, corpus.manifest, corpus.stats)
+    write_card(Corpus(copy, corpus.manifest), corpus.stats)
     text = DatasetCard.load(copy / "README.md").text
     assert "| afg | seen |" in text
     assert "recovery on unseen attacks: AFG" in text and "raw-pixel control" in text
@@ -197,7 +198,7 @@ def test_recognizer_save_load_predict_on_new_images(corpus, tmp_path):
     recognizer = Recognizer.fit(corpus.out, train_cfg=TrainConfig(epochs=2, seed=0))
     recognizer.save(tmp_path / "rec")
     loaded = Recognizer.load(tmp_path / "rec")
-    test = read_split(corpus.out, "test")
+    test = read_split(Corpus.open(corpus.out), "test")
     images = test["image"].transpose(0, 2, 3, 1)  # uint8 NHWC, as a user has them
     p_adv, classes = loaded.predict(images)
     assert p_adv.shape == classes.shape == (len(images),)
@@ -235,7 +236,7 @@ def test_recognizer_round_trips_through_a_loopback_hub(corpus, tmp_path):
     card = ModelCard.load(saved / "README.md")
     assert corpus.manifest["config_hash"] in card.text and "Threat model" in card.text
     assert card.data.library_name == "afg-datasets"
-    images = read_split(corpus.out, "test")["image"][:16].transpose(0, 2, 3, 1)
+    images = read_split(Corpus.open(corpus.out), "test")["image"][:16].transpose(0, 2, 3, 1)
     np.save(tmp_path / "images.npy", images)
     with FakeHub() as hub:
         env = hub.env(TOKEN, tmp_path / "hf")

@@ -13,7 +13,7 @@ from afg_datasets.building import build_corpus
 from afg_datasets.building import task as task_module
 from afg_datasets.building.splits import assign_splits
 from afg_datasets.config import BuildConfig
-from afg_datasets.corpus.verify import verify_corpus
+from afg_datasets.corpus.corpus import verify_corpus
 from afg_datasets.errors import SourceError
 from afg_datasets.layout import MANIFEST_FILE, STATS_FILE, TASKS_DIR
 from afg_datasets.sources.base import stable_id

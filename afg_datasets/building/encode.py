@@ -47,7 +47,7 @@ from afg_datasets.building.task import (
 )
 from afg_datasets.building.threads import numeric_threads
 from afg_datasets.config import BuildConfig
-from afg_datasets.corpus.verify import require_intact
+from afg_datasets.corpus.corpus import Corpus
 from afg_datasets.errors import CorpusError, OutputDirError, first_line
 from afg_datasets.files import atomic_directory
 from afg_datasets.formats import TABLE_FORMAT, split_of_shard
@@ -91,10 +91,11 @@ def _encode(
     check_device(device)
     if out.resolve() == parent.resolve():
         raise OutputDirError(f"--out {str(out)!r} is the corpus itself; choose another directory")
-    manifest = require_intact(parent)
-    cfg = BuildConfig.from_manifest(manifest["config"])
+    corpus = Corpus.open(parent).verify()
+    manifest = corpus.manifest
+    cfg = BuildConfig.from_manifest(corpus.config)
     cfg = cfg.replace(**{f"genome__{key}": value for key, value in genome.items()})
-    shards = _task_shards(parent, manifest)
+    shards = _task_shards(corpus)
     tasks = [Task(t, 0, 0, derive_seed(cfg.seed, "task", t)) for t in range(manifest["tasks"])]
     ctx = _context(parent, manifest, cfg, out, device, progress)
     check_output(out, cfg, overwrite, resume=False)
@@ -151,21 +152,21 @@ def _facts(manifest: dict, ctx: BuildContext) -> dict[str, Any]:
     return {**facts, **{key: manifest[key] for key in keep}}
 
 
-def _task_shards(parent: Path, manifest: dict) -> dict[int, dict[str, dict[str, Path]]]:
+def _task_shards(corpus: Corpus) -> dict[int, dict[str, dict[str, Path]]]:
     """Task -> split -> attack (clean first, then the parent's order) -> its parquet shard. The
     number of tasks is the manifest's; every shard name must agree with it."""
-    variants, tasks = [CLEAN, *manifest["attacks"]], manifest["tasks"]
+    parent, tasks = corpus.root, corpus.manifest["tasks"]
+    variants = [CLEAN, *corpus.attacks]
     shards: dict[int, dict[str, dict[str, Path]]] = defaultdict(lambda: defaultdict(dict))
-    for entry in manifest["files"]:
+    for entry in corpus.files(TABLE_FORMAT.name):
         path = entry["path"]
-        if TABLE_FORMAT.owns(path):
-            attack, split = TABLE_FORMAT.attack_of(path), split_of_shard(path)
-            task, named = shard_tasks(path)
-            if attack not in variants or split not in SPLITS or named != tasks or task >= tasks:
-                raise CorpusError(
-                    f"{parent}: {path} is not a shard of its attacks, splits and {tasks} tasks"
-                )
-            shards[task][split][attack] = parent / path
+        attack, split = TABLE_FORMAT.attack_of(path), split_of_shard(path)
+        task, named = shard_tasks(path)
+        if attack not in variants or split not in SPLITS or named != tasks or task >= tasks:
+            raise CorpusError(
+                f"{parent}: {path} is not a shard of its attacks, splits and {tasks} tasks"
+            )
+        shards[task][split][attack] = parent / path
     for splits in shards.values():
         for split, by_attack in splits.items():
             splits[split] = {a: by_attack[a] for a in variants if a in by_attack}

@@ -12,6 +12,7 @@ from typing import Any
 
 from afg_datasets.building.plan import plan_tasks, read_marker, read_plan
 from afg_datasets.building.stats import make_stats, skipped_sources
+from afg_datasets.corpus.corpus import Corpus
 from afg_datasets.errors import OutputDirError
 from afg_datasets.layout import (
     ENCODER_STATE_FILE,
@@ -66,8 +67,9 @@ def finalize(out: str | Path, wall: float | None = None) -> BuildResult:
     setup = read_json(setup_path) if setup_path.is_file() else {"stages": {}}
     stats = make_stats(setup, markers, wall)
     write_json(out / STATS_FILE, stats)
-    write_card(out, manifest, stats)
-    write_croissant(out, manifest)
+    corpus = Corpus(out, manifest)  # read before its manifest is written: the card lists it
+    write_card(corpus, stats)
+    write_croissant(corpus)
     write_json(out / MANIFEST_FILE, manifest)
     return BuildResult(out, manifest, stats)
 

@@ -18,11 +18,12 @@ import torch
 
 from afg_datasets.checks import hub_repo_id
 from afg_datasets.corpus.columns import numpy_column
-from afg_datasets.corpus.manifest import check_place, load_manifest, require_files, split_files
+from afg_datasets.corpus.corpus import Corpus
+from afg_datasets.corpus.manifest import check_place
 from afg_datasets.corpus.shardcolumns import float32_tensor, rebatch, shard_chunks
 from afg_datasets.corpus.tarshards import ShardBuffer
 from afg_datasets.errors import CorpusError
-from afg_datasets.records import CLEAN, genome_inputs
+from afg_datasets.records import genome_inputs
 
 META_FIELDS = ("key", "attack", "label", "is_adversarial", "mixed_label")
 
@@ -68,7 +69,7 @@ class AFGDataset(torch.utils.data.Dataset):
 
 
 def load(
-    path_or_repo_id: str | os.PathLike,
+    path_or_repo_id: Corpus | str | os.PathLike,
     config: str = "all",
     split: str = "train",
     verify: bool = True,
@@ -76,25 +77,26 @@ def load(
     """A torch-ready dataset from a local corpus directory or a Hub repo id."""
     from datasets import load_dataset
 
-    check_split(path_or_repo_id, config, split, verify)
-    return AFGDataset(load_dataset(str(path_or_repo_id), config, split=split))
+    where = check_split(path_or_repo_id, config, split, verify)
+    return AFGDataset(load_dataset(str(where), config, split=split))
 
 
-def check_split(path_or_repo_id: str | os.PathLike, config: str, split: str, verify: bool) -> None:
-    """For a local corpus, the parquet files of `config` and `split` against the manifest."""
-    local = Path(path_or_repo_id)
-    if not local.is_dir():
-        hub_repo_id(str(path_or_repo_id), "corpus (no such folder; nor a Hub repo)")
-    if not (verify and local.is_dir()):
-        return
-    manifest = load_manifest(local)
-    files = split_files(local, manifest, split)
-    read = [p for p in files if config == "all" or p.parent.name in (CLEAN, config)]
-    require_files(local, manifest, read)
+def check_split(
+    source: Corpus | str | os.PathLike, config: str, split: str, verify: bool
+) -> str | Path:
+    """What `load_dataset` reads: a local corpus's folder, its parquet files of `config` and
+    `split` checked against the manifest first; a Hub repo id, checked to be one."""
+    if isinstance(source, Corpus) or Path(source).is_dir():
+        corpus = Corpus.of(source)
+        paths = corpus.paths(split=split, config=config)
+        if verify:
+            corpus.require(paths)
+        return corpus.root
+    return hub_repo_id(str(source), "corpus (no such folder; nor a Hub repo)")
 
 
 def dataloader(
-    path_or_repo_id: str | os.PathLike,
+    path_or_repo_id: Corpus | str | os.PathLike,
     config: str = "all",
     split: str = "train",
     batch_size: int = 256,
@@ -109,8 +111,8 @@ def dataloader(
     in `load`; `shuffle` is seeded."""
     from datasets import load_dataset
 
-    check_split(path_or_repo_id, config, split, verify)
-    data = load_dataset(str(path_or_repo_id), config, split=split)
+    where = check_split(path_or_repo_id, config, split, verify)
+    data = load_dataset(str(where), config, split=split)
     names = list(columns) if columns else [*META_FIELDS, *genome_inputs(data.column_names)]
     unknown = sorted(set(names) - set(data.column_names))
     if unknown:
@@ -181,24 +183,24 @@ def _like_load(batch: dict[str, np.ndarray]) -> dict[str, Any]:
     return out
 
 
-def shard_hashes(dir_or_urls: str | os.PathLike | list[str], split: str) -> dict[str, str | None]:
+def shard_hashes(
+    dir_or_urls: Corpus | str | os.PathLike | list[str], split: str
+) -> dict[str, str | None]:
     """Shard url -> its manifest sha256 (None: bare urls, not checked). For a corpus directory,
     exactly the manifest's shards of `split` (never a glob); the manifest is read once."""
     if isinstance(dir_or_urls, (list, tuple)):
         return dict.fromkeys(dir_or_urls)
-    root = Path(dir_or_urls)
-    if not root.is_dir():
+    if not isinstance(dir_or_urls, Corpus) and not Path(dir_or_urls).is_dir():
         return {str(dir_or_urls): None}
-    manifest = load_manifest(root)
-    entries = {str(root / e["path"]): e for e in manifest["files"]}
-    urls = {str(p): entries[str(p)] for p in split_files(root, manifest, split, "webdataset")}
-    if not urls:
-        raise CorpusError(f"{root}: the manifest lists no webdataset shards for {split!r}")
-    for entry in urls.values():  # verify's own rule, before a byte is read
-        problem = check_place(root, entry)
+    corpus = Corpus.of(dir_or_urls)
+    entries = corpus.files("webdataset", split)
+    if not entries:
+        raise CorpusError(f"{corpus.root}: the manifest lists no webdataset shards for {split!r}")
+    for entry in entries:  # verify's own rule, before a byte is read
+        problem = check_place(corpus.root, entry)
         if problem:
-            raise CorpusError(f"corpus {str(root)!r}: {problem}")
-    return {url: entry["sha256"] for url, entry in urls.items()}
+            raise CorpusError(f"corpus {str(corpus.root)!r}: {problem}")
+    return {str(corpus.root / e["path"]): e["sha256"] for e in entries}
 
 
 class _ShardColumns:
@@ -236,7 +238,7 @@ def _records(batches: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
 
 
 def stream(
-    dir_or_urls: str | os.PathLike | list[str],
+    dir_or_urls: Corpus | str | os.PathLike | list[str],
     split: str = "train",
     batch_size: int | None = None,
     verify: bool = True,

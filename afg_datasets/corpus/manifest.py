@@ -1,16 +1,15 @@
-"""The manifest API of a corpus: read it (format checked), pick a split's shards, check the
-files a reader is about to read. Every reader starts here; nothing here imports torch."""
+"""A corpus's manifest: read it (format checked) and check one entry's file (`Corpus` applies
+these to its files). Nothing here imports torch."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from afg_datasets.errors import CorpusError
-from afg_datasets.formats import FORMATS, TABLE_FORMAT, format_of, split_of_shard
+from afg_datasets.formats import format_of
 from afg_datasets.layout import (
     CORPUS_DIRS,
     MANIFEST_FILE,
-    SPLITS,
     check_format,
     read_json,
     regular_file,
@@ -56,26 +55,3 @@ def check_entry(root: Path, entry: dict) -> str | None:
     if entry["rows"] is not None and rows != entry["rows"]:
         return f"{relative}: {rows} rows, manifest says {entry['rows']}"
     return None
-
-
-def split_files(root: Path, manifest: dict, split: str, fmt: str = TABLE_FORMAT.name) -> list[Path]:
-    """The manifest's shards of one split in one format (FORMATS), sorted."""
-    if split not in SPLITS:
-        raise CorpusError(f"unknown split {split!r}; choose from {', '.join(SPLITS)}")
-    owner = FORMATS[fmt]
-    return sorted(
-        root / e["path"]
-        for e in manifest["files"]
-        if owner.owns(e["path"]) and split_of_shard(e["path"]) == split
-    )
-
-
-def require_files(root: str | Path, manifest: dict, paths: list[Path]) -> None:
-    """Check (size, sha256, rows) only the listed files a reader is about to read, so loading
-    one split neither re-hashes nor depends on the rest of the corpus."""
-    root = Path(root)
-    wanted = {p.relative_to(root).as_posix() for p in paths}
-    for entry in manifest["files"]:
-        problem = check_entry(root, entry) if entry["path"] in wanted else None
-        if problem:
-            raise CorpusError(f"corpus {str(root)!r}: {problem}")

@@ -1,4 +1,5 @@
-"""`afg verify`: every file against the manifest, schema against the card, split and key rules."""
+"""`afg verify`'s rules: every file against the manifest, schema against the card, split and key
+rules, croissant against the manifest. `Corpus.problems` applies them to a corpus's files."""
 
 from __future__ import annotations
 
@@ -10,25 +11,23 @@ from datasets import Features
 from datasets.info import DatasetInfosDict
 from huggingface_hub import DatasetCard
 
-from afg_datasets.corpus.manifest import check_entry, load_manifest
-from afg_datasets.documents import read_text
+from afg_datasets.corpus.manifest import check_entry
 from afg_datasets.errors import CorpusError, first_line
 from afg_datasets.formats import TABLE_FORMAT, split_of_shard
 from afg_datasets.layout import (
     CARD_FILE,
     CORPUS_DIRS,
     CROISSANT_FILE,
-    format_major,
     read_json,
 )
 
-__all__ = ["require_intact", "verify_corpus"]
+__all__ = ["check_card_files", "check_croissant", "check_files", "check_records", "check_schema"]
 
 
-def check_files(root: Path, manifest: dict) -> list[str]:
+def check_files(root: Path, entries: list[dict]) -> list[str]:
     """Every manifest entry (see `check_entry`); files or links the manifest does not list."""
-    problems = [p for p in (check_entry(root, e) for e in manifest["files"]) if p]
-    listed = {entry["path"] for entry in manifest["files"]}
+    problems = [p for p in (check_entry(root, e) for e in entries) if p]
+    listed = {entry["path"] for entry in entries}
     for folder in CORPUS_DIRS:
         for path in sorted((root / folder).rglob("*")) if (root / folder).is_dir() else []:
             relative = path.relative_to(root).as_posix()
@@ -49,7 +48,7 @@ def card_features(card: str) -> Features:
         raise CorpusError(f"{CARD_FILE}: no readable dataset_info.features ({first})") from None
 
 
-def check_schema(root: Path, manifest: dict, skip: set[str], card: str) -> list[str]:
+def check_schema(root: Path, tables: list[dict], card: str) -> list[str]:
     """Each (undamaged) table shard's schema equals the features the card declares."""
     try:
         expected = card_features(card).arrow_schema.remove_metadata()
@@ -57,20 +56,18 @@ def check_schema(root: Path, manifest: dict, skip: set[str], card: str) -> list[
         return [str(err)]
     return [
         f"{entry['path']}: schema differs from the card's features"
-        for entry in manifest["files"]
-        if TABLE_FORMAT.owns(entry["path"])
-        and entry["path"] not in skip
-        and not TABLE_FORMAT.schema(root / entry["path"]).equals(expected)
+        for entry in tables
+        if not TABLE_FORMAT.schema(root / entry["path"]).equals(expected)
     ]
 
 
-def check_records(root: Path, manifest: dict) -> list[str]:
+def check_records(root: Path, tables: list[dict]) -> list[str]:
     """Keys unique across the corpus; every source id in exactly one split."""
     keys: Counter[str] = Counter()
     split_of: dict[str, set[str]] = {}
-    for entry in manifest["files"]:
+    for entry in tables:
         path = root / entry["path"]
-        if not TABLE_FORMAT.owns(entry["path"]) or not path.is_file():
+        if not path.is_file():
             continue
         split = split_of_shard(entry["path"])
         try:
@@ -87,24 +84,22 @@ def check_records(root: Path, manifest: dict) -> list[str]:
     return problems
 
 
-def check_card_files(card: str, manifest: dict) -> list[str]:
+def check_card_files(card: str, entries: list[dict]) -> list[str]:
     """The card's file table (format 1 and later) gives every file the manifest's size and
     sha256."""
-    if format_major(manifest) == 0:
-        return []
     return [
         f"{CARD_FILE}: its file table lacks {e['path']} with the manifest's size and sha256"
-        for e in manifest["files"]
+        for e in entries
         if f"| `{e['path']}` | {e['bytes']} | `{e['sha256']}` |" not in card
     ]
 
 
-def check_croissant(root: Path, manifest: dict) -> list[str]:
-    """croissant.json (format 1 and later) lists exactly the manifest's files with the same
-    sha256 and size. Plain JSON: verify does not import mlcroissant."""
+def check_croissant(root: Path, entries: list[dict], required: bool) -> list[str]:
+    """croissant.json (`required` from format 1) lists exactly the manifest's files with the
+    same sha256 and size. Plain JSON: verify does not import mlcroissant."""
     path = root / CROISSANT_FILE
     if not path.is_file():
-        return [f"{CROISSANT_FILE}: missing"] if format_major(manifest) else []
+        return [f"{CROISSANT_FILE}: missing"] if required else []
     try:
         document = read_json(path)
         objects = {
@@ -114,7 +109,7 @@ def check_croissant(root: Path, manifest: dict) -> list[str]:
         }
     except (CorpusError, KeyError, TypeError, AttributeError):
         return [f"{CROISSANT_FILE}: not a Croissant document with a distribution list"]
-    expected = {e["path"]: (e["sha256"], f"{e['bytes']} B") for e in manifest["files"]}
+    expected = {e["path"]: (e["sha256"], f"{e['bytes']} B") for e in entries}
     problems = [
         f"{CROISSANT_FILE}: {name}: sha256 or size differs from the manifest"
         for name in sorted(set(objects) & set(expected))
@@ -126,34 +121,3 @@ def check_croissant(root: Path, manifest: dict) -> list[str]:
         for n in sorted(set(objects) - set(expected))
     ]
     return problems
-
-
-def verify_corpus(root: str | Path, manifest: dict | None = None) -> list[str]:
-    """All problems found, one line each naming the file; empty when the corpus is intact."""
-    root = Path(root)
-    manifest = manifest or load_manifest(root)
-    problems = check_files(root, manifest)
-    damaged = {p.split(":", 1)[0] for p in problems}
-    try:
-        card = read_text(root / CARD_FILE, CorpusError)  # once, bounded, a regular file
-    except CorpusError as err:
-        exists = (root / CARD_FILE).exists() or (root / CARD_FILE).is_symlink()
-        problems.append(str(err) if exists else f"{CARD_FILE}: missing")
-    else:
-        problems += check_schema(root, manifest, damaged, card) + check_card_files(card, manifest)
-    if not any(TABLE_FORMAT.owns(d) for d in damaged):
-        problems += check_records(root, manifest)
-    return problems + check_croissant(root, manifest)
-
-
-def require_intact(root: str | Path) -> dict:
-    """The manifest of a corpus that passes `verify_corpus`, else one CorpusError naming the
-    first problem. Every consumer of a local corpus goes through here before using it."""
-    manifest = load_manifest(Path(root))
-    problems = verify_corpus(root, manifest)
-    if problems:
-        raise CorpusError(
-            f"corpus {str(root)!r} failed verification ({len(problems)} problem(s); "
-            f"`afg verify {root}` lists them): {problems[0]}"
-        )
-    return manifest

@@ -15,15 +15,14 @@ from typing import Any
 import numpy as np
 from scipy.stats import spearmanr
 
-from afg_datasets.corpus.verify import require_intact
+from afg_datasets.corpus.corpus import Corpus
 from afg_datasets.errors import AFGError
 from afg_datasets.evaluation.activations import layer_activations
 from afg_datasets.files import save_figure
 from afg_datasets.layout import AFS_JSON, AFS_PNG, read_json, write_json
-from afg_datasets.models import load_target_model
 from afg_datasets.publish.card import refresh_card
 from afg_datasets.recognizer.data import protocol_filter, read_split
-from afg_datasets.records import CLEAN, genome_inputs
+from afg_datasets.records import CLEAN
 
 
 class AnalysisError(AFGError):
@@ -78,17 +77,15 @@ def separability(
     return result
 
 
-def afs(root: str | Path, split: str = "test", seed: int = 0) -> dict[str, Any]:
+def afs(source: Corpus | str | Path, split: str = "test", seed: int = 0) -> dict[str, Any]:
     """Compute AFS curves for every attack, write afs.json and afs.png, refresh the card."""
-    root = Path(root)
-    manifest = require_intact(root)
-    layers = [layer["name"] for layer in manifest["layers"]]
-    attacks = list(manifest["attacks"])
-    data = protocol_filter(read_split(root, split, images=True))  # successful attacks only
+    corpus = Corpus.of(source).verify()
+    root, layers, attacks = corpus.root, corpus.layers, corpus.attacks
+    data = protocol_filter(read_split(corpus, split, images=True))  # successful attacks only
     if not len(data.get("key", [])):
         raise AnalysisError(f"{root}: split {split!r} has no records")
-    names = genome_inputs(manifest["features"]["columns"])
-    model = load_target_model(root)
+    names = corpus.genome_columns
+    model = corpus.target_model()
     curves = {
         "raw": separability(layer_activations(model, data["image"], layers), data, attacks, seed),
         "genome": separability(genome_by_layer(data, names, len(layers)), data, attacks, seed),
@@ -104,7 +101,7 @@ def afs(root: str | Path, split: str = "test", seed: int = 0) -> dict[str, Any]:
     report["summary"] = _summary(report)
     write_json(root / AFS_JSON, {"summary": report.pop("summary"), **report})
     plot_afs(report, curves, root / AFS_PNG)
-    refresh_card(root)
+    refresh_card(corpus)
     return read_json(root / AFS_JSON)
 
 

@@ -25,7 +25,7 @@ import torch
 
 from afg_datasets import __version__
 from afg_datasets.attacks import ATTACKS
-from afg_datasets.corpus.verify import require_intact
+from afg_datasets.corpus.corpus import Corpus
 from afg_datasets.errors import CorpusError
 from afg_datasets.evaluation import adaptive
 from afg_datasets.evaluation.activations import layer_activations
@@ -45,8 +45,7 @@ from afg_datasets.evaluation.methods import (
     raw_pixel_width,
 )
 from afg_datasets.evaluation.report import write_outputs
-from afg_datasets.layout import BENCH_DIR, SPLITS
-from afg_datasets.models import load_target_model
+from afg_datasets.layout import SPLITS
 from afg_datasets.recognizer.data import protocol_filter, read_split, select
 from afg_datasets.recognizer.model import RecognizerNet, parameter_count
 from afg_datasets.records import CLEAN
@@ -86,13 +85,14 @@ class BenchCorpus:
     pooled: dict[str, list[np.ndarray]]
 
     @classmethod
-    def read(cls, root: Path, manifest: dict | None = None) -> BenchCorpus:
-        """The corpus at `root` (its verified manifest, if already read), checked to be
-        benchmarkable before its records are read and again after the protocol's filter."""
-        manifest = manifest or require_intact(root)
+    def read(cls, source: Corpus | str | Path) -> BenchCorpus:
+        """The corpus, verified (once per `Corpus`), checked to be benchmarkable before its
+        records are read and again after the protocol's filter."""
+        corpus = Corpus.of(source).verify()
+        root, manifest = corpus.root, corpus.manifest
         check_benchable(root, manifest)
-        target = load_target_model(root)
-        data = {s: protocol_filter(read_split(root, s)) for s in SPLITS}
+        target = corpus.target_model()
+        data = {s: protocol_filter(read_split(corpus, s)) for s in SPLITS}
         for split, records in data.items():
             adversarial = records["attack"] != CLEAN
             if adversarial.all() or not adversarial.any():
@@ -102,8 +102,9 @@ class BenchCorpus:
                     "(correctly classified sources, successful attacks); a detector needs "
                     "both: build with a larger --limit"
                 )
-        layers = [layer["name"] for layer in manifest["layers"]]
-        pooled = {s: layer_activations(target, data[s]["image"], layers, True) for s in SPLITS}
+        pooled = {
+            s: layer_activations(target, data[s]["image"], corpus.layers, True) for s in SPLITS
+        }
         return cls(root, manifest, target, data, pooled)
 
     def inputs(self, keep: dict[str, np.ndarray | None], quick: bool) -> BenchInputs:
@@ -217,7 +218,7 @@ def _spoken(method: str) -> str:
 
 
 def run_bench(
-    root: str | Path,
+    source: Corpus | str | Path,
     out: str | Path | None = None,
     seeds: int = 3,
     quick: bool = False,
@@ -227,10 +228,10 @@ def run_bench(
     progress: Callable[[str], None] = lambda _: None,
 ) -> dict[str, Any]:
     """Run the bench; `attack_systems` adds the adaptive white-box attack."""
-    root = Path(root)
-    out = Path(out) if out else root / BENCH_DIR
     start = time.perf_counter()
-    corpus = BenchCorpus.read(root)
+    corpus = BenchCorpus.read(source)
+    root = corpus.root
+    out = Path(out) if out else corpus.bench_dir
     manifest, target, data = corpus.manifest, corpus.target, corpus.data
     seeds = 1 if quick else seeds
     attacks = list(manifest["attacks"])

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from afg_datasets.corpus.verify import require_intact
+from afg_datasets.corpus.corpus import Corpus
 from afg_datasets.errors import CorpusError
 from afg_datasets.evaluation.bench import (
     BenchCorpus,
@@ -42,18 +42,17 @@ class Genome(BenchCorpus):
     label: str = ""
 
 
-def load_genomes(roots: Sequence[str | Path]) -> list[Genome]:
+def load_genomes(roots: Sequence[Corpus | str | Path]) -> list[Genome]:
     """The corpora, verified, labelled by encoder (and config hash where two share one); a
     CorpusError unless they share attacks, target model and test records."""
-    paths = [Path(root) for root in roots]
-    manifests = [require_intact(root) for root in paths]  # verified once, before any record
-    for root, manifest in zip(paths[1:], manifests[1:], strict=True):
-        _refuse_difference(paths[0], root, _difference(manifests[0], manifest))
+    corpora = [Corpus.of(root).verify() for root in roots]  # verified once, before any record
+    for corpus in corpora[1:]:
+        _refuse_difference(
+            corpora[0].root, corpus.root, _difference(corpora[0].manifest, corpus.manifest)
+        )
     genomes = []
-    for root, manifest in zip(paths, manifests, strict=True):
-        corpus = BenchCorpus.read(root, manifest)
-        label = corpus.manifest["config"]["genome"]["encoder"]
-        genomes.append(Genome(**vars(corpus), label=label))
+    for corpus in corpora:
+        genomes.append(Genome(**vars(BenchCorpus.read(corpus)), label=corpus.encoder))
     labels = [g.label for g in genomes]
     for g in genomes:
         if labels.count(g.label) > 1:
@@ -85,7 +84,7 @@ def _refuse_difference(first: Path, root: Path, why: str | None) -> None:
 
 
 def run_genome_bench(
-    roots: Sequence[str | Path],
+    roots: Sequence[Corpus | str | Path],
     out: str | Path,
     seeds: int = 3,
     quick: bool = False,

@@ -7,11 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from afg_datasets.corpus.columns import find_row
-from afg_datasets.corpus.verify import require_intact
+from afg_datasets.corpus.corpus import Corpus
 from afg_datasets.errors import AFGError, ConfigError
 from afg_datasets.files import save_figure
-from afg_datasets.formats import TABLE_FORMAT
 from afg_datasets.images import decode_png
 from afg_datasets.records import CLEAN, genome_inputs, record_key
 
@@ -90,20 +88,18 @@ def genome_tiles(
     return layers, tiles, size, width
 
 
-def find_record(root: Path, key: str) -> dict[str, Any]:
-    """One record by key, from the table shards (genome arrays as numpy)."""
-    manifest = require_intact(root)
-    shards = [root / e["path"] for e in manifest["files"] if TABLE_FORMAT.owns(e["path"])]
-    row = find_row(shards, key)
+def find_record(corpus: Corpus, key: str) -> dict[str, Any]:
+    """One record by key, from the table shards of a verified corpus."""
+    row = corpus.verify().find(key)
     if row is None:
-        raise RecordNotFound(f"{root}: no record with key {key!r}")
+        raise RecordNotFound(f"{corpus.root}: no record with key {key!r}")
     return row
 
 
 SHOW_FORMATS = (".png", ".pdf", ".svg")
 
 
-def show(root: str | Path, key: str, out: str | Path | None = None) -> Path:
+def show(source: Corpus | str | Path, key: str, out: str | Path | None = None) -> Path:
     """Clean image, adversarial image, the signed perturbation (diverging colours, colourbar)
     and both genomes on one scale, side by side."""
     import matplotlib
@@ -111,14 +107,13 @@ def show(root: str | Path, key: str, out: str | Path | None = None) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    root = Path(root)
     path = Path(out) if out else Path(f"show-{key}.png")  # not into the corpus: it is published
     if path.suffix.lower() not in SHOW_FORMATS:
         formats = ", ".join(SHOW_FORMATS)
         raise ConfigError(f"--out {str(path)!r}: the figure is written as {formats}")
-    manifest = require_intact(root)
-    adversarial = find_record(root, key)
-    clean = find_record(root, record_key(adversarial["source_id"], CLEAN))
+    corpus = Corpus.of(source).verify()
+    adversarial = find_record(corpus, key)
+    clean = find_record(corpus, record_key(adversarial["source_id"], CLEAN))
     x_clean = decode_png(clean["image"]["bytes"]).astype(np.float32) / 255
     x_adv = decode_png(adversarial["image"]["bytes"]).astype(np.float32) / 255
     delta = (x_adv - x_clean).mean(-1)  # signed, averaged over channels
@@ -136,7 +131,7 @@ def show(root: str | Path, key: str, out: str | Path | None = None) -> Path:
     axes[2].set_title("perturbation (adv - clean)", fontsize=9)
     axes[2].axis("off")
     fig.colorbar(shown, ax=axes[2], fraction=0.046, label="pixel change, [0,1] units")
-    _genomes(fig, axes[3:], [clean, adversarial], manifest)
+    _genomes(fig, axes[3:], [clean, adversarial], corpus.manifest)
     fig.suptitle(key, fontsize=10)
     fig.tight_layout()
     save_figure(fig, path)

@@ -21,9 +21,9 @@ from typing import Any
 import yaml
 
 from afg_datasets.config import BuildConfig
-from afg_datasets.corpus.verify import verify_corpus
+from afg_datasets.corpus.corpus import Corpus, verify_corpus
 from afg_datasets.errors import AFGError
-from afg_datasets.layout import MANIFEST_FILE, PLAN_FILE, STATS_FILE, TASKS_DIR, read_json
+from afg_datasets.layout import PLAN_FILE, STATS_FILE, TASKS_DIR, read_json
 from afg_datasets.perf.device_bench import PRESETS, bench_device
 from afg_datasets.perf.source_bench import source_scaling
 
@@ -48,8 +48,7 @@ def _run(config: Path, out: Path, *extra: str, env: dict | None = None) -> dict[
 
 
 def _hashes(out: Path) -> dict[str, str]:
-    manifest = read_json(out / MANIFEST_FILE)
-    return {e["path"]: e["sha256"] for e in manifest["files"]}
+    return {e["path"]: e["sha256"] for e in Corpus.open(out).files()}
 
 
 def _config_file(cfg: BuildConfig, directory: Path, name: str) -> Path:

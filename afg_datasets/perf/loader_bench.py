@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from afg_datasets.corpus.corpus import Corpus
 from afg_datasets.corpus.loader import META_FIELDS, dataloader, load, stream
-from afg_datasets.corpus.manifest import load_manifest, split_files
 from afg_datasets.records import genome_inputs
 
 
@@ -97,20 +97,20 @@ def bench_loaders(
     mixed_label, genomes as float32). `beside`: timed while a build runs in another process."""
     from datasets import load_dataset
 
-    root = Path(root)
-    manifest = load_manifest(root)
-    parquet = split_files(root, manifest, split)
-    tars = split_files(root, manifest, split, "webdataset")
-    records = manifest["splits"][split]["records"]
+    corpus = Corpus.open(root)  # opened once: every reader below is made from it
+    root = corpus.root
+    parquet = corpus.paths(split=split)
+    tars = corpus.paths("webdataset", split)
+    records = corpus.records(split)
     table = load_dataset(str(root), "all", split=split)  # the datasets cache, built untimed
     columns = [*META_FIELDS, *genome_inputs(table.column_names)]
     as_numpy = table.select_columns(columns).with_format("numpy")
     as_torch = table.select_columns(columns).with_format("torch")
-    loader = dataloader(root, split=split, batch_size=batch_size, verify=False)
-    dataset = load(root, split=split, verify=False)
-    streamed = stream(root, split, batch_size, verify=False)
-    verified = stream(root, split, batch_size)
-    one_by_one = stream(root, split, verify=False)
+    loader = dataloader(corpus, split=split, batch_size=batch_size, verify=False)
+    dataset = load(corpus, split=split, verify=False)
+    streamed = stream(corpus, split, batch_size, verify=False)
+    verified = stream(corpus, split, batch_size)
+    one_by_one = stream(corpus, split, verify=False)
     numeric = ["label", "is_adversarial", "mixed_label", *genome_inputs(table.column_names)]
     numeric_numpy = table.select_columns(numeric).with_format("numpy")
     numeric_loader = dataloader(

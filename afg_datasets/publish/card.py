@@ -10,7 +10,7 @@ from datasets.info import DatasetInfosDict
 from datasets.utils.metadata import MetadataConfigs
 from huggingface_hub import DatasetCard, DatasetCardData
 
-from afg_datasets.corpus.manifest import load_manifest
+from afg_datasets.corpus.corpus import DEFAULT_CONFIG, Corpus
 from afg_datasets.documents import read_text
 from afg_datasets.errors import CorpusError
 from afg_datasets.files import atomic_write
@@ -25,8 +25,8 @@ from afg_datasets.layout import (
     STATS_FILE,
     read_json,
 )
-from afg_datasets.publish.croissant import DEFAULT_CONFIG, config_patterns, write_croissant
-from afg_datasets.records import CLEAN, FIELD_DOCS, features_from_json
+from afg_datasets.publish.croissant import config_patterns, write_croissant
+from afg_datasets.records import FIELD_DOCS, features_from_json
 from afg_datasets.resources import resource_dir
 
 TEMPLATE = "afg_dataset_card.md"
@@ -43,22 +43,13 @@ def size_category(n: int) -> str:
     return next((label for bound, label in bounds if n < bound), "n>10M")
 
 
-def _split_files(manifest: dict[str, Any], attacks: list[str]) -> dict[str, list[dict]]:
-    """Per split: the table shards (TABLE_FORMAT) belonging to `attacks`."""
-    chosen: dict[str, list[dict]] = {s: [] for s in SPLITS}
-    for entry in manifest["files"]:
-        path = entry["path"]
-        if TABLE_FORMAT.owns(path) and TABLE_FORMAT.attack_of(path) in attacks:
-            chosen[split_of_shard(path)].append(entry)
-    return {s: files for s, files in chosen.items() if files}
-
-
-def config_layout(manifest: dict[str, Any]) -> dict[str, dict[str, list[dict]]]:
-    """Config name -> split -> file entries: `all`, then one per attack (+ clean)."""
-    attacks = list(manifest["attacks"])
-    layout = {DEFAULT_CONFIG: _split_files(manifest, [CLEAN, *attacks])}
-    for attack in attacks:
-        layout[attack] = _split_files(manifest, [CLEAN, attack])
+def config_layout(corpus: Corpus) -> dict[str, dict[str, list[dict]]]:
+    """Config (`Corpus.configs`) -> split -> its table shards' entries (splits with none left
+    out)."""
+    layout = {}
+    for config in corpus.configs:
+        files = {s: corpus.files(TABLE_FORMAT.name, s, config) for s in SPLITS}
+        layout[config] = {s: entries for s, entries in files.items() if entries}
     return layout
 
 
@@ -71,17 +62,13 @@ SOURCE_HUB_IDS = {
 }
 
 
-def _arrow_bytes(root: Path | None, entry: dict[str, Any]) -> int:
-    """A table shard's uncompressed (Arrow) size from its footer; its file size without one."""
-    return int(entry["bytes"]) if root is None else TABLE_FORMAT.arrow_bytes(root / entry["path"])
-
-
-def card_data(manifest: dict[str, Any], root: Path | None = None) -> DatasetCardData:
+def card_data(corpus: Corpus) -> DatasetCardData:
     """Hub metadata: configs, and per config the Arrow size of each split (`num_bytes`,
     `dataset_size`) beside the parquet bytes (`download_size`)."""
+    manifest, root = corpus.manifest, corpus.root
     features = features_from_json(manifest["features"])
-    layout = config_layout(manifest)
-    total = sum(e["rows"] for e in manifest["files"] if TABLE_FORMAT.owns(e["path"]))
+    layout = config_layout(corpus)
+    total = sum(e["rows"] for e in corpus.files(TABLE_FORMAT.name))
     data = DatasetCardData(
         pretty_name=f"AFG: {manifest['name']}",
         license=manifest["source"]["license"],
@@ -104,7 +91,7 @@ def card_data(manifest: dict[str, Any], root: Path | None = None) -> DatasetCard
         {
             name: {
                 "data_files": [
-                    {"split": s, "path": config_patterns(manifest, s)[name]} for s in splits
+                    {"split": s, "path": config_patterns(corpus, s)[name]} for s in splits
                 ],
                 **({"default": True} if name == DEFAULT_CONFIG else {}),
             }
@@ -118,7 +105,7 @@ def card_data(manifest: dict[str, Any], root: Path | None = None) -> DatasetCard
             split_dict.add(
                 SplitInfo(
                     name=split,
-                    num_bytes=sum(_arrow_bytes(root, f) for f in files),
+                    num_bytes=sum(TABLE_FORMAT.arrow_bytes(root / f["path"]) for f in files),
                     num_examples=sum(f["rows"] for f in files),
                 )
             )
@@ -145,10 +132,8 @@ def schema_rows(features: Features) -> list[tuple[str, str, str]]:
     return rows
 
 
-def optional_sections(root: Path | None) -> dict[str, Any]:
+def optional_sections(root: Path) -> dict[str, Any]:
     """Figures and tables that later analyses leave in the corpus directory, when present."""
-    if root is None:
-        return {}
     extras: dict[str, Any] = {}
     if (root / AFS_PNG).is_file():
         extras["afs_figure"] = AFS_PNG
@@ -224,25 +209,25 @@ def _adaptive_sentence(block: Any) -> str:
 
 
 def render_card(
-    manifest: dict[str, Any],
+    corpus: Corpus,
     stats: dict[str, Any],
     load_path: str = "afg",
-    root: Path | None = None,
     published: bool = False,
 ) -> DatasetCard:
     """The card; `published`: `load_path` is the Hub repo id it is pushed to."""
+    manifest = corpus.manifest
     features = features_from_json(manifest["features"])
-    extras = optional_sections(root)
-    shards = [e["path"] for e in manifest["files"] if format_of(e["path"])]
+    extras = optional_sections(corpus.root)
+    shards = [e["path"] for e in corpus.files() if format_of(e["path"])]
     train_tasks = [task_of_shard(path) for path in shards if split_of_shard(path) == "train"]
     return DatasetCard.from_template(
-        card_data(manifest, root),
+        card_data(corpus),
         template_path=str(resource_dir("cards") / TEMPLATE),
         pretty_name=f"AFG: {manifest['name']}",
         package_version=manifest["package_version"],
         format_version=manifest.get("format_version", "0"),
         row_group_mib=ROW_GROUP_BYTES // 2**20,
-        files=manifest["files"],
+        files=corpus.files(),
         config_hash=manifest["config_hash"],
         source=manifest["source"],
         num_classes=len(manifest["source"]["class_names"]),
@@ -272,16 +257,16 @@ def _compact(params: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in sorted(params.items()))
 
 
-def write_card(out: Path, manifest: dict[str, Any], stats: dict[str, Any]) -> Path:
-    card = render_card(manifest, stats, load_path=out.name or "afg", root=out)
-    path = out / CARD_FILE
+def write_card(corpus: Corpus, stats: dict[str, Any]) -> Path:
+    card = render_card(corpus, stats, load_path=corpus.root.name or "afg")
+    path = corpus.root / CARD_FILE
     atomic_write(path, lambda handle: handle.write(str(card).encode()))
     return path
 
 
-def refresh_card(root: Path) -> Path:
+def refresh_card(source: Corpus | str | Path) -> Path:
     """Rewrite a finished corpus's card and croissant.json from its manifest and stats (after
     bench, afs)."""
-    manifest = load_manifest(root)
-    write_croissant(root, manifest)
-    return write_card(root, manifest, read_json(root / STATS_FILE, shape="stats"))
+    corpus = Corpus.of(source)
+    write_croissant(corpus)
+    return write_card(corpus, read_json(corpus.root / STATS_FILE, shape="stats"))

@@ -14,12 +14,10 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from afg_datasets.corpus.corpus import Corpus
 from afg_datasets.errors import CorpusError
 from afg_datasets.formats import FORMATS, TABLE_FORMAT
 from afg_datasets.layout import CROISSANT_FILE, FORMAT_VERSION, SPLITS, write_json
-from afg_datasets.records import CLEAN
-
-DEFAULT_CONFIG = "all"  # the card's default config: every record
 
 CROISSANT_URL = "http://mlcommons.org/croissant/1.1"
 ENCODINGS = {
@@ -90,19 +88,10 @@ def _fields(record_set: str, file_set: str, features: dict[str, Any]) -> list:
     return fields
 
 
-def config_dirs(manifest: dict[str, Any]) -> dict[str, list[str]]:
-    """The card's configs and their attack folders of table shards: `all` (every folder), then
-    each attack with the clean records."""
-    configs = {DEFAULT_CONFIG: ["*"]}
-    for attack in manifest["attacks"]:
-        configs[attack] = [CLEAN, attack]
-    return configs
-
-
-def config_patterns(manifest: dict[str, Any], split: str = "*") -> dict[str, list[str]]:
-    """Config -> the globs of its table shards (of one split, or all)."""
+def config_patterns(corpus: Corpus, split: str = "*") -> dict[str, list[str]]:
+    """Config (`Corpus.configs`) -> the globs of its table shards (of one split, or all)."""
     return {
-        config: TABLE_FORMAT.patterns(dirs, split) for config, dirs in config_dirs(manifest).items()
+        config: TABLE_FORMAT.patterns(folders, split) for config, folders in corpus.configs.items()
     }
 
 
@@ -154,7 +143,7 @@ def describe(manifest: dict[str, Any]) -> dict[str, str]:
     }
 
 
-def build_metadata(manifest: dict[str, Any], card: dict[str, Any], base_url: str | None = None):
+def build_metadata(corpus: Corpus, card: dict[str, Any], base_url: str | None = None):
     """The Croissant metadata (an `mlcroissant.Metadata`) of a corpus; file URLs relative to
     the corpus, or under `base_url` (the pushed copy: `<endpoint>/datasets/NS/NAME/resolve/REV`).
     mlcroissant is imported here only: the card and push need none of it otherwise."""
@@ -171,10 +160,11 @@ def build_metadata(manifest: dict[str, Any], card: dict[str, Any], base_url: str
             ],
             sha256=entry["sha256"],
         )
-        for entry in manifest["files"]
+        for entry in corpus.files()
     ]
+    manifest = corpus.manifest
     file_sets, record_sets = [], []
-    for config, includes in config_patterns(manifest).items():
+    for config, includes in config_patterns(corpus).items():
         file_set = f"{TABLE_FORMAT.name}-{config}"
         file_sets.append(
             mlc.FileSet(
@@ -209,13 +199,13 @@ def build_metadata(manifest: dict[str, Any], card: dict[str, Any], base_url: str
     )
 
 
-def croissant_document(manifest: dict[str, Any], base_url: str | None = None) -> dict[str, Any]:
+def croissant_document(corpus: Corpus, base_url: str | None = None) -> dict[str, Any]:
     """The JSON-LD document; a CorpusError when mlcroissant finds it invalid."""
     absl = logging.getLogger("absl")  # mlcroissant logs recommendations (datePublished: left
     level = absl.level  # out, so the same corpus gives the same bytes) as warnings
     absl.setLevel(logging.ERROR)
     try:
-        metadata = build_metadata(manifest, describe(manifest), base_url)
+        metadata = build_metadata(corpus, describe(corpus.manifest), base_url)
     finally:
         absl.setLevel(level)
     issues = metadata.ctx.issues
@@ -224,5 +214,5 @@ def croissant_document(manifest: dict[str, Any], base_url: str | None = None) ->
     return metadata.to_json()
 
 
-def write_croissant(root: Path, manifest: dict[str, Any]) -> None:
-    write_json(root / CROISSANT_FILE, croissant_document(manifest))
+def write_croissant(corpus: Corpus) -> None:
+    write_json(corpus.root / CROISSANT_FILE, croissant_document(corpus))

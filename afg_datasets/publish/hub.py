@@ -14,7 +14,7 @@ from typing import Any
 from huggingface_hub import DatasetCard, HfApi, ModelCard, constants
 
 from afg_datasets.checks import hub_repo_id, hub_revision
-from afg_datasets.corpus.verify import require_intact
+from afg_datasets.corpus.corpus import Corpus
 from afg_datasets.errors import first_line
 from afg_datasets.layout import (
     CARD_FILE,
@@ -70,11 +70,12 @@ def repo_changes(held: list[str], upload: list[UploadFile]) -> PushPlan:
     return PushPlan(upload, delete, kept)
 
 
-def upload_plan(root: Path, manifest: dict) -> list[UploadFile]:
+def upload_plan(corpus: Corpus) -> list[UploadFile]:
     """What `afg push` uploads, sorted, with sizes: exactly the manifest's files (verified
     before), plus the card, manifest, stats and derived figures by their fixed names
     (`layout.PUBLISHED_EXTRAS`) where present. Nothing by glob, never a symlink."""
-    paths = [e["path"] for e in manifest["files"]]
+    root = corpus.root
+    paths = [e["path"] for e in corpus.files()]
     for name in PUBLISHED_EXTRAS:
         why = regular_file(root, name)
         if why is None:
@@ -104,7 +105,7 @@ def validate_card(root: Path) -> DatasetCard:
 
 
 def push(
-    root: str | Path,
+    source: Corpus | str | Path,
     repo_id: str,
     private: bool = False,
     revision: str | None = None,
@@ -118,14 +119,13 @@ def push(
     build left under the corpus's own names (`repo_changes`), so the repo then reads as the
     corpus. Every request gives up after `timeout` seconds without progress and is retried
     (RETRIES)."""
-    root = Path(root)
     hub_repo_id(repo_id)
     hub_revision(revision)
     if commit_files is not None and commit_files < 1:
         raise PushError(f"--commit-files must be at least 1, got {commit_files}")
-    manifest = require_intact(root)
-    validate_card(root)
-    plan = upload_plan(root, manifest)
+    corpus = Corpus.of(source).verify()
+    validate_card(corpus.root)
+    plan = upload_plan(corpus)
     if dry_run and constants.HF_HUB_OFFLINE:
         return PushPlan(plan)
     large = len(plan) > LARGE_FILES or sum(p.bytes for p in plan) > LARGE_BYTES
@@ -140,7 +140,7 @@ def push(
             held = remote_files(api, repo_id, None)
         changes = repo_changes(list(held), plan)
         if not dry_run:
-            _upload(api, root, manifest, repo_id, revision, changes, commit_files, held)
+            _upload(api, corpus, repo_id, revision, changes, commit_files, held)
     return changes
 
 
@@ -176,8 +176,7 @@ def push_recognizer(
 
 def _upload(
     api: HfApi,
-    root: Path,
-    manifest: dict,
+    corpus: Corpus,
     repo_id: str,
     revision: str | None,
     changes: PushPlan,
@@ -189,10 +188,11 @@ def _upload(
     from afg_datasets.publish.card import render_card
     from afg_datasets.publish.croissant import croissant_document
 
+    root = corpus.root
     stats = read_json(root / STATS_FILE, shape="stats")
-    card = str(render_card(manifest, stats, repo_id, root, published=True)).encode()
+    card = str(render_card(corpus, stats, repo_id, published=True)).encode()
     base_url = f"{constants.ENDPOINT}/datasets/{repo_id}/resolve/{revision or 'main'}"
-    croissant = json.dumps(croissant_document(manifest, base_url), indent=2) + "\n"
+    croissant = json.dumps(croissant_document(corpus, base_url), indent=2) + "\n"
     contents = {CARD_FILE: card, CROISSANT_FILE: croissant.encode()}
     paths = sorted({item.path for item in changes.upload} | set(contents))
     if commit_files is None:
@@ -201,7 +201,7 @@ def _upload(
         return
     data = [item for item in changes.upload if item.path not in PUBLISHED_EXTRAS]
     extras = [path for path in paths if path in PUBLISHED_EXTRAS]
-    sha256 = {e["path"]: e["sha256"] for e in manifest["files"]}
+    sha256 = {e["path"]: e["sha256"] for e in corpus.files()}
     upload_in_commits(
         root, repo_id, data, extras, sha256, contents, revision, commit_files, changes.delete, held
     )

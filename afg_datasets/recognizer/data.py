@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import torch
 
-from afg_datasets.corpus.columns import numpy_column, read_table
-from afg_datasets.corpus.manifest import load_manifest, split_files
+from afg_datasets.corpus.columns import numpy_column
+from afg_datasets.corpus.corpus import Corpus
 from afg_datasets.images import decode_png
 from afg_datasets.records import CLEAN, DISPLAY_COLUMNS
 
 
-def read_split(root: str | Path, split: str, images: bool = True) -> dict[str, np.ndarray]:
+def read_split(corpus: Corpus, split: str, images: bool = True) -> dict[str, np.ndarray]:
     """Every record of `split` (all attack directories), in file order; PNGs decoded only
-    when `images` is set. Callers verify the corpus once first (`require_intact`)."""
-    root = Path(root)
-    manifest = load_manifest(root)
-    paths = split_files(root, manifest, split)
-    table = read_table(paths)
+    when `images` is set. Callers verify the corpus once first (`Corpus.verify`)."""
+    table = corpus.table(split)
     dropped = [*DISPLAY_COLUMNS, *([] if images else ["image"])]  # pictures: not model inputs
     table = table.drop_columns([name for name in dropped if name in table.column_names])
     return {name: _array(name, table.column(name)) for name in table.column_names}

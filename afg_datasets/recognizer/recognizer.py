@@ -14,7 +14,7 @@ from safetensors import SafetensorError
 
 from afg_datasets.checks import hub_repo_id
 from afg_datasets.config import BuildConfig
-from afg_datasets.corpus.verify import require_intact
+from afg_datasets.corpus.corpus import Corpus
 from afg_datasets.documents import load_json
 from afg_datasets.errors import ConfigError, CorpusError, ModelError, first_line
 from afg_datasets.files import atomic_directory, foreign_entry
@@ -22,7 +22,6 @@ from afg_datasets.genome import encoder_from_manifest
 from afg_datasets.layout import (
     ENCODER_STATE_FILE,
     INFO_FILE,
-    MODEL_DIR,
     MODEL_FILE,
     RECOGNIZER_FILES,
     RECOGNIZER_OPTIONAL,
@@ -101,24 +100,24 @@ class Recognizer:
     @classmethod
     def fit(
         cls,
-        corpus_dir: str | Path,
+        corpus: Corpus | str | Path,
         objective: str = "two_head",
         train_cfg: TrainConfig | None = None,
         progress: bool = False,
     ) -> Recognizer:
         """Train on the corpus's train split, early-stopped on its validation split."""
-        root = Path(corpus_dir)
-        manifest = require_intact(root)
+        corpus = Corpus.of(corpus).verify()
+        root, manifest = corpus.root, corpus.manifest
         for split, least in (("train", 2), ("validation", 1)):
-            if manifest["splits"][split]["records"] < least:
+            if corpus.records(split) < least:
                 raise CorpusError(
-                    f"corpus {str(root)!r} has {manifest['splits'][split]['records']} {split} "
+                    f"corpus {str(root)!r} has {corpus.records(split)} {split} "
                     f"records; a recognizer needs at least {least} (train on it, stop early on "
                     "validation): build it from more source images"
                 )
-        inputs = recognizer_inputs(manifest)
-        train_data = to_tensors(read_split(root, "train", images=False), inputs)
-        val_data = to_tensors(read_split(root, "validation", images=False), inputs)
+        inputs = corpus.genome_columns
+        train_data = to_tensors(read_split(corpus, "train", images=False), inputs)
+        val_data = to_tensors(read_split(corpus, "validation", images=False), inputs)
         cfg = train_cfg or TrainConfig()
         num_classes = len(manifest["source"]["class_names"])
         net, history = fit_recognizer(
@@ -131,7 +130,7 @@ class Recognizer:
             **history,
             "corpus": {"name": manifest["name"], "config_hash": manifest["config_hash"]},
         }
-        return cls(net, manifest, root / MODEL_DIR, info, root)
+        return cls(net, manifest, corpus.model_dir, info, root)
 
     def save(self, path: str | Path) -> Path:
         """The mixin's config.json + model.safetensors, recognizer.json, target_model/ and a

@@ -1,0 +1,223 @@
+"""A built corpus, opened once per command: the read-side counterpart of `BuildContext`.
+
+`Corpus.open(path or Hub repo)` reads the manifest (format checked) once; `files` is the one
+loop over the manifest's files and `configs` the one config rule (the card, croissant and the
+loaders use both); `verify` runs once per object; `table` and `find` read records. Every
+consumer takes a `Corpus` (`Corpus.of` accepts a path too). Nothing here imports the build.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from afg_datasets.checks import hub_repo_id, hub_revision
+from afg_datasets.corpus import verify
+from afg_datasets.corpus.columns import find_row, read_table
+from afg_datasets.corpus.manifest import check_entry, load_manifest
+from afg_datasets.documents import read_text
+from afg_datasets.errors import ConfigError, CorpusError, first_line
+from afg_datasets.formats import FORMATS, TABLE_FORMAT, format_of, split_of_shard
+from afg_datasets.layout import BENCH_DIR, CARD_FILE, MODEL_DIR, SPLITS, format_major
+from afg_datasets.records import CLEAN, genome_inputs
+
+DEFAULT_CONFIG = "all"  # the card's default config: every attack folder
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """A corpus whose manifest this package reads. Frozen: what a command learns about it is
+    computed once (`functools.cached_property`)."""
+
+    root: Path
+    manifest: dict[str, Any]
+
+    @classmethod
+    def open(cls, path_or_repo: str | os.PathLike, revision: str | None = None) -> Corpus:
+        """A local corpus folder, or a Hub dataset repo (downloaded whole: a corpus is
+        verified file by file before it is read)."""
+        local = Path(path_or_repo)
+        if not local.is_dir() and _repo_id(str(path_or_repo)):
+            local = _download(str(path_or_repo), revision)
+        return cls(local, load_manifest(local))  # a missing folder: one error naming it
+
+    @classmethod
+    def of(cls, corpus: Corpus | str | os.PathLike) -> Corpus:
+        """`corpus` itself, or the corpus at that path (library calls take either)."""
+        return corpus if isinstance(corpus, Corpus) else cls.open(corpus)
+
+    # -- facts from the manifest -------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self.manifest["name"]
+
+    @property
+    def attacks(self) -> list[str]:
+        return list(self.manifest["attacks"])
+
+    @property
+    def layers(self) -> list[str]:
+        return [layer["name"] for layer in self.manifest["layers"]]
+
+    @property
+    def encoder(self) -> str:
+        """The genome encoder's registry name (`genome.ENCODERS`)."""
+        return self.manifest["config"]["genome"]["encoder"]
+
+    @property
+    def genome_columns(self) -> list[str]:
+        return genome_inputs(self.manifest["features"]["columns"])
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The build config as recorded (a plain mapping: reading it imports no build code)."""
+        return self.manifest["config"]
+
+    @property
+    def model_dir(self) -> Path:
+        return self.root / MODEL_DIR
+
+    @property
+    def bench_dir(self) -> Path:
+        return self.root / BENCH_DIR
+
+    def records(self, split: str) -> int:
+        return self.manifest["splits"].get(split, {}).get("records", 0)
+
+    def target_model(self, device: str = "cpu"):
+        """The stored target model (torch; imported on first use)."""
+        from afg_datasets.models.storage import load_target_model
+
+        return load_target_model(self.root, device)
+
+    # -- files ------------------------------------------------------------------------------
+    @property
+    def configs(self) -> dict[str, list[str]]:
+        """The one config rule: config -> its attack folders of table shards. `all` (every
+        folder), then each attack with the clean records."""
+        return {DEFAULT_CONFIG: ["*"], **{a: [CLEAN, a] for a in self.attacks}}
+
+    def files(
+        self, format: str | None = None, split: str | None = None, config: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The manifest's file entries, sorted by path: every file, or the shards of one format
+        (`FORMATS` name), split and config (a config selects table shards by attack folder)."""
+        if split is not None and split not in SPLITS:
+            raise CorpusError(f"unknown split {split!r}; choose from {', '.join(SPLITS)}")
+        folders = self._config_folders(config)
+        owner = FORMATS[format] if format else None
+        chosen = []
+        for entry in self.manifest["files"]:  # the one loop over the manifest's files
+            path = entry["path"]
+            fmt = format_of(path)
+            if owner is not None and fmt is not owner:
+                continue
+            if split is not None and (fmt is None or split_of_shard(path) != split):
+                continue
+            if folders is not None and not (
+                fmt is TABLE_FORMAT and TABLE_FORMAT.attack_of(path) in folders
+            ):
+                continue
+            chosen.append(entry)
+        return sorted(chosen, key=lambda e: e["path"])
+
+    def paths(
+        self, format: str = TABLE_FORMAT.name, split: str | None = None, config: str | None = None
+    ) -> list[Path]:
+        """`files` as paths under the corpus folder."""
+        return [self.root / e["path"] for e in self.files(format, split, config)]
+
+    def _config_folders(self, config: str | None) -> set[str] | None:
+        if config is None or config == DEFAULT_CONFIG:
+            return None
+        if config not in self.configs:
+            raise CorpusError(
+                f"unknown config {config!r}; this corpus has {', '.join(self.configs)}"
+            )
+        return set(self.configs[config])
+
+    def require(self, paths: list[Path]) -> None:
+        """Check (size, sha256, rows) only the files a reader is about to read, so loading one
+        split neither re-hashes nor depends on the rest of the corpus."""
+        wanted = {p.relative_to(self.root).as_posix() for p in paths}
+        for entry in self.files():
+            problem = check_entry(self.root, entry) if entry["path"] in wanted else None
+            if problem:
+                raise CorpusError(f"corpus {str(self.root)!r}: {problem}")
+
+    # -- verification -----------------------------------------------------------------------
+    @functools.cached_property
+    def problems(self) -> tuple[str, ...]:
+        """Every problem `afg verify` finds, one line each naming the file (computed once)."""
+        entries, root = self.files(), self.root
+        problems = verify.check_files(root, entries)
+        damaged = {p.split(":", 1)[0] for p in problems}
+        tables = [e for e in self.files(TABLE_FORMAT.name) if e["path"] not in damaged]
+        try:
+            card = read_text(root / CARD_FILE, CorpusError)  # once, bounded, a regular file
+        except CorpusError as err:
+            exists = (root / CARD_FILE).exists() or (root / CARD_FILE).is_symlink()
+            problems.append(str(err) if exists else f"{CARD_FILE}: missing")
+        else:
+            problems += verify.check_schema(root, tables, card)
+            if format_major(self.manifest):
+                problems += verify.check_card_files(card, entries)
+        if not any(TABLE_FORMAT.owns(d) for d in damaged):
+            problems += verify.check_records(root, self.files(TABLE_FORMAT.name))
+        problems += verify.check_croissant(root, entries, bool(format_major(self.manifest)))
+        return tuple(problems)
+
+    def verify(self) -> Corpus:
+        """This corpus if it passes `afg verify`, else one CorpusError naming the first
+        problem. Every consumer of a local corpus comes here before reading it."""
+        if self.problems:
+            raise CorpusError(
+                f"corpus {str(self.root)!r} failed verification ({len(self.problems)} problem(s);"
+                f" `afg verify {self.root}` lists them): {self.problems[0]}"
+            )
+        return self
+
+    # -- records ----------------------------------------------------------------------------
+    def table(
+        self, split: str, columns: list[str] | None = None, config: str | None = None
+    ) -> pa.Table:
+        """The table rows of one split (and config) in file order; `columns`: only those."""
+        return read_table(self.paths(split=split, config=config), columns)
+
+    def find(self, key: str) -> dict[str, Any] | None:
+        """One record by key (genome arrays as lists), or None."""
+        return find_row(self.paths(), key)
+
+
+def verify_corpus(root: str | os.PathLike) -> list[str]:
+    """All problems `afg verify` finds, one line each naming the file; empty when intact."""
+    return list(Corpus.open(root).problems)
+
+
+def _repo_id(value: str) -> bool:
+    try:
+        return bool(hub_repo_id(value))
+    except ConfigError:
+        return False
+
+
+def _download(repo_id: str, revision: str | None) -> Path:
+    """The snapshot folder of a Hub dataset repo (huggingface_hub's cache)."""
+    from huggingface_hub import snapshot_download
+
+    hub_revision(revision)
+    try:
+        return Path(snapshot_download(repo_id, repo_type="dataset", revision=revision))
+    except Exception as err:  # noqa: BLE001 - network, auth and not-found errors differ by type
+        raise CorpusError(
+            f"{repo_id!r}: no such corpus folder, nor a readable Hub dataset repo "
+            f"({first_line(err)})"
+        ) from None
+
+
+__all__ = ["DEFAULT_CONFIG", "Corpus", "verify_corpus"]
