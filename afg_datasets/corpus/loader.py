@@ -11,10 +11,13 @@ import functools
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    import datasets
 
 from afg_datasets.checks import hub_repo_id
 from afg_datasets.corpus.columns import numpy_column
@@ -23,6 +26,7 @@ from afg_datasets.corpus.manifest import check_place
 from afg_datasets.corpus.shardcolumns import float32_tensor, rebatch, shard_chunks
 from afg_datasets.corpus.tarshards import ShardBuffer
 from afg_datasets.errors import CorpusError
+from afg_datasets.formats import TABLE_FORMAT
 from afg_datasets.records import genome_inputs
 
 META_FIELDS = ("key", "attack", "label", "is_adversarial", "mixed_label")
@@ -74,25 +78,29 @@ def load(
     split: str = "train",
     verify: bool = True,
 ) -> AFGDataset:
-    """A torch-ready dataset from a local corpus directory or a Hub repo id."""
+    """A torch-ready dataset from a local corpus (or its folder) or a Hub repo id."""
+    return AFGDataset(hf_split(path_or_repo_id, config, split, verify))
+
+
+def hf_split(
+    source: Corpus | str | os.PathLike, config: str, split: str, verify: bool
+) -> datasets.Dataset:
+    """One config and split as a `datasets.Dataset` (memory-mapped Arrow). A local corpus:
+    exactly the manifest's parquet files of it (`Corpus.paths`), checked against the manifest
+    first; a Hub repo: the card's configs."""
     from datasets import load_dataset
 
-    where = check_split(path_or_repo_id, config, split, verify)
-    return AFGDataset(load_dataset(str(where), config, split=split))
-
-
-def check_split(
-    source: Corpus | str | os.PathLike, config: str, split: str, verify: bool
-) -> str | Path:
-    """What `load_dataset` reads: a local corpus's folder, its parquet files of `config` and
-    `split` checked against the manifest first; a Hub repo id, checked to be one."""
     if isinstance(source, Corpus) or Path(source).is_dir():
         corpus = Corpus.of(source)
         paths = corpus.paths(split=split, config=config)
+        if not paths:
+            raise CorpusError(f"{corpus.root}: no {config!r} records in its {split} split")
         if verify:
             corpus.require(paths)
-        return corpus.root
-    return hub_repo_id(str(source), "corpus (no such folder; nor a Hub repo)")
+        files = {split: [str(path) for path in paths]}
+        return load_dataset(TABLE_FORMAT.name, data_files=files, split=split)
+    repo_id = hub_repo_id(str(source), "corpus (no such folder; nor a Hub repo)")
+    return load_dataset(repo_id, config, split=split)
 
 
 def dataloader(
@@ -109,10 +117,7 @@ def dataloader(
     """A torch DataLoader of batch dicts (stacked tensors; `attack`/`key` as lists), read
     straight from Arrow: one `take` per batch, no per-record Python. Genomes are float32, as
     in `load`; `shuffle` is seeded."""
-    from datasets import load_dataset
-
-    where = check_split(path_or_repo_id, config, split, verify)
-    data = load_dataset(str(where), config, split=split)
+    data = hf_split(path_or_repo_id, config, split, verify)
     names = list(columns) if columns else [*META_FIELDS, *genome_inputs(data.column_names)]
     unknown = sorted(set(names) - set(data.column_names))
     if unknown:
