@@ -4,9 +4,10 @@ records as the build hands it to every output format."""
 from __future__ import annotations
 
 import io
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 from datasets import ClassLabel, Features, Image, List, Value
@@ -17,23 +18,112 @@ CLEAN = "clean"
 # Columns that are pictures of a genome, not model inputs.
 DISPLAY_COLUMNS = ("genome_mosaic",)
 
-# Documented in the dataset card; order is the column order of every parquet file.
-FIELD_DOCS = {
-    "key": "Unique record key `<source_id>-<attack>` (lowercase, no dots).",
-    "source_id": "Stable id of the source image; all records of one source share a split.",
-    "image": "The stored image (PNG, uint8): the clean source or its quantized adversarial "
-    "version.",
-    "label": "Original (true) class of the source image.",
-    "pred": "Target model's prediction on `image` as stored (after uint8 quantization).",
-    "is_adversarial": "True for attacked images, False for clean originals.",
-    "attack": "Attack name, `clean` for originals.",
-    "attack_params": "Attack parameters as canonical JSON (`{}` for clean).",
-    "success": "Adversarial records: `pred != label`; null for clean records.",
-    "linf": "L-infinity distance to the clean source in [0,1] pixel units (0 for clean).",
-    "l2": "L2 distance to the clean source in [0,1] pixel units (0 for clean).",
-    "mixed_label": "Multi-hot, length num_classes + 1: original class, predicted class, "
-    "and a last flag = is_adversarial.",
-}
+
+@dataclass(frozen=True)
+class Column:
+    """One metadata column of every record: its name, its datasets feature (given the class
+    names), what it means, how a batch gives its values, and whether a training loop reads it
+    (`load`, `dataloader` and `stream` yield those). Genome columns are the encoder's own."""
+
+    name: str
+    feature: Callable[[Sequence[str]], Any]
+    doc: str
+    values: Callable[[RecordBatch, int], Sequence | np.ndarray]
+    read: bool = False
+
+
+def _same(value: Any) -> Callable[[Sequence[str]], Any]:
+    return lambda _class_names: value
+
+
+def _labels(class_names: Sequence[str]) -> ClassLabel:
+    return ClassLabel(names=list(class_names))
+
+
+# The record schema, in the column order of every parquet file; every format, reader and the
+# card derive from it (genome columns follow, each encoder's own).
+RECORD_COLUMNS = (
+    Column(
+        "key",
+        _same(Value("string")),
+        "Unique record key `<source_id>-<attack>` (lowercase, no dots).",
+        lambda b, _k: b.keys,
+        read=True,
+    ),
+    Column(
+        "source_id",
+        _same(Value("string")),
+        "Stable id of the source image; all records of one source share a split.",
+        lambda b, _k: list(b.source_ids),
+    ),
+    Column(
+        "image",
+        _same(Image()),
+        "The stored image (PNG, uint8): the clean source or its quantized adversarial version.",
+        lambda b, _k: b.pngs,
+    ),
+    Column(
+        "label",
+        _labels,
+        "Original (true) class of the source image.",
+        lambda b, _k: b.labels,
+        read=True,
+    ),
+    Column(
+        "pred",
+        _labels,
+        "Target model's prediction on `image` as stored (after uint8 quantization).",
+        lambda b, _k: b.preds,
+    ),
+    Column(
+        "is_adversarial",
+        _same(Value("bool")),
+        "True for attacked images, False for clean originals.",
+        lambda b, _k: np.full(len(b.labels), b.is_adversarial),
+        read=True,
+    ),
+    Column(
+        "attack",
+        _same(Value("string")),
+        "Attack name, `clean` for originals.",
+        lambda b, _k: [b.attack] * len(b.labels),
+        read=True,
+    ),
+    Column(
+        "attack_params",
+        _same(Value("string")),
+        "Attack parameters as canonical JSON (`{}` for clean).",
+        lambda b, _k: [b.attack_params] * len(b.labels),
+    ),
+    Column(
+        "success",
+        _same(Value("bool")),
+        "Adversarial records: `pred != label`; null for clean records.",
+        lambda b, _k: b.success(),
+    ),
+    Column(
+        "linf",
+        _same(Value("float32")),
+        "L-infinity distance to the clean source in [0,1] pixel units (0 for clean).",
+        lambda b, _k: b.linf.astype(np.float32),
+    ),
+    Column(
+        "l2",
+        _same(Value("float32")),
+        "L2 distance to the clean source in [0,1] pixel units (0 for clean).",
+        lambda b, _k: b.l2.astype(np.float32),
+    ),
+    Column(
+        "mixed_label",
+        lambda names: List(Value("uint8"), length=len(names) + 1),
+        "Multi-hot, length num_classes + 1: original class, predicted class, and a last flag "
+        "= is_adversarial.",
+        lambda b, k: mixed_labels(b.labels, b.preds, b.is_adversarial, k),
+        read=True,
+    ),
+)
+FIELD_DOCS = {column.name: column.doc for column in RECORD_COLUMNS}  # the card's schema table
+READ_COLUMNS = tuple(column.name for column in RECORD_COLUMNS if column.read)
 
 
 def genome_inputs(columns: Sequence[str]) -> list[str]:
@@ -49,24 +139,14 @@ def record_key(source_id: str, attack: str) -> str:
 
 
 def record_features(class_names: Sequence[str], genome_features: Mapping) -> Features:
-    num_classes = len(class_names)
-    return Features(
-        {
-            "key": Value("string"),
-            "source_id": Value("string"),
-            "image": Image(),
-            "label": ClassLabel(names=list(class_names)),
-            "pred": ClassLabel(names=list(class_names)),
-            "is_adversarial": Value("bool"),
-            "attack": Value("string"),
-            "attack_params": Value("string"),
-            "success": Value("bool"),
-            "linf": Value("float32"),
-            "l2": Value("float32"),
-            "mixed_label": List(Value("uint8"), length=num_classes + 1),
-            **genome_features,
-        }
-    )
+    """The corpus schema: `RECORD_COLUMNS`, then the encoder's genome columns."""
+    columns = {c.name: c.feature(class_names) for c in RECORD_COLUMNS}
+    return Features({**columns, **genome_features})
+
+
+def record_values(batch: RecordBatch, num_classes: int) -> dict[str, Sequence | np.ndarray]:
+    """Each `RECORD_COLUMNS` column of a batch (one value per record), in schema order."""
+    return {c.name: c.values(batch, num_classes) for c in RECORD_COLUMNS}
 
 
 def features_to_json(features: Features) -> dict:

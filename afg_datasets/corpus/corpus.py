@@ -105,8 +105,9 @@ class Corpus:
     def files(
         self, format: str | None = None, split: str | None = None, config: str | None = None
     ) -> list[dict[str, Any]]:
-        """The manifest's file entries, sorted by path: every file, or the shards of one format
-        (`FORMATS` name), split and config (a config selects table shards by attack folder)."""
+        """The manifest's file entries in its order (shards sorted by path, then the model's
+        files): every file, or the shards of one format (`FORMATS` name), split and config (a
+        config selects table shards by attack folder)."""
         if split is not None and split not in SPLITS:
             raise CorpusError(f"unknown split {split!r}; choose from {', '.join(SPLITS)}")
         folders = self._config_folders(config)
@@ -124,7 +125,7 @@ class Corpus:
             ):
                 continue
             chosen.append(entry)
-        return sorted(chosen, key=lambda e: e["path"])
+        return chosen
 
     def paths(
         self, format: str = TABLE_FORMAT.name, split: str | None = None, config: str | None = None

@@ -27,9 +27,9 @@ from afg_datasets.corpus.shardcolumns import float32_tensor, rebatch, shard_chun
 from afg_datasets.corpus.tarshards import ShardBuffer
 from afg_datasets.errors import CorpusError
 from afg_datasets.formats import TABLE_FORMAT
-from afg_datasets.records import genome_inputs
+from afg_datasets.records import READ_COLUMNS, genome_inputs
 
-META_FIELDS = ("key", "attack", "label", "is_adversarial", "mixed_label")
+META_FIELDS = READ_COLUMNS  # what a training loop reads (`records.RECORD_COLUMNS`)
 
 
 def to_example(meta: Mapping[str, Any], genome: Mapping[str, np.ndarray]) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from datasets import Image
 from afg_datasets.errors import CorpusError, first_line
 from afg_datasets.formats.base import OutputFormat, ShardWriter
 from afg_datasets.images import encode_png
-from afg_datasets.records import RecordBatch, mixed_labels
+from afg_datasets.records import RecordBatch, record_values
 
 # Row groups are bounded in bytes so the Hub's dataset viewer reads any shard (it fails on row
 # groups over ~286 MiB) whatever the image size; with the page index, a column is read page by
@@ -35,34 +35,28 @@ def rows_per_group(table: pa.Table, limit: int = ROW_GROUP_BYTES) -> int:
 
 
 def to_arrow(batch: RecordBatch, features) -> pa.Table:
-    """A batch's records as a table of the corpus schema (`features`: datasets.Features)."""
+    """A batch's records as a table of the corpus schema (`features`: datasets.Features):
+    the record columns (`records.record_values`), then the genome's."""
     schema = features.arrow_schema
-    n = len(batch.labels)
-    num_classes = features["label"].num_classes
-    mixed = mixed_labels(batch.labels, batch.preds, batch.is_adversarial, num_classes)
-    columns = {
-        "key": pa.array(batch.keys, pa.string()),
-        "source_id": pa.array(list(batch.source_ids), pa.string()),
-        "image": pa.array(
-            [{"bytes": b, "path": None} for b in batch.pngs], schema.field("image").type
-        ),
-        "label": pa.array(batch.labels, pa.int64()),
-        "pred": pa.array(batch.preds, pa.int64()),
-        "is_adversarial": pa.array([batch.is_adversarial] * n, pa.bool_()),
-        "attack": pa.array([batch.attack] * n, pa.string()),
-        "attack_params": pa.array([batch.attack_params] * n, pa.string()),
-        "success": pa.array(batch.success(), pa.bool_()),
-        "linf": pa.array(batch.linf.astype(np.float32)),
-        "l2": pa.array(batch.l2.astype(np.float32)),
-        "mixed_label": pa.FixedSizeListArray.from_arrays(pa.array(mixed.ravel()), num_classes + 1),
-    }
+    values = record_values(batch, features["label"].num_classes)
     for name, array in batch.genome.items():
-        if isinstance(features[name], Image):
-            pictures = [{"bytes": encode_png(a), "path": None} for a in array]
-            columns[name] = pa.array(pictures, schema.field(name).type)
-        else:
-            columns[name] = ndarray_to_arrow(array, schema.field(name).type)
+        values[name] = (
+            [encode_png(a) for a in array] if isinstance(features[name], Image) else array
+        )
+    columns = {name: column_to_arrow(v, schema.field(name).type) for name, v in values.items()}
     return pa.Table.from_pydict(columns, schema=schema)
+
+
+def column_to_arrow(values, arrow_type: pa.DataType) -> pa.Array:
+    """One column's values as Arrow: PNG bytes as datasets' Image struct, [N, k] arrays as
+    fixed-size lists, [N, *shape] arrays as ArrayND storage, the rest as they are."""
+    if pa.types.is_struct(arrow_type):
+        return pa.array([{"bytes": b, "path": None} for b in values], arrow_type)
+    if isinstance(values, np.ndarray) and values.ndim > 1:
+        if pa.types.is_fixed_size_list(arrow_type):
+            return pa.FixedSizeListArray.from_arrays(pa.array(values.ravel()), values.shape[1])
+        return ndarray_to_arrow(values, arrow_type)
+    return pa.array(values, arrow_type)
 
 
 def ndarray_to_arrow(array: np.ndarray, arrow_type: pa.DataType) -> pa.Array:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import tarfile
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 from datasets import Image
@@ -16,7 +16,7 @@ from datasets import Image
 from afg_datasets.errors import CorpusError, first_line
 from afg_datasets.formats.base import OutputFormat, ShardWriter
 from afg_datasets.images import encode_png
-from afg_datasets.records import RecordBatch, mixed_labels, npy_bytes
+from afg_datasets.records import RecordBatch, npy_bytes, record_values
 
 TAR_OWNER = "afg"
 TAR_MTIME = 0
@@ -25,28 +25,16 @@ TAR_SUFFIXES = (".png", ".json", ".npy")
 
 
 def to_samples(batch: RecordBatch, features) -> list[dict[str, bytes | str]]:
-    """Webdataset samples of a batch's records (`features`: datasets.Features)."""
-    num_classes = features["label"].num_classes
-    mixed = mixed_labels(batch.labels, batch.preds, batch.is_adversarial, num_classes)
-    success = batch.success()
+    """Webdataset samples of a batch's records (`features`: datasets.Features): the image as
+    `png`, every other record column in `json`, each genome array as its own member."""
+    values = record_values(batch, features["label"].num_classes)
+    pngs = values.pop("image")
     samples = []
-    for i, key in enumerate(batch.keys):
-        meta = {
-            "key": key,
-            "source_id": batch.source_ids[i],
-            "label": int(batch.labels[i]),
-            "pred": int(batch.preds[i]),
-            "is_adversarial": batch.is_adversarial,
-            "attack": batch.attack,
-            "attack_params": batch.attack_params,
-            "success": success[i],
-            "linf": float(np.float32(batch.linf[i])),
-            "l2": float(np.float32(batch.l2[i])),
-            "mixed_label": mixed[i].tolist(),
-        }
+    for i, key in enumerate(values["key"]):
+        meta = {name: _json_value(column[i]) for name, column in values.items()}
         sample = {
             "__key__": key,
-            "png": batch.pngs[i],
+            "png": pngs[i],
             "json": json.dumps(meta, sort_keys=True).encode(),
         }
         for name, array in batch.genome.items():
@@ -56,6 +44,13 @@ def to_samples(batch: RecordBatch, features) -> list[dict[str, bytes | str]]:
                 sample[f"{name}.npy"] = npy_bytes(array[i])
         samples.append(sample)
     return samples
+
+
+def _json_value(value: Any) -> Any:
+    """A numpy scalar or array as plain JSON values (float32 widened exactly)."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def tar_samples(path: Path) -> int:
