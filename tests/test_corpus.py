@@ -4,7 +4,10 @@ make a split or a config."""
 
 from __future__ import annotations
 
+import ast
+import json
 from collections import Counter
+from pathlib import Path
 
 import pytest
 from huggingface_hub import constants
@@ -16,6 +19,8 @@ from afg_datasets.corpus import verify
 from afg_datasets.corpus.corpus import DEFAULT_CONFIG, Corpus
 from afg_datasets.corpus.loader import dataloader
 from afg_datasets.errors import CorpusError
+
+PACKAGE = Path(__file__).resolve().parents[1] / "afg_datasets"
 
 
 @pytest.fixture()
@@ -73,10 +78,23 @@ def test_every_command_opens_and_verifies_a_corpus_once(corpus, copy, tmp_path, 
     assert spy["file"] == len(test_files) < len(opened.files())  # its shards, once each
 
 
-def test_the_bench_opens_and_verifies_once(corpus, tmp_path, spy):
-    """`afg bench` (a quick run of the seen setting) and its card refresh share one Corpus."""
-    invoke("bench", corpus.out, "--quick", "--unseen", "none", "--out", tmp_path / "b")
+def test_the_bench_opens_and_verifies_once_and_the_card_embeds_its_verdict(copy, spy):
+    """`afg bench` (a quick run of the seen setting) and its card refresh share one Corpus;
+    the bench writes its verdict into results.json and the card embeds that text."""
+    invoke("bench", copy, "--quick", "--unseen", "none")
     assert (spy["open"], spy["manifest"], spy["verify"]) == (1, 1, 1)
+    results = json.loads((copy / "bench" / "results.json").read_text())
+    assert "AFG beats the raw-pixel control on" in results["verdict"]
+    assert results["verdict"] in (copy / "README.md").read_text()
+
+
+def test_cards_import_nothing_from_the_evaluation():
+    for module in ("publish/card.py", "publish/croissant.py", "recognizer/card.py"):
+        tree = ast.parse((PACKAGE / module).read_text())
+        imported = [
+            node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+        ]
+        assert not [m for m in imported if m.startswith("afg_datasets.evaluation")], module
 
 
 def test_files_select_by_format_split_and_config(corpus):

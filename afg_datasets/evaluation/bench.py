@@ -45,7 +45,7 @@ from afg_datasets.evaluation.methods import (
     raw_pixel_width,
 )
 from afg_datasets.evaluation.report import write_outputs
-from afg_datasets.layout import SPLITS
+from afg_datasets.layout import BENCH_DIR, SPLITS
 from afg_datasets.recognizer.data import protocol_filter, read_split, select
 from afg_datasets.recognizer.model import RecognizerNet, parameter_count
 from afg_datasets.records import CLEAN
@@ -231,7 +231,7 @@ def run_bench(
     start = time.perf_counter()
     corpus = BenchCorpus.read(source)
     root = corpus.root
-    out = Path(out) if out else corpus.bench_dir
+    out = Path(out) if out else root / BENCH_DIR
     manifest, target, data = corpus.manifest, corpus.target, corpus.data
     seeds = 1 if quick else seeds
     attacks = list(manifest["attacks"])

@@ -9,6 +9,7 @@ from sklearn.metrics import roc_auc_score, roc_curve
 
 from afg_datasets.evaluation.adaptive import METRICS as ADAPTIVE_METRICS
 from afg_datasets.evaluation.intervals import METRICS
+from afg_datasets.evaluation.verdict import verdict
 from afg_datasets.files import atomic_write, owned_folder, save_figure
 from afg_datasets.layout import write_json
 
@@ -144,6 +145,7 @@ def warnings(report: dict[str, Any]) -> list[str]:
 def write_outputs(out: Path, report: dict, curves: dict, attacks: list[str]) -> None:
     """results.json and results.md (with their `warnings`); roc.png when there are curves."""
     report["warnings"] = warnings(report)
+    report["verdict"] = verdict(report)
     owned_folder(out)
     write_json(out / "results.json", report)
     table = results_table(report).encode()
