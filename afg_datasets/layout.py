@@ -27,7 +27,7 @@ SPLITS = ("train", "validation", "test")
 # The corpus format (docs/format.md), in the manifest and the plan. A reader refuses an unknown
 # major version and reads a newer minor one with a warning. Format 0 is a corpus built by
 # afg-datasets 0.2 (no field): its files are laid out as 1.0's, so it is read, with a warning.
-FORMAT_VERSION = "1.3"  # 1.3: `parent.manifest_sha256`; CPU numerics on one thread
+FORMAT_VERSION = "1.4"  # 1.4: `activations` keeps a layer smaller than `size` at its size
 FORMAT_SPEC = "docs/format.md"
 _VERSION = re.compile(r"^(0|[1-9][0-9]{0,5})\.(0|[1-9][0-9]{0,5})$")
 log = logging.getLogger(__name__)
@@ -170,6 +170,12 @@ def format_major(document: dict[str, Any]) -> int | None:
     None when what it names is not MAJOR.MINOR."""
     match = _VERSION.match(str(document.get("format_version", "0.0")))
     return int(match[1]) if match else None
+
+
+def format_version(document: dict[str, Any]) -> tuple[int, int]:
+    """(major, minor) of a manifest or plan; (0, 0) when it names none or no MAJOR.MINOR."""
+    match = _VERSION.match(str(document.get("format_version", "0.0")))
+    return (int(match[1]), int(match[2])) if match else (0, 0)
 
 
 def check_format(data: dict[str, Any], path: Path) -> str:

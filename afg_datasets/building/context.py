@@ -283,7 +283,9 @@ def bind(
     _, acts = forward_with_taps(model, layers, probe)
     layer_shapes = {name: tuple(acts[name].shape[1:]) for name in layers}
     channels = tuple(layer_shapes[n][0] for n in layers)
-    inputs = EncoderInputs(layers, channels, derive_seed(cfg.seed, "nmf"), model, image_shape)
+    sizes = tuple(layer_shapes[n][1] for n in layers)
+    seed = derive_seed(cfg.seed, "nmf")
+    inputs = EncoderInputs(layers, channels, seed, model, image_shape, sizes)
     encoder = make_encoder(cfg.genome, inputs)
     classes = len(source.class_names)
     workers = cfg.source.workers

@@ -19,6 +19,7 @@ from afg_datasets.corpus.corpus import Corpus
 from afg_datasets.errors import AFGError
 from afg_datasets.evaluation.activations import layer_activations
 from afg_datasets.files import save_figure
+from afg_datasets.genome import ENCODERS
 from afg_datasets.layout import AFS_JSON, AFS_PNG, read_json, write_json
 from afg_datasets.publish.card import refresh_card
 from afg_datasets.recognizer.data import protocol_filter, read_split
@@ -29,13 +30,14 @@ class AnalysisError(AFGError):
     """The corpus lacks what an analysis needs."""
 
 
-def genome_by_layer(data: dict[str, np.ndarray], names: list[str], layers: int) -> list[np.ndarray]:
-    """Per layer, every genome array's slice for that layer, flattened and concatenated."""
+def genome_by_layer(data: dict[str, np.ndarray], corpus: Corpus) -> list[np.ndarray]:
+    """Per layer, its genome arrays (as the corpus's encoder splits its columns: `layer_arrays`)
+    flattened and concatenated [N, F]."""
+    columns = {name: data[name] for name in corpus.genome_columns}
+    arrays = ENCODERS[corpus.encoder].layer_arrays(columns, corpus.layers)
     return [
-        np.concatenate(
-            [data[n][:, index].reshape(len(data[n]), -1).astype(np.float32) for n in names], 1
-        )
-        for index in range(layers)
+        np.concatenate([a.reshape(len(a), -1).astype(np.float32) for a in arrays[layer]], 1)
+        for layer in corpus.layers
     ]
 
 
@@ -84,11 +86,10 @@ def afs(source: Corpus | str | Path, split: str = "test", seed: int = 0) -> dict
     data = protocol_filter(read_split(corpus, split, images=True))  # successful attacks only
     if not len(data.get("key", [])):
         raise AnalysisError(f"{root}: split {split!r} has no records")
-    names = corpus.genome_columns
     model = corpus.target_model()
     curves = {
         "raw": separability(layer_activations(model, data["image"], layers), data, attacks, seed),
-        "genome": separability(genome_by_layer(data, names, len(layers)), data, attacks, seed),
+        "genome": separability(genome_by_layer(data, corpus), data, attacks, seed),
     }
     report = {
         "split": split,

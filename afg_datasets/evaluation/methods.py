@@ -17,7 +17,7 @@ from sklearn.preprocessing import StandardScaler
 
 from afg_datasets.evaluation.activations import layer_activations
 from afg_datasets.evaluation.intervals import validation_threshold
-from afg_datasets.genome import encoder_from_manifest
+from afg_datasets.genome import ENCODERS, encoder_from_manifest
 from afg_datasets.layout import MODEL_DIR, SPLITS
 from afg_datasets.models import TargetModel
 from afg_datasets.recognizer.data import to_tensors
@@ -115,10 +115,14 @@ def _recognizer(columns: Callable[[dict], list[str]], objective: str, matched: b
 def _recognizer_system(net: RecognizerNet, names: list[str], inputs: BenchInputs):
     """The recognizer on new images: raw pixels directly, genomes through the corpus's encoder
     (only encoders with a differentiable form, `genome_tensors`)."""
-    state = inputs.root / MODEL_DIR if inputs.root else None
-    encoder = None if names == ["image"] else encoder_from_manifest(inputs.manifest, None, state)
-    if encoder is not None and not hasattr(encoder, "genome_tensors"):
-        return None
+    encoder = None
+    if names != ["image"]:
+        if not getattr(
+            ENCODERS[inputs.manifest["config"]["genome"]["encoder"]], "genome_tensors", None
+        ):
+            return None
+        state = inputs.root / MODEL_DIR if inputs.root else None
+        encoder = encoder_from_manifest(inputs.manifest, inputs.target, state)
 
     def system(images: torch.Tensor, acts: Mapping[str, torch.Tensor]):
         features = {"image": images} if encoder is None else encoder.genome_tensors(acts)

@@ -10,8 +10,9 @@ import numpy as np
 from afg_datasets.corpus.corpus import Corpus
 from afg_datasets.errors import AFGError, ConfigError
 from afg_datasets.files import save_figure
+from afg_datasets.genome import ENCODERS
 from afg_datasets.images import decode_png
-from afg_datasets.records import CLEAN, genome_inputs, record_key
+from afg_datasets.records import CLEAN, record_key
 
 
 class RecordNotFound(AFGError):
@@ -21,17 +22,18 @@ class RecordNotFound(AFGError):
 MAX_MAPS = 8  # maps drawn per layer: those the attack changed most
 
 
-def _genomes(fig, axes, rows: list[dict[str, Any]], manifest: dict) -> None:
-    """Both genomes: stored groupviz mosaics as they are; spatial maps on one shared scale,
-    labelled by layer (rows) and map (columns)."""
+def _genomes(fig, axes, rows: list[dict[str, Any]], corpus: Corpus) -> None:
+    """Both genomes as the corpus's encoder says: its picture column as it is, else its
+    spatial maps on one shared scale, labelled by layer (rows) and map (columns)."""
     titles = ("clean genome", "adversarial genome")
-    if all(r.get("genome_mosaic") for r in rows):
+    picture = ENCODERS[corpus.encoder].picture
+    if picture and all(r.get(picture) for r in rows):
         for ax, row, title in zip(axes, rows, titles, strict=True):
-            ax.imshow(decode_png(row["genome_mosaic"]["bytes"]))
+            ax.imshow(decode_png(row[picture]["bytes"]))
             ax.set_title(f"{title} (rows: layers, columns: groups)", fontsize=9)
             ax.axis("off")
         return
-    layers, tiles, size, width = genome_tiles(rows, manifest)
+    layers, tiles, size, width = genome_tiles(rows, corpus)
     for ax, tile, title in zip(axes, tiles, titles, strict=True):
         shown = ax.imshow(tile, cmap="viridis", vmin=0, vmax=1)
         ax.set_title(title, fontsize=9)
@@ -45,33 +47,24 @@ def _genomes(fig, axes, rows: list[dict[str, Any]], manifest: dict) -> None:
     fig.colorbar(shown, ax=axes[-1], fraction=0.046, label="fraction of the layer's peak")
 
 
-def genome_maps(row: dict[str, Any], manifest: dict) -> dict[str, np.ndarray]:
-    """Layer -> its spatial maps [K, S, S], from whichever genome columns the corpus's encoder
-    wrote: `[L, K, S, S]` arrays (groupmap, groupbasis) or one `[K, S, S]` array per layer
-    (activations). Non-spatial columns (channel profiles) are not maps."""
-    layers = [layer["name"] for layer in manifest["layers"]]
-    per_layer: dict[str, list[np.ndarray]] = {}
-    columns = [c for c in genome_inputs(manifest["features"]["columns"]) if row.get(c) is not None]
-    singles = iter(layers)
-    for column in columns:
-        array = np.asarray(row[column], dtype=np.float32)
-        if array.ndim == 4 and len(array) == len(layers) and array.shape[-1] == array.shape[-2]:
-            for layer, maps in zip(layers, array, strict=True):
-                per_layer.setdefault(layer, []).append(maps)
-        elif array.ndim == 3 and array.shape[-1] == array.shape[-2]:
-            per_layer.setdefault(next(singles, column), []).append(array)
-    if not per_layer:
-        raise ConfigError(f"this corpus's genome columns {columns} hold no spatial maps to draw")
-    return {layer: np.concatenate(maps) for layer, maps in per_layer.items()}
+def genome_maps(row: dict[str, Any], corpus: Corpus) -> dict[str, np.ndarray]:
+    """Layer -> its spatial maps [K, S, S], as the corpus's encoder splits its columns
+    (`layer_arrays`: maps first); a ConfigError when its genome has no maps to draw."""
+    columns = {c: np.asarray(row[c], dtype=np.float32)[None] for c in corpus.genome_columns}
+    arrays = ENCODERS[corpus.encoder].layer_arrays(columns, corpus.layers)
+    maps = {layer: found[0][0] for layer, found in arrays.items() if found and found[0].ndim == 4}
+    if not maps:
+        raise ConfigError(f"the {corpus.encoder} genome of this corpus holds no maps to draw")
+    return maps
 
 
 def genome_tiles(
-    rows: list[dict[str, Any]], manifest: dict
+    rows: list[dict[str, Any]], corpus: Corpus
 ) -> tuple[list[str], list[np.ndarray], int, int]:
     """(layers, each record's genome as one [L*S, K*S] mosaic, S, K): per layer the K <=
     MAX_MAPS maps the two records differ in most, each layer divided by its peak over both
     records so they share one scale."""
-    maps = [genome_maps(row, manifest) for row in rows]
+    maps = [genome_maps(row, corpus) for row in rows]
     layers = list(maps[0])
     size = max(m.shape[-1] for m in maps[0].values())
     width = min(MAX_MAPS, max(len(m) for m in maps[0].values()))
@@ -131,7 +124,7 @@ def show(source: Corpus | str | Path, key: str, out: str | Path | None = None) -
     axes[2].set_title("perturbation (adv - clean)", fontsize=9)
     axes[2].axis("off")
     fig.colorbar(shown, ax=axes[2], fraction=0.046, label="pixel change, [0,1] units")
-    _genomes(fig, axes[3:], [clean, adversarial], corpus.manifest)
+    _genomes(fig, axes[3:], [clean, adversarial], corpus)
     fig.suptitle(key, fontsize=10)
     fig.tight_layout()
     save_figure(fig, path)

@@ -14,6 +14,7 @@ from typing import Any
 from afg_datasets.checks import Choice
 from afg_datasets.errors import CorpusError
 from afg_datasets.genome.base import EncoderInputs, GenomeEncoder
+from afg_datasets.layout import format_version
 from afg_datasets.registry import Registry
 
 ENCODERS: Registry[type[GenomeEncoder]] = Registry(
@@ -52,6 +53,10 @@ def encoder_from_manifest(
         manifest["seeds"]["nmf"],
         model,
         (info["in_channels"], info["image_size"]) if info else None,
+        # Layer sizes from format 1.4 (before it, `activations` pooled every layer to `size`).
+        tuple(layer["height"] for layer in manifest["layers"])
+        if format_version(manifest) >= (1, 4)
+        else (),
     )
     encoder = make_encoder(manifest["config"]["genome"], inputs)
     if hasattr(encoder, "load_state"):

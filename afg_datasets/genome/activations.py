@@ -36,22 +36,31 @@ class ActivationsEncoder:
 
     name = "activations"
     Config = ActivationsConfig
+    picture = None
 
     def __init__(self, config: ActivationsConfig, inputs: EncoderInputs):
         self.layers = tuple(inputs.layers)
         self.channels = tuple(inputs.channels)
-        self.size = config.size
+        # Format 1.4: a layer smaller than `size` is kept at its own size (pooling up to a
+        # larger grid repeats values: more bytes, no information). Unknown sizes (a corpus
+        # of format 1.3 or older): every layer at `size`, as it was built.
+        sizes = inputs.sizes or (config.size,) * len(self.layers)
+        self.sizes = tuple(min(config.size, size) for size in sizes)
+
+    @classmethod
+    def layer_arrays(cls, columns, layers):
+        return {layer: [np.asarray(columns[column(layer)])] for layer in layers}
 
     def features(self) -> dict:
         return {
-            column(layer): Array3D(shape=(channels, self.size, self.size), dtype="float16")
-            for layer, channels in zip(self.layers, self.channels, strict=True)
+            column(layer): Array3D(shape=(channels, size, size), dtype="float16")
+            for layer, channels, size in zip(self.layers, self.channels, self.sizes, strict=True)
         }
 
     def _pooled(self, activations: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return {
-            column(layer): F.adaptive_avg_pool2d(activations[layer].float(), self.size)
-            for layer in self.layers
+            column(layer): F.adaptive_avg_pool2d(activations[layer].float(), size)
+            for layer, size in zip(self.layers, self.sizes, strict=True)
         }
 
     def encode(

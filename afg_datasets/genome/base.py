@@ -7,12 +7,13 @@ and the build makes it with `make_encoder(config, EncoderInputs)`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
+import numpy as np
+
 if TYPE_CHECKING:  # the contract's types only: naming encoders needs no torch
-    import numpy as np
     import torch
 
 
@@ -25,6 +26,7 @@ class EncoderInputs:
     seed: int  # the NMF start (the build's `nmf` seed)
     model: Any = None  # the target model, for encoders that render images
     image_shape: tuple[int, int] | None = None  # (channels, size) of the model's input
+    sizes: tuple[int, ...] = ()  # per layer, its spatial size (format 1.4; empty: unknown)
 
 
 class GenomeEncoder(Protocol):
@@ -32,6 +34,16 @@ class GenomeEncoder(Protocol):
 
     name: ClassVar[str]
     Config: ClassVar[type]  # its settings: a validated section, `encoder` its registry name
+    picture: ClassVar[str | None]  # a column that is the genome as one picture (`afg show`)
+
+    @classmethod
+    def layer_arrays(
+        cls, columns: Mapping[str, np.ndarray], layers: Sequence[str]
+    ) -> dict[str, list[np.ndarray]]:
+        """Per layer, its genome arrays [N, ...] from a corpus's columns (spatial maps
+        [N, K, S, S] first, where it has them): how `afg show` and `afg afs` read a corpus of
+        this encoder. Its card text is `cards/genome/<name>.md`."""
+        ...
 
     def __init__(self, config: Any, inputs: EncoderInputs) -> None: ...
 
@@ -45,3 +57,12 @@ class GenomeEncoder(Protocol):
         """Layer name -> [B, C, H, W] -> column -> array with a batch axis. `seed` is the
         batch's seed; an encoder that samples (groupviz) must draw only from it."""
         ...
+
+
+def stacked_layers(
+    columns: Mapping[str, np.ndarray], layers: Sequence[str], names: Sequence[str]
+) -> dict[str, list[np.ndarray]]:
+    """`layer_arrays` of columns stacked by layer ([N, L, ...], in `names` order)."""
+    return {
+        layer: [np.asarray(columns[name])[:, i] for name in names] for i, layer in enumerate(layers)
+    }

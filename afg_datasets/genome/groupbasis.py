@@ -20,7 +20,7 @@ from afg_datasets.bounds import MAX_GENOME_SIZE, MAX_GROUPS, MAX_ITERS, MAX_SOUR
 from afg_datasets.checks import bounded, section
 from afg_datasets.errors import CorpusError
 from afg_datasets.files import atomic_write
-from afg_datasets.genome.base import EncoderInputs
+from afg_datasets.genome.base import EncoderInputs, stacked_layers
 from afg_datasets.genome.groupmap import _straight_through, half
 from afg_datasets.genome.nmf import batched_nmf
 from afg_datasets.layout import ENCODER_STATE_FILE
@@ -45,6 +45,11 @@ class GroupBasisEncoder:
     name = "groupbasis"
     Config = GroupBasisConfig
     STATE_FILE = ENCODER_STATE_FILE
+    picture = None
+
+    @classmethod
+    def layer_arrays(cls, columns, layers):
+        return stacked_layers(columns, layers, ["genome_codes"])
 
     def __init__(self, config: GroupBasisConfig, inputs: EncoderInputs):
         self.layers = tuple(inputs.layers)

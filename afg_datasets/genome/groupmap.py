@@ -12,7 +12,7 @@ from datasets import Array3D, Array4D
 
 from afg_datasets.bounds import MAX_GENOME_SIZE, MAX_GROUPS, MAX_ITERS
 from afg_datasets.checks import bounded, section
-from afg_datasets.genome.base import EncoderInputs
+from afg_datasets.genome.base import EncoderInputs, stacked_layers
 from afg_datasets.genome.nmf import batched_nmf
 
 
@@ -29,6 +29,13 @@ class GroupMapEncoder:
 
     `genome_spatial` [L, G, S, S] and `genome_channels` [L, G, Cmax] (zero-padded), float16.
     """
+
+    picture = None
+    STACKED = ("genome_spatial", "genome_channels")  # [N, L, ...]: maps first
+
+    @classmethod
+    def layer_arrays(cls, columns, layers):
+        return stacked_layers(columns, layers, cls.STACKED)
 
     name = "groupmap"
     Config = GroupMapConfig

@@ -184,6 +184,9 @@ class GroupVizEncoder(GroupMapEncoder):
 
     name = "groupviz"
     Config = GroupVizConfig
+    picture = "genome_mosaic"
+    genome_tensors = None  # rendering is not differentiated: no adaptive-attack rows
+    STACKED = (*GroupMapEncoder.STACKED, "genome_images")
 
     def __init__(self, config: GroupVizConfig, inputs: EncoderInputs):
         if inputs.model is None or inputs.image_shape is None:

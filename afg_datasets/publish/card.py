@@ -151,6 +151,28 @@ def optional_sections(root: Path) -> dict[str, Any]:
     return extras
 
 
+ENCODER_TEXT = ("summary", "settings", "seeds", "arrays")  # each encoder's macros, cards/genome/
+
+
+def encoder_text(genome: dict[str, Any], layers: list[dict]) -> dict[str, str]:
+    """What the corpus's encoder means to a reader, from its own `cards/genome/<name>.md`
+    (jinja macros; a registered encoder without one: its name and settings)."""
+    import jinja2
+
+    path = resource_dir("cards") / "genome" / f"{genome['encoder']}.md"
+    if not path.is_file():
+        settings = ", ".join(f"{k}={v}" for k, v in sorted(genome.items()) if k != "encoder")
+        return {
+            "summary": f"the `{genome['encoder']}` encoder",
+            "settings": settings,
+            "seeds": "every seed derives from it",
+            "arrays": "",
+        }
+    macros = jinja2.Environment(autoescape=False).from_string(path.read_text()).module
+    arguments = {"summary": [genome], "settings": [genome], "seeds": [], "arrays": [genome, layers]}
+    return {name: str(getattr(macros, name)(*arguments[name])).strip() for name in ENCODER_TEXT}
+
+
 def render_card(
     corpus: Corpus,
     stats: dict[str, Any],
@@ -177,6 +199,7 @@ def render_card(
         model=manifest["model"],
         layers=manifest["layers"],
         genome=manifest["config"]["genome"],
+        encoder_text=encoder_text(manifest["config"]["genome"], manifest["layers"]),
         precision=manifest["config"].get("precision", "fp32"),
         seeds=manifest["seeds"],
         attack_stats=stats["attacks"],
