@@ -184,3 +184,36 @@ def hub_revision(value: str | None) -> str | None:
             "(not starting with '-', no '..' or '//', not ending with '/' or '.')"
         )
     return value
+
+
+SETTING = re.compile(r"^([a-z][a-z0-9_]{0,63})=(.{0,200})$")
+
+
+def setting_pairs(values: list[str], option: str = "--set") -> dict[str, Any]:
+    """`NAME=VALUE` pairs as a mapping; each VALUE read as an integer, a number, true/false,
+    none, or else the text itself (the section they go to checks each against its type)."""
+    settings: dict[str, Any] = {}
+    for value in values:
+        match = SETTING.fullmatch(value)
+        if not match:
+            raise ConfigError(
+                f"{option} {value[:100]!r}: expected NAME=VALUE (a lowercase setting name, a "
+                "value of at most 200 characters)"
+            )
+        name, text = match.groups()
+        settings[name] = _scalar(text)
+    return settings
+
+
+def _scalar(text: str) -> Any:
+    lowered = text.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered in ("none", "null"):
+        return None
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text

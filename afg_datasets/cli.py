@@ -22,6 +22,7 @@ from afg_datasets.bounds import (
     MAX_PROCESSES,
     MAX_SOURCES,
 )
+from afg_datasets.checks import setting_pairs
 from afg_datasets.cli_options import (
     AttacksOpt,
     CheckpointOpt,
@@ -262,16 +263,24 @@ def encode(
     nmf_iters: Annotated[
         int | None, typer.Option(min=1, max=MAX_ITERS, help="NMF iterations.")
     ] = None,
+    setting: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set", help="NAME=VALUE: any setting of the chosen encoder (repeatable)."
+        ),
+    ] = None,
     device: DeviceOpt = "cpu",
     overwrite: Annotated[bool, typer.Option(help="Replace another corpus in --out.")] = False,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ):
     """Re-encode a corpus's stored images with another genome (no attack runs); unset genome
-    settings keep the corpus's own. Verifies it first; resumes like a build."""
+    settings keep the corpus's own, and the chosen encoder checks every one it is given.
+    Verifies the corpus first; resumes like a build."""
     from afg_datasets.building.encode import encode_corpus
 
     chosen = {"encoder": encoder, "groups": groups, "size": size, "nmf_iters": nmf_iters}
     genome = {key: value for key, value in chosen.items() if value is not None}
+    genome |= setting_pairs(setting or [])
     printers.build_summary(encode_corpus(directory, out, genome, device, overwrite, progress))
 
 

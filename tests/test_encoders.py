@@ -8,10 +8,16 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from typer.testing import CliRunner
 
 from afg_datasets.building.encode import encode_corpus
+from afg_datasets.checks import setting_pairs
+from afg_datasets.cli import app
 from afg_datasets.corpus.corpus import Corpus
 from afg_datasets.corpus.loader import stream
+from afg_datasets.errors import ConfigError
 from afg_datasets.evaluation.afs import afs
 from afg_datasets.evaluation.bench import run_bench
 from afg_datasets.evaluation.show import show
@@ -78,3 +84,27 @@ def test_activations_keeps_a_small_layer_at_its_own_size(corpus, tmp_path):
         column = "genome_act_" + layer["name"].replace(".", "_")
         size = min(8, layer["height"])
         assert types[column]["shape"][1:] == [size, size], json.dumps(types[column])
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["--encoder", "activations", "--set", "steps=3"], "genome.steps: not a setting of"),
+        (["--encoder", "groupviz", "--set", "steps=abc"], "genome.steps"),
+        (["--set", "steps"], "expected NAME=VALUE"),
+    ],
+)
+def test_encode_takes_any_setting_of_its_encoder_and_names_a_bad_one(corpus, tmp_path, args, named):
+    result = CliRunner().invoke(app, ["encode", str(corpus.out), "--out", str(tmp_path), *args])
+    assert result.exit_code == 2 and named in result.output
+    assert not (tmp_path / "manifest.json").exists()
+
+
+@given(st.lists(st.text(max_size=40), max_size=4))
+def test_any_set_option_is_settings_or_one_config_error(values):
+    try:
+        settings = setting_pairs(values)
+    except ConfigError as err:
+        assert "\n" not in str(err) and "NAME=VALUE" in str(err)
+    else:
+        assert set(settings) == {v.split("=", 1)[0] for v in values}

@@ -1,7 +1,6 @@
-"""groupviz encoder (batched feature visualization of NMF groups), AFS analysis, `afg show`."""
+"""groupviz encoder (batched feature visualization of NMF groups), `afg show`."""
 
 import json
-import shutil
 import tarfile
 
 import numpy as np
@@ -98,23 +97,6 @@ def test_show_writes_the_side_by_side_figure(viz_corpus, tmp_path):
     assert decode_png(out.read_bytes()).shape[1] > 1000
     missing = runner.invoke(app, ["show", str(viz_corpus.out), "no-such-key"])
     assert missing.exit_code == 2 and "no-such-key" in missing.output
-
-
-def test_afs_writes_curves_figure_and_card_sentence(corpus, tmp_path):
-    copy = tmp_path / "afg"
-    shutil.copytree(corpus.out, copy)
-    result = runner.invoke(app, ["afs", str(copy)])
-    assert result.exit_code == 0, result.output
-    report = json.loads((copy / "afs.json").read_text())
-    assert set(report["curves"]) == {"raw", "genome"}
-    for kind in ("raw", "genome"):
-        assert set(report["curves"][kind]) == {"fgsm", "pgd", "cw_l2"}
-        for curve in report["curves"][kind].values():
-            assert len(curve) == 3 and all(p["q25"] <= p["median"] <= p["q75"] for p in curve)
-    assert (copy / "afs.png").stat().st_size > 10_000
-    card = (copy / "README.md").read_text()
-    assert "afs.png" in card and report["summary"] in card
-    assert runner.invoke(app, ["verify", str(copy)]).exit_code == 0
 
 
 def test_bench_encoder_prints_one_json_object():

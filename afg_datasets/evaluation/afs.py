@@ -122,15 +122,17 @@ def _depth_correlation(curves: dict) -> dict[str, dict[str, float]]:
 def _summary(report: dict) -> str:
     sentences = []
     for kind, label in (("raw", "raw activations"), ("genome", "the genome")):
-        rising = [a for a, r in report["depth_correlation"][kind].items() if r > 0.5]
         curves = report["curves"][kind]
         spans = ", ".join(
             f"{a} {c[0]['median']:.2f} -> {c[-1]['median']:.2f}" for a, c in curves.items()
         )
+        # Said from the same figures the sentence prints: last layer against first, and
+        # whether the rise is steady (Spearman rank correlation with depth above 0.5).
+        higher = [a for a, c in curves.items() if c[-1]["median"] > c[0]["median"]]
+        steady = [a for a in higher if report["depth_correlation"][kind][a] > 0.5]
         verdict = (
-            f"grows with depth for {len(rising)} of {len(curves)} attacks"
-            if rising
-            else "does not grow with depth for any attack"
+            f"is larger at the last layer than at the first for {len(higher)} of "
+            f"{len(curves)} attacks ({len(steady)} of them rising steadily with depth)"
         )
         sentences.append(
             f"For {label}, the normalized clean-vs-adversarial distance {verdict} "
