@@ -168,7 +168,8 @@ def encoder_text(genome: dict[str, Any], layers: list[dict]) -> dict[str, str]:
             "seeds": "every seed derives from it",
             "arrays": "",
         }
-    macros = jinja2.Environment(autoescape=False).from_string(path.read_text()).module
+    template = read_text(path, CorpusError)
+    macros = jinja2.Environment(autoescape=False).from_string(template).module
     arguments = {"summary": [genome], "settings": [genome], "seeds": [], "arrays": [genome, layers]}
     return {name: str(getattr(macros, name)(*arguments[name])).strip() for name in ENCODER_TEXT}
 
