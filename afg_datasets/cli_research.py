@@ -1,4 +1,4 @@
-"""The research commands of `afg` (bench, bench-*, afs, show), registered by `cli.py`."""
+"""The research wing of `afg`: fit-recognizer, bench, bench-*, afs (registered by `cli.py`)."""
 
 from __future__ import annotations
 
@@ -174,20 +174,6 @@ def afs_command(
     typer.echo(f"wrote {directory / AFS_JSON}, {directory / AFS_PNG}, {CARD_FILE}")
 
 
-def show(
-    directory: CorpusArg,
-    key: Annotated[str, typer.Argument(help="Record key, e.g. digits-00004-fgsm.")],
-    out: Annotated[
-        Path | None, typer.Option(help="PNG to write (default: ./show-KEY.png).")
-    ] = None,
-):
-    """One figure: clean image, adversarial image, amplified perturbation, both genomes."""
-    from afg_datasets.evaluation.show import show as show_record
-
-    path = show_record(directory, key, out)
-    typer.echo(f"wrote {path}")
-
-
 def fit_recognizer(
     directory: CorpusArg,
     out: Annotated[Path, typer.Option(help="Folder to save the recognizer in.")],
@@ -216,5 +202,4 @@ COMMANDS = {
     "bench-build": bench_build,
     "bench-encoder": bench_encoder,
     "afs": afs_command,
-    "show": show,
 }

@@ -71,7 +71,10 @@ def run_cli(*args, env=None, cwd=None):
     )
 
 
-MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+REPO = Path(__file__).resolve().parents[1]  # the checkout: every test finds files from here
+PACKAGE = REPO / "afg_datasets"
+TEST_DATA = REPO / "tests" / "data"
+MNIST = REPO.parent / "shared" / "data" / "mnist"
 
 
 needs_mnist = pytest.mark.skipif(not MNIST.is_dir(), reason="../shared/data/mnist not present")

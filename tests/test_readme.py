@@ -6,14 +6,14 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from afg_datasets.building import build_corpus
 from afg_datasets.config import load_config
+from tests.samples import REPO
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = REPO / "README.md"
 
 
 def snippets() -> list[str]:

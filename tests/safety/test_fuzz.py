@@ -1,6 +1,6 @@
 """Fuzz, by class: hostile YAML configs, tar headers of a bare-URL stream, saved-recognizer
 folders and CLI arguments. Each example ends in the correct result or in one of the package's
-own errors. CI runs 80 examples per target; `AFG_FUZZ_EXAMPLES=2000 pytest tests/test_fuzz.py
+own errors. CI runs 80 examples per target; `AFG_FUZZ_EXAMPLES=2000 pytest tests/safety/test_fuzz.py
 --hypothesis-show-statistics` is the benchmark run."""
 
 from __future__ import annotations

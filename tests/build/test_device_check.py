@@ -12,8 +12,8 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from afg_datasets.cli import app
+from tests.samples import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 STAGES = {"decode", "attack/fgsm", "attack/pgd", "attack/cw_l2", "predict", "encode", "write"}
 
 

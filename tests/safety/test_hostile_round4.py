@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -25,9 +24,7 @@ from afg_datasets.files import foreign_entry
 from afg_datasets.images import decode_png
 from afg_datasets.layout import OUTPUT_DIRS, OUTPUTS
 from afg_datasets.sources.folders import FileReader
-from tests.samples import run_cli
-
-PACKAGE = Path(__file__).resolve().parents[1] / "afg_datasets"
+from tests.samples import PACKAGE, run_cli
 
 # Calls that open or parse a file, and the modules that own each (the rule's one place) with
 # why. Anything else opening a user's file must go through `documents` (regular, bounded,

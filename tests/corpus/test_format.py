@@ -29,10 +29,9 @@ from afg_datasets.layout import FORMAT_VERSION, MANIFEST_FILE, PLAN_FILE
 from afg_datasets.records import RecordBatch, record_features
 from tests.fake_hub import FakeHub
 from tests.push_bench import push_killed_and_resumed, synthetic_corpus
-from tests.samples import TOKEN, run_cli
+from tests.samples import REPO, TEST_DATA, TOKEN, run_cli
 
-REPO = Path(__file__).resolve().parent.parent
-FORMAT_ZERO = Path(__file__).parent / "data" / "corpus-0.2"  # built by afg-datasets 0.2
+FORMAT_ZERO = TEST_DATA / "corpus-0.2"  # built by afg-datasets 0.2
 
 
 def _set_version(root: Path, version: str | None) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import ast
 import json
 from collections import Counter
-from pathlib import Path
 
 import pytest
 from huggingface_hub import constants
@@ -19,8 +18,7 @@ from afg_datasets.corpus import verify
 from afg_datasets.corpus.corpus import DEFAULT_CONFIG, Corpus
 from afg_datasets.corpus.loader import dataloader
 from afg_datasets.errors import CorpusError
-
-PACKAGE = Path(__file__).resolve().parents[1] / "afg_datasets"
+from tests.samples import PACKAGE
 
 
 @pytest.fixture()
