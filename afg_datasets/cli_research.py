@@ -148,17 +148,21 @@ def bench_encoder(
     steps: Annotated[
         int | None, typer.Option(min=1, max=MAX_ITERS, help="groupviz steps (default: config).")
     ] = None,
+    curve: Annotated[
+        bool, typer.Option(help="groupviz: records/s and objective vs Lucid's 512 steps.")
+    ] = False,
     device: DeviceOpt = "cpu",
     as_json: JsonOpt = False,
 ):
-    """Batched encoder vs one visualization / one NMF at a time: seconds, speedups, errors."""
+    """Batched encoder vs one visualization / one NMF at a time: seconds, speedups, errors;
+    with --curve, the render's cost and fidelity per (steps, lr)."""
     from afg_datasets.building.options import check_device
     from afg_datasets.config import load_config
     from afg_datasets.perf.encoder_bench import bench_encoder as run
 
     cfg = load_config(config, encoder=encoder).replace(genome__steps=steps)
     check_device(device)
-    printers.report(run(cfg, samples, device), as_json, printers.encoder_bench)
+    printers.report(run(cfg, samples, device, curve=curve), as_json, printers.encoder_bench)
 
 
 def afs_command(

@@ -43,6 +43,7 @@ MODEL_DIR = "model"
 MODEL_FILE = "model.safetensors"
 # A stateful encoder's state (groupbasis: its fitted basis), beside the model it was fitted on.
 ENCODER_STATE_FILE = "genome_basis.safetensors"
+ATLAS_FILE = "genome_atlas.png"  # groupbasis (1.4): its basis rendered once
 INFO_FILE = "model.json"
 # Derived figures written into a finished corpus (afg afs, afg bench); owned by the build too.
 AFS_JSON = "afs.json"

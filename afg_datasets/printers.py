@@ -194,6 +194,11 @@ def encoder_bench(results: dict[str, Any]) -> None:
         for key, value in results.get(section, {}).items():
             table.add_row(f"{section}.{key}", str(value))
     Console().print(table)
+    if results.get("render_curve"):
+        curve = Table(*results["render_curve"][0])
+        for row in results["render_curve"]:
+            curve.add_row(*(str(value) for value in row.values()))
+        Console().print(curve)
 
 
 def afs(report: dict[str, Any]) -> None:

@@ -22,8 +22,10 @@ from afg_datasets.building.splits import assign_splits
 from afg_datasets.building.stats import StageTimer, peak_rss_mb
 from afg_datasets.building.threads import NUMERIC_THREADS
 from afg_datasets.config import BuildConfig
+from afg_datasets.files import atomic_write
 from afg_datasets.formats import OutputFormat
 from afg_datasets.genome import EncoderInputs, GenomeEncoder, make_encoder
+from afg_datasets.images import encode_png
 from afg_datasets.layout import MODEL_DIR, SPLITS
 from afg_datasets.models import (
     ModelInfo,
@@ -201,10 +203,14 @@ def ready_encoder(ctx: BuildContext, images: Iterable[np.ndarray], state_dir: Pa
 
 
 def save_encoder_state(ctx: BuildContext, state_dir: Path) -> None:
-    """A stateful encoder's state, saved beside the model (unless it is there already)."""
+    """A stateful encoder's state, saved beside the model, and its atlas where it has one
+    (each unless it is there already: a resume keeps them)."""
     encoder = ctx.encoder
     if hasattr(encoder, "save_state") and not (state_dir / encoder.STATE_FILE).is_file():
         encoder.save_state(state_dir / encoder.STATE_FILE)
+    if hasattr(encoder, "atlas") and not (state_dir / encoder.ATLAS_FILE).is_file():
+        png = encode_png(encoder.atlas()[0])
+        atomic_write(state_dir / encoder.ATLAS_FILE, lambda handle: handle.write(png))
 
 
 def source_train_images(ctx: BuildContext) -> Iterator[np.ndarray]:

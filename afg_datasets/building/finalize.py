@@ -15,6 +15,7 @@ from afg_datasets.building.stats import make_stats, skipped_sources
 from afg_datasets.corpus.corpus import Corpus
 from afg_datasets.errors import OutputDirError
 from afg_datasets.layout import (
+    ATLAS_FILE,
     ENCODER_STATE_FILE,
     FORMAT_VERSION,
     INFO_FILE,
@@ -78,7 +79,9 @@ def make_manifest(out: Path, plan: dict[str, Any], markers: list[dict]) -> dict[
     data_files = sorted((f for m in markers for f in m["files"]), key=lambda e: e["path"])
     model_dir = out / MODEL_DIR
     names = sorted(
-        n for n in (ENCODER_STATE_FILE, INFO_FILE, MODEL_FILE) if (model_dir / n).is_file()
+        n
+        for n in (ATLAS_FILE, ENCODER_STATE_FILE, INFO_FILE, MODEL_FILE)
+        if (model_dir / n).is_file()
     )
     model_files = [file_entry(out, model_dir / name, None) for name in names]
     weights_path = f"{MODEL_DIR}/{MODEL_FILE}"

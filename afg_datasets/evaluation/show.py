@@ -8,10 +8,12 @@ from typing import Any
 import numpy as np
 
 from afg_datasets.corpus.corpus import Corpus
-from afg_datasets.errors import AFGError, ConfigError
+from afg_datasets.documents import read_bytes
+from afg_datasets.errors import AFGError, ConfigError, CorpusError
 from afg_datasets.files import save_figure
 from afg_datasets.genome import ENCODERS
 from afg_datasets.images import decode_png
+from afg_datasets.layout import ATLAS_FILE, MODEL_DIR
 from afg_datasets.records import CLEAN, record_key
 
 
@@ -81,6 +83,32 @@ def genome_tiles(
     return layers, tiles, size, width
 
 
+def _atlas(corpus: Corpus) -> np.ndarray | None:
+    """The corpus's atlas (its basis rendered once, `model/genome_atlas.png`), if it lists one."""
+    listed = {e["path"] for e in corpus.files()}
+    name = f"{MODEL_DIR}/{ATLAS_FILE}"
+    return decode_png(read_bytes(corpus.root / name, CorpusError)) if name in listed else None
+
+
+def _atlas_changes(ax, atlas: np.ndarray, rows: list[dict[str, Any]], corpus: Corpus) -> None:
+    """The atlas, each direction's picture labelled with how much the attack changed its mean
+    code (adversarial - clean, as a fraction of the layer's largest clean mean code): which
+    visual parts the attack turned on (red) or off (blue), by layer."""
+    clean, adversarial = (genome_maps(row, corpus) for row in rows)
+    gray = atlas.shape[-1] == 1
+    ax.imshow(atlas[..., 0] if gray else atlas, cmap="gray" if gray else None)
+    tile = (atlas.shape[0] + 1) // len(clean)
+    for i, layer in enumerate(clean):
+        before, after = clean[layer].mean(axis=(1, 2)), adversarial[layer].mean(axis=(1, 2))
+        change = (after - before) / max(float(before.max()), 1e-8)
+        for g, value in enumerate(change):
+            colour = "red" if value > 0 else "blue"
+            ax.text(g * tile + 1, i * tile + tile - 3, f"{value:+.2f}", color=colour, fontsize=7)
+    ax.set_title("atlas: change of each direction's code", fontsize=9)
+    ax.set_yticks([tile * (i + 0.5) for i in range(len(clean))], list(clean), fontsize=7)
+    ax.set_xticks([])
+
+
 def find_record(corpus: Corpus, key: str) -> dict[str, Any]:
     """One record by key, from the table shards of a verified corpus."""
     row = corpus.verify().find(key)
@@ -110,7 +138,9 @@ def show(source: Corpus | str | Path, key: str, out: str | Path | None = None) -
     x_clean = decode_png(clean["image"]["bytes"]).astype(np.float32) / 255
     x_adv = decode_png(adversarial["image"]["bytes"]).astype(np.float32) / 255
     delta = (x_adv - x_clean).mean(-1)  # signed, averaged over channels
-    fig, axes = plt.subplots(1, 5, figsize=(16, 3.8))
+    atlas = _atlas(corpus)
+    panels = 5 + (atlas is not None)
+    fig, axes = plt.subplots(1, panels, figsize=(3.2 * panels, 3.8))
     for ax, image, title in (
         (axes[0], x_clean, f"clean (label {clean['label']}, pred {clean['pred']})"),
         (axes[1], x_adv, f"{adversarial['attack']} (pred {adversarial['pred']})"),
@@ -124,7 +154,9 @@ def show(source: Corpus | str | Path, key: str, out: str | Path | None = None) -
     axes[2].set_title("perturbation (adv - clean)", fontsize=9)
     axes[2].axis("off")
     fig.colorbar(shown, ax=axes[2], fraction=0.046, label="pixel change, [0,1] units")
-    _genomes(fig, axes[3:], [clean, adversarial], corpus)
+    _genomes(fig, axes[3:5], [clean, adversarial], corpus)
+    if atlas is not None:
+        _atlas_changes(axes[5], atlas, [clean, adversarial], corpus)
     fig.suptitle(key, fontsize=10)
     fig.tight_layout()
     save_figure(fig, path)

@@ -22,8 +22,9 @@ from afg_datasets.errors import CorpusError
 from afg_datasets.files import atomic_write
 from afg_datasets.genome.base import EncoderInputs, stacked_layers
 from afg_datasets.genome.groupmap import _straight_through, half
+from afg_datasets.genome.groupviz import LUCID_LR, mosaic, render
 from afg_datasets.genome.nmf import batched_nmf
-from afg_datasets.layout import ENCODER_STATE_FILE
+from afg_datasets.layout import ATLAS_FILE, ENCODER_STATE_FILE
 
 POSITIONS_PER_IMAGE = 64  # spatial positions sampled per train image for the basis fit
 
@@ -36,6 +37,7 @@ class GroupBasisConfig:
     nmf_iters: bounded(MAX_ITERS) = 100  # NMF iterations of the basis fit
     fit_images: bounded(MAX_SOURCES) = 512  # clean train images the basis is fitted on (first)
     nnls_iters: bounded(MAX_ITERS) = 100  # projected-gradient (FISTA) steps of each record's codes
+    atlas_steps: bounded(MAX_ITERS) = 512  # the atlas: each direction rendered once (Lucid: 512)
 
 
 class GroupBasisEncoder:
@@ -45,6 +47,7 @@ class GroupBasisEncoder:
     name = "groupbasis"
     Config = GroupBasisConfig
     STATE_FILE = ENCODER_STATE_FILE
+    ATLAS_FILE = ATLAS_FILE
     picture = None
 
     @classmethod
@@ -56,6 +59,7 @@ class GroupBasisEncoder:
         self.channels = tuple(inputs.channels)
         self.config = config
         self.seed = inputs.seed
+        self.model, self.image_shape = inputs.model, inputs.image_shape  # for the atlas
         self.basis: dict[str, torch.Tensor] | None = None  # layer -> [G, C_l], unit rows
 
     def features(self) -> dict:
@@ -100,6 +104,24 @@ class GroupBasisEncoder:
         if found != shapes:
             raise CorpusError(f"{path}: basis shapes {found}, this encoder needs {shapes}")
         self.basis = {layer: state[layer].float() for layer in self.layers}
+
+    def atlas(self) -> tuple[np.ndarray, torch.Tensor]:
+        """Each basis direction of each layer rendered once by feature visualization (Lucid's
+        recipe at `atlas_steps`, lr 0.05, the model's input size): (the atlas, uint8
+        [L*(S+1)-1, G*(S+1)-1, C], rows layers and columns directions; the objective trace
+        [steps + 2, L*G]). What a record's codes weigh: group g is the same picture in every
+        record. The directions are non-negative and overlap, so a picture also raises its
+        layer-mates' objectives (see the atlas test)."""
+        if self.model is None or self.image_shape is None:
+            raise CorpusError("groupbasis: its atlas needs the target model")
+        directions = [self._basis()[layer][None] for layer in self.layers]  # [1, G, C_l]
+        channels, size = self.image_shape
+        steps = self.config.atlas_steps
+        images, trace = render(
+            self.model, self.layers, directions, channels, size, steps, LUCID_LR, self.seed
+        )
+        stored = images.mul(255).round().to(torch.uint8).transpose(0, 1).cpu().numpy()
+        return mosaic(stored)[0], trace
 
     def codes(self, activations: Mapping[str, torch.Tensor], grad: bool = False) -> torch.Tensor:
         """[B, L, G, S, S]: per layer, the NNLS codes of every position, resized."""

@@ -34,6 +34,7 @@ _SCALES = [1 + (i - 5) / 50 for i in range(11)]  # Lucid's random_scale choices
 _ANGLES = list(range(-10, 11)) + 5 * [0]  # Lucid's random_rotate choices (degrees)
 _LUCID_SIZE = 80  # pad 12 / jitter 8 / jitter 4 are Lucid's values for 80-pixel renders
 _MOSAIC_GAP = 128  # grey 1-pixel lines between tiles
+LUCID_LR = 0.05  # Lucid's Adam learning rate
 
 
 class FourierImages:
@@ -174,7 +175,7 @@ def mosaic(images: np.ndarray) -> np.ndarray:
 class GroupVizConfig(GroupMapConfig):
     encoder: Literal["groupviz"] = "groupviz"
     steps: bounded(MAX_ITERS) = 128  # Adam steps per visualization (Lucid: 512)
-    lr: PositiveFloat = 0.05  # Adam learning rate (Lucid's default)
+    lr: PositiveFloat = LUCID_LR  # Adam learning rate
     image_size: bounded(MAX_RENDER) | None = None  # rendered size; None: the model's input size
 
 

@@ -95,6 +95,34 @@ def bench_groupviz(ctx: BuildContext, acts: dict[str, torch.Tensor], seed: int) 
     }
 
 
+LUCID = (512, 0.05)  # Lucid's steps and Adam learning rate: the reference objective
+CURVE = ((32, 0.05), (64, 0.05), (128, 0.05), (256, 0.05), (32, 0.8), (40, 0.6), (48, 0.6))
+
+
+def render_curve(ctx: BuildContext, directions: list[torch.Tensor], seed: int) -> list[dict]:
+    """Records/s and the objective each visualization reaches (without transforms, as a
+    fraction of Lucid's 512 steps at lr 0.05; mean and minimum over visualizations) for each
+    (steps, lr) of CURVE and the encoder's own setting."""
+    channels, size, steps, lr = ctx.encoder.render_settings()
+    points = list(dict.fromkeys([LUCID, *CURVE, (steps, lr)]))
+    finals, rows = {}, []
+    for point in points:
+        args = (ctx.model, ctx.encoder.layers, directions, channels, size, *point, seed)
+        seconds, (_, trace) = _timed(lambda args=args: render(*args))
+        finals[point] = trace[-1]
+        rows.append({"steps": point[0], "lr": point[1], "seconds": round(seconds, 3)})
+    records = directions[0].shape[0]
+    for row, point in zip(rows, points, strict=True):
+        ratio = finals[point] / finals[LUCID].clamp_min(1e-8)
+        row |= {
+            "records_per_s": round(records / row["seconds"], 3),
+            "objective_vs_lucid": round(float(ratio.mean()), 3),
+            "objective_vs_lucid_min": round(float(ratio.min()), 3),
+            "setting": "lucid" if point == LUCID else "encoder" if point == (steps, lr) else "",
+        }
+    return rows
+
+
 def _fraction_of_model(ctx: BuildContext, directions: list[torch.Tensor], seconds: float) -> float:
     """The share of the encoder's time that the model's own forward+backward passes would take
     alone (same per-layer batches, same device, no parameterization, transforms or Adam):
@@ -123,9 +151,10 @@ def _sync(device: torch.device) -> None:
 
 
 def bench_encoder(
-    cfg: BuildConfig, samples: int, device: str = "cpu", seed: int = 0
+    cfg: BuildConfig, samples: int, device: str = "cpu", seed: int = 0, curve: bool = False
 ) -> dict[str, Any]:
-    """Both comparisons on the first `samples` source images of `cfg` at its layers."""
+    """Both comparisons on the first `samples` source images of `cfg` at its layers; with
+    `curve` (groupviz), the render's records/s and objective against Lucid's 512 steps."""
     ctx = prepare(cfg.replace(limit=samples), Path("."), device, progress=False)
     x, _ = ctx.source.tensors(np.arange(len(ctx.source)))
     _, acts = forward_with_taps(ctx.model, ctx.layers, x.to(ctx.device))
@@ -141,4 +170,7 @@ def bench_encoder(
     }
     if genome.encoder == "groupviz":
         results["groupviz"] = bench_groupviz(ctx, acts, seed)
+        if curve:
+            _, _, directions = ctx.encoder.factorize(acts)
+            results["render_curve"] = render_curve(ctx, directions, seed)
     return results

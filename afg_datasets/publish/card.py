@@ -19,8 +19,10 @@ from afg_datasets.formats.parquet import ROW_GROUP_BYTES
 from afg_datasets.layout import (
     AFS_JSON,
     AFS_PNG,
+    ATLAS_FILE,
     BENCH_DIR,
     CARD_FILE,
+    MODEL_DIR,
     SPLITS,
     STATS_FILE,
     read_json,
@@ -135,6 +137,8 @@ def schema_rows(features: Features) -> list[tuple[str, str, str]]:
 def optional_sections(root: Path) -> dict[str, Any]:
     """Figures and tables that later analyses leave in the corpus directory, when present."""
     extras: dict[str, Any] = {}
+    if (root / MODEL_DIR / ATLAS_FILE).is_file():
+        extras["atlas_figure"] = f"{MODEL_DIR}/{ATLAS_FILE}"
     if (root / AFS_PNG).is_file():
         extras["afs_figure"] = AFS_PNG
         afs = root / AFS_JSON

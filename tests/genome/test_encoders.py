@@ -27,7 +27,7 @@ from afg_datasets.resources import resource_dir
 
 CHEAP = {  # each encoder's cheapest real settings: the contract, not the science
     "groupviz": {"steps": 2},
-    "groupbasis": {"fit_images": 16},
+    "groupbasis": {"fit_images": 16, "atlas_steps": 8},
 }
 
 

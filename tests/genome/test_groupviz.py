@@ -110,3 +110,20 @@ def test_bench_encoder_prints_one_json_object():
     assert viz["objective_gain_median"] > 1
     # batched torch NMF factorizes as well as scikit-learn's at the same iteration count
     assert nmf["factorizations"] == 3 and 0.8 <= nmf["error_ratio"] <= 1.2
+
+
+def test_the_render_curve_compares_each_setting_with_lucids(monkeypatch):
+    """`bench-encoder --curve`: a row per (steps, lr), Lucid's the reference (1.0), the
+    encoder's own flagged; more steps at Lucid's rate reach more of its objective."""
+    from afg_datasets.perf import encoder_bench
+
+    monkeypatch.setattr(encoder_bench, "LUCID", (24, 0.05))  # the shape, cheaply
+    monkeypatch.setattr(encoder_bench, "CURVE", ((2, 0.05), (12, 0.05)))
+    args = ["bench-encoder", "--encoder", "groupviz", "--samples", "1", "--steps", "3"]
+    result = runner.invoke(app, [*args, "--curve", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = {(r["steps"], r["lr"]): r for r in json.loads(result.stdout)["render_curve"]}
+    assert rows[(24, 0.05)]["objective_vs_lucid"] == 1.0 and rows[(24, 0.05)]["setting"] == "lucid"
+    assert rows[(3, 0.6)]["setting"] == "encoder"  # the digits builder's lr
+    assert rows[(2, 0.05)]["objective_vs_lucid"] < rows[(12, 0.05)]["objective_vs_lucid"]
+    assert all(r["records_per_s"] > 0 for r in rows.values())
