@@ -190,7 +190,7 @@ def estimate(report: dict[str, Any]) -> None:
 
 def encoder_bench(results: dict[str, Any]) -> None:
     table = Table("measure", "value")
-    for section in ("nmf", "groupviz"):
+    for section in ("nmf", "groupviz", "atlas"):
         for key, value in results.get(section, {}).items():
             table.add_row(f"{section}.{key}", str(value))
     Console().print(table)

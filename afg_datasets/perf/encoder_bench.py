@@ -15,11 +15,12 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from sklearn.decomposition import NMF
 
 from afg_datasets.building.context import BuildContext, prepare
 from afg_datasets.config import BuildConfig
-from afg_datasets.genome.groupviz import render
+from afg_datasets.genome.groupviz import LUCID_LR, render
 from afg_datasets.genome.nmf import batched_nmf, relative_error
 from afg_datasets.models import forward_until, forward_with_taps
 
@@ -123,6 +124,27 @@ def render_curve(ctx: BuildContext, directions: list[torch.Tensor], seed: int) -
     return rows
 
 
+def atlas_seconds(ctx: BuildContext, groups: int, steps: int) -> dict[str, Any]:
+    """What a basis atlas costs on this model and device: `groups` directions per tapped layer
+    rendered together at `steps` (lr 0.05, the model's input size). Random non-negative unit
+    directions: the cost does not depend on which."""
+    generator = torch.Generator().manual_seed(0)
+    channels, size = ctx.source.channels, ctx.source.image_size
+    probe = torch.zeros(1, channels, size, size, device=ctx.device)
+    _, acts = forward_with_taps(ctx.model, ctx.layers, probe)
+    directions = [
+        F.normalize(torch.rand(1, groups, acts[layer].shape[1], generator=generator), dim=-1).to(
+            ctx.device
+        )
+        for layer in ctx.layers
+    ]
+    seconds, _ = _timed(
+        lambda: render(ctx.model, ctx.layers, directions, channels, size, steps, LUCID_LR, 0)
+    )
+    return {"pictures": len(ctx.layers) * groups, "steps": steps, "image_size": size,
+            "seconds": round(seconds, 2)}  # fmt: skip
+
+
 def _fraction_of_model(ctx: BuildContext, directions: list[torch.Tensor], seconds: float) -> float:
     """The share of the encoder's time that the model's own forward+backward passes would take
     alone (same per-layer batches, same device, no parameterization, transforms or Adam):
@@ -168,6 +190,8 @@ def bench_encoder(
         "torch_threads": torch.get_num_threads(),
         "nmf": bench_nmf(acts, genome.groups, genome.nmf_iters, seed % 2**32),
     }
+    if genome.encoder == "groupbasis":
+        results["atlas"] = atlas_seconds(ctx, genome.groups, genome.atlas_steps)
     if genome.encoder == "groupviz":
         results["groupviz"] = bench_groupviz(ctx, acts, seed)
         if curve:

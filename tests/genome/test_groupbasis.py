@@ -105,3 +105,12 @@ def test_the_atlas_renders_each_direction_as_what_raises_it(basis_corpus):
             random = group_objectives(model, [layer], directions, start)
         gain = own / random.clamp_min(1e-6)
         assert (gain >= 2.5).all(), (layer, gain)
+
+
+def test_bench_encoder_times_the_atlas(small_config):
+    from afg_datasets.perf.encoder_bench import bench_encoder
+
+    cfg = small_config.replace(genome__encoder="groupbasis").replace(genome__atlas_steps=3)
+    atlas = bench_encoder(cfg, 2)["atlas"]
+    assert atlas == atlas | {"pictures": 12, "steps": 3, "image_size": 32}
+    assert atlas["seconds"] > 0
