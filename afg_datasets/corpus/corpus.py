@@ -155,10 +155,11 @@ class Corpus:
     @functools.cached_property
     def problems(self) -> tuple[str, ...]:
         """Every problem `afg verify` finds, one line each naming the file (computed once)."""
-        entries, root = self.files(), self.root
+        entries, shards, root = self.files(), self.files(TABLE_FORMAT.name), self.root
+        required = bool(format_major(self.manifest))  # card file table, croissant: format 1+
         problems = verify.check_files(root, entries)
         damaged = {p.split(":", 1)[0] for p in problems}
-        tables = [e for e in self.files(TABLE_FORMAT.name) if e["path"] not in damaged]
+        tables = [e for e in shards if e["path"] not in damaged]
         try:
             card = read_text(root / CARD_FILE, CorpusError)  # once, bounded, a regular file
         except CorpusError as err:
@@ -166,11 +167,11 @@ class Corpus:
             problems.append(str(err) if exists else f"{CARD_FILE}: missing")
         else:
             problems += verify.check_schema(root, tables, card)
-            if format_major(self.manifest):
+            if required:
                 problems += verify.check_card_files(card, entries)
         if not any(TABLE_FORMAT.owns(d) for d in damaged):
-            problems += verify.check_records(root, self.files(TABLE_FORMAT.name))
-        problems += verify.check_croissant(root, entries, bool(format_major(self.manifest)))
+            problems += verify.check_records(root, shards)
+        problems += verify.check_croissant(root, entries, required)
         return tuple(problems)
 
     def verify(self) -> Corpus:
