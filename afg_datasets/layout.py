@@ -27,7 +27,7 @@ SPLITS = ("train", "validation", "test")
 # The corpus format (docs/format.md), in the manifest and the plan. A reader refuses an unknown
 # major version and reads a newer minor one with a warning. Format 0 is a corpus built by
 # afg-datasets 0.2 (no field): its files are laid out as 1.0's, so it is read, with a warning.
-FORMAT_VERSION = "1.4"  # 1.4: `activations` keeps a layer smaller than `size` at its size
+FORMAT_VERSION = "1.5"  # 1.5: examples.png, the card's first figure
 FORMAT_SPEC = "docs/format.md"
 _VERSION = re.compile(r"^(0|[1-9][0-9]{0,5})\.(0|[1-9][0-9]{0,5})$")
 log = logging.getLogger(__name__)
@@ -48,6 +48,7 @@ INFO_FILE = "model.json"
 # Derived figures written into a finished corpus (afg afs, afg bench); owned by the build too.
 AFS_JSON = "afs.json"
 AFS_PNG = "afs.png"
+EXAMPLES_PNG = "examples.png"  # 1.5: a clean / adversarial pair per attack (the card's figure)
 BENCH_DIR = "bench"
 BENCH_FILES = ("results.json", "results.md", "roc.png")
 # Everything a build owns inside its output directory; nothing else there is ever touched, and
@@ -63,6 +64,7 @@ OUTPUTS = (
     PLAN_FILE,
     AFS_JSON,
     AFS_PNG,
+    EXAMPLES_PNG,
     BENCH_DIR,
 )
 OUTPUT_DIRS = (*FORMAT_DIRS, MODEL_DIR, TASKS_DIR, BENCH_DIR)  # the folders among OUTPUTS
@@ -74,6 +76,7 @@ PUBLISHED_EXTRAS = (
     STATS_FILE,
     AFS_JSON,
     AFS_PNG,
+    EXAMPLES_PNG,
     *(f"{BENCH_DIR}/{name}" for name in BENCH_FILES),
 )
 # Published directories whose every file the manifest lists.

@@ -5,7 +5,8 @@ where the attack succeeded; splits by source image as built. Settings: `seen` (t
 attack), `unseen` (leave one attack out) and `family` (leave a whole norm family out), all
 non-adaptive; with `adaptive`, white-box PGD against each differentiable system
 (`evaluation/adaptive.py`). Every figure: seed mean, sample std over training seeds, and a
-paired bootstrap interval over test source images (`evaluation/intervals.py`).
+bootstrap interval over test source images (paired) and training seeds
+(`evaluation/intervals.py`).
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ from afg_datasets.evaluation.intervals import (
     LEVEL,
     METRICS,
     interval,
+    over_seeds,
+    seeds_needed,
     source_weights,
     weighted_metrics,
 )
@@ -203,9 +206,11 @@ def compare(
             verdict = f"{_spoken(first)} better"
         elif ci and ci[1] < 0:
             verdict = f"{_spoken(versus)} better"
+        spreads = [rows[first]["std"][key], rows[versus]["std"][key]]
         out.append(
             {"metric": key, "first": first, "versus": versus, first: a, versus: b}
             | {"difference": a - b, "ci": ci, "verdict": verdict}
+            | {"seeds_needed": seeds_needed(a - b, spreads)}
         )
     return out
 
@@ -295,9 +300,10 @@ def protocol_facts(data, attacks, seeds, quick, manifest, target) -> dict[str, A
         "parameters": {"afg": afg_parameters(inputs), "raw_pixels": parameter_count(raw)},
         "raw_pixels_width": width,
         "uncertainty": f"mean over {seeds} training seed(s) with their sample std; "
-        f"{LEVEL:.0%} percentile interval from {DRAWS} paired bootstrap resamples of the "
+        f"{LEVEL:.0%} percentile interval from {DRAWS} bootstrap resamples of both the "
         "test source images (a source brings its clean and all its adversarial records; "
-        "the same resamples for every method, so differences are paired)",
+        "the same resamples for every method, so differences are paired) and the training "
+        "seeds (drawn with replacement)",
         "test_records": {
             a: int(_attack_mask(data["test"], a).sum()) for a in ["overall", *attacks]
         },
@@ -326,7 +332,8 @@ def evaluate_method(
                 curves[(setting, method, attack)] = curve
     out = {}
     for attack, seed_runs in runs.items():
-        mean_draws = {k: np.mean([d[k] for d in draws[attack]], 0) for k in METRICS}
+        salt = zlib.crc32(f"seeds/{setting}/{attack}".encode())  # the same for every method
+        mean_draws = {k: over_seeds(np.stack([d[k] for d in draws[attack]]), salt) for k in METRICS}
         row = {"method": method, "setting": setting, "attack": attack}
         out[attack] = ({**row, **aggregate(seed_runs, mean_draws)}, mean_draws)
     return out, per_seed

@@ -8,6 +8,8 @@ module."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 METRICS = (
@@ -31,6 +33,24 @@ def source_weights(source_ids: np.ndarray, draws: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     counts = rng.multinomial(len(sources), np.full(len(sources), 1 / len(sources)), size=draws)
     return counts[:, inverse].astype(np.float64)
+
+
+def over_seeds(per_seed: np.ndarray, seed: int) -> np.ndarray:
+    """Seed-mean draws that resample the training seeds too ([seeds, draws] -> [draws]): draw b
+    averages the b-th test-source resample of as many seeds drawn with replacement, so an
+    interval covers training variance as well as test sources. One seed: its own draws."""
+    seeds, draws = per_seed.shape
+    picks = np.random.default_rng(seed).integers(seeds, size=(seeds, draws))
+    return np.take_along_axis(per_seed, picks, axis=0).mean(0)
+
+
+def seeds_needed(difference: float, spreads: list[float | None]) -> int | None:
+    """Training seeds per method at which the seed part of a difference's 95 % interval
+    (about 2 standard errors of the seed-means) is narrower than the difference itself; None
+    where a spread is unmeasured (one seed) or the difference is zero."""
+    if difference == 0 or any(s is None for s in spreads):
+        return None
+    return max(2, math.ceil(round(4 * sum(s * s for s in spreads) / difference**2, 9)))
 
 
 def ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:

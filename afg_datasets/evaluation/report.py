@@ -53,15 +53,17 @@ def comparison_table(report: dict[str, Any]) -> str:
     """AFG (each genome) minus a control, per setting, attack and metric, with the paired
     interval."""
     lines = [
-        "| setting | attack | metric | difference | value | 95 % paired interval | verdict |",
-        "|---|---|---|---|---|---|---|",
+        "| setting | attack | metric | difference | value | 95 % paired interval | verdict "
+        "| seeds it needs |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for c in report.get("comparisons", []):
         ci = f"[{c['ci'][0]:+.3f}, {c['ci'][1]:+.3f}]" if c["ci"] else "–"
         pair = f"{c.get('first', 'afg')} - {c.get('versus', 'raw_pixels')}"
+        needed = c.get("seeds_needed")
         lines.append(
             f"| {c['setting']} | {c['attack']} | {c['metric']} | {pair} | "
-            f"{c['difference']:+.3f} | {ci} | {c['verdict']} |"
+            f"{c['difference']:+.3f} | {ci} | {c['verdict']} | {needed or '–'} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -90,13 +92,16 @@ def results_table(report: dict[str, Any]) -> str:
     params = protocol["parameters"]
     note = (
         f"\nTest split of `{report['corpus']['name']}` ({report['corpus']['config_hash']}), "
-        f"mean [95 % bootstrap interval over test source images] ±std over "
-        f"{protocol['seeds']} training seed(s). {protocol['threat_model'].capitalize()}. "
+        f"mean [95 % bootstrap interval over test source images and training seeds] ±std "
+        f"over {protocol['seeds']} training seed(s). {protocol['threat_model'].capitalize()}. "
         f"Sources: {protocol['sources']}; adversarial records: "
         f"{protocol['adversarial_records']}. Parameters: AFG recognizer {params['afg']:,}, "
         f"raw-pixel control {params['raw_pixels']:,} (matched). TPR@5%FPR (test ROC) reads "
         "the threshold off the test set; the deployable figures are TPR / FPR at the "
-        "threshold chosen on validation.\n\n"
+        "threshold chosen on validation. *Seeds it needs*: the training seeds per method at "
+        "which the seed spread alone leaves the difference's interval clear of zero "
+        "(4 (s1^2 + s2^2) / difference^2); more seeds than were run: the claim is not yet "
+        "carried.\n\n"
     )
     for genome in report.get("genomes", []):  # several corpora: each its own capacity
         note += (
@@ -138,6 +143,18 @@ def warnings(report: dict[str, Any]) -> list[str]:
         out.append(
             f"{seeds} training seed(s): training variance is not measured (the intervals cover "
             f"test sources only); a claim needs at least {MIN_SEEDS} (--seeds)"
+        )
+    thin = [
+        c
+        for c in report.get("comparisons", [])
+        if c["verdict"] != "no difference shown" and (c.get("seeds_needed") or 0) > seeds
+    ]
+    if thin:
+        worst = max(c["seeds_needed"] for c in thin)
+        out.append(
+            f"{len(thin)} difference(s) shown need more training seeds than the {seeds} run "
+            f"(up to {worst}): their seed spread is as large as the difference; rerun with "
+            f"--seeds {worst} before claiming them"
         )
     return out
 

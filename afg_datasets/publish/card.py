@@ -22,12 +22,14 @@ from afg_datasets.layout import (
     ATLAS_FILE,
     BENCH_DIR,
     CARD_FILE,
+    EXAMPLES_PNG,
     MODEL_DIR,
     SPLITS,
     STATS_FILE,
     read_json,
 )
 from afg_datasets.publish.croissant import config_patterns, write_croissant
+from afg_datasets.publish.examples import write_examples
 from afg_datasets.records import FIELD_DOCS, features_from_json
 from afg_datasets.resources import resource_dir
 
@@ -137,6 +139,8 @@ def schema_rows(features: Features) -> list[tuple[str, str, str]]:
 def optional_sections(root: Path) -> dict[str, Any]:
     """Figures and tables that later analyses leave in the corpus directory, when present."""
     extras: dict[str, Any] = {}
+    if (root / EXAMPLES_PNG).is_file():
+        extras["examples_figure"] = EXAMPLES_PNG
     if (root / MODEL_DIR / ATLAS_FILE).is_file():
         extras["atlas_figure"] = f"{MODEL_DIR}/{ATLAS_FILE}"
     if (root / AFS_PNG).is_file():
@@ -229,6 +233,8 @@ def _compact(params: dict[str, Any]) -> str:
 
 
 def write_card(corpus: Corpus, stats: dict[str, Any]) -> Path:
+    """The card (README.md), and its examples figure first where the corpus has none."""
+    write_examples(corpus)
     card = render_card(corpus, stats, load_path=corpus.root.name or "afg")
     path = corpus.root / CARD_FILE
     atomic_write(path, lambda handle: handle.write(str(card).encode()))

@@ -64,10 +64,44 @@ def test_size_category_counts_each_record_once(corpus):
 
 def test_card_command_regenerates_identically(copy):
     before = (copy / "README.md").read_text()
+    figure = (copy / "examples.png").read_bytes()
     (copy / "README.md").unlink()
+    (copy / "examples.png").unlink()
     result = run_cli("card", str(copy))
     assert result.returncode == 0, result.stderr
     assert (copy / "README.md").read_text() == before
+    assert (copy / "examples.png").read_bytes() == figure, "the same corpus, the same PNG"
+
+
+def test_the_card_opens_with_a_clean_adversarial_pair_per_attack(corpus):
+    """examples.png (format 1.5): a row per attack of clean | adversarial | perturbation,
+    the stored images themselves (enlarged by a whole factor), mid-grey where nothing changed."""
+    import numpy as np
+
+    from afg_datasets.images import decode_png
+    from afg_datasets.publish.examples import GAP, example_keys
+
+    opened = Corpus.open(corpus.out)
+    keys = example_keys(opened)
+    assert list(keys) == opened.attacks, "every attack of the small corpus succeeds somewhere"
+    mosaic = decode_png((corpus.out / "examples.png").read_bytes())
+    side = (mosaic.shape[1] + GAP) // 3 - GAP
+    assert mosaic.shape[0] == len(keys) * (side + GAP) - GAP
+    for row, (clean_key, adversarial_key) in enumerate(keys.values()):
+        clean, adversarial = (
+            decode_png(opened.find(k)["image"]["bytes"]) for k in (clean_key, adversarial_key)
+        )
+        scale = side // clean.shape[0]
+        top = row * (side + GAP)
+        tiles = [
+            mosaic[top : top + side, c * (side + GAP) : c * (side + GAP) + side] for c in range(3)
+        ]
+        assert np.array_equal(tiles[0][::scale, ::scale], clean)
+        assert np.array_equal(tiles[1][::scale, ::scale], adversarial)
+        unchanged = (clean == adversarial).all(-1)
+        assert (tiles[2][::scale, ::scale][unchanged] == 128).all() and not unchanged.all()
+    card = (corpus.out / "README.md").read_text()
+    assert "](examples.png)" in card and card.index("examples.png") < card.index("Record schema")
 
 
 def test_verify_ok(corpus):
@@ -138,6 +172,7 @@ def test_push_through_loopback_hub(copy, tmp_path):
         card = uploaded["README.md"].decode()
         assert 'load_dataset("afg-org/digits")' in card and "snapshot_download" in card
     assert "plan.json" not in hub.files[("afg-org/digits", "main")]
+    assert "examples.png" in hub.files[("afg-org/digits", "main")], "the card's figure goes too"
     assert hub.validated and hub.validated[0]["task_categories"] == ["image-classification"]
 
 

@@ -106,6 +106,21 @@ def test_a_resample_takes_a_source_with_all_its_records():
     assert (w[:, [0, 3, 5]].sum(1) == 3).all(), "3 sources drawn per resample"
 
 
+def test_an_interval_covers_training_seeds_as_well_as_test_sources():
+    """Two seeds that disagree widely on the same test resamples: the seed-mean interval is
+    as wide as their disagreement (an interval over test sources alone would be a point);
+    one seed keeps its own draws; the seeds a claim needs grow with the seed spread."""
+    from afg_datasets.evaluation.intervals import interval, over_seeds, seeds_needed
+
+    draws = np.vstack([np.full(1000, 0.6), np.full(1000, 0.9)])  # [seeds, test resamples]
+    low, high = interval(over_seeds(draws, seed=0))
+    assert low == pytest.approx(0.6) and high == pytest.approx(0.9)
+    assert np.array_equal(over_seeds(draws[:1], seed=0), draws[0])
+    assert np.array_equal(over_seeds(draws, seed=3), over_seeds(draws, seed=3)), "seeded"
+    assert seeds_needed(0.1, [0.05, 0.05]) == 2 and seeds_needed(0.1, [0.2, 0.2]) == 32
+    assert seeds_needed(0.1, [None, 0.2]) is None and seeds_needed(0.0, [0.1, 0.1]) is None
+
+
 def test_bench_rows_carry_intervals_and_paired_comparisons(report):
     result, _ = report
     row = next(r for r in result["results"] if (r["method"], r["setting"]) == ("afg", "seen"))
@@ -114,6 +129,7 @@ def test_bench_rows_carry_intervals_and_paired_comparisons(report):
     assert "bootstrap" in result["protocol"]["uncertainty"]
     comparisons = result["comparisons"]
     assert {c["metric"] for c in comparisons} >= {"detection_auroc", "recovery_acc"}
+    assert all(c["seeds_needed"] is None for c in comparisons), "one seed: spread unmeasured"
     assert {c["versus"] for c in comparisons} == {"raw_pixels", "mahalanobis"}
     for c in comparisons:
         lo, hi = c["ci"]
@@ -281,3 +297,17 @@ def test_the_report_warns_where_its_figures_cannot_carry_a_claim():
         warnings({"results": [row | {"detection_auroc": 0.9, "n": 500}], "protocol": {"seeds": 3}})
         == []
     )
+    shown = {"verdict": "afg better", "seeds_needed": 12}
+    thin = warnings(
+        {
+            "results": [row | {"detection_auroc": 0.9, "n": 500}],
+            "protocol": {"seeds": 3},
+            "comparisons": [
+                shown,
+                shown | {"seeds_needed": 3},
+                shown | {"verdict": "no difference shown"},
+            ],
+        }
+    )
+    assert len(thin) == 1 and "1 difference(s) shown need more training seeds" in thin[0]
+    assert "--seeds 12" in thin[0]
