@@ -114,7 +114,12 @@ def bench_build(
         typer.Option(min=1, max=MAX_SOURCES // 10, help="source: N of the N vs 10N image folders."),
     ] = 2000,
     work_dir: Annotated[
-        Path | None, typer.Option(help="Where the temporary builds go (default: system temp).")
+        Path | None,
+        typer.Option(
+            exists=True,
+            file_okay=False,
+            help="An existing folder where the temporary builds go (default: system temp).",
+        ),
     ] = None,
     device: DeviceOpt = "cpu",
     preset: Annotated[

@@ -146,10 +146,17 @@ def device_bench(d: dict[str, Any], out: Console) -> None:
     out.print(table)
     out.print(f"bf16 - fp32 per attack: {d['bf16_price']}")
     out.print(f"decode wait: {d['decode_overlap']}")
-    g = d["groupviz"]
+    g, a = d["groupviz"], d["atlas"]
     out.print(
-        f"groupviz {g['steps']} steps {g['image_size']} px: {g['records_per_s']} records/s "
-        f"({g['floor_fraction']} of the floor)"
+        f"groupviz {g['steps']} steps {g['image_size']} px: {g['records_per_s']} records/s, "
+        f"{g['pictures_per_s']} pictures/s ({g['floor_fraction']} of the floor); ImageNet-val's "
+        f"{g['imagenet_val']['records']} records on {g['imagenet_val']['devices']} devices: "
+        f"{g['imagenet_val']['wall_seconds'] / 3600:.1f} h"
+    )
+    out.print(
+        f"atlas {a['pictures']} pictures x {a['steps']} steps {a['image_size']} px: "
+        f"{a['seconds']} s once, {a['pictures_per_s']} pictures/s ({a['floor_fraction']} of "
+        f"the floor in passes), {a['share_of_projected_build']:.2%} of the fp32 projection"
     )
     out.print(f"largest batch: {d['largest_batch']}")
     for precision, p in d["imagenet_val_projection"].items():

@@ -26,7 +26,15 @@ from afg_datasets.genome.groupviz import LUCID_LR, mosaic, render
 from afg_datasets.genome.nmf import batched_nmf
 from afg_datasets.layout import ATLAS_FILE, ENCODER_STATE_FILE
 
+ATLAS_MAX_SIZE = 128  # the atlas's picture side at most (Lucid renders 80-128 px; 1.5)
 POSITIONS_PER_IMAGE = 64  # spatial positions sampled per train image for the basis fit
+
+
+def atlas_picture(image_shape: tuple[int, int]) -> tuple[int, int]:
+    """(channels, side) of an atlas picture: the model's input size, at most ATLAS_MAX_SIZE
+    (format 1.5; a 224 px model renders at 128 px, a third of the cost per step)."""
+    channels, size = image_shape
+    return channels, min(size, ATLAS_MAX_SIZE)
 
 
 @section("genome.")
@@ -107,7 +115,7 @@ class GroupBasisEncoder:
 
     def atlas(self) -> tuple[np.ndarray, torch.Tensor]:
         """Each basis direction of each layer rendered once by feature visualization (Lucid's
-        recipe at `atlas_steps`, lr 0.05, the model's input size): (the atlas, uint8
+        recipe at `atlas_steps`, lr 0.05, `atlas_picture`): (the atlas, uint8
         [L*(S+1)-1, G*(S+1)-1, C], rows layers and columns directions; the objective trace
         [steps + 2, L*G]). What a record's codes weigh: group g is the same picture in every
         record. The directions are non-negative and overlap, so a picture also raises its
@@ -115,7 +123,7 @@ class GroupBasisEncoder:
         if self.model is None or self.image_shape is None:
             raise CorpusError("groupbasis: its atlas needs the target model")
         directions = [self._basis()[layer][None] for layer in self.layers]  # [1, G, C_l]
-        channels, size = self.image_shape
+        channels, size = atlas_picture(self.image_shape)
         steps = self.config.atlas_steps
         images, trace = render(
             self.model, self.layers, directions, channels, size, steps, LUCID_LR, self.seed

@@ -22,6 +22,9 @@ import torch
 
 from afg_datasets.building.stats import AttackTally
 from afg_datasets.config import BuildConfig, load_config
+from afg_datasets.genome.groupbasis import atlas_picture
+from afg_datasets.models import forward_with_taps
+from afg_datasets.perf.encoder_bench import render_seconds
 from afg_datasets.perf.estimate import (
     Calibration,
     calibrate,
@@ -138,12 +141,14 @@ def decode_overlap(
 def groupviz_rate(cfg: BuildConfig, device: str, sources: int, floor: float) -> dict[str, Any]:
     """Records/s of `cfg`'s groupviz encoder at the builder's steps and render size (Lucid's 512
     steps, 128 px), timed inside a build task (clean + FGSM records, FGSM being the cheapest
-    attack), as a fraction of the forward+backward floor."""
+    attack), as a fraction of the forward+backward floor, and what rendering ImageNet-val's
+    records (clean + the builder's attacks) would take on PROJECTED_DEVICES such devices."""
     viz = cfg.replace(attacks={"fgsm": cfg.attacks["fgsm"]})
     cal = calibrate(viz, device, sources)
     records = sum(t["records"] for t in cal.marker["tallies"].values())
     seconds = cal.marker["stages"]["encode"]
     rate = records / seconds
+    pictures = len(cfg.model.layers) * viz.genome.groups
     return {
         "records": records,
         "steps": viz.genome.steps,
@@ -151,7 +156,34 @@ def groupviz_rate(cfg: BuildConfig, device: str, sources: int, floor: float) -> 
         "groups": viz.genome.groups,
         "encode_seconds": round(seconds, 3),
         "records_per_s": round(rate, 4),
+        "pictures_per_s": round(rate * pictures, 3),
         "floor_fraction": round(rate / floor, 6),
+        "imagenet_val": _render_projection(IMAGENET_VAL * (1 + len(cfg.attacks)), rate),
+    }
+
+
+def _render_projection(records: int, records_per_s: float) -> dict[str, Any]:
+    seconds = records / records_per_s / PROJECTED_DEVICES
+    return {"records": records, "devices": PROJECTED_DEVICES, "wall_seconds": round(seconds, 1)}
+
+
+def atlas_rate(cfg: BuildConfig, device: str, floor: float) -> dict[str, Any]:
+    """A groupbasis atlas of `cfg`'s model (its `groups` directions per tapped layer at
+    `atlas_steps`, `atlas_picture` size), rendered once per corpus on one device: seconds,
+    pictures/s, and its render passes/s as a fraction of the forward+backward floor (passes at
+    the atlas's size against the floor's at the model's size)."""
+    source = synthetic_source(cfg, 1)
+    model, _, _ = calibration_model(cfg, source, device)
+    layers = list(cfg.model.layers)
+    x, _ = source.tensors(np.arange(1))
+    _, acts = forward_with_taps(model, layers, x.to(device))
+    picture = atlas_picture((source.channels, source.image_size))
+    widths = [acts[layer].shape[1] for layer in layers]
+    row = render_seconds(model, layers, widths, picture, cfg.genome.groups, cfg.genome.atlas_steps)
+    passes = row["pictures"] * row["steps"] / row["seconds"]
+    return row | {
+        "pictures_per_s": round(row["pictures"] / row["seconds"], 4),
+        "floor_fraction": round(passes / floor, 4),
     }
 
 
@@ -199,7 +231,7 @@ class DeviceSizes:
     batch_size: int
     image_size: int
     groupviz_sources: int
-    groupviz_steps: int | None  # None: the builder's (512)
+    render_steps: int | None  # groupviz and atlas steps; None: the builder's (512)
     batch_cap: int  # the largest batch tried
     attacks: dict[str, dict[str, Any]] | None = None  # None: the builder's
 
@@ -241,7 +273,18 @@ def bench_device(device: str, preset: str, work: Path) -> dict[str, Any]:
         runs.append(_variant(cal, precision, channels_last))
     fp32 = calibrations["fp32"]
     viz_cfg = device_config(folder, checkpoint, sizes, "groupviz").replace(
-        genome__steps=sizes.groupviz_steps
+        genome__steps=sizes.render_steps
+    )
+    atlas_cfg = device_config(folder, checkpoint, sizes, "groupbasis").replace(
+        genome__atlas_steps=sizes.render_steps
+    )
+    projection = {
+        precision: project(cal, cfg, IMAGENET_VAL, PROJECTED_DEVICES)
+        for precision, cal in calibrations.items()
+    }
+    atlas = atlas_rate(atlas_cfg, device, fp32.floor)
+    atlas["share_of_projected_build"] = round(
+        atlas["seconds"] / projection["fp32"]["wall_seconds"], 5
     )
     return {
         "device": str(dev),
@@ -260,10 +303,8 @@ def bench_device(device: str, preset: str, work: Path) -> dict[str, Any]:
         "bf16_price": bf16_price(runs[0], runs[1]),
         "decode_overlap": decode_overlap(cfg, device, fp32, workers),
         "groupviz": groupviz_rate(viz_cfg, device, sizes.groupviz_sources, fp32.floor),
+        "atlas": atlas,
         "largest_batch": largest_batch(cfg, device, sizes.batch_cap),
-        "imagenet_val_projection": {
-            precision: project(cal, cfg, IMAGENET_VAL, PROJECTED_DEVICES)
-            for precision, cal in calibrations.items()
-        },
+        "imagenet_val_projection": projection,
         "seconds": round(time.perf_counter() - started, 1),
     }

@@ -20,6 +20,7 @@ from sklearn.decomposition import NMF
 
 from afg_datasets.building.context import BuildContext, prepare
 from afg_datasets.config import BuildConfig
+from afg_datasets.genome.groupbasis import atlas_picture
 from afg_datasets.genome.groupviz import LUCID_LR, render
 from afg_datasets.genome.nmf import batched_nmf, relative_error
 from afg_datasets.models import forward_until, forward_with_taps
@@ -124,19 +125,26 @@ def render_curve(ctx: BuildContext, directions: list[torch.Tensor], seed: int) -
 
 
 def atlas_seconds(ctx: BuildContext, groups: int, steps: int) -> dict[str, Any]:
-    """What a basis atlas costs on this model and device: `groups` directions per tapped layer
-    rendered together at `steps` (lr 0.05, the model's input size). Random non-negative unit
-    directions: the cost does not depend on which."""
+    """What a basis atlas costs on this build's model and device (`render_seconds`)."""
+    picture = atlas_picture((ctx.source.channels, ctx.source.image_size))
+    return render_seconds(ctx.model, ctx.layers, ctx.encoder.channels, picture, groups, steps)
+
+
+def render_seconds(
+    model, layers: list[str], widths: list[int], picture: tuple[int, int], groups: int, steps: int
+) -> dict[str, Any]:
+    """`groups` random non-negative unit directions per layer (`widths`: its channels; the
+    cost does not depend on which) rendered together at `steps` (lr 0.05) as
+    `picture` = (channels, size) images, on the model's device: an atlas's cost."""
+    device = next(model.parameters()).device
     generator = torch.Generator().manual_seed(0)
-    channels, size = ctx.source.channels, ctx.source.image_size
     directions = [
-        F.normalize(torch.rand(1, groups, width, generator=generator), dim=-1).to(ctx.device)
-        for width in ctx.encoder.channels
+        F.normalize(torch.rand(1, groups, width, generator=generator), dim=-1).to(device)
+        for width in widths
     ]
-    seconds, _ = _timed(
-        lambda: render(ctx.model, ctx.layers, directions, channels, size, steps, LUCID_LR, 0)
-    )
-    return {"pictures": len(ctx.layers) * groups, "steps": steps, "image_size": size,
+    seconds, _ = _timed(lambda: (render(model, layers, directions, *picture, steps, LUCID_LR, 0),
+                                 _sync(device)))  # fmt: skip
+    return {"pictures": len(layers) * groups, "steps": steps, "image_size": picture[1],
             "seconds": round(seconds, 2)}  # fmt: skip
 
 

@@ -36,6 +36,11 @@ def test_device_check_runs_on_cpu_and_reports_every_figure(tmp_path):
     assert set(report["bf16_price"]) == {"fgsm", "pgd", "cw_l2"}
     assert set(report["decode_overlap"]) == {"workers_0", f"workers_{report['loader_workers']}"}
     assert report["groupviz"]["records_per_s"] > 0 and report["groupviz"]["image_size"] == 128
+    render_val = report["groupviz"]["imagenet_val"]
+    assert render_val["records"] == 50_000 * 4 and render_val["wall_seconds"] > 0
+    atlas = report["atlas"]
+    assert atlas["pictures"] == 4 * 6 and atlas["image_size"] == 32 and atlas["seconds"] > 0
+    assert atlas["floor_fraction"] > 0 and atlas["share_of_projected_build"] > 0
     assert report["largest_batch"]["largest_fitting"] == 4  # the tiny cap
     for projection in report["imagenet_val_projection"].values():
         assert projection["sources"] == 50_000 and projection["devices"] == 8
@@ -86,3 +91,10 @@ def test_install_script_installs_only_the_carried_wheels_in_a_fresh_venv(tmp_pat
     )
     assert probe.stdout.strip() == "42"
     assert "installed 1 wheels" in (out / "device.log").read_text()
+
+
+def test_a_missing_work_dir_is_one_error_naming_it(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a short name: the message is not wrapped
+    args = ["bench-build", "--what", "device", "--work-dir", "nowhere"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2 and "'nowhere' does not exist" in result.output
