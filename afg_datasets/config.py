@@ -211,10 +211,11 @@ def _checked_presets(cfg: BuildConfig, presets: Any) -> dict[str, dict[str, Any]
 
 
 def resolve_config_path(config: str | None) -> Path:
-    """A YAML path, or the name of a builder shipped in `builders/` (default: digits)."""
+    """A YAML path, or the name of a builder shipped in `builders/` (default: digits). A name
+    is never taken for a folder of the same name (a corpus built with `--out digits`)."""
     name = config or "digits"
     path = Path(name)
-    if path.suffix in (".yaml", ".yml") or path.exists():
+    if config and (path.suffix in (".yaml", ".yml") or path.is_file()):
         if not path.is_file():
             raise ConfigError(f"config file {str(path)!r} does not exist")
         return path
@@ -222,7 +223,8 @@ def resolve_config_path(config: str | None) -> Path:
     candidate = builders / f"{name}.yaml"
     if not candidate.is_file():
         known = sorted(p.stem for p in builders.glob("*.yaml"))
-        raise ConfigError(f"unknown builder {name!r}; shipped builders: {', '.join(known)}")
+        what = "a folder, not a builder YAML" if path.is_dir() else "an unknown builder"
+        raise ConfigError(f"{name!r} is {what}; shipped builders: {', '.join(known)}")
     return candidate
 
 

@@ -74,6 +74,18 @@ def test_builder_names_and_paths(tmp_path):
         resolve_config_path(str(tmp_path / "missing.yaml"))
 
 
+def test_a_folder_named_like_a_builder_is_never_taken_for_it(tmp_path, monkeypatch):
+    """A corpus built with `--out digits` (or `--out mnist`) does not hide the builder of
+    that name; a folder that is no builder is named as a folder."""
+    monkeypatch.chdir(tmp_path)
+    for name in ("digits", "mnist", "elsewhere"):
+        (tmp_path / name).mkdir()
+    assert resolve_config_path(None).name == "digits.yaml"
+    assert resolve_config_path("mnist").name == "mnist.yaml"
+    with pytest.raises(ConfigError, match="'elsewhere' is a folder, not a builder YAML"):
+        resolve_config_path("elsewhere")
+
+
 def test_the_genome_section_is_the_chosen_encoders_own_config():
     from afg_datasets.genome import ENCODERS
 
