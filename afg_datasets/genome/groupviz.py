@@ -12,7 +12,7 @@ through the model only as far as that layer.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -120,13 +120,16 @@ def render(
     steps: int,
     lr: float,
     seed: int,
+    objective: Callable[..., torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Visualize every (layer, sample, group) direction at once.
 
     directions[l]: [B, G, C_l] (unit, non-negative). Returns the images [L, B, G, C, S, S] in
     [0, 1] and the objective trace [steps + 1, L*B*G] (row 0: the random start, last row: the
-    final images, both without transforms).
+    final images, both without transforms). `objective` (model, layers, directions, images)
+    -> one value per image: what is maximized (default `group_objectives`).
     """
+    objective = objective or group_objectives
     batch, groups = directions[0].shape[:2]
     device = directions[0].device
     generator = torch.Generator().manual_seed(seed)
@@ -138,21 +141,21 @@ def render(
         for _ in range(steps):
             x = images()
             if not trace:
-                trace.append(_objectives(model, layers, directions, x.detach()))
-            objective = group_objectives(model, layers, directions, transforms(x, generator))
+                trace.append(_no_grad(objective, model, layers, directions, x.detach()))
+            value = objective(model, layers, directions, transforms(x, generator))
             optimizer.zero_grad(set_to_none=True)
-            (-objective.sum()).backward()
+            (-value.sum()).backward()
             optimizer.step()
-            trace.append(objective.detach())
+            trace.append(value.detach())
     final = images().detach()
-    trace.append(_objectives(model, layers, directions, final))
+    trace.append(_no_grad(objective, model, layers, directions, final))
     shaped = final.reshape(len(layers), batch, groups, channels, size, size)
     return shaped, torch.stack(trace).cpu()
 
 
-def _objectives(model, layers, directions, x) -> torch.Tensor:
+def _no_grad(objective, model, layers, directions, x) -> torch.Tensor:
     with torch.no_grad():
-        return group_objectives(model, layers, directions, x)
+        return objective(model, layers, directions, x)
 
 
 def mosaic(images: np.ndarray) -> np.ndarray:

@@ -20,7 +20,7 @@ from sklearn.decomposition import NMF
 
 from afg_datasets.building.context import BuildContext, prepare
 from afg_datasets.config import BuildConfig
-from afg_datasets.genome.groupbasis import atlas_picture
+from afg_datasets.genome.groupbasis import atlas_picture, contrast_objectives
 from afg_datasets.genome.groupviz import LUCID_LR, render
 from afg_datasets.genome.nmf import batched_nmf, relative_error
 from afg_datasets.models import forward_until, forward_with_taps
@@ -134,16 +134,16 @@ def render_seconds(
     model, layers: list[str], widths: list[int], picture: tuple[int, int], groups: int, steps: int
 ) -> dict[str, Any]:
     """`groups` random non-negative unit directions per layer (`widths`: its channels; the
-    cost does not depend on which) rendered together at `steps` (lr 0.05) as
-    `picture` = (channels, size) images, on the model's device: an atlas's cost."""
+    cost does not depend on which) rendered together at `steps` (lr 0.05, the atlas's
+    objective) as `picture` = (channels, size) images on the model's device: an atlas's cost."""
     device = next(model.parameters()).device
     generator = torch.Generator().manual_seed(0)
     directions = [
         F.normalize(torch.rand(1, groups, width, generator=generator), dim=-1).to(device)
         for width in widths
     ]
-    seconds, _ = _timed(lambda: (render(model, layers, directions, *picture, steps, LUCID_LR, 0),
-                                 _sync(device)))  # fmt: skip
+    args = (model, layers, directions, *picture, steps, LUCID_LR, 0)
+    seconds, _ = _timed(lambda: (render(*args, objective=contrast_objectives), _sync(device)))
     return {"pictures": len(layers) * groups, "steps": steps, "image_size": picture[1],
             "seconds": round(seconds, 2)}  # fmt: skip
 
