@@ -39,7 +39,10 @@ def verdict(report: dict[str, Any]) -> str:
         )
     if not parts:
         return ""
-    text = "; ".join(parts) + " (paired 95 % bootstrap intervals over test source images)."
+    text = (
+        "; ".join(parts)
+        + " (paired 95 % bootstrap intervals over test source images and training seeds)."
+    )
     return text + _adaptive_sentence(report.get("adaptive"))
 
 
