@@ -35,7 +35,7 @@ from afg_datasets.evaluation.intervals import (
     LEVEL,
     METRICS,
     interval,
-    over_seeds,
+    seed_mean_draws,
     seeds_needed,
     source_weights,
     weighted_metrics,
@@ -175,7 +175,7 @@ def aggregate(
     runs: list[dict[str, Any]], draws: dict[str, np.ndarray], keys: Sequence[str] = METRICS
 ) -> dict[str, Any]:
     """Mean over training seeds, their sample std, and the bootstrap interval (over test
-    source images) of the seed-mean."""
+    source images and training seeds) of the seed-mean."""
     row: dict[str, Any] = {"n": runs[0]["n"], "seeds": len(runs), "std": {}, "ci": {}}
     for key in keys:
         values = [r[key] for r in runs if r[key] is not None]
@@ -332,8 +332,7 @@ def evaluate_method(
                 curves[(setting, method, attack)] = curve
     out = {}
     for attack, seed_runs in runs.items():
-        salt = zlib.crc32(f"seeds/{setting}/{attack}".encode())  # the same for every method
-        mean_draws = {k: over_seeds(np.stack([d[k] for d in draws[attack]]), salt) for k in METRICS}
+        mean_draws = seed_mean_draws(draws[attack], METRICS, f"{setting}/{attack}")
         row = {"method": method, "setting": setting, "attack": attack}
         out[attack] = ({**row, **aggregate(seed_runs, mean_draws)}, mean_draws)
     return out, per_seed
@@ -379,8 +378,9 @@ def _adaptive_row(results: list[dict], weights: np.ndarray) -> dict[str, Any]:
     n = weights.shape[1]
     per_seed = [_plain(adaptive.adaptive_metrics(r, np.ones((1, n)))) | {"n": n} for r in results]
     draws = [adaptive.adaptive_metrics(r, weights) for r in results]
-    mean = {k: np.mean([d[k] for d in draws], 0) for k in adaptive.METRICS}
-    return aggregate(per_seed, mean, adaptive.METRICS)
+    return aggregate(
+        per_seed, seed_mean_draws(draws, adaptive.METRICS, "adaptive"), adaptive.METRICS
+    )
 
 
 def _plain(values: dict[str, np.ndarray]) -> dict[str, float | None]:

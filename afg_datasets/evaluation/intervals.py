@@ -9,6 +9,7 @@ module."""
 from __future__ import annotations
 
 import math
+import zlib
 
 import numpy as np
 
@@ -42,6 +43,13 @@ def over_seeds(per_seed: np.ndarray, seed: int) -> np.ndarray:
     seeds, draws = per_seed.shape
     picks = np.random.default_rng(seed).integers(seeds, size=(seeds, draws))
     return np.take_along_axis(per_seed, picks, axis=0).mean(0)
+
+
+def seed_mean_draws(draws: list[dict], keys, name: str) -> dict[str, np.ndarray]:
+    """Per metric, the seed-mean draws of one row from each seed's draws, the training seeds
+    resampled too (`over_seeds`; the same seed draws for every method of `name`)."""
+    salt = zlib.crc32(f"seeds/{name}".encode())
+    return {k: over_seeds(np.stack([d[k] for d in draws]), salt) for k in keys}
 
 
 def seeds_needed(difference: float, spreads: list[float | None]) -> int | None:
