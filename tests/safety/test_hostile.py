@@ -90,7 +90,8 @@ def test_push_uploads_exactly_the_manifest_files_never_a_symlink(copy, tmp_path)
     (copy / "notes.png").write_text("not in the manifest")
     plan = {f.path for f in upload_plan(Corpus.open(copy))}
     listed = {e["path"] for e in load_manifest(copy)["files"]}
-    assert plan == listed | {"README.md", "croissant.json", "manifest.json", "stats.json"}
+    extras = {"README.md", "croissant.json", "manifest.json", "stats.json", "examples.png"}
+    assert plan == listed | extras
     (copy / AFS_PNG).symlink_to(tmp_path / "secret")
     with pytest.raises(PushError, match="a symlink"):
         upload_plan(Corpus.open(copy))
