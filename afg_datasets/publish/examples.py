@@ -25,6 +25,8 @@ def example_keys(corpus: Corpus) -> dict[str, tuple[str, str]]:
     found: dict[str, tuple[str, str]] = {}
     for attack in corpus.attacks:
         for split in SPLIT_ORDER:
+            if not corpus.paths(split=split, config=attack):
+                continue  # a small corpus may have no shard of this split
             rows = corpus.table(split, columns, config=attack).to_pydict()
             hits = [i for i, a in enumerate(rows["attack"]) if a == attack and rows["success"][i]]
             if hits:
