@@ -41,8 +41,8 @@ def examples_mosaic(corpus: Corpus) -> np.ndarray | None:
     perturbation (the channel mean of adversarial - clean, mid-grey 128 = no change, each row
     scaled to its own largest change); None when no attack succeeded."""
     rows = []
-    paths = corpus.paths()
-    for clean_key, adversarial_key in example_keys(corpus).values():
+    for attack, (clean_key, adversarial_key) in example_keys(corpus).items():
+        paths = corpus.paths(config=attack)  # the clean and this attack's shards, not every one
         clean, adversarial = (
             decode_png(find_row(paths, key)["image"]["bytes"]).astype(np.float32)
             for key in (clean_key, adversarial_key)

@@ -110,9 +110,6 @@ def test_the_atlas_renders_each_direction_as_what_raises_it(basis_corpus):
         own = codes[0].diagonal()
         gains += (own / codes[1].diagonal().clamp_min(1e-3)).tolist()
         ratios += [float(own[g] / np.delete(codes[0][g].numpy(), g).max()) for g in range(groups)]
-    print(
-        "own code / random start's:", np.round(gains, 2), "/ largest mate's:", np.round(ratios, 2)
-    )
     assert sum(g > 1 for g in gains) >= len(gains) - 1 and np.median(gains) >= 2.5, gains
     assert sum(r > 1 for r in ratios) >= len(ratios) - 1 and np.median(ratios) >= 2, ratios
 
