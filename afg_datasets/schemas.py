@@ -169,6 +169,7 @@ class Seeds(TypedDict):
 
 @with_config(STRICT)
 class RecognizerFacts(TypedDict):
+    format_version: NotRequired[str]  # saved since 0.9: the genome is computed as that format's
     name: str
     config: dict[str, Any]
     config_hash: str

@@ -4,11 +4,13 @@ mixin (config.json + model.safetensors + a model card) with what genomes of new 
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
 import numpy as np
 import torch
+from datasets import Features
 from pydantic import ValidationError
 from safetensors import SafetensorError
 
@@ -28,6 +30,7 @@ from afg_datasets.layout import (
     write_json,
 )
 from afg_datasets.models import forward_with_taps, load_model_dir
+from afg_datasets.models.target import scaled
 from afg_datasets.recognizer.data import read_split, to_tensors
 from afg_datasets.recognizer.model import RecognizerNet
 from afg_datasets.recognizer.training import TrainConfig, fit_recognizer
@@ -36,7 +39,18 @@ from afg_datasets.schemas import SHAPES
 
 INFO = "recognizer.json"  # (RECOGNIZER_FILES lists every file a saved recognizer holds)
 TARGET_DIR = "target_model"
-MANIFEST_KEYS = ("name", "config", "config_hash", "seeds", "layers", "model", "source", "features")
+# The corpus facts a saved recognizer keeps (format_version: how its encoder stored each layer).
+MANIFEST_KEYS = (
+    "format_version",
+    "name",
+    "config",
+    "config_hash",
+    "seeds",
+    "layers",
+    "model",
+    "source",
+    "features",
+)
 
 
 def recognizer_inputs(manifest: dict) -> list[str]:
@@ -69,10 +83,10 @@ def model_batch(images: torch.Tensor | np.ndarray) -> torch.Tensor:
     x = torch.as_tensor(np.asarray(images) if not isinstance(images, torch.Tensor) else images)
     if x.dtype == torch.uint8 and x.ndim == 3:
         x = x[..., None]
-    if x.dtype == torch.uint8 and x.ndim == 4:
-        return x.permute(0, 3, 1, 2).float() / 255
+    if x.dtype == torch.uint8 and x.ndim == 4:  # as the build scales them (its last bits too)
+        return scaled(x.permute(0, 3, 1, 2))
     if x.is_floating_point() and x.ndim == 4:
-        return x.float()
+        return torch.empty(x.shape, dtype=torch.float32).copy_(x)  # standard strides
     raise ModelError(
         f"images of shape {tuple(x.shape)} and dtype {x.dtype}: give uint8 [N, H, W, C] or "
         "[N, H, W], or [0, 1] floats [N, C, H, W]"
@@ -96,6 +110,7 @@ class Recognizer:
         self.info = info
         self.corpus_dir = corpus_dir  # where it was trained (its bench results go in the card)
         self._target = None
+        self._encoder_cache = None
 
     @classmethod
     def fit(
@@ -144,7 +159,8 @@ class Recognizer:
             raise ModelError(foreign)
         if path.is_dir() and any(path.iterdir()) and not (path / INFO).is_file():
             raise ModelError(f"{path}: not empty and not a saved recognizer; choose a new folder")
-        info = {**self.info, "manifest": {k: self.manifest[k] for k in MANIFEST_KEYS}}
+        facts = {k: self.manifest[k] for k in MANIFEST_KEYS if k in self.manifest}
+        info = {**self.info, "manifest": facts}
 
         def fill(tmp: Path) -> None:  # all of it, or nothing, in a folder made here
             (tmp / TARGET_DIR).mkdir(parents=True)
@@ -182,7 +198,7 @@ class Recognizer:
         info = read_saved_facts(local / INFO)
         load_json(local / "config.json", ModelError)  # the mixin's: an object, bounded
         try:
-            manifest = {k: info["manifest"][k] for k in MANIFEST_KEYS}
+            manifest = {k: info["manifest"][k] for k in MANIFEST_KEYS if k in info["manifest"]}
             net = RecognizerNet.from_pretrained(local, strict=True)
         except (ValueError, KeyError, TypeError, RuntimeError, SafetensorError) as err:
             first = first_line(err)
@@ -195,20 +211,65 @@ class Recognizer:
     def predict(self, images: torch.Tensor | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(probability adversarial, original class) for images: uint8 [N,H,W,C] or [N,H,W]
         (grey, as `load_dataset` gives them), or [0,1] float [N,C,H,W]. Genomes come from the
-        corpus's own target model and encoder."""
+        corpus's own target model and encoder (`genomes`)."""
+        preds, genome = self.genomes(images)
+        return self.predict_genomes(genome, preds)
+
+    @torch.no_grad()
+    def genomes(self, images: torch.Tensor | np.ndarray) -> tuple[np.ndarray, dict]:
+        """(the target model's predictions, the genome columns) of images, computed as the
+        corpus's build computed them: the same encoder, from the facts the corpus recorded."""
         x = model_batch(images)
-        if self._target is None:
-            self._target = load_model_dir(self.target_dir)[0]
+        target, encoder = self._encoder()
         try:
-            encoder = encoder_from_manifest(self.manifest, self._target, self.target_dir)
-            preds, acts = forward_with_taps(self._target, encoder.layers, x)
-            genome = {
-                k: torch.from_numpy(v.astype(np.float32)) for k, v in encoder.encode(acts).items()
-            }
-            p_adv, original = self.net.readout(self.net(genome), preds)
+            preds, acts = forward_with_taps(target, encoder.layers, x)
+            return preds.numpy(), encoder.encode(acts)
         except (RuntimeError, ValueError, KeyError, IndexError) as err:
-            # the saved files disagree with each other (net, target model, corpus facts)
-            first = first_line(err)
-            where = self.target_dir.parent
-            raise ModelError(f"saved recognizer {where}: inconsistent: {first}") from None
+            raise ModelError(
+                f"{self._where()}: images {tuple(x.shape)}: {first_line(err)}"
+            ) from None
+
+    @torch.no_grad()
+    def predict_genomes(self, genome: dict, preds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """`predict` from genome columns (as a corpus stores them, or as `genomes` gives them)
+        and the target model's predictions."""
+        try:
+            tensors = {
+                name: torch.from_numpy(np.asarray(genome[name], dtype=np.float32))
+                for name in self.info["inputs"]
+            }
+            logits = self.net(tensors)
+            p_adv, original = self.net.readout(logits, torch.as_tensor(np.asarray(preds)))
+        except (RuntimeError, ValueError, KeyError, IndexError, TypeError) as err:
+            raise ModelError(f"{self._where()}: inconsistent: {first_line(err)}") from None
         return p_adv.numpy(), original.numpy()
+
+    def _where(self) -> str:
+        return f"saved recognizer {self.target_dir.parent}"
+
+    def _encoder(self):
+        """The target model and the corpus's encoder, built once; an encoder whose columns are
+        not the ones its corpus recorded is one ModelError (a recognizer saved before 0.9 of a
+        format 1.4+ corpus: save it again)."""
+        if self._target is None:
+            target = load_model_dir(self.target_dir)[0]
+            try:
+                encoder = encoder_from_manifest(self.manifest, target, self.target_dir)
+            except (RuntimeError, ValueError, KeyError, IndexError) as err:
+                raise ModelError(f"{self._where()}: inconsistent: {first_line(err)}") from None
+            recorded = self.manifest["features"]["types"]
+            computed = Features(encoder.features()).to_dict()
+            for name in self.info["inputs"]:
+                if _plain(computed.get(name)) != _plain(recorded.get(name)):
+                    raise ModelError(
+                        f"{self._where()}: its encoder computes {name} as {computed.get(name)},"
+                        f" its corpus stored {recorded.get(name)}; re-save it with this "
+                        "afg-datasets (`afg fit-recognizer`)"
+                    )
+            self._target, self._encoder_cache = target, encoder
+        return self._target, self._encoder_cache
+
+
+def _plain(feature) -> object:
+    """A feature as JSON would give it back (tuples as lists), for comparison."""
+    return json.loads(json.dumps(feature))
