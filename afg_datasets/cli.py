@@ -61,6 +61,7 @@ def main(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    logging.getLogger("huggingface_hub").propagate = False  # it prints its own, once
 
 
 # Registered by wing, in this order in `afg --help`: build, corpus, research.

@@ -86,9 +86,28 @@ CORPUS_DIRS = (*FORMAT_DIRS, MODEL_DIR)
 PUBLISHED_DIRS = (*CORPUS_DIRS, BENCH_DIR)
 
 
+_PLAIN_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,254}")  # what a corpus names its files
+
+
+def plain_name(path: str) -> bool:
+    """Whether a repo path (from a Hub listing: data, never trusted) is a normalized file path
+    of plain parts: no empty, `.` or `..` part, no trailing `/`, no `.git` part, no control or
+    other odd characters. Only such a path is ever deleted by a push."""
+    parts = path.split("/")
+    return all(_PLAIN_PART.fullmatch(p) and p.lower() != ".git" for p in parts)
+
+
 def published_name(path: str) -> bool:
-    """Whether a repo path is one a corpus push owns (`PUBLISHED_DIRS`, `PUBLISHED_EXTRAS`)."""
+    """Whether a repo path is one a corpus push owns (`PUBLISHED_DIRS`, `PUBLISHED_EXTRAS`):
+    a plain name (`plain_name`) in those folders or among those names."""
+    if not plain_name(path):
+        return False
     return path.split("/", 1)[0] in PUBLISHED_DIRS or path in PUBLISHED_EXTRAS
+
+
+def shown_name(path: str) -> str:
+    """A name from a listing as it may be printed: itself when plain, else escaped (`ascii`)."""
+    return path if plain_name(path) else ascii(path)
 
 
 # A saved recognizer (`Recognizer.save`): exactly what `afg push-recognizer` uploads.

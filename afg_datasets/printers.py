@@ -8,6 +8,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from afg_datasets.layout import shown_name
+
 console = Console(stderr=True, soft_wrap=True)
 
 
@@ -63,8 +65,14 @@ def upload(plan, repo_id: str, dry_run: bool) -> None:
         print(f"{'deleted' if not dry_run else 'would delete':>12}  {path}  (not in this corpus)")
     for path in plan.kept or []:
         print(f"{'kept':>12}  {path}  (not the corpus's: left as it is)")
+    if plan.odd:  # a listing's names are data: escaped, and never deleted
+        names = ", ".join(shown_name(path) for path in plan.odd)
+        print(f"{'kept':>12}  {len(plan.odd)} name(s) no corpus file has, left alone: {names}")
     if plan.delete is None and dry_run:
-        print(f"offline: {repo_id} not listed, so what the push would delete is not known")
+        print(
+            f"{repo_id} not listed ({plan.unlisted}), so what the push would delete is not "
+            "known; with HF_HUB_OFFLINE=1 a dry run lists its uploads without asking the Hub"
+        )
     if not dry_run:
         print(f"pushed {len(plan.upload)} files ({total / 1e6:.1f} MB) to {repo_id}")
         return

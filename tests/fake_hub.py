@@ -33,8 +33,11 @@ class FakeHub:
         self.validated: list = []
         self.wire_bytes = 0  # request bodies received
         self.content_bytes = 0  # file contents received in commits (decoded)
+        self.served_bytes = 0  # file contents sent by resolve URLs (downloads)
+        self.served: list[str] = []  # the paths downloaded, in order
         self.drop_after: int | None = None  # once this many commits are in, the next
         self.drops = 0  # `drops` commit requests are cut off (connection closed, no answer)
+        self.commit_url: str | None = None  # a commit reply's commitUrl instead of the real one
         hub = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -144,7 +147,7 @@ class FakeHub:
         return self.reply(
             handler,
             {
-                "commitUrl": f"{self.url}/datasets/{repo_id}/commit/{oid}",
+                "commitUrl": self.commit_url or f"{self.url}/datasets/{repo_id}/commit/{oid}",
                 "commitOid": oid,
                 "pullRequestUrl": None,
             },
@@ -197,6 +200,8 @@ class FakeHub:
             files = self.store(repo_id, unquote(revision or "main"))
             if repo_id not in self.repos and not files:
                 return self.reply(handler, {"error": "Repository not found"}, 404)
+            if revision and not files and not re.fullmatch(r"[0-9a-f]{40}", unquote(revision)):
+                return self.reply(handler, {"error": f"Revision {revision} not found"}, 404)
             siblings = [{"rfilename": name, "size": len(files[name])} for name in sorted(files)]
             payload = {
                 "id": repo_id,
@@ -226,3 +231,5 @@ class FakeHub:
         handler.end_headers()
         if body:
             handler.wfile.write(stored)
+            self.served_bytes += len(stored)
+            self.served.append(unquote(name))

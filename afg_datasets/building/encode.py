@@ -72,26 +72,33 @@ KEPT = ("source_id", "image", "label", "pred", "attack_params", "linf", "l2")
 
 
 def encode_corpus(
-    parent: str | Path,
+    parent: Corpus | str | Path,
     out: str | Path,
     genome: Mapping[str, Any],
     device: str = "cpu",
     overwrite: bool = False,
     progress: bool = True,
 ) -> BuildResult:
-    """Re-encode `parent` (verified first) into `out` with the genome settings `genome`
-    (`encoder` and its options; unset ones keep the parent's), computing on one thread."""
+    """Re-encode `parent` (a folder or Hub repo, verified first) into `out` with the genome
+    settings `genome` (`encoder` and its options; unset ones keep the parent's), computing on
+    one thread."""
     with numeric_threads():
-        return _encode(Path(parent), Path(out), genome, device, overwrite, progress)
+        return _encode(Corpus.of(parent), Path(out), genome, device, overwrite, progress)
 
 
 def _encode(
-    parent: Path, out: Path, genome: Mapping[str, Any], device: str, overwrite: bool, progress: bool
+    corpus: Corpus,
+    out: Path,
+    genome: Mapping[str, Any],
+    device: str,
+    overwrite: bool,
+    progress: bool,
 ) -> BuildResult:
     check_device(device)
+    parent = corpus.root
     if out.resolve() == parent.resolve():
         raise OutputDirError(f"--out {str(out)!r} is the corpus itself; choose another directory")
-    corpus = Corpus.open(parent).verify()
+    corpus.verify()
     manifest = corpus.manifest
     cfg = BuildConfig.from_manifest(corpus.config)
     cfg = cfg.replace(**{f"genome__{key}": value for key, value in genome.items()})

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from afg_datasets.models.storage import cache_root
+from afg_datasets.resources import cache_root
 
 log = logging.getLogger(__name__)
 

@@ -16,12 +16,12 @@ from typing import Any
 
 import pyarrow as pa
 
-from afg_datasets.checks import hub_repo_id, hub_revision
+from afg_datasets.checks import hub_repo_id
 from afg_datasets.corpus import verify
 from afg_datasets.corpus.columns import find_row, read_table
 from afg_datasets.corpus.manifest import check_entry, load_manifest
 from afg_datasets.documents import read_text
-from afg_datasets.errors import ConfigError, CorpusError, first_line
+from afg_datasets.errors import ConfigError, CorpusError
 from afg_datasets.formats import FORMATS, TABLE_FORMAT, format_of, split_of_shard
 from afg_datasets.layout import BENCH_DIR, CARD_FILE, MODEL_DIR, SPLITS, format_major
 from afg_datasets.records import CLEAN, genome_inputs
@@ -39,11 +39,13 @@ class Corpus:
 
     @classmethod
     def open(cls, path_or_repo: str | os.PathLike, revision: str | None = None) -> Corpus:
-        """A local corpus folder, or a Hub dataset repo (downloaded whole: a corpus is
-        verified file by file before it is read)."""
+        """A local corpus folder, or a Hub dataset repo (its manifest's files fetched into a
+        plain folder of the AFG cache, `remote.fetch`: verified file by file as a local one)."""
         local = Path(path_or_repo)
         if not local.is_dir() and _repo_id(str(path_or_repo)):
-            local = _download(str(path_or_repo), revision)
+            from afg_datasets.corpus.remote import fetch
+
+            local = fetch(str(path_or_repo), revision)
         return cls(local, load_manifest(local))  # a missing folder: one error naming it
 
     @classmethod
@@ -206,20 +208,6 @@ def _repo_id(value: str) -> bool:
         return bool(hub_repo_id(value))
     except ConfigError:
         return False
-
-
-def _download(repo_id: str, revision: str | None) -> Path:
-    """The snapshot folder of a Hub dataset repo (huggingface_hub's cache)."""
-    from huggingface_hub import snapshot_download
-
-    hub_revision(revision)
-    try:
-        return Path(snapshot_download(repo_id, repo_type="dataset", revision=revision))
-    except Exception as err:  # noqa: BLE001 - network, auth and not-found errors differ by type
-        raise CorpusError(
-            f"{repo_id!r}: no such corpus folder, nor a readable Hub dataset repo "
-            f"({first_line(err)})"
-        ) from None
 
 
 __all__ = ["DEFAULT_CONFIG", "Corpus", "verify_corpus"]

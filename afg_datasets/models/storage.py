@@ -22,6 +22,7 @@ from afg_datasets.layout import (
 )
 from afg_datasets.models.nets import is_user_model
 from afg_datasets.models.target import ModelInfo, TargetModel, build_model, freeze
+from afg_datasets.resources import cache_root
 
 
 def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
@@ -117,12 +118,6 @@ def load_target_model(
     `module:callable` you trust, for corpora built with a custom model (never taken from the
     corpus itself)."""
     return load_model_dir(Path(corpus_dir) / MODEL_DIR, device, trusted=architecture)[0]
-
-
-def cache_root() -> Path:
-    """Where trained target models are cached (AFG_CACHE_DIR, else ~/.cache/afg-datasets)."""
-    env = os.environ.get("AFG_CACHE_DIR")
-    return Path(env) if env else Path.home() / ".cache" / "afg-datasets"
 
 
 def cached_model_dir(cache_key: str) -> Path:

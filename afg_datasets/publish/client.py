@@ -61,17 +61,21 @@ def upload_in_commits(
     commit_files: int,
     delete: list[str] | None = None,
     held: dict[str, Any] | None = None,
+    retire: tuple[str, ...] = (),
 ) -> int:
     """`data` in commits of at most `commit_files` files and COMMIT_BYTES bytes, skipping
     those the repo already holds (`held`, else listed here) with the same content (`sha256`
-    of each), then `extras` in one last commit that also deletes `delete`. Returns the number
-    of data files uploaded."""
+    of each), then `extras` in one last commit that also deletes `delete`. The first data
+    commit deletes the repo's `retire` files (its manifest and card), so no commit shows an
+    old manifest over new files. Returns the number of data files uploaded."""
     api = HfApi()
     held = remote_files(api, repo_id, revision) if held is None else held
     todo = [item for item in data if not _held(held.get(item.path), root, item, sha256)]
     chunks = _chunks(todo, commit_files)
+    retired = [path for path in retire if path in held]
     for number, chunk in enumerate(chunks, 1):
-        operations = additions(root, [item.path for item in chunk], {})
+        gone = retired if number == 1 else []
+        operations = additions(root, [item.path for item in chunk], {}, gone)
         commit(api, repo_id, operations, f"data, part {number}/{len(chunks)}", revision)
         log.info("pushed part %d/%d (%d files)", number, len(chunks), len(chunk))
     operations = additions(root, extras, contents, delete)
@@ -115,7 +119,9 @@ def remote_files(api: HfApi, repo_id: str, revision: str | None) -> dict[str, An
         except (RepositoryNotFoundError, RevisionNotFoundError, EntryNotFoundError):
             return []
 
-    return {e.path: e for e in _with_retries(listing) if isinstance(e, RepoFile)}
+    # huggingface_hub retries a GET itself (5 times, backing off): once more here would
+    # multiply its waits (79 s to say the Hub cannot be reached)
+    return {e.path: e for e in _with_retries(listing, 1) if isinstance(e, RepoFile)}
 
 
 def _held(remote: Any, root: Path, item: UploadFile, sha256: dict[str, str]) -> bool:
@@ -198,11 +204,11 @@ def _transient(err: BaseException) -> bool:
     return isinstance(err, _network_errors())
 
 
-def _with_retries(call):
+def _with_retries(call, attempts: int = RETRIES):
     """`call` with tenacity's exponential backoff on transient Hub errors (re-running an
     upload resumes it); the last error becomes one PushError line, token-free."""
     retrying = tenacity.Retrying(
-        stop=tenacity.stop_after_attempt(RETRIES),
+        stop=tenacity.stop_after_attempt(attempts),
         wait=tenacity.wait_exponential(multiplier=BACKOFF_SECONDS),
         retry=tenacity.retry_if_exception(_transient),
         before_sleep=lambda state: log.warning(
@@ -217,6 +223,11 @@ def _with_retries(call):
         return retrying(call)
     except (HfHubHTTPError, *_network_errors()) as err:
         raise PushError(f"Hub request failed: {_scrub(err)}") from None
+    except (ValueError, KeyError, TypeError) as err:  # a reply huggingface_hub cannot parse
+        raise PushError(
+            f"the Hub's reply could not be read ({_scrub(err)}); what was sent may have "
+            "landed: run the same command again, it skips what the repo already holds"
+        ) from None
 
 
 def _scrub(err: Exception) -> str:

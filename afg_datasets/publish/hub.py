@@ -19,10 +19,12 @@ from afg_datasets.errors import first_line
 from afg_datasets.layout import (
     CARD_FILE,
     CROISSANT_FILE,
+    MANIFEST_FILE,
     PUBLISHED_EXTRAS,
     RECOGNIZER_FILES,
     RECOGNIZER_OPTIONAL,
     STATS_FILE,
+    plain_name,
     published_name,
     read_json,
     regular_file,
@@ -59,15 +61,19 @@ class PushPlan:
     upload: list[UploadFile]
     delete: list[str] | None = None
     kept: list[str] | None = None
+    odd: list[str] | None = None  # kept: names no corpus file has (`layout.plain_name`)
+    unlisted: str | None = None  # why a dry run could not list the repo
 
 
 def repo_changes(held: list[str], upload: list[UploadFile]) -> PushPlan:
-    """The plan for a repo holding `held`: the repo ends equal to the corpus in what it owns."""
+    """The plan for a repo holding `held`: the repo ends equal to the corpus in what it owns.
+    A listed name is data: only a plain path in the corpus's own folders is ever deleted."""
     going = {item.path for item in upload} | {CARD_FILE, CROISSANT_FILE}
     others = sorted(set(held) - going)
     delete = [path for path in others if published_name(path)]
-    kept = [path for path in others if not published_name(path)]
-    return PushPlan(upload, delete, kept)
+    kept = [path for path in others if plain_name(path) and not published_name(path)]
+    odd = [path for path in others if not plain_name(path)]
+    return PushPlan(upload, delete, kept, odd)
 
 
 def upload_plan(corpus: Corpus) -> list[UploadFile]:
@@ -127,7 +133,7 @@ def push(
     validate_card(corpus.root)
     plan = upload_plan(corpus)
     if dry_run and constants.HF_HUB_OFFLINE:
-        return PushPlan(plan)
+        return PushPlan(plan, unlisted="HF_HUB_OFFLINE=1")
     large = len(plan) > LARGE_FILES or sum(p.bytes for p in plan) > LARGE_BYTES
     if commit_files is None and large:
         commit_files = COMMIT_FILES
@@ -135,9 +141,14 @@ def push(
         api = HfApi()
         if not dry_run:  # a new branch starts from main's files: listed after it exists
             ensure_repo(api, repo_id, "dataset", private, revision)
-        held = remote_files(api, repo_id, revision)
-        if dry_run and revision and not held:  # a branch not made yet would start from main
-            held = remote_files(api, repo_id, None)
+        try:
+            held = remote_files(api, repo_id, revision)
+            if dry_run and revision and not held:  # a branch not made yet starts from main
+                held = remote_files(api, repo_id, None)
+        except PushError as err:
+            if not dry_run:
+                raise
+            return PushPlan(plan, unlisted=str(err))
         changes = repo_changes(list(held), plan)
         if not dry_run:
             _upload(api, corpus, repo_id, revision, changes, commit_files, held)
@@ -202,6 +213,17 @@ def _upload(
     data = [item for item in changes.upload if item.path not in PUBLISHED_EXTRAS]
     extras = [path for path in paths if path in PUBLISHED_EXTRAS]
     sha256 = {e["path"]: e["sha256"] for e in corpus.files()}
+    retire = (MANIFEST_FILE, CARD_FILE, CROISSANT_FILE)  # gone while the data changes
     upload_in_commits(
-        root, repo_id, data, extras, sha256, contents, revision, commit_files, changes.delete, held
+        root,
+        repo_id,
+        data,
+        extras,
+        sha256,
+        contents,
+        revision,
+        commit_files,
+        changes.delete,
+        held,
+        retire,
     )
