@@ -86,7 +86,7 @@ CORPUS_DIRS = (*FORMAT_DIRS, MODEL_DIR)
 PUBLISHED_DIRS = (*CORPUS_DIRS, BENCH_DIR)
 
 
-_PLAIN_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,254}")  # what a corpus names its files
+_PLAIN_PART = re.compile(r"[A-Za-z0-9._-]{1,255}")  # a file name's part: no odd characters
 
 
 def plain_name(path: str) -> bool:
@@ -94,7 +94,7 @@ def plain_name(path: str) -> bool:
     of plain parts: no empty, `.` or `..` part, no trailing `/`, no `.git` part, no control or
     other odd characters. Only such a path is ever deleted by a push."""
     parts = path.split("/")
-    return all(_PLAIN_PART.fullmatch(p) and p.lower() != ".git" for p in parts)
+    return all(_PLAIN_PART.fullmatch(p) and p.lower() not in (".", "..", ".git") for p in parts)
 
 
 def published_name(path: str) -> bool:

@@ -224,7 +224,17 @@ class FakeHub:
             stored = self.store(repo_id, unquote(revision)).get(unquote(name))
         if stored is None:
             return self.reply(handler, {"error": f"unknown route {path}"}, 404)
-        handler.send_response(200)
+        whole = len(stored)
+        ranged = re.fullmatch(r"bytes=(\d*)-(\d*)", handler.headers.get("Range", ""))
+        if ranged:  # what streaming readers ask for (a parquet footer first)
+            first, last = ranged.groups()
+            start = whole - int(last) if not first else int(first)
+            end = whole - 1 if not first or not last else min(int(last), whole - 1)
+            stored = stored[max(start, 0) : end + 1]
+        handler.send_response(206 if ranged else 200)
+        if ranged:
+            handler.send_header("Content-Range", f"bytes {max(start, 0)}-{end}/{whole}")
+        handler.send_header("Accept-Ranges", "bytes")
         handler.send_header("Content-Length", str(len(stored)))
         handler.send_header("ETag", f'"{hashlib.sha256(stored).hexdigest()}"')
         handler.send_header("X-Repo-Commit", f"{self.commits:040x}")

@@ -85,22 +85,21 @@ def load(
 def hf_split(
     source: Corpus | str | os.PathLike, config: str, split: str, verify: bool
 ) -> datasets.Dataset:
-    """One config and split as a `datasets.Dataset` (memory-mapped Arrow). A local corpus:
-    exactly the manifest's parquet files of it (`Corpus.paths`), checked against the manifest
-    first; a Hub repo: the card's configs."""
+    """One config and split as a `datasets.Dataset` (memory-mapped Arrow): exactly the
+    manifest's parquet files of it (`Corpus.paths`), checked against the manifest first. A
+    Hub repo is fetched by its manifest first (`Corpus.open`), so it reads as a folder does."""
     from datasets import load_dataset
 
-    if isinstance(source, Corpus) or Path(source).is_dir():
-        corpus = Corpus.of(source)
-        paths = corpus.paths(split=split, config=config)
-        if not paths:
-            raise CorpusError(f"{corpus.root}: no {config!r} records in its {split} split")
-        if verify:
-            corpus.require(paths)
-        files = {split: [str(path) for path in paths]}
-        return load_dataset(TABLE_FORMAT.name, data_files=files, split=split)
-    repo_id = hub_repo_id(str(source), "corpus (no such folder; nor a Hub repo)")
-    return load_dataset(repo_id, config, split=split)
+    if not isinstance(source, Corpus) and not Path(source).is_dir():
+        hub_repo_id(str(source), "corpus (no such folder; nor a Hub repo)")
+    corpus = Corpus.of(source)
+    paths = corpus.paths(split=split, config=config)
+    if not paths:
+        raise CorpusError(f"{corpus.root}: no {config!r} records in its {split} split")
+    if verify:
+        corpus.require(paths)
+    files = {split: [str(path) for path in paths]}
+    return load_dataset(TABLE_FORMAT.name, data_files=files, split=split)
 
 
 def dataloader(

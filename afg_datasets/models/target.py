@@ -112,10 +112,14 @@ def forward_until(
 def forward_with_taps(
     model: TargetModel, layers: Sequence[str], x: torch.Tensor
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Predictions and the tapped layers' activations for a batch of [0,1] images."""
+    """Predictions and the tapped layers' activations for a batch of [0,1] images. A batch of
+    one runs as two copies of it: on CPU a convolution of one image takes another path, whose
+    last bits differ, so an image's genome would depend on the size of its batch."""
+    single = len(x) == 1
     with torch.no_grad(), tap(model, layers) as acts:
-        logits = model(x)
-        return logits.argmax(1), dict(acts)
+        logits = model(torch.cat([x, x]) if single else x)
+        found = {name: act[:1] if single else act for name, act in acts.items()}
+        return logits[: len(x)].argmax(1), found
 
 
 def freeze(model: TargetModel) -> TargetModel:

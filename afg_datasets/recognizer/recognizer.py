@@ -221,13 +221,18 @@ class Recognizer:
         corpus's build computed them: the same encoder, from the facts the corpus recorded."""
         x = model_batch(images)
         target, encoder = self._encoder()
+        step = self.manifest["config"]["batch_size"]  # the build's batches, at most
+        parts = []
         try:
-            preds, acts = forward_with_taps(target, encoder.layers, x)
-            return preds.numpy(), encoder.encode(acts)
+            for start in range(0, len(x), step):
+                preds, acts = forward_with_taps(target, encoder.layers, x[start : start + step])
+                parts.append((preds.numpy(), encoder.encode(acts)))
         except (RuntimeError, ValueError, KeyError, IndexError) as err:
             raise ModelError(
                 f"{self._where()}: images {tuple(x.shape)}: {first_line(err)}"
             ) from None
+        genome = {name: np.concatenate([g[name] for _, g in parts]) for name in parts[0][1]}
+        return np.concatenate([p for p, _ in parts]), genome
 
     @torch.no_grad()
     def predict_genomes(self, genome: dict, preds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
