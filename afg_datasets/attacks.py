@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from afg_datasets.bounds import MAX_REAL
 from afg_datasets.errors import ConfigError
 from afg_datasets.registry import Registry
 
@@ -110,8 +111,9 @@ MAX_ATTACK_COUNT = 100_000  # iterations, samples, pixels: a safety limit agains
 
 
 def _check_param(name: str, key: str, value: Any, default: Any) -> None:
-    """A YAML value must have the type of advertorch's default: numbers finite and >= 0,
-    integers at most MAX_ATTACK_COUNT, booleans only where the default is one."""
+    """A YAML value must have the type of advertorch's default: numbers in 0..MAX_REAL (they
+    reach an optimizer), integers at most MAX_ATTACK_COUNT, booleans only where the default
+    is one."""
     where = f"attack {name!r}: {key}"
     number = isinstance(value, int | float) and not isinstance(value, bool)
     if isinstance(default, bool):
@@ -125,8 +127,8 @@ def _check_param(name: str, key: str, value: Any, default: Any) -> None:
     elif isinstance(default, float) or default is None:
         if default is None and value is None:
             return
-        if not number or not math.isfinite(value) or value < 0:
-            raise ConfigError(f"{where} must be a finite number >= 0, got {value!r}")
+        if not number or not math.isfinite(value) or not 0 <= value <= MAX_REAL:
+            raise ConfigError(f"{where} must be a number in 0..{MAX_REAL:g}, got {value!r}")
     elif type(value) is not type(default):
         raise ConfigError(f"{where} must be a {type(default).__name__}, got {value!r}")
 

@@ -15,6 +15,7 @@ from typing import Annotated, Any, TypeVar
 import pydantic.dataclasses
 from pydantic import ConfigDict, Field, ValidationError
 
+from afg_datasets.bounds import MAX_LR
 from afg_datasets.errors import ConfigError
 
 STRICT = ConfigDict(strict=True, allow_inf_nan=False, extra="forbid")
@@ -22,6 +23,20 @@ LIMITS_NOTE = "a safety limit against runaway sizes; raise it in afg_datasets/bo
 
 # Field types shared by the sections. Upper bounds are safety limits (see LIMITS_NOTE).
 PositiveFloat = Annotated[float, Field(gt=0)]
+LearningRate = Annotated[float, Field(gt=0, le=MAX_LR)]  # reaches an optimizer: bounded
+
+
+def count_text(text: str, high: int) -> int | None:
+    """The count a text spells in ASCII digits (an environment variable, a file's name or
+    content), if it is one in 0..`high`; None otherwise ('²' and '٣' are digits to
+    `str.isdigit` but not counts; a 20-digit one is no count either)."""
+    text = text.strip()
+    if not re.fullmatch(r"[0-9]{1,18}", text):
+        return None
+    value = int(text)
+    return value if value <= high else None
+
+
 Fraction = Annotated[float, Field(ge=0, le=1)]
 Seed = Annotated[int, Field(ge=0, le=2**63 - 1)]
 

@@ -10,7 +10,7 @@ from rich.markup import escape
 from typer.core import TyperGroup
 
 from afg_datasets import __version__, cli_build, cli_corpus, cli_research
-from afg_datasets.errors import AFGError
+from afg_datasets.errors import AFGError, first_line
 from afg_datasets.printers import console
 
 
@@ -22,12 +22,40 @@ class _OneLineErrors(TyperGroup):
         try:
             return super().invoke(ctx)
         except (AFGError, OSError) as err:
-            if ctx.obj and ctx.obj.get("debug"):
+            self._fail(ctx, str(err))
+        except (MemoryError, RuntimeError) as err:  # torch's OutOfMemoryError is one too
+            if not _out_of_memory(err):
                 raise
-            # the message verbatim: a bracket or `:name:` in it is text, not markup or emoji
-            message = escape(" ".join(str(err).split()))
-            console.print(f"[bold red]error:[/] {message}", highlight=False, emoji=False)
-            raise typer.Exit(code=2) from None
+            self._fail(ctx, f"out of memory ({first_line(err)[:200]}): {MEMORY_HINT}")
+
+    @staticmethod
+    def _fail(ctx, text: str) -> None:
+        if ctx.obj and ctx.obj.get("debug"):
+            raise
+        # the message verbatim: a bracket or `:name:` in it is text, not markup or emoji
+        message = escape(" ".join(text.split()))
+        console.print(f"[bold red]error:[/] {message}", highlight=False, emoji=False)
+        raise typer.Exit(code=2) from None
+
+
+MEMORY_HINT = (
+    "the settings ask for more memory than this machine has; lower batch_size, the genome's "
+    "image_size or size, or --limit"
+)
+
+
+def _out_of_memory(err: BaseException) -> bool:
+    """An allocation that failed (numpy's MemoryError, torch's CPU or CUDA allocator): the
+    settings or the input asked for more memory than there is, whichever number did it."""
+    text = str(err)
+    return (
+        isinstance(err, MemoryError)
+        or type(err).__name__ == "OutOfMemoryError"
+        or any(
+            words in text
+            for words in ("can't allocate memory", "not enough memory", "out of memory")
+        )
+    )
 
 
 app = typer.Typer(

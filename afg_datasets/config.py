@@ -18,7 +18,7 @@ from afg_datasets.bounds import MAX_BATCH, MAX_EPOCHS, MAX_SOURCES
 from afg_datasets.checks import (
     Choice,
     Fraction,
-    PositiveFloat,
+    LearningRate,
     Seed,
     bounded,
     from_mapping,
@@ -44,7 +44,7 @@ class ModelConfig:
     layers: Annotated[tuple[str, ...], Field(strict=False)] = ()
     epochs: bounded(MAX_EPOCHS) = 10
     batch_size: bounded(MAX_BATCH) = 64
-    lr: PositiveFloat = 2e-3
+    lr: LearningRate = 2e-3
 
     def __post_init__(self):
         check_architecture(self.architecture)

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import torch
 
+from afg_datasets.checks import count_text
+from afg_datasets.errors import ConfigError
 from afg_datasets.resources import cache_root
 
 log = logging.getLogger(__name__)
@@ -76,7 +78,7 @@ def node_processes() -> int:
 def _ours(entry: Path) -> bool:
     """Whether a registry entry is one this package writes: a regular file named by a pid
     (a folder, link or other name there is someone else's, never read or removed)."""
-    if not (entry.name.isdigit() and len(entry.name) <= MAX_PID_DIGITS):
+    if count_text(entry.name, 10**MAX_PID_DIGITS - 1) is None:
         return False
     try:
         return stat.S_ISREG(entry.lstat().st_mode)
@@ -95,7 +97,8 @@ def _entry_processes(entry: Path) -> int:
         if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
             return 1
         text = handle.read(MAX_ENTRY_BYTES)
-    return max(1, min(int(text), MAX_PROCESSES)) if text.strip().isdigit() else 1
+    count = count_text(text.decode("ascii", "replace"), 10**MAX_ENTRY_BYTES)
+    return max(1, min(count, MAX_PROCESSES)) if count is not None else 1
 
 
 def _alive(pid: int) -> bool:
@@ -112,11 +115,17 @@ def thread_budget(processes: int, env: Mapping[str, str] = os.environ) -> int:
     """Threads for each of `processes` processes this build starts: OMP_NUM_THREADS when set,
     else this process's CPUs divided among the task processes on the node (this build's,
     torchrun's LOCAL_WORLD_SIZE ranks, and every other registered build)."""
-    if env.get("OMP_NUM_THREADS", "").strip().isdigit() and int(env["OMP_NUM_THREADS"]) > 0:
-        return int(env["OMP_NUM_THREADS"])
+    threads = env.get("OMP_NUM_THREADS", "").strip()
+    if threads:
+        count = count_text(threads, MAX_PROCESSES)
+        if not count:
+            raise ConfigError(
+                f"environment variable OMP_NUM_THREADS={threads[:40]!r} must be a thread count "
+                f"in 1..{MAX_PROCESSES}"
+            )
+        return count
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    local_ranks = env.get("LOCAL_WORLD_SIZE", "1")
-    ranks = int(local_ranks) if local_ranks.isdigit() and local_ranks != "0" else 1
+    ranks = count_text(env.get("LOCAL_WORLD_SIZE", "1"), MAX_PROCESSES) or 1
     sharing = max(processes * ranks, node_processes())
     return max(1, (cpus or 1) // sharing)
 

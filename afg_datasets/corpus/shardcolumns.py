@@ -22,6 +22,7 @@ import orjson
 import torch
 
 from afg_datasets.bounds import MAX_CLASSES
+from afg_datasets.checks import count_text
 from afg_datasets.corpus.tarshards import BLOCK, Buffer, ShardBuffer, checked_bytes, shard_members
 from afg_datasets.errors import CorpusError
 
@@ -85,7 +86,7 @@ def _join(chunks: list[dict[str, Any]]) -> dict[str, Any]:
 def _class_id(value: Any, url: str) -> int:
     """A JSON label as a class id: an integer in 0..MAX_CLASSES-1, also spelled as an integral
     number or a string of digits; anything else (1e300, a bool, "x") is a CorpusError."""
-    digits = isinstance(value, str) and value.strip().isdigit() and len(value.strip()) <= 9
+    digits = isinstance(value, str) and count_text(value, MAX_CLASSES) is not None
     integral = isinstance(value, float) and value.is_integer() and abs(value) < MAX_CLASSES
     if digits or integral:
         value = int(value)

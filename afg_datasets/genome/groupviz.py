@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from datasets import Array5D, Image
 
 from afg_datasets.bounds import MAX_ITERS, MAX_RENDER
-from afg_datasets.checks import PositiveFloat, bounded, section
+from afg_datasets.checks import LearningRate, bounded, section
 from afg_datasets.genome.base import EncoderInputs
 from afg_datasets.genome.groupmap import GroupMapConfig, GroupMapEncoder, half
 from afg_datasets.models import TargetModel, forward_until
@@ -178,7 +178,7 @@ def mosaic(images: np.ndarray) -> np.ndarray:
 class GroupVizConfig(GroupMapConfig):
     encoder: Literal["groupviz"] = "groupviz"
     steps: bounded(MAX_ITERS) = 128  # Adam steps per visualization (Lucid: 512)
-    lr: PositiveFloat = LUCID_LR  # Adam learning rate
+    lr: LearningRate = LUCID_LR  # Adam learning rate
     image_size: bounded(MAX_RENDER) | None = None  # rendered size; None: the model's input size
 
 

@@ -6,16 +6,20 @@ builds a user's own model.
 
 from __future__ import annotations
 
+import ast
 import importlib
+import importlib.machinery
 import re
 import sys
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
 
+from afg_datasets.documents import read_text
 from afg_datasets.errors import ConfigError, ModelError
 from afg_datasets.registry import Registry
 
@@ -150,11 +154,50 @@ def check_architecture(name: str) -> None:
         ARCHITECTURES[name]
 
 
+def defines(module_name: str, attr: str) -> str | None:
+    """Why `module_name` may not be imported for `attr` (None: it may): its source is found
+    without running anything (no parent package imported), and must define `attr` at its top
+    level (a def, class, assignment or named import). A module that does not is never
+    imported: importing any installed module runs its code."""
+    locations = None
+    spec = None
+    for depth in range(1, module_name.count(".") + 2):
+        name = ".".join(module_name.split(".")[:depth])
+        spec = importlib.machinery.PathFinder.find_spec(name, locations)
+        if spec is None:
+            return f"no module {name!r} is installed or on the path"
+        locations = spec.submodule_search_locations
+    origin = Path(spec.origin or "")
+    if origin.suffix != ".py" or not origin.is_file():
+        return f"{module_name!r} is not a Python source file ({origin.name or 'no file'})"
+    try:
+        tree = ast.parse(read_text(origin, ModelError))
+    except (SyntaxError, ValueError) as err:
+        return f"{origin} cannot be parsed ({err})"
+    return None if attr in _top_level_names(tree) else f"{origin} defines no top-level {attr!r}"
+
+
+def _top_level_names(tree: ast.Module) -> set[str]:
+    names: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign | ast.AnnAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names |= {t.id for t in targets if isinstance(t, ast.Name)}
+        elif isinstance(node, ast.Import | ast.ImportFrom):
+            names |= {(a.asname or a.name).split(".")[0] for a in node.names if a.name != "*"}
+    return names
+
+
 def _user_builder(spec: str) -> Callable[[int, int, int], nn.Module]:
     """`package.module:callable`, called as callable(num_classes=K); what it returns must be
-    an nn.Module."""
+    an nn.Module. Its module is imported only when its source defines the callable."""
     check_user_model(spec)
     module_name, _, attr = spec.partition(":")
+    why = defines(module_name, attr)
+    if why:
+        raise ModelError(f"model {spec!r}: {why}; nothing was imported. Use {USER_MODEL_RULE}")
     try:
         factory = getattr(importlib.import_module(module_name), attr)
     except Exception as err:  # noqa: BLE001 - the user's module may raise anything on import

@@ -80,7 +80,17 @@ def read_saved_facts(path: Path) -> dict:
 def model_batch(images: torch.Tensor | np.ndarray) -> torch.Tensor:
     """[0,1] float [N, C, H, W] from uint8 [N, H, W, C] or [N, H, W] (grey), or from float
     [N, C, H, W]; a ModelError naming the shape otherwise."""
-    x = torch.as_tensor(np.asarray(images) if not isinstance(images, torch.Tensor) else images)
+    if not isinstance(images, torch.Tensor):
+        array = np.asarray(images)
+        if array.dtype != np.uint8 and array.dtype.kind != "f" or array.size == 0:
+            raise ModelError(
+                f"images of dtype {array.dtype} and shape {array.shape}: give uint8 [N, H, W, C]"
+                " or [N, H, W], or [0, 1] floats [N, C, H, W], N >= 1"
+            )
+        images = array
+    x = torch.as_tensor(images)
+    if x.numel() == 0:
+        raise ModelError(f"images of shape {tuple(x.shape)}: no images (N >= 1)")
     if x.dtype == torch.uint8 and x.ndim == 3:
         x = x[..., None]
     if x.dtype == torch.uint8 and x.ndim == 4:  # as the build scales them (its last bits too)
