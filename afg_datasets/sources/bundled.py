@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import logging
 import pickle  # noqa: S403 - the CIFAR python-batch format, through a restricted unpickler
 import zlib
@@ -56,10 +55,7 @@ def read_idx(path: Path) -> np.ndarray:
     """One IDX file (gzip-compressed or not) as a numpy array."""
     raw = read_bytes(path, SourceError, MAX_SOURCE_FILE_BYTES)
     if raw[:2] == b"\x1f\x8b":
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError, zlib.error) as err:
-            raise SourceError(f"{path}: corrupt or truncated gzip file ({err})") from None
+        raw = _gunzip(raw, path)
     if len(raw) < 4 or raw[:2] != b"\x00\x00" or raw[2] != 0x08:
         raise SourceError(f"{path}: not an unsigned-byte IDX file")
     ndim = raw[3]
@@ -67,9 +63,25 @@ def read_idx(path: Path) -> np.ndarray:
         raise SourceError(f"{path}: truncated IDX header")
     dims = np.frombuffer(raw, dtype=">u4", count=ndim, offset=4).astype(int)
     data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
-    if data.size != int(np.prod(dims)):
-        raise SourceError(f"{path}: truncated IDX file ({data.size} of {np.prod(dims)} values)")
+    expected = math.prod(int(d) for d in dims)  # Python ints: no int64 wrap-around
+    if data.size != expected:
+        raise SourceError(f"{path}: truncated IDX file ({data.size} of {expected} values)")
     return data.reshape(dims)
+
+
+def _gunzip(raw: bytes, path: Path) -> bytes:
+    """A gzip file's content, at most MAX_SOURCE_FILE_BYTES (a small file may unpack to more
+    than memory holds: stopped there, never allocated)."""
+    inflate = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    try:
+        data = inflate.decompress(raw, MAX_SOURCE_FILE_BYTES)
+    except zlib.error as err:
+        raise SourceError(f"{path}: corrupt or truncated gzip file ({err})") from None
+    if inflate.unconsumed_tail:
+        raise SourceError(f"{path}: unpacks to more than {MAX_SOURCE_FILE_BYTES} bytes")
+    if not inflate.eof:
+        raise SourceError(f"{path}: corrupt or truncated gzip file (no end of stream)")
+    return data
 
 
 def _find_idx(root: Path, stem: str) -> Path | None:
