@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import pickle  # noqa: S403 - the CIFAR python-batch format, through a restricted unpickler
 import zlib
 from pathlib import Path
