@@ -38,6 +38,7 @@ class FakeHub:
         self.drop_after: int | None = None  # once this many commits are in, the next
         self.drops = 0  # `drops` commit requests are cut off (connection closed, no answer)
         self.commit_url: str | None = None  # a commit reply's commitUrl instead of the real one
+        self.refuse_after: int | None = None  # once this many commits are in, refuse (400) more
         hub = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -129,6 +130,8 @@ class FakeHub:
             handler.close_connection = True
             handler.connection.shutdown(2)
             return None
+        if self.refuse_after is not None and self.commits >= self.refuse_after:
+            return self.reply(handler, {"error": "commit refused (test)"}, 400)
         store = self.files.setdefault((repo_id, revision), {})
         for line in body.splitlines():
             item = json.loads(line)

@@ -25,7 +25,6 @@ import sklearn
 import torch
 
 from afg_datasets import __version__
-from afg_datasets.attacks import ATTACKS
 from afg_datasets.corpus.corpus import Corpus
 from afg_datasets.errors import CorpusError
 from afg_datasets.evaluation import adaptive
@@ -47,13 +46,13 @@ from afg_datasets.evaluation.methods import (
     afg_parameters,
     raw_pixel_width,
 )
+from afg_datasets.evaluation.protocol import check_benchable, check_classes, settings
 from afg_datasets.evaluation.report import write_outputs
 from afg_datasets.layout import BENCH_DIR, SPLITS
 from afg_datasets.recognizer.data import protocol_filter, read_split, select
 from afg_datasets.recognizer.model import RecognizerNet, parameter_count
 from afg_datasets.records import CLEAN
 
-UNSEEN = ("all", "attack", "family", "none")
 PROTOCOL = {
     "sources": "only source images the target model classifies correctly",
     "adversarial_records": "only where the attack succeeded (stored image misclassified)",
@@ -116,40 +115,6 @@ class BenchCorpus:
         splits = {s: data[s] if keep[s] is None else select(data[s], keep[s]) for s in SPLITS}
         pooled = {s: [f if keep[s] is None else f[keep[s]] for f in pooled[s]] for s in SPLITS}
         return BenchInputs(splits, pooled, self.manifest, self.target, quick, root=self.root)
-
-
-MIN_BENCH_SOURCES = 2  # per split: a detector is fitted, calibrated and tested on its own
-
-
-def check_benchable(root: Path, manifest: dict) -> None:
-    """From the manifest alone, before any record is read: attacks to detect, and every split
-    with at least MIN_BENCH_SOURCES source images; a CorpusError naming what is missing."""
-    if not manifest["attacks"]:
-        raise CorpusError(f"{root}: a corpus without attacks has nothing to detect")
-    for split in SPLITS:
-        sources = manifest["splits"].get(split, {}).get("sources", 0)
-        if sources < MIN_BENCH_SOURCES:
-            raise CorpusError(
-                f"{root}: its {split} split holds {sources} source image(s); the bench fits on "
-                f"train, calibrates on validation and tests on test, each with at least "
-                f"{MIN_BENCH_SOURCES}: build with a larger --limit"
-            )
-
-
-def settings(attacks: Sequence[str], unseen: str) -> list[tuple[str, list[str]]]:
-    """(setting, held-out attacks): seen; leave-one-attack-out; leave-one-family-out for every
-    family of two or more attacks that leaves another family to train on."""
-    if unseen not in UNSEEN:
-        raise ValueError(f"unseen must be one of {', '.join(UNSEEN)}, got {unseen!r}")
-    out: list[tuple[str, list[str]]] = [("seen", [])]
-    if unseen in ("all", "attack"):
-        out += [("unseen", [a]) for a in attacks]
-    if unseen in ("all", "family"):
-        families: dict[str, list[str]] = {}
-        for a in attacks:
-            families.setdefault(ATTACKS[a].family, []).append(a)
-        out += [("family", f) for f in families.values() if 1 < len(f) < len(attacks)]
-    return out
 
 
 # ---- metrics --------------------------------------------------------------------------------
@@ -245,6 +210,7 @@ def run_bench(
     for setting, held_out in settings(attacks, unseen):
         keep = {s: ~np.isin(data[s]["attack"], held_out) if s != "test" else None for s in SPLITS}
         inputs = corpus.inputs(keep, quick)
+        check_classes(root, inputs.splits, setting, held_out)
         scored = [*held_out] if held_out else [*attacks, "overall"]
         boots: dict[str, dict[str, dict]] = {}  # attack -> method -> seed-mean draws
         rows: dict[str, dict[str, dict]] = {}

@@ -25,9 +25,9 @@ from afg_datasets.evaluation.bench import (
     evaluate_method,
     protocol_facts,
     run_adaptive,
-    settings,
     versions,
 )
+from afg_datasets.evaluation.protocol import check_classes, settings
 from afg_datasets.evaluation.report import write_outputs
 from afg_datasets.layout import SPLITS
 
@@ -102,6 +102,7 @@ def run_genome_bench(
     for setting, held_out in settings(attacks, unseen):
         data = genomes[0].data
         keep = {s: ~np.isin(data[s]["attack"], held_out) if s != "test" else None for s in SPLITS}
+        check_classes(genomes[0].root, genomes[0].inputs(keep, quick).splits, setting, held_out)
         scored = [*held_out] if held_out else [*attacks, "overall"]
         boots: dict[str, dict[str, dict]] = {}
         rows: dict[str, dict[str, dict]] = {}

@@ -162,7 +162,7 @@ def test_cli_choices_equal_the_registries():
     from typing import get_args
 
     from afg_datasets import cli_options
-    from afg_datasets.evaluation.bench import UNSEEN
+    from afg_datasets.evaluation.protocol import UNSEEN
     from afg_datasets.models.target import PRECISIONS
     from afg_datasets.recognizer import OBJECTIVES
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -72,3 +73,56 @@ def test_a_push_leaves_the_repo_equal_to_the_corpus(copy, tmp_path):
     assert loaded.returncode == 0, loaded.stderr[-3000:]
     rows = [e["rows"] for e in load_manifest(copy)["files"] if e["path"].endswith(".parquet")]
     assert json.loads(loaded.stdout.splitlines()[-1]) == sum(rows), "the repo reads as the corpus"
+
+
+def consistent(store: dict[str, bytes]) -> bool:
+    """A repo shows a corpus only whole: no manifest, or one whose every file has its bytes."""
+    if "manifest.json" not in store:
+        return True
+    listed = json.loads(store["manifest.json"])["files"]
+    return all(
+        e["path"] in store and hashlib.sha256(store[e["path"]]).hexdigest() == e["sha256"]
+        for e in listed
+    )
+
+
+def test_a_push_cut_at_any_commit_never_shows_a_mixed_corpus(copy, tmp_path):
+    """The repo holds corpus A; pushing B (same shard names, other bytes) in commits of 3 is
+    cut after each commit in turn: every state is A whole, no manifest, or B whole."""
+    from afg_datasets.building.encode import encode_corpus
+
+    other = encode_corpus(copy, tmp_path / "b", {"groups": 3}, progress=False).out
+    with FakeHub() as hub:
+        env = hub.env(TOKEN, tmp_path / "hf")
+        assert run_cli("push", str(copy), "--repo-id", REPO, env=env).returncode == 0
+        first = dict(hub.files[(REPO, "main")])
+        states, cut = [], 0
+        while True:
+            hub.files[(REPO, "main")] = dict(first)
+            cut += 1
+            hub.refuse_after = hub.commits + cut
+            args = ["push", str(other), "--repo-id", REPO, "--commit-files", "3"]
+            done = run_cli(*args, env=env)
+            states.append(dict(hub.files[(REPO, "main")]))
+            if done.returncode == 0:
+                break
+            assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert cut > 3 and all(consistent(state) for state in states)
+    assert "manifest.json" not in states[0]  # the first commit retired A's manifest
+    assert states[-1]["manifest.json"] == (other / "manifest.json").read_bytes()
+
+
+ODD = ["data/", "data/../README.md", "data/.git/config", "wds/\x1b[31mred\nx.tar", "model//a"]
+
+
+def test_names_from_a_listing_are_data(copy, tmp_path):
+    """Odd names in a repo are never deleted, never printed raw, and end no push."""
+    with FakeHub() as hub:
+        env = hub.env(TOKEN, tmp_path / "hf")
+        hub.files[(REPO, "main")] = {name: b"theirs" for name in ODD}
+        hub.repos[REPO] = {}
+        for extra in (["--dry-run"], [], ["--commit-files", "3"]):
+            done = run_cli("push", str(copy), "--repo-id", REPO, *extra, env=env)
+            assert done.returncode == 0, done.stderr
+            assert "\x1b" not in done.stdout and "5 name(s) no corpus file has" in done.stdout
+            assert all(hub.files[(REPO, "main")][name] == b"theirs" for name in ODD)

@@ -19,7 +19,7 @@ from afg_datasets.checks import hub_repo_id, hub_revision
 from afg_datasets.corpus.tarshards import shard_members
 from afg_datasets.documents import load_json, read_bytes
 from afg_datasets.errors import ConfigError, CorpusError, OutputDirError, SourceError
-from afg_datasets.evaluation.bench import check_benchable
+from afg_datasets.evaluation.protocol import check_benchable
 from afg_datasets.files import foreign_entry
 from afg_datasets.images import decode_png
 from afg_datasets.layout import OUTPUT_DIRS, OUTPUTS
