@@ -11,6 +11,8 @@ import pytest
 
 from afg_datasets.building import build_corpus
 from afg_datasets.config import load_config
+from afg_datasets.recognizer import Recognizer
+from afg_datasets.recognizer.training import TrainConfig
 from tests.samples import REPO
 
 README = REPO / "README.md"
@@ -26,6 +28,8 @@ def snippets() -> list[str]:
 def default_corpus(tmp_path_factory):
     folder = tmp_path_factory.mktemp("readme")
     build_corpus(load_config("digits").replace(limit=48), folder / "afg", progress=False)
+    fitted = Recognizer.fit(folder / "afg", train_cfg=TrainConfig(epochs=2))
+    fitted.save(folder / "recognizer")  # what `afg fit-recognizer afg --out recognizer` writes
     return folder
 
 

@@ -16,6 +16,7 @@ import shutil
 from pathlib import Path
 
 from afg_datasets.checks import hub_revision
+from afg_datasets.documents import read_text
 from afg_datasets.errors import CorpusError, first_line
 from afg_datasets.files import atomic_directory, atomic_write
 from afg_datasets.layout import MANIFEST_FILE, PUBLISHED_EXTRAS, unsafe_path
@@ -47,7 +48,7 @@ def _listing(repo_id: str, revision: str | None, home: Path) -> tuple[str, dict[
 
     if constants.HF_HUB_OFFLINE:
         ref = home / "refs" / (revision or "main")
-        commit = ref.read_text().strip() if ref.is_file() else ""
+        commit = read_text(ref, CorpusError).strip() if ref.is_file() else ""
         if commit and (home / commit).is_dir() and not unsafe_path(home, commit, None):
             return commit, None
         raise CorpusError(
