@@ -29,3 +29,8 @@ def first_line(err: BaseException) -> str:
     """The first line of an error's message (its type's name when it has none): what a one-line
     error quotes from a dependency's exception."""
     return (str(err).splitlines() or [type(err).__name__])[0]
+
+
+class ImageError(AFGError, ValueError):
+    """Stored image bytes that are not a picture this package reads (not a PNG, a bomb, a
+    mode without a range, another size than the corpus's)."""

@@ -9,6 +9,11 @@ import io
 import numpy as np
 from PIL import Image
 
+from afg_datasets.bounds import MAX_IMAGE_SIZE
+from afg_datasets.errors import ImageError, first_line
+
+MAX_PICTURE_PIXELS = MAX_IMAGE_SIZE**2  # a stored picture (image, mosaic, atlas) at most
+
 SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N")  # greyscale PNG / TIFF of 16 bits
 GREY = ("1", "L", "LA", "I", "F", *SIXTEEN_BIT)
 
@@ -22,7 +27,7 @@ def to_rgb(image: Image.Image) -> Image.Image:
         eight = ((levels * 255 + 32767) // 65535).astype(np.uint8)
         return Image.fromarray(eight).convert("RGB")
     if image.mode in ("I", "F"):
-        raise ValueError(
+        raise ImageError(
             f"image mode {image.mode!r} (32-bit {'integer' if image.mode == 'I' else 'float'} "
             "pixels) has no defined range; convert it to 8- or 16-bit first"
         )
@@ -48,14 +53,24 @@ def encode_png(image: np.ndarray) -> bytes:
 
 def decode_png(data: bytes, shape: tuple[int, int, int] | None = None) -> np.ndarray:
     """Stored image bytes -> uint8 [H, W, C] (grey modes keep one channel); with `shape`, its
-    channels are taken and its size checked: a ValueError names what was found instead."""
-    image = Image.open(io.BytesIO(data))
-    channels = shape[2] if shape else (1 if image.mode in GREY else 3)
-    array = to_channels(image, channels)
-    if shape is not None and array.shape != tuple(shape):
-        height, width = array.shape[:2]
-        raise ValueError(
-            f"a stored image of {width}x{height} px; this corpus's images are "
-            f"{shape[1]}x{shape[0]} px"
-        )
-    return array
+    channels are taken and its size checked before a pixel is decoded; without, at most
+    MAX_PICTURE_PIXELS. Whatever the bytes are, anything else is one ImageError naming it."""
+    try:
+        image = Image.open(io.BytesIO(data))
+        width, height = image.size
+        if shape is not None and (height, width) != tuple(shape[:2]):
+            raise ImageError(
+                f"a stored image of {width}x{height} px; this corpus's images are "
+                f"{shape[1]}x{shape[0]} px"
+            )
+        if width * height > MAX_PICTURE_PIXELS:
+            raise ImageError(
+                f"a stored image of {width}x{height} px, over {MAX_PICTURE_PIXELS:,} pixels"
+            )
+        channels = shape[2] if shape else (1 if image.mode in GREY else 3)
+        return to_channels(image, channels)
+    except ImageError:
+        raise
+    except (ValueError, OSError, SyntaxError, Image.DecompressionBombError) as err:
+        # Pillow reports a broken file as OSError, ValueError or SyntaxError (a bad chunk)
+        raise ImageError(f"a stored image Pillow cannot read: {first_line(err)}") from None

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from afg_datasets.checks import hub_repo_id
@@ -21,8 +22,9 @@ from afg_datasets.corpus import verify
 from afg_datasets.corpus.columns import find_row, read_table
 from afg_datasets.corpus.manifest import check_entry, load_manifest
 from afg_datasets.documents import read_text
-from afg_datasets.errors import ConfigError, CorpusError
+from afg_datasets.errors import ConfigError, CorpusError, ImageError
 from afg_datasets.formats import FORMATS, TABLE_FORMAT, format_of, split_of_shard
+from afg_datasets.images import decode_png
 from afg_datasets.layout import BENCH_DIR, CARD_FILE, MODEL_DIR, SPLITS, format_major
 from afg_datasets.records import CLEAN, genome_inputs
 
@@ -87,6 +89,22 @@ class Corpus:
     @property
     def bench_dir(self) -> Path:
         return self.root / BENCH_DIR
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """[H, W, C] of every image the corpus stores (its model's input)."""
+        model = self.manifest["model"]
+        return model["image_size"], model["image_size"], model["in_channels"]
+
+    def image(self, record: dict[str, Any]) -> np.ndarray:
+        """A record's stored image, uint8 [H, W, C] of this corpus's shape; anything else is
+        one CorpusError naming the record."""
+        try:
+            return decode_png(record["image"]["bytes"], self.image_shape)
+        except ImageError as err:
+            raise CorpusError(
+                f"corpus {str(self.root)!r}: record {record['key']!r}: {err}"
+            ) from None
 
     def records(self, split: str) -> int:
         return self.manifest["splits"].get(split, {}).get("records", 0)

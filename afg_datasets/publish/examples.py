@@ -9,7 +9,7 @@ import numpy as np
 from afg_datasets.corpus.columns import find_row
 from afg_datasets.corpus.corpus import Corpus
 from afg_datasets.files import atomic_write
-from afg_datasets.images import decode_png, encode_png
+from afg_datasets.images import encode_png
 from afg_datasets.layout import EXAMPLES_PNG
 from afg_datasets.records import CLEAN, record_key
 
@@ -44,7 +44,7 @@ def examples_mosaic(corpus: Corpus) -> np.ndarray | None:
     for attack, (clean_key, adversarial_key) in example_keys(corpus).items():
         paths = corpus.paths(config=attack)  # the clean and this attack's shards, not every one
         clean, adversarial = (
-            decode_png(find_row(paths, key)["image"]["bytes"]).astype(np.float32)
+            corpus.image(find_row(paths, key)).astype(np.float32)
             for key in (clean_key, adversarial_key)
         )
         delta = (adversarial - clean).mean(-1, keepdims=True)

@@ -17,15 +17,16 @@ def read_split(corpus: Corpus, split: str, images: bool = True) -> dict[str, np.
     table = corpus.table(split)
     dropped = [*DISPLAY_COLUMNS, *([] if images else ["image"])]  # pictures: not model inputs
     table = table.drop_columns([name for name in dropped if name in table.column_names])
-    return {name: _array(name, table.column(name)) for name in table.column_names}
+    shape = corpus.image_shape
+    return {name: _array(name, table.column(name), shape) for name in table.column_names}
 
 
-def _array(name: str, column) -> np.ndarray:
+def _array(name: str, column, shape: tuple[int, int, int]) -> np.ndarray:
     """A column as the recognizer uses it: images decoded [N, C, H, W], `success` as bool
     (null for clean records), numbers as float64 / int64, strings as numpy strings."""
     if name == "image":
         values = column.to_pylist()
-        return np.stack([decode_png(v["bytes"]) for v in values]).transpose(0, 3, 1, 2)
+        return np.stack([decode_png(v["bytes"], shape) for v in values]).transpose(0, 3, 1, 2)
     if name == "success":
         return np.array([bool(v) for v in column.to_pylist()])
     array = numpy_column(column)

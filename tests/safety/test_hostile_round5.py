@@ -4,6 +4,7 @@ fixed where the class lives and tried beyond the listed case."""
 from __future__ import annotations
 
 import ast
+import json
 
 import numpy as np
 import pytest
@@ -125,3 +126,96 @@ def test_a_bench_setting_that_leaves_a_split_one_class_is_one_line(tmp_path):
     splits = {"train": both, "validation": clean_only, "test": both}
     with pytest.raises(CorpusError, match=r"unseen \(without fgsm\), its validation split holds"):
         check_classes(tmp_path, splits, "unseen", ["fgsm"])
+
+
+def bomb_png(side: int = 100_000) -> bytes:
+    """A PNG whose header claims side x side grey pixels, in a few dozen bytes."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b""))
+        + chunk(b"IEND", b"")
+    )
+
+
+def picture(mode: str, size: int) -> bytes:
+    import io as _io
+
+    from PIL import Image
+
+    buffer = _io.BytesIO()
+    Image.new(mode, (size, size)).save(buffer, format="PNG" if mode != "CMYK" else "JPEG")
+    return buffer.getvalue()
+
+
+def with_images(root, data: bytes) -> None:
+    """Every stored image of `root` replaced by `data`, the corpus sealed again (manifest
+    hashes, card, croissant): a verified corpus whose pictures are hostile."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from afg_datasets.corpus.manifest import load_manifest
+    from afg_datasets.layout import sha256_file
+    from afg_datasets.publish.card import refresh_card
+
+    manifest = load_manifest(root)
+    for entry in manifest["files"]:
+        if not entry["path"].endswith(".parquet"):
+            continue
+        shard = root / entry["path"]
+        table = pq.read_table(shard)
+        field = table.schema.field("image")
+        images = [{"bytes": data, "path": None}] * table.num_rows
+        index = table.schema.get_field_index("image")
+        pq.write_table(table.set_column(index, field, pa.array(images, field.type)), shard)
+        entry.update(sha256=sha256_file(shard), bytes=shard.stat().st_size)
+    (root / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    refresh_card(root)
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["rgba", "cmyk", "another size", "bomb"],
+)
+def test_card_and_show_on_hostile_stored_pictures_are_one_line_at_most(copy, tmp_path, case):
+    side = json.loads((copy / "manifest.json").read_text())["model"]["image_size"]
+    data = {
+        "rgba": lambda: picture("RGBA", side),
+        "cmyk": lambda: picture("CMYK", side),
+        "another size": lambda: picture("L", side + 3),
+        "bomb": bomb_png,
+    }[case]()
+    with_images(copy, data)
+    (copy / "examples.png").unlink()  # so that `afg card` draws it again from these pictures
+    key = next(p for p in (copy / "data" / "fgsm").glob("test-*.parquet"))
+    import pyarrow.parquet as pq
+
+    record = pq.read_table(key, columns=["key"]).column("key")[0].as_py()
+    for args in (
+        ["card", str(copy)],
+        ["show", str(copy), record, "--out", str(tmp_path / "s.png")],
+    ):
+        done = run_cli(*args)
+        assert "Traceback" not in done.stderr, done.stderr[-2000:]
+        if case in ("another size", "bomb"):
+            assert done.returncode == 2 and "a stored image" in done.stderr
+        else:
+            assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_a_picture_without_a_corpus_shape_is_bounded():
+    from afg_datasets.errors import ImageError
+    from afg_datasets.images import decode_png
+
+    with pytest.raises(ImageError, match="over"):
+        decode_png(bomb_png())  # an atlas or mosaic read as it is: no shape to hold it to
+    with pytest.raises(ImageError, match="cannot read"):
+        decode_png(b"\x89PNG\r\n\x1a\n broken")
