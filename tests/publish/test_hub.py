@@ -126,3 +126,29 @@ def test_names_from_a_listing_are_data(copy, tmp_path):
             assert done.returncode == 0, done.stderr
             assert "\x1b" not in done.stdout and "5 name(s) no corpus file has" in done.stdout
             assert all(hub.files[(REPO, "main")][name] == b"theirs" for name in ODD)
+
+
+def test_an_unreadable_commit_reply_is_one_line(copy, corpus, tmp_path):
+    """The Hub's reply is data: a commitUrl huggingface_hub cannot parse ends the push (and
+    push-recognizer) in one line saying that re-running resumes."""
+    with FakeHub() as hub:
+        env = hub.env(TOKEN, tmp_path / "hf")
+        hub.commit_url = "::not a url::"
+        done = run_cli("push", str(copy), "--repo-id", REPO, env=env)
+        assert done.returncode == 2 and "Traceback" not in done.stderr
+        assert "the Hub's reply could not be read" in done.stderr.strip().splitlines()[-1]
+
+
+def test_a_dry_run_that_cannot_list_the_repo_still_lists_its_uploads(copy, monkeypatch, capsys):
+    from afg_datasets import printers
+    from afg_datasets.publish import hub
+    from afg_datasets.publish.client import PushError
+
+    def unreachable(*args):
+        raise PushError("Hub request failed: [Errno 111] Connection refused")
+
+    monkeypatch.setattr(hub, "remote_files", unreachable)
+    plan = hub.push(copy, REPO, dry_run=True)
+    assert plan.upload and plan.delete is None and "Connection refused" in plan.unlisted
+    printers.upload(plan, REPO, dry_run=True)
+    assert "HF_HUB_OFFLINE=1" in capsys.readouterr().out
