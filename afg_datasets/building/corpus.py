@@ -11,7 +11,7 @@ from typing import Any
 
 from afg_datasets.building.context import BuildContext, WorkerSpec, prepare, save_encoder_state
 from afg_datasets.building.executors import EXECUTORS
-from afg_datasets.building.finalize import BuildResult, finalize, task_markers
+from afg_datasets.building.finalize import BuildResult, finalize, finished_build, task_markers
 from afg_datasets.building.options import RunOptions
 from afg_datasets.building.plan import (
     check_output,
@@ -40,6 +40,9 @@ def build_corpus(
 
 def _build(cfg: BuildConfig, out: Path, opts: RunOptions) -> BuildResult:
     start = time.perf_counter()
+    done = None if opts.overwrite else finished_build(out, cfg)
+    if done is not None:  # checked, nothing written: the stored figures are the build's
+        return done
     ctx = prepare(cfg, out, opts.device, opts.progress)  # validates all before anything is written
     # Checked before the lock (not even the lock file goes into a foreign directory) and again
     # under it, by prepare_output (another rank may have planned meanwhile).

@@ -10,10 +10,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from afg_datasets.building.plan import plan_tasks, read_marker, read_plan
+from afg_datasets.building.plan import check_output, plan_tasks, read_marker, read_plan
 from afg_datasets.building.stats import make_stats, skipped_sources
+from afg_datasets.config import BuildConfig
 from afg_datasets.corpus.corpus import Corpus
-from afg_datasets.errors import OutputDirError
+from afg_datasets.errors import CorpusError, OutputDirError
 from afg_datasets.layout import (
     ATLAS_FILE,
     ENCODER_STATE_FILE,
@@ -38,6 +39,27 @@ class BuildResult:
     manifest: dict[str, Any]
     stats: dict[str, Any]
     tasks_run: list[int] = field(default_factory=list)
+
+
+def finished_build(out: Path, cfg: BuildConfig) -> BuildResult | None:
+    """The corpus in `out` if it is this config's build, complete in this format and intact
+    (verified: every file's sha256); None when there is none to reuse. Reads, never writes:
+    re-running a finished build costs its verification. A complete build of this config
+    that fails verification is a CorpusError (--overwrite rebuilds it)."""
+    check_output(out, cfg, overwrite=False, resume=False)  # other corpora: refused as before
+    if not (out / MANIFEST_FILE).is_file():
+        return None
+    corpus = Corpus.open(out)
+    manifest = corpus.manifest
+    if manifest["config_hash"] != cfg.config_hash() or (
+        manifest.get("format_version") != FORMAT_VERSION
+    ):
+        return None
+    try:
+        corpus.verify()
+    except CorpusError as err:
+        raise CorpusError(f"{err}; `afg build-shards ... --overwrite` rebuilds it") from None
+    return BuildResult(out, manifest, read_json(out / STATS_FILE, shape="stats"))
 
 
 def task_markers(out: Path, plan: dict[str, Any]) -> tuple[list[dict], list[int]]:

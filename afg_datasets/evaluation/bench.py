@@ -32,6 +32,7 @@ from afg_datasets.evaluation.activations import layer_activations
 from afg_datasets.evaluation.intervals import (
     DRAWS,
     LEVEL,
+    LOWER_IS_BETTER,
     METRICS,
     interval,
     seed_mean_draws,
@@ -166,11 +167,12 @@ def compare(
         if a is None or b is None:
             continue
         ci = interval(boots[first][key] - boots[versus][key])
+        above, below = (versus, first) if key in LOWER_IS_BETTER else (first, versus)
         verdict = "no difference shown"
         if ci and ci[0] > 0:
-            verdict = f"{_spoken(first)} better"
+            verdict = f"{_spoken(above)} better"
         elif ci and ci[1] < 0:
-            verdict = f"{_spoken(versus)} better"
+            verdict = f"{_spoken(below)} better"
         spreads = [rows[first]["std"][key], rows[versus]["std"][key]]
         out.append(
             {"metric": key, "first": first, "versus": versus, first: a, versus: b}

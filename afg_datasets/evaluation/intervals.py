@@ -23,6 +23,9 @@ METRICS = (
     "clean_acc",
     "end_to_end_acc",
 )
+# Metrics where less is better (every other metric: more is better): a comparison's verdict
+# names the method with the lower value as the better one.
+LOWER_IS_BETTER = frozenset({"fpr_at_val_threshold"})
 DRAWS = 1000  # bootstrap resamples
 LEVEL = 0.95
 
@@ -55,9 +58,9 @@ def seed_mean_draws(draws: list[dict], keys, name: str) -> dict[str, np.ndarray]
 def seeds_needed(difference: float, spreads: list[float | None]) -> int | None:
     """Training seeds per method at which the seed part of a difference's 95 % interval
     (about 2 standard errors of the seed-means) is narrower than the difference itself; None
-    where a spread is unmeasured (one seed) or the difference is zero."""
-    if difference == 0 or any(s is None for s in spreads):
-        return None
+    where a spread is unmeasured (one seed) or the difference is zero (to 1e-9)."""
+    if math.isclose(difference, 0.0, abs_tol=1e-9) or any(s is None for s in spreads):
+        return None  # a float difference of 1e-17 is no difference: no seed count shows it
     return max(2, math.ceil(round(4 * sum(s * s for s in spreads) / difference**2, 9)))
 
 

@@ -12,6 +12,32 @@ def verdict(report: dict[str, Any]) -> str:
     comparisons = report.get("comparisons") if isinstance(report, dict) else None
     if not isinstance(comparisons, list):
         return ""
+    pairs = sorted(  # (AFG, its raw-pixel control): one pair, or one per genome of `afg bench A B`
+        {
+            (c.get("first", "afg"), c.get("versus", "raw_pixels"))
+            for c in comparisons
+            if _method(c.get("first", "afg")) == "afg"
+            and _method(c.get("versus", "raw_pixels")) == "raw_pixels"
+        }
+    )
+    parts = [part for first, versus in pairs for part in _sentences(comparisons, first, versus)]
+    if not parts:
+        return ""
+    text = (
+        "; ".join(parts)
+        + " (paired 95 % bootstrap intervals over test source images and training seeds)."
+    )
+    return text + _adaptive_sentence(report.get("adaptive"))
+
+
+def _method(label: str) -> str:
+    """The method of a comparison's label (`afg`, or `afg:<genome>` in `afg bench A B`)."""
+    return str(label).partition(":")[0]
+
+
+def _sentences(comparisons: list, first: str, versus: str) -> list[str]:
+    genome = first.partition(":")[2]
+    who = f"AFG ({genome})" if genome else "AFG"
     parts = []
     for label, setting, metric in (
         ("recovery (seen)", "seen", "recovery_acc"),
@@ -26,24 +52,18 @@ def verdict(report: dict[str, Any]) -> str:
             if c.get("setting") == setting
             and c.get("metric") == metric
             and c.get("attack") != "overall"
-            and c.get("versus", "raw_pixels") == "raw_pixels"
-            and c.get("first", "afg") == "afg"
+            and c.get("versus", "raw_pixels") == versus
+            and c.get("first", "afg") == first
         ]
         if not rows:
             continue
-        better = sum(c.get("verdict") == "afg better" for c in rows)
-        worse = sum(c.get("verdict") == "raw pixels better" for c in rows)
+        better = sum(str(c.get("verdict")).startswith("afg") for c in rows)
+        worse = sum(str(c.get("verdict")).startswith("raw pixels") for c in rows)
         parts.append(
-            f"{label}: AFG beats the raw-pixel control on {better} of {len(rows)} attacks, "
+            f"{label}: {who} beats the raw-pixel control on {better} of {len(rows)} attacks, "
             f"loses on {worse}, and no difference is shown on {len(rows) - better - worse}"
         )
-    if not parts:
-        return ""
-    text = (
-        "; ".join(parts)
-        + " (paired 95 % bootstrap intervals over test source images and training seeds)."
-    )
-    return text + _adaptive_sentence(report.get("adaptive"))
+    return parts
 
 
 def _adaptive_sentence(block: Any) -> str:

@@ -58,11 +58,15 @@ def test_plan_has_seeded_tasks_and_one_shard_set_each(reference):
 
 
 def test_rerun_resumes_without_rebuilding(reference, tasked_config):
+    """A finished build run again is checked and read, never written: no file of the folder
+    (manifest, stats and card included) changes, and no worker starts."""
     hashes = shard_hashes(reference.out)
-    before = {p: (reference.out / p).stat().st_mtime_ns for p in hashes}
+    every = sorted(p for p in reference.out.rglob("*") if p.is_file())
+    before = {p: (p.stat().st_mtime_ns, p.stat().st_size) for p in every}
     again = build_corpus(tasked_config, reference.out, progress=False, resume=True)
-    assert again.tasks_run == []
-    assert {p: (reference.out / p).stat().st_mtime_ns for p in before} == before
+    assert again.tasks_run == [] and again.stats["wall_seconds"] > 0
+    after = sorted(p for p in reference.out.rglob("*") if p.is_file())
+    assert after == every and {p: (p.stat().st_mtime_ns, p.stat().st_size) for p in after} == before
     assert (
         shard_hashes(reference.out)
         == hashes

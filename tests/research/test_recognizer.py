@@ -311,3 +311,37 @@ def test_the_report_warns_where_its_figures_cannot_carry_a_claim():
     )
     assert len(thin) == 1 and "1 difference(s) shown need more training seeds" in thin[0]
     assert "--seeds 12" in thin[0]
+
+
+def test_a_comparison_knows_which_way_each_metric_is_better():
+    """A lower false-positive rate is the better one; a float-zero difference needs no seed
+    count; the several-genome bench's labels get their verdict sentence too."""
+    from afg_datasets.evaluation.bench import compare
+    from afg_datasets.evaluation.intervals import METRICS, seeds_needed
+    from afg_datasets.evaluation.verdict import verdict
+
+    draws = {"afg": 0.04 + np.zeros(200), "raw_pixels": 0.135 + np.zeros(200)}
+    draws["afg"][:100] += 0.001  # a spread, so the interval is an interval
+    boots = {m: {"fpr_at_val_threshold": d} for m, d in draws.items()}
+    rows = {
+        m: {"fpr_at_val_threshold": float(d.mean()), "std": {"fpr_at_val_threshold": 0.01}}
+        for m, d in draws.items()
+    }
+    for key in METRICS:  # compare reads every metric; only the FPR is measured here
+        for m in rows:
+            rows[m].setdefault(key, None)
+    (found,) = compare(boots, rows)
+    assert found["difference"] < 0 and found["verdict"] == "afg better"
+    assert seeds_needed(1e-17, [0.1, 0.1]) is None and seeds_needed(0.1, [0.05, 0.05]) == 2
+    labelled = [
+        {
+            "setting": "seen",
+            "metric": "recovery_acc",
+            "attack": "fgsm",
+            "first": "afg:gm",
+            "versus": "raw_pixels:gm",
+            "verdict": "afg:gm better",
+        },
+    ]
+    sentence = verdict({"comparisons": labelled})
+    assert "AFG (gm) beats the raw-pixel control on 1 of 1 attacks" in sentence
