@@ -42,8 +42,9 @@ class BuildResult:
 
 
 def finished_build(out: Path, cfg: BuildConfig) -> BuildResult | None:
-    """The corpus in `out` if it is this config's build, complete in this format and intact
-    (verified: every file's sha256); None when there is none to reuse. Reads, never writes:
+    """The corpus in `out` if it is this config's build, complete in this format (every task
+    marker in place) and intact (verified: every file's sha256); None when there is none to
+    reuse. Reads, never writes:
     re-running a finished build costs its verification. A complete build of this config
     that fails verification is a CorpusError (--overwrite rebuilds it)."""
     check_output(out, cfg, overwrite=False, resume=False)  # other corpora: refused as before
@@ -55,6 +56,11 @@ def finished_build(out: Path, cfg: BuildConfig) -> BuildResult | None:
         manifest.get("format_version") != FORMAT_VERSION
     ):
         return None
+    try:  # the build state too: a torn or missing task marker means that task runs again
+        if task_markers(out, read_plan(out))[1]:
+            return None
+    except (CorpusError, OutputDirError):
+        return None  # the build's own path says what is wrong with its state
     try:
         corpus.verify()
     except CorpusError as err:
