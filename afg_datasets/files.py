@@ -47,16 +47,25 @@ def owned_folder(path: Path) -> Path:
     return path
 
 
-def atomic_directory(path: Path, fill: Callable[[Path], Any], replace: bool = False) -> None:
+def atomic_directory(
+    path: Path, fill: Callable[[Path], Any], replace: bool = False, shared: bool = False
+) -> None:
     """Call `fill` on an empty `<path>.partial` folder, then rename it to `path` (with
-    `replace`, a folder already there is removed first, once the new one is complete)."""
-    tmp = partial_path(path)
+    `replace`, a folder already there is removed first, once the new one is complete). With
+    `shared`, processes may race to make the same folder (a cache entry: the same content
+    whoever makes it): each fills its own `<path>.<pid>.partial`, and the first to finish wins."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}{PARTIAL}") if shared else partial_path(path)
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         fill(tmp)
         if replace and path.is_dir() and not path.is_symlink():
             shutil.rmtree(path)
-        os.replace(tmp, path)
+        try:
+            os.replace(tmp, path)
+        except OSError:
+            if not (shared and path.is_dir()):
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)  # another process completed it first
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

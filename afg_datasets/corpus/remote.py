@@ -12,10 +12,12 @@ before opens from the cache.
 
 from __future__ import annotations
 
+import functools
 import shutil
 from pathlib import Path
+from urllib.parse import quote
 
-from afg_datasets.checks import hub_revision
+from afg_datasets.checks import hub_repo_id, hub_revision
 from afg_datasets.documents import read_text
 from afg_datasets.errors import CorpusError, first_line
 from afg_datasets.files import atomic_directory, atomic_write
@@ -28,17 +30,26 @@ _HF_METADATA = ".cache"  # what hf_hub_download(local_dir=...) keeps beside the 
 
 def fetch(repo_id: str, revision: str | None = None) -> Path:
     """The local folder of a Hub corpus at `revision` (default: main), fetched if needed."""
+    hub_repo_id(repo_id)
     hub_revision(revision)
     home = cache_root() / "hub" / repo_id.replace("/", "--")
     commit, listing = _listing(repo_id, revision, home)
     folder = home / commit
-    if not folder.is_dir():
+    if not folder.is_dir():  # several processes (DDP ranks, say) may fetch it at once
         where = f"{repo_id}@{commit[:12]}"
-        atomic_directory(folder, lambda tmp: _fill(tmp, repo_id, commit, listing, where))
-    ref = home / "refs" / (revision or "main")
+        fill = functools.partial(
+            _fill, repo_id=repo_id, commit=commit, listing=listing, where=where
+        )
+        atomic_directory(folder, fill, shared=True)
+    ref = _ref(home, revision)
     ref.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(ref, lambda handle: handle.write(commit.encode()))
     return folder
+
+
+def _ref(home: Path, revision: str | None) -> Path:
+    """Where the commit a revision named last is kept (a branch name as one file name)."""
+    return home / "refs" / quote(revision or "main", safe="")
 
 
 def _listing(repo_id: str, revision: str | None, home: Path) -> tuple[str, dict[str, int] | None]:
@@ -47,7 +58,7 @@ def _listing(repo_id: str, revision: str | None, home: Path) -> tuple[str, dict[
     from huggingface_hub import HfApi, constants
 
     if constants.HF_HUB_OFFLINE:
-        ref = home / "refs" / (revision or "main")
+        ref = _ref(home, revision)
         commit = read_text(ref, CorpusError).strip() if ref.is_file() else ""
         if commit and (home / commit).is_dir() and not unsafe_path(home, commit, None):
             return commit, None
@@ -63,7 +74,7 @@ def _listing(repo_id: str, revision: str | None, home: Path) -> tuple[str, dict[
             f"dataset repo ({first_line(err)})"
         ) from None
     commit = str(info.sha or "")
-    if not commit.isalnum() or len(commit) > 64:
+    if not (commit.isascii() and commit.isalnum()) or len(commit) > 64:
         raise CorpusError(f"{repo_id!r}: the Hub named commit {commit[:80]!r}, not a commit id")
     return commit, {s.rfilename: s.size for s in info.siblings or []}
 

@@ -80,3 +80,23 @@ def test_a_repo_that_is_no_corpus_is_one_line_and_leaves_nothing_trusted(hub_env
     )
     assert done.returncode != 0 and words in done.stderr.strip().splitlines()[-1]
     assert cached(env) == []  # no folder, no .partial: nothing a later open could trust
+
+
+def test_processes_racing_to_fetch_one_corpus_all_get_it(hub_env):
+    """DDP ranks opening one repo at once on one node: each fills its own partial folder, the
+    first to finish wins, every one reads the corpus, nothing partial stays."""
+    _, env = hub_env
+    command = [sys.executable, "-m", "afg_datasets.cli", "verify", REPO]
+    runs = [
+        subprocess.Popen(
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, **env},
+        )
+        for _ in range(3)
+    ]
+    outputs = [run.communicate(timeout=300) for run in runs]
+    assert all(run.returncode == 0 for run in runs), [err[-500:] for _, err in outputs]
+    assert len(cached(env)) == 1 and not cached(env)[0].endswith(".partial")
