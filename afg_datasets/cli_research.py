@@ -56,7 +56,9 @@ def bench(
         from afg_datasets.evaluation.genomes import run_genome_bench
 
         written = out or directory / BENCH_DIR / "genomes"
-        report = run_genome_bench(directories, written, seeds, quick, unseen, adaptive, show)
+        report = run_genome_bench(
+            directories, written, seeds, quick, unseen, adaptive, show, show_epochs=True
+        )
         typer.echo(results_table(report))
         typer.echo(f"{report['seconds']:.0f}s; wrote {written}/results.json, results.md")
         return
@@ -69,6 +71,7 @@ def bench(
         unseen=unseen,
         attack_systems=adaptive,
         progress=show,
+        show_epochs=True,
     )
     if out is None:
         refresh_card(corpus)  # the card shows bench/results.md

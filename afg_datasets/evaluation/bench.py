@@ -110,12 +110,22 @@ class BenchCorpus:
         }
         return cls(root, manifest, target, data, pooled)
 
-    def inputs(self, keep: dict[str, np.ndarray | None], quick: bool) -> BenchInputs:
+    def inputs(
+        self, keep: dict[str, np.ndarray | None], quick: bool, show_epochs: bool = False
+    ) -> BenchInputs:
         """What every method sees, `keep` (per split, a record mask or None) applied."""
         data, pooled = self.data, self.pooled
         splits = {s: data[s] if keep[s] is None else select(data[s], keep[s]) for s in SPLITS}
         pooled = {s: [f if keep[s] is None else f[keep[s]] for f in pooled[s]] for s in SPLITS}
-        return BenchInputs(splits, pooled, self.manifest, self.target, quick, root=self.root)
+        return BenchInputs(
+            splits,
+            pooled,
+            self.manifest,
+            self.target,
+            quick,
+            root=self.root,
+            show_epochs=show_epochs,
+        )
 
 
 # ---- metrics --------------------------------------------------------------------------------
@@ -198,8 +208,10 @@ def run_bench(
     unseen: str = "all",
     attack_systems: bool = False,
     progress: Callable[[str], None] = lambda _: None,
+    show_epochs: bool = False,
 ) -> dict[str, Any]:
-    """Run the bench; `attack_systems` adds the adaptive white-box attack."""
+    """Run the bench; `attack_systems` adds the adaptive white-box attack; `progress` hears
+    each setting and method, and `show_epochs` draws a bar per training run."""
     start = time.perf_counter()
     corpus = BenchCorpus.read(source)
     root = corpus.root
@@ -211,7 +223,7 @@ def run_bench(
     results, comparisons, curves, systems = [], [], {}, {}
     for setting, held_out in settings(attacks, unseen):
         keep = {s: ~np.isin(data[s]["attack"], held_out) if s != "test" else None for s in SPLITS}
-        inputs = corpus.inputs(keep, quick)
+        inputs = corpus.inputs(keep, quick, show_epochs)
         check_classes(root, inputs.splits, setting, held_out)
         scored = [*held_out] if held_out else [*attacks, "overall"]
         boots: dict[str, dict[str, dict]] = {}  # attack -> method -> seed-mean draws

@@ -91,6 +91,7 @@ def run_genome_bench(
     unseen: str = "all",
     attack_systems: bool = False,
     progress: Callable[[str], None] = lambda _: None,
+    show_epochs: bool = False,
 ) -> dict[str, Any]:
     """Every genome beside the controls, per setting (seen / unseen / family), one report;
     `attack_systems` adds the adaptive attack on every system trained in the seen setting."""
@@ -110,7 +111,7 @@ def run_genome_bench(
         runs += [(genomes[0], m, m) for m in SHARED]
         for genome, method, name in runs:
             progress(f"{setting}{'/' + ','.join(held_out) if held_out else ''}: {name}")
-            inputs = genome.inputs(keep, quick)
+            inputs = genome.inputs(keep, quick, show_epochs)
             evaluated, per_seed = evaluate_method(method, setting, inputs, seeds, scored, {})
             if setting == "seen":
                 systems[name] = per_seed

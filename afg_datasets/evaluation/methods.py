@@ -45,6 +45,7 @@ class BenchInputs:
     quick: bool
     flat: dict[str, list[torch.Tensor]] = field(default_factory=dict)  # split -> per layer
     root: Path | None = None  # the corpus (a stateful encoder's state is in its model folder)
+    show_epochs: bool = False  # a progress bar per training run, an epoch a step
 
     @property
     def layers(self) -> list[str]:
@@ -100,6 +101,7 @@ def _recognizer(columns: Callable[[dict], list[str]], objective: str, matched: b
             objective,
             TrainConfig(epochs=10 if inputs.quick else 30, seed=seed),
             width=raw_pixel_width(inputs, objective) if matched else 16,
+            progress=inputs.show_epochs,
         )
         p = {}
         for split in ("validation", "test"):
