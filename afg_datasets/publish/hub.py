@@ -103,10 +103,32 @@ def validate_card(root: Path) -> DatasetCard:
         raise PushError(
             f"{path}: not a parseable dataset card ({first}); run `afg card {root}`"
         ) from None
+    return _with_metadata(card, str(path), root)
+
+
+def published_card(corpus: Corpus, repo_id: str) -> bytes:
+    """The card as it is uploaded (its snippets load `repo_id`), rendered once and checked as
+    the card on disk is: the bytes validated are the bytes that go."""
+    from afg_datasets.publish.card import render_card
+
+    stats = read_json(corpus.root / STATS_FILE, shape="stats")
+    text = str(render_card(corpus, stats, repo_id, published=True))
+    try:
+        card = DatasetCard(text)
+    except Exception as err:  # noqa: BLE001 - YAML and card parse errors come in many types
+        raise PushError(
+            f"the card rendered for {repo_id}: not parseable ({first_line(err)})"
+        ) from None
+    _with_metadata(card, f"the card rendered for {repo_id}", corpus.root)
+    return text.encode()
+
+
+def _with_metadata(card: DatasetCard, where: str, root: Path) -> DatasetCard:
+    """`card` if its metadata holds what the Hub needs (REQUIRED_METADATA)."""
     data = card.data.to_dict()
     missing = [key for key in REQUIRED_METADATA if not data.get(key)]
     if missing:
-        raise PushError(f"{path}: metadata lacks {missing}; run `afg card {root}`")
+        raise PushError(f"{where}: metadata lacks {missing}; run `afg card {root}`")
     return card
 
 
@@ -131,6 +153,7 @@ def push(
         raise PushError(f"--commit-files must be at least 1, got {commit_files}")
     corpus = Corpus.of(source).verify()
     validate_card(corpus.root)
+    card = published_card(corpus, repo_id)  # checked before any request, dry runs too
     plan = upload_plan(corpus)
     if dry_run and constants.HF_HUB_OFFLINE:
         return PushPlan(plan, unlisted="HF_HUB_OFFLINE=1")
@@ -151,7 +174,7 @@ def push(
             return PushPlan(plan, unlisted=str(err))
         changes = repo_changes(list(held), plan)
         if not dry_run:
-            _upload(api, corpus, repo_id, revision, changes, commit_files, held)
+            _upload(api, corpus, repo_id, revision, changes, commit_files, held, card)
     return changes
 
 
@@ -193,15 +216,13 @@ def _upload(
     changes: PushPlan,
     commit_files: int | None,
     held: dict[str, Any],
+    card: bytes,
 ) -> None:
-    """The corpus's files, its card re-rendered so its snippets load `repo_id`, its
-    croissant.json with URLs into the repo; the stale files deleted in the last commit."""
-    from afg_datasets.publish.card import render_card
+    """The corpus's files, `card` (rendered for `repo_id`, checked), its croissant.json with
+    URLs into the repo; the stale files deleted in the last commit."""
     from afg_datasets.publish.croissant import croissant_document
 
     root = corpus.root
-    stats = read_json(root / STATS_FILE, shape="stats")
-    card = str(render_card(corpus, stats, repo_id, published=True)).encode()
     base_url = f"{constants.ENDPOINT}/datasets/{repo_id}/resolve/{revision or 'main'}"
     croissant = json.dumps(croissant_document(corpus, base_url), indent=2) + "\n"
     contents = {CARD_FILE: card, CROISSANT_FILE: croissant.encode()}

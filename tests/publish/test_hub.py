@@ -8,6 +8,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from afg_datasets.corpus.manifest import load_manifest
 from afg_datasets.publish.hub import UploadFile, repo_changes
 from tests.fake_hub import FakeHub
@@ -152,3 +154,17 @@ def test_a_dry_run_that_cannot_list_the_repo_still_lists_its_uploads(copy, monke
     assert plan.upload and plan.delete is None and "Connection refused" in plan.unlisted
     printers.upload(plan, REPO, dry_run=True)
     assert "HF_HUB_OFFLINE=1" in capsys.readouterr().out
+
+
+def test_the_card_that_is_uploaded_is_the_card_that_is_checked(copy, monkeypatch):
+    """Rendered once for the repo and validated before any request: a rendering without the
+    metadata the Hub needs stops the push (a dry run too), whatever the card on disk says."""
+    from huggingface_hub import DatasetCard
+
+    from afg_datasets.publish import card, hub
+    from afg_datasets.publish.client import PushError
+
+    monkeypatch.setattr(card, "render_card", lambda *a, **k: DatasetCard("---\n---\n# bare\n"))
+    monkeypatch.setattr(hub, "remote_files", lambda *a: pytest.fail("asked the Hub first"))
+    with pytest.raises(PushError, match=f"the card rendered for {REPO}: metadata lacks"):
+        hub.push(copy, REPO, dry_run=True)
