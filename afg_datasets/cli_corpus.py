@@ -22,9 +22,10 @@ from afg_datasets.printers import console
 
 def card(directory: CorpusArg):
     """Regenerate the dataset card (README.md) from manifest.json and stats.json."""
+    from afg_datasets.corpus.corpus import local_folder
     from afg_datasets.publish.card import refresh_card
 
-    typer.echo(f"wrote {refresh_card(directory)}")
+    typer.echo(f"wrote {refresh_card(local_folder(directory, 'afg card'))}")
 
 
 def verify(directory: CorpusArg):

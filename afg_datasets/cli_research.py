@@ -46,12 +46,14 @@ def bench(
 ):
     """Benchmark the AFG recognizer against raw pixels, Mahalanobis, LID and the target model;
     with several corpora, every genome side by side (paired intervals)."""
-    from afg_datasets.corpus.corpus import Corpus
+    from afg_datasets.corpus.corpus import Corpus, local_folder
     from afg_datasets.evaluation.bench import run_bench
     from afg_datasets.evaluation.report import results_table
     from afg_datasets.publish.card import refresh_card
 
     directory, show = directories[0], lambda step: console.print(f"[dim]{step}[/]")
+    if out is None:  # the results (and the card's table) go into the corpus: a local folder
+        directory = local_folder(directory, "afg bench without --out")
     if len(directories) > 1:
         from afg_datasets.evaluation.genomes import run_genome_bench
 
@@ -180,9 +182,10 @@ def afs_command(
 ):
     """Adversarial feature separability: clean-vs-adversarial distance per attack and layer
     (raw activations and genome); writes afs.json, afs.png and refreshes the card."""
+    from afg_datasets.corpus.corpus import local_folder
     from afg_datasets.evaluation.afs import afs
 
-    printers.afs(afs(directory, split, seed))
+    printers.afs(afs(local_folder(directory, "afg afs"), split, seed))
     typer.echo(f"wrote {directory / AFS_JSON}, {directory / AFS_PNG}, {CARD_FILE}")
 
 

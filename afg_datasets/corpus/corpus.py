@@ -221,6 +221,17 @@ def verify_corpus(root: str | os.PathLike) -> list[str]:
     return list(Corpus.open(root).problems)
 
 
+def local_folder(path: str | os.PathLike, what: str) -> Path:
+    """`path` as a local corpus folder for a command that writes into it (`what`); a Hub repo
+    id is one CorpusError: its fetched copy in the AFG cache is not a place to write."""
+    if not Path(path).is_dir() and _repo_id(str(path)):
+        raise CorpusError(
+            f"{str(path)!r} is a Hub repo; {what} writes into a corpus folder: run it on a "
+            "local corpus (build it, or re-encode the repo with `afg encode REPO --out DIR`)"
+        )
+    return Path(path)
+
+
 def _repo_id(value: str) -> bool:
     try:
         return bool(hub_repo_id(value))
@@ -228,4 +239,4 @@ def _repo_id(value: str) -> bool:
         return False
 
 
-__all__ = ["DEFAULT_CONFIG", "Corpus", "verify_corpus"]
+__all__ = ["DEFAULT_CONFIG", "Corpus", "local_folder", "verify_corpus"]

@@ -100,3 +100,15 @@ def test_processes_racing_to_fetch_one_corpus_all_get_it(hub_env):
     outputs = [run.communicate(timeout=300) for run in runs]
     assert all(run.returncode == 0 for run in runs), [err[-500:] for _, err in outputs]
     assert len(cached(env)) == 1 and not cached(env)[0].endswith(".partial")
+
+
+@pytest.mark.parametrize(
+    "args, what",
+    [(["card"], "afg card"), (["afs"], "afg afs"), (["bench", "--quick"], "afg bench without")],
+)
+def test_commands_that_write_into_a_corpus_refuse_a_hub_repo(hub_env, args, what):
+    """Their output would land in the AFG cache's fetched copy: one line, nothing fetched."""
+    hub, env = hub_env
+    done = run_cli(*args[:1], REPO, *args[1:], env=env)
+    assert done.returncode == 2 and what in done.stderr and "is a Hub repo" in done.stderr
+    assert cached(env) == [] and hub.served == []
