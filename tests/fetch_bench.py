@@ -11,27 +11,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 from tests.fake_hub import FakeHub
+from tests.samples import run_cli
 
 TOKEN = "hf_afgBENCHtoken0123456789"
 
 
 def afg(env: dict, *args: str) -> float:
     start = time.perf_counter()
-    done = subprocess.run(
-        [sys.executable, "-m", "afg_datasets.cli", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **env},
-    )
+    done = run_cli(*args, env=env)
     if done.returncode:
         raise SystemExit(f"afg {' '.join(args)}: {done.stderr[-2000:]}")
     return time.perf_counter() - start

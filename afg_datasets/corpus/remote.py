@@ -79,12 +79,11 @@ def _listing(repo_id: str, revision: str | None, home: Path) -> tuple[str, dict[
     return commit, {s.rfilename: s.size for s in info.siblings or []}
 
 
-def _fill(tmp: Path, repo_id: str, commit: str, listing: dict | None, where: str) -> None:
-    """Download the manifest, then every file it lists and the extras, into `tmp`."""
+def _fill(tmp: Path, repo_id: str, commit: str, listing: dict[str, int], where: str) -> None:
+    """Download the manifest, then every file it lists and the extras, into `tmp` (a listing
+    is there: offline, `_listing` returns only a commit whose folder is complete)."""
     from afg_datasets.corpus.manifest import load_manifest
 
-    if listing is None:  # offline with no complete folder: _listing refused already
-        raise CorpusError(f"{where}: not in the cache")
     if MANIFEST_FILE not in listing:
         raise CorpusError(f"{where}: the repo holds no {MANIFEST_FILE}; not an AFG corpus")
     _download(repo_id, commit, tmp, {MANIFEST_FILE: listing[MANIFEST_FILE]}, where)

@@ -103,15 +103,16 @@ def run_genome_bench(
     for setting, held_out in settings(attacks, unseen):
         data = genomes[0].data
         keep = {s: ~np.isin(data[s]["attack"], held_out) if s != "test" else None for s in SPLITS}
-        check_classes(genomes[0].root, genomes[0].inputs(keep, quick).splits, setting, held_out)
         scored = [*held_out] if held_out else [*attacks, "overall"]
         boots: dict[str, dict[str, dict]] = {}
         rows: dict[str, dict[str, dict]] = {}
         runs = [(g, m, f"{m}:{g.label}") for g in genomes for m in PER_GENOME]
         runs += [(genomes[0], m, m) for m in SHARED]
-        for genome, method, name in runs:
+        for number, (genome, method, name) in enumerate(runs):
             progress(f"{setting}{'/' + ','.join(held_out) if held_out else ''}: {name}")
             inputs = genome.inputs(keep, quick, show_epochs)
+            if number == 0:  # the first genome's splits, before anything is trained
+                check_classes(genome.root, inputs.splits, setting, held_out)
             evaluated, per_seed = evaluate_method(method, setting, inputs, seeds, scored, {})
             if setting == "seen":
                 systems[name] = per_seed

@@ -4,6 +4,7 @@ mixin (config.json + model.safetensors + a model card) with what genomes of new 
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 from pathlib import Path
@@ -119,8 +120,6 @@ class Recognizer:
         self.target_dir = Path(target_dir)
         self.info = info
         self.corpus_dir = corpus_dir  # where it was trained (its bench results go in the card)
-        self._target = None
-        self._encoder_cache = None
 
     @classmethod
     def fit(
@@ -230,7 +229,7 @@ class Recognizer:
         """(the target model's predictions, the genome columns) of images, computed as the
         corpus's build computed them: the same encoder, from the facts the corpus recorded."""
         x = model_batch(images)
-        target, encoder = self._encoder()
+        target, encoder = self._model_and_encoder
         step = self.manifest["config"]["batch_size"]  # the build's batches, at most
         parts = []
         try:
@@ -262,27 +261,26 @@ class Recognizer:
     def _where(self) -> str:
         return f"saved recognizer {self.target_dir.parent}"
 
-    def _encoder(self):
+    @functools.cached_property
+    def _model_and_encoder(self):
         """The target model and the corpus's encoder, built once; an encoder whose columns are
         not the ones its corpus recorded is one ModelError (a recognizer saved before 0.9 of a
         format 1.4+ corpus: save it again)."""
-        if self._target is None:
-            target = load_model_dir(self.target_dir)[0]
-            try:
-                encoder = encoder_from_manifest(self.manifest, target, self.target_dir)
-            except (RuntimeError, ValueError, KeyError, IndexError) as err:
-                raise ModelError(f"{self._where()}: inconsistent: {first_line(err)}") from None
-            recorded = self.manifest["features"]["types"]
-            computed = Features(encoder.features()).to_dict()
-            for name in self.info["inputs"]:
-                if _plain(computed.get(name)) != _plain(recorded.get(name)):
-                    raise ModelError(
-                        f"{self._where()}: its encoder computes {name} as {computed.get(name)},"
-                        f" its corpus stored {recorded.get(name)}; re-save it with this "
-                        "afg-datasets (`afg fit-recognizer`)"
-                    )
-            self._target, self._encoder_cache = target, encoder
-        return self._target, self._encoder_cache
+        target = load_model_dir(self.target_dir)[0]
+        try:
+            encoder = encoder_from_manifest(self.manifest, target, self.target_dir)
+        except (RuntimeError, ValueError, KeyError, IndexError) as err:
+            raise ModelError(f"{self._where()}: inconsistent: {first_line(err)}") from None
+        recorded = self.manifest["features"]["types"]
+        computed = Features(encoder.features()).to_dict()
+        for name in self.info["inputs"]:
+            if _plain(computed.get(name)) != _plain(recorded.get(name)):
+                raise ModelError(
+                    f"{self._where()}: its encoder computes {name} as {computed.get(name)},"
+                    f" its corpus stored {recorded.get(name)}; re-save it with this "
+                    "afg-datasets (`afg fit-recognizer`)"
+                )
+        return target, encoder
 
 
 def _plain(feature) -> object:

@@ -17,7 +17,7 @@ import yaml
 
 from afg_datasets.resources import resource_dir
 from tests.fake_hub import FakeHub
-from tests.samples import TOKEN
+from tests.samples import TOKEN, run_cli
 
 LIMIT = 40  # source images: every split has records of every attack
 CHEAP = {  # each encoder's cheapest real settings (the journey, not the science)
@@ -82,7 +82,7 @@ class Machine:
         }
 
     def afg(self, *args: str) -> subprocess.CompletedProcess:
-        done = self.python("-m", "afg_datasets.cli", *args)
+        done = run_cli(*args, env=self.env, cwd=self.home)
         assert done.returncode == 0, f"afg {' '.join(args)}: {done.stderr[-3000:]}"
         return done
 
