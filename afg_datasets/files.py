@@ -14,13 +14,17 @@ from typing import Any, BinaryIO
 PARTIAL = ".partial"  # a file being written; never listed, read or published
 
 
-def partial_path(path: Path) -> Path:
-    return path.with_name(path.name + PARTIAL)
+def partial_path(path: Path, shared: bool = False) -> Path:
+    """Where `path` is written before its rename. With `shared`, several processes may write
+    `path` at once (a cache entry): each gets its own `<path>.<pid>.partial`, so none removes
+    or renames another's."""
+    return path.with_name(f"{path.name}.{os.getpid()}{PARTIAL}" if shared else path.name + PARTIAL)
 
 
-def atomic_write(path: Path, write: Callable[[BinaryIO], Any]) -> None:
-    """Call `write` on `<path>.partial`, then rename: a reader sees the whole file or none."""
-    tmp = partial_path(path)
+def atomic_write(path: Path, write: Callable[[BinaryIO], Any], shared: bool = False) -> None:
+    """Call `write` on `<path>.partial`, then rename: a reader sees the whole file or none
+    (`shared`: as `partial_path`)."""
+    tmp = partial_path(path, shared)
     tmp.unlink(missing_ok=True)  # a leftover, or a link planted there: never written through
     try:
         descriptor = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
@@ -53,8 +57,8 @@ def atomic_directory(
     """Call `fill` on an empty `<path>.partial` folder, then rename it to `path` (with
     `replace`, a folder already there is removed first, once the new one is complete). With
     `shared`, processes may race to make the same folder (a cache entry: the same content
-    whoever makes it): each fills its own `<path>.<pid>.partial`, and the first to finish wins."""
-    tmp = path.with_name(f"{path.name}.{os.getpid()}{PARTIAL}") if shared else partial_path(path)
+    whoever makes it): each fills its own (`partial_path`), and the first to finish wins."""
+    tmp = partial_path(path, shared)
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         fill(tmp)

@@ -43,7 +43,7 @@ def fetch(repo_id: str, revision: str | None = None) -> Path:
         atomic_directory(folder, fill, shared=True)
     ref = _ref(home, revision)
     ref.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(ref, lambda handle: handle.write(commit.encode()))
+    atomic_write(ref, lambda handle: handle.write(commit.encode()), shared=True)
     return folder
 
 
