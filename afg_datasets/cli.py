@@ -10,6 +10,7 @@ from rich.markup import escape
 from typer.core import TyperGroup
 
 from afg_datasets import __version__, cli_build, cli_corpus, cli_research
+from afg_datasets.environment import raised_during_import, stack_problem
 from afg_datasets.errors import AFGError, first_line
 from afg_datasets.printers import console
 
@@ -21,11 +22,19 @@ class _OneLineErrors(TyperGroup):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
-        except (AFGError, OSError) as err:
+        except (ImportError, OSError, RuntimeError) as err:
+            if raised_during_import(err):  # a broken torch/torchvision/advertorch is named
+                problem = stack_problem()
+                if problem:
+                    self._fail(ctx, problem)
+            if isinstance(err, RuntimeError) and _out_of_memory(err):
+                self._fail(ctx, f"out of memory ({first_line(err)[:200]}): {MEMORY_HINT}")
+            if isinstance(err, OSError):
+                self._fail(ctx, str(err))
+            raise
+        except AFGError as err:
             self._fail(ctx, str(err))
-        except (MemoryError, RuntimeError) as err:  # torch's OutOfMemoryError is one too
-            if not _out_of_memory(err):
-                raise
+        except MemoryError as err:
             self._fail(ctx, f"out of memory ({first_line(err)[:200]}): {MEMORY_HINT}")
 
     @staticmethod

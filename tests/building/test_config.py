@@ -111,7 +111,7 @@ def test_the_genome_section_is_the_chosen_encoders_own_config():
 def test_a_builder_gives_settings_for_the_encoder_that_the_cli_picks(tmp_path):
     viz = load_config("digits", encoder="groupviz")  # builders/digits.yaml: encoder_settings
     assert (viz.genome.encoder, viz.genome.steps, viz.genome.image_size) == ("groupviz", 48, 32)
-    assert viz.genome.lr == 0.6  # chosen by `afg bench-encoder --curve` (README, "Measured")
+    assert viz.genome.lr == 0.6  # chosen by `afg bench-encoder --curve` (docs/benchmarks.md)
     assert viz.genome.size == 8  # carried over from the builder's own genome
     assert load_config("digits", encoder="activations") == load_config("digits")
     path = tmp_path / "c.yaml"

@@ -1,0 +1,66 @@
+"""Is the numeric stack (torch, torchvision, advertorch) importable and matched? A broken
+install is named in one line with how to reinstall, instead of a dependency's traceback."""
+
+from __future__ import annotations
+
+import importlib
+import traceback
+
+from afg_datasets.errors import first_line
+
+REINSTALL_TORCH = (
+    "reinstall both from one index: pip install --force-reinstall torch torchvision "
+    "(on a machine without a GPU add --index-url https://download.pytorch.org/whl/cpu)"
+)
+REINSTALL_ADVERTORCH = "reinstall it: pip install --force-reinstall advertorch"
+
+
+def raised_during_import(err: BaseException) -> bool:
+    """Whether `err` came out of importing a module: raised by a module's top-level code (a
+    `<module>` frame; Python drops its own import machinery's frames from the traceback)."""
+    frames = traceback.extract_tb(err.__traceback__)
+    return isinstance(err, ImportError) or any(frame.name == "<module>" for frame in frames)
+
+
+def stack_problem() -> str | None:
+    """One line naming what is broken in torch / torchvision / advertorch, or None."""
+    for name in ("torch", "torchvision"):
+        try:
+            importlib.import_module(name)
+        except Exception as err:  # noqa: BLE001 - a broken install raises any type on import
+            return f"{name} cannot be imported ({first_line(err)[:200]}): {REINSTALL_TORCH}"
+    mismatch = _torchvision_mismatch()
+    if mismatch:
+        return f"{mismatch}: {REINSTALL_TORCH}"
+    try:
+        from afg_datasets.attacks import advertorch_attacks
+
+        advertorch_attacks()
+    except Exception as err:  # noqa: BLE001
+        return f"advertorch cannot be imported ({first_line(err)[:200]}): {REINSTALL_ADVERTORCH}"
+    return None
+
+
+def _torchvision_mismatch() -> str | None:
+    """torch 2.M pairs with torchvision 0.(M+15), and their builds (+cpu, +cu130) must agree."""
+    import torch
+    import torchvision
+
+    torch_version, vision_version = str(torch.__version__), str(torchvision.__version__)
+    (torch_release, _, torch_build), (vision_release, _, vision_build) = (
+        torch_version.partition("+"),
+        vision_version.partition("+"),
+    )
+    torch_parts, vision_parts = torch_release.split("."), vision_release.split(".")
+    paired = not (
+        torch_parts[0] == "2"
+        and vision_parts[0] == "0"
+        and len(torch_parts) > 1
+        and len(vision_parts) > 1
+        and torch_parts[1].isdigit()
+        and vision_parts[1].isdigit()
+        and int(vision_parts[1]) != int(torch_parts[1]) + 15
+    )
+    if paired and (not torch_build or not vision_build or torch_build == vision_build):
+        return None
+    return f"torchvision {vision_version} does not match torch {torch_version}"
