@@ -121,6 +121,9 @@ class BuildConfig:
     def config_hash(self) -> str:
         # Attack order is part of the corpus (records interleave in that order in each tar).
         identity = {**self.to_dict(), "attack_order": list(self.attacks)}
+        revised = {name: ATTACKS[name].revision for name in self.attacks if ATTACKS[name].revision}
+        if revised:  # an attack that now builds other bytes: its corpora hash anew (0.10)
+            identity["attack_revisions"] = revised
         canonical = json.dumps(identity, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 

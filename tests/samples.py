@@ -32,6 +32,11 @@ QUICK = {
     "stadv": {"max_iterations": 5},
     "singlepixel": {"max_pixels": 5},
     "localsearch": {"round_ub": 2, "max_nb_seeds": 8},
+    "apgd_ce": {"steps": 5},
+    "apgd_t": {"steps": 5},
+    "apgd_l2": {"steps": 5},
+    "square": {"n_queries": 50},
+    "deepfool": {"steps": 5},
 }
 
 

@@ -6,12 +6,13 @@ split across processes, GPUs or nodes. Idempotent: finalizing twice writes the s
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from afg_datasets.building.plan import check_output, plan_tasks, read_marker, read_plan
-from afg_datasets.building.stats import make_stats, skipped_sources
+from afg_datasets.building.stats import make_stats, skipped_sources, weak_attacks
 from afg_datasets.config import BuildConfig
 from afg_datasets.corpus.corpus import Corpus
 from afg_datasets.errors import CorpusError, OutputDirError
@@ -31,6 +32,8 @@ from afg_datasets.layout import (
 )
 from afg_datasets.publish.card import write_card
 from afg_datasets.publish.croissant import write_croissant
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -95,6 +98,8 @@ def finalize(out: str | Path, wall: float | None = None) -> BuildResult:
     setup_path = out / SETUP_FILE
     setup = read_json(setup_path) if setup_path.is_file() else {"stages": {}}
     stats = make_stats(setup, markers, wall)
+    for warning in weak_attacks(stats):
+        log.warning("%s", warning)
     write_json(out / STATS_FILE, stats)
     corpus = Corpus(out, manifest)  # read before its manifest is written: the card lists it
     write_card(corpus, stats)

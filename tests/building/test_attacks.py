@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from afg_datasets.attacks import ATTACKS, Attack, install_torch_compat
+from afg_datasets.models import SmallCNN, TargetModel, freeze
 from tests.samples import QUICK
 
 # Small settings so every registry entry runs in a unit test on an 8x8 model.
@@ -23,6 +24,12 @@ REQUIRED = [
     "stadv",
     "singlepixel",
     "localsearch",
+    "apgd_ce",
+    "apgd_t",
+    "apgd_l2",
+    "square",
+    "autoattack",
+    "deepfool",
 ]
 
 
@@ -40,14 +47,25 @@ def test_torch_compat_shim_provides_zero_gradients():
     importlib.import_module("advertorch.attacks.fast_adaptive_boundary")
 
 
+@pytest.fixture(scope="module")
+def tiny_rgb_model() -> TargetModel:
+    torch.manual_seed(0)
+    return freeze(TargetModel(SmallCNN(3, 10, 8, width=4), [0.5] * 3, [0.25] * 3))
+
+
+@pytest.mark.parametrize("channels", [1, 3])
 @pytest.mark.parametrize("name", sorted(ATTACKS))
-def test_attack_contract(name, tiny_model):
+def test_attack_contract(name, channels, tiny_model, tiny_rgb_model):
+    """Every entry of both backends, on grey and RGB: input untouched, shape and range kept,
+    the budget respected, the same bytes from the same seed."""
     generator = torch.Generator().manual_seed(1)
-    x = torch.rand(4, 1, 8, 8, generator=generator)
+    x = torch.rand(4, channels, 8, 8, generator=generator)
     y = torch.tensor([0, 1, 2, 3])
     before = x.clone()
-    attack = Attack(name, tiny_model, 10, QUICK.get(name, {}))
+    model = tiny_model if channels == 1 else tiny_rgb_model
+    attack = Attack(name, model, 10, QUICK.get(name, {}))
     adv = attack.run(x, y, seed=0)
+    assert torch.equal(adv, attack.run(x, y, seed=0)), "seeded: the same run, the same bytes"
     assert torch.equal(x, before), "attacks must not modify their input"
     assert adv.shape == x.shape
     assert adv.min() >= 0 and adv.max() <= 1
