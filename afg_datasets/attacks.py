@@ -78,6 +78,15 @@ def _torchattacks(class_name: str, defaults: dict, budget=None, norm=None, **mor
 
 _LINF, _L2 = {"norm": "Linf"}, {"norm": "L2"}
 
+
+def _by_backend(entries: Mapping[str, AttackSpec]) -> str:
+    """The valid names by backend, for the one line an unknown attack name gets."""
+    backends: dict[str, list[str]] = {}
+    for name, spec in entries.items():
+        backends.setdefault(spec.backend, []).append(name)
+    return "; ".join(f"{backend}: {', '.join(names)}" for backend, names in backends.items())
+
+
 ATTACKS: Registry[AttackSpec] = Registry(
     "attack",
     {
@@ -159,6 +168,7 @@ ATTACKS: Registry[AttackSpec] = Registry(
         # adversarial once stored, 89 % at 0.2)
         "deepfool": _torchattacks("DeepFool", {"steps": 50, "overshoot": 0.2}, norm="l2"),
     },
+    grouped=_by_backend,
 )
 
 # set by the attack's binding, never by a config: the model, class count, pixel range, mode,

@@ -1,4 +1,4 @@
-"""Is the numeric stack (torch, torchvision, advertorch) importable and matched? A broken
+"""Is the numeric stack (torch, torchvision, the attack backends) importable and matched? A broken
 install is named in one line with how to reinstall, instead of a dependency's traceback."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ REINSTALL_TORCH = (
     "reinstall both from one index: pip install --force-reinstall torch torchvision "
     "(on a machine without a GPU add --index-url https://download.pytorch.org/whl/cpu)"
 )
-REINSTALL_ADVERTORCH = "reinstall it: pip install --force-reinstall advertorch"
+REINSTALL_BACKEND = "reinstall it: pip install --force-reinstall --no-deps {name}"
 
 
 def raised_during_import(err: BaseException) -> bool:
@@ -32,12 +32,14 @@ def stack_problem() -> str | None:
     mismatch = _torchvision_mismatch()
     if mismatch:
         return f"{mismatch}: {REINSTALL_TORCH}"
-    try:
-        from afg_datasets.attacks import advertorch_attacks
+    from afg_datasets.attacks import BACKENDS
 
-        advertorch_attacks()
-    except Exception as err:  # noqa: BLE001
-        return f"advertorch cannot be imported ({first_line(err)[:200]}): {REINSTALL_ADVERTORCH}"
+    for name, load in BACKENDS.items():
+        try:
+            load()
+        except Exception as err:  # noqa: BLE001
+            hint = REINSTALL_BACKEND.format(name=name)
+            return f"{name} cannot be imported ({first_line(err)[:200]}): {hint}"
     return None
 
 

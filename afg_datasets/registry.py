@@ -8,7 +8,7 @@ are this package's own; a name from a config or a corpus is only ever looked up,
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Generic, TypeVar
 
 from afg_datasets.errors import ConfigError
@@ -19,16 +19,23 @@ T = TypeVar("T")
 class Registry(Mapping[str, T], Generic[T]):
     """A read-only mapping whose lookups fail with the list of valid names."""
 
-    def __init__(self, kind: str, entries: Mapping[str, T | str]):
+    def __init__(
+        self,
+        kind: str,
+        entries: Mapping[str, T | str],
+        grouped: Callable[[Mapping[str, T | str]], str] | None = None,
+    ):
         self.kind = kind
         self._entries = dict(entries)
+        self._grouped = grouped  # the valid names as the error shows them (default: listed)
 
     def __getitem__(self, name: str) -> T:
         try:
             entry = self._entries[name]
         except (KeyError, TypeError):
+            valid = self._grouped(self._entries) if self._grouped else ", ".join(self._entries)
             raise ConfigError(
-                f"unknown {self.kind} {name!r}; valid {self.kind}s: {', '.join(self._entries)}"
+                f"unknown {self.kind} {name!r}; valid {self.kind}s: {valid}"
             ) from None
         if isinstance(entry, str):
             module, _, attribute = entry.partition(":")

@@ -8,6 +8,7 @@ import pytest
 from afg_datasets.environment import stack_problem
 from tests.samples import run_cli
 
+ATTACKS = {"torchattacks": ["--attacks", "apgd_ce"]}  # the default build needs no torchattacks
 BROKEN = {
     # a CUDA torchvision beside a CPU torch: torchvision's own import fails (0.9: 228 lines)
     "torchvision": (
@@ -15,6 +16,7 @@ BROKEN = {
         "torchvision",
     ),
     "advertorch": ('raise ImportError("No module named advertorch.attacks")', "advertorch"),
+    "torchattacks": ("raise ImportError('cannot import name Attack')", "torchattacks"),
     "torch": ('raise OSError("libcudnn.so.9: cannot open shared object file")', "torch"),
 }
 
@@ -25,7 +27,8 @@ def test_a_broken_install_is_one_line_naming_it(package, tmp_path):
     (tmp_path / "site" / package).mkdir(parents=True)
     (tmp_path / "site" / package / "__init__.py").write_text(code + "\n")
     env = {"PYTHONPATH": str(tmp_path / "site"), "AFG_CACHE_DIR": str(tmp_path / "cache")}
-    done = run_cli("build-shards", "--limit", "8", "--out", str(tmp_path / "afg"), env=env)
+    args = ["--limit", "8", "--out", str(tmp_path / "afg"), *ATTACKS.get(package, [])]
+    done = run_cli("build-shards", *args, env=env)
     lines = (done.stdout + done.stderr).strip().splitlines()
     assert done.returncode == 2 and len(lines) == 1, lines[-5:]
     assert f"{named} cannot be imported" in lines[0] and "pip install --force-reinstall" in lines[0]

@@ -13,7 +13,7 @@ rm -f "$wheels"/*.whl
 binary=(
     datasets==5.2.0 dill==0.4.1 multiprocess==0.70.19 webdataset==1.0.2 braceexpand==0.1.7
     pydantic==2.14.4 pydantic-core==2.50.5 annotated-types==0.8.0 typing-inspection==0.4.5
-    orjson==3.13.0 tenacity==9.2.1 pyarrow==26.0.1
+    orjson==3.13.0 tenacity==9.2.1 pyarrow==26.0.1 torchattacks==3.3.0
 )
 platforms=()
 for p in manylinux_2_28_x86_64 manylinux_2_27_x86_64 manylinux_2_17_x86_64 manylinux2014_x86_64; do

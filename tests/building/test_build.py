@@ -182,7 +182,7 @@ runner = CliRunner()
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--attacks", "fgsm,deepfool"], "deepfool"),
+        (["--attacks", "fgsm,carlini"], "carlini"),
         (["no-such-builder"], "no-such-builder"),
         (["--device", "tpu"], "tpu"),
         (["--limit", "0"], "limit"),

@@ -29,7 +29,7 @@ def test_config_hash_is_stable_and_sensitive():
         ({"splits": {"train": 0.5, "validation": 0.1, "test": 0.1}}, "sum to 1"),
         ({"attacks": {"fgsm": {"eps": -0.1}}}, "eps"),
         ({"attacks": {"fgsm": {"epsilon": 0.1}}}, "epsilon"),
-        ({"attacks": {"deepfool": {}}}, "deepfool"),
+        ({"attacks": {"carlini": {}}}, "carlini"),
         ({"source": {"name": "imagenet21k"}}, "imagenet21k"),
         ({"model": {"architecture": "vit"}}, "vit"),
         ({"genome": {"encoder": "magic"}}, "magic"),
@@ -58,8 +58,10 @@ def test_invalid_values_name_the_field(data, message):
 
 def test_unknown_name_lists_valid_choices():
     with pytest.raises(ConfigError) as err:
-        BuildConfig.from_dict({"attacks": {"deepfool": {}}})
-    assert "fgsm" in str(err.value) and "pgd" in str(err.value)
+        BuildConfig.from_dict({"attacks": {"carlini": {}}})
+    text = str(err.value)  # one line, both backends' names
+    assert "advertorch: fgsm, bim, pgd" in text and "torchattacks: apgd_ce" in text
+    assert "deepfool" in text and "\n" not in text
 
 
 def test_builder_names_and_paths(tmp_path):
