@@ -47,22 +47,15 @@ def _torchvision_mismatch() -> str | None:
     """torch 2.M pairs with torchvision 0.(M+15), and their builds (+cpu, +cu130) must agree."""
     import torch
     import torchvision
+    from packaging.version import InvalidVersion, Version
 
-    torch_version, vision_version = str(torch.__version__), str(torchvision.__version__)
-    (torch_release, _, torch_build), (vision_release, _, vision_build) = (
-        torch_version.partition("+"),
-        vision_version.partition("+"),
-    )
-    torch_parts, vision_parts = torch_release.split("."), vision_release.split(".")
-    paired = not (
-        torch_parts[0] == "2"
-        and vision_parts[0] == "0"
-        and len(torch_parts) > 1
-        and len(vision_parts) > 1
-        and torch_parts[1].isdigit()
-        and vision_parts[1].isdigit()
-        and int(vision_parts[1]) != int(torch_parts[1]) + 15
-    )
-    if paired and (not torch_build or not vision_build or torch_build == vision_build):
-        return None
-    return f"torchvision {vision_version} does not match torch {torch_version}"
+    shown = f"torchvision {torchvision.__version__} does not match torch {torch.__version__}"
+    try:
+        ours, vision = Version(str(torch.__version__)), Version(str(torchvision.__version__))
+    except InvalidVersion:
+        return None  # a source build names itself otherwise: nothing to compare
+    if (ours.major, vision.major) == (2, 0) and vision.minor != ours.minor + 15:
+        return shown
+    if ours.local and vision.local and ours.local != vision.local:
+        return shown
+    return None
