@@ -221,6 +221,26 @@ def encode(
     printers.build_summary(encode_corpus(directory, out, genome, device, overwrite, progress))
 
 
+def extend(
+    directory: Annotated[Path, typer.Argument(help="A built corpus folder (its build state).")],
+    attacks: Annotated[str, typer.Option(help="Comma-separated attacks to add (defaults).")],
+    out: Annotated[
+        Path | None,
+        typer.Option(help="A new folder for the extended corpus (its files linked, not copied)."),
+    ] = None,
+    device: DeviceOpt = "cpu",
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+):
+    """Add attacks to a built corpus: only their shards are computed, no stored file changes,
+    and the result equals a fresh build with all the attacks. Resumes when re-run."""
+    from afg_datasets.building.extend import extend_corpus
+    from afg_datasets.corpus.corpus import local_folder
+
+    names = [name.strip() for name in attacks.split(",") if name.strip()]
+    folder = local_folder(directory, "afg extend")
+    printers.build_summary(extend_corpus(folder, names, out, device, progress))
+
+
 def finalize(directory: Annotated[Path, typer.Argument(help="A build output directory.")]):
     """Write manifest, stats and card from every task's output (after a multi-rank build)."""
     from afg_datasets.building import finalize as finalize_corpus
@@ -236,5 +256,6 @@ COMMANDS = {
     "build-shards": build_shards,
     "estimate": estimate,
     "encode": encode,
+    "extend": extend,
     "finalize": finalize,
 }

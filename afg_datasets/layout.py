@@ -27,7 +27,7 @@ SPLITS = ("train", "validation", "test")
 # The corpus format (docs/format.md), in the manifest and the plan. A reader refuses an unknown
 # major version and reads a newer minor one with a warning. Format 0 is a corpus built by
 # afg-datasets 0.2 (no field): its files are laid out as 1.0's, so it is read, with a warning.
-FORMAT_VERSION = "1.5"  # 1.5: examples.png; the groupbasis atlas at <= 128 px, against layer-mates
+FORMAT_VERSION = "1.6"  # 1.6: webdataset shards per variant (wds/<attack>/), as parquet's
 FORMAT_SPEC = "docs/format.md"
 _VERSION = re.compile(r"^(0|[1-9][0-9]{0,5})\.(0|[1-9][0-9]{0,5})$")
 log = logging.getLogger(__name__)

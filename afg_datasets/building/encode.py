@@ -102,9 +102,9 @@ def _encode(
     manifest = corpus.manifest
     cfg = BuildConfig.from_manifest(corpus.config)
     cfg = cfg.replace(**{f"genome__{key}": value for key, value in genome.items()})
-    shards = _task_shards(corpus)
+    shards = task_shards(corpus)
     tasks = [Task(t, 0, 0, derive_seed(cfg.seed, "task", t)) for t in range(manifest["tasks"])]
-    ctx = _context(parent, manifest, cfg, out, device, progress)
+    ctx = corpus_context(parent, manifest, cfg, out, device, progress)
     check_output(out, cfg, overwrite, resume=False)
     plan = {
         **plan_document(cfg, tasks, _facts(manifest, ctx)),
@@ -117,7 +117,7 @@ def _encode(
     with output_lock(out):
         prepare_output(out, cfg, plan, overwrite, resume=False)
         _copy_model(ctx, parent)
-        ready_encoder(ctx, _train_images(shards, _stored_shape(ctx)), out / MODEL_DIR)
+        ready_encoder(ctx, _train_images(shards, stored_shape(ctx)), out / MODEL_DIR)
         save_encoder_state(ctx, out / MODEL_DIR)
     for task in tasks:
         run_once(out, task, lambda task=task: _run_task(ctx, task, shards[task.id], len(tasks)))
@@ -125,7 +125,7 @@ def _encode(
         return finalize(out)
 
 
-def _context(
+def corpus_context(
     parent: Path, manifest: dict, cfg: BuildConfig, out: Path, device: str, progress: bool
 ) -> BuildContext:
     """The build context of the re-encoding: the parent's model, its layers, the new encoder;
@@ -159,7 +159,7 @@ def _facts(manifest: dict, ctx: BuildContext) -> dict[str, Any]:
     return {**facts, **{key: manifest[key] for key in keep}}
 
 
-def _task_shards(corpus: Corpus) -> dict[int, dict[str, dict[str, Path]]]:
+def task_shards(corpus: Corpus) -> dict[int, dict[str, dict[str, Path]]]:
     """Task -> split -> attack (clean first, then the parent's order) -> its parquet shard. The
     number of tasks is the manifest's; every shard name must agree with it."""
     parent, tasks = corpus.root, corpus.manifest["tasks"]
@@ -196,7 +196,7 @@ def _copy_model(ctx: BuildContext, parent: Path) -> None:
         write_json(out / SETUP_FILE, ctx.setup_record())
 
 
-def _stored_shape(ctx: BuildContext) -> tuple[int, int, int]:
+def stored_shape(ctx: BuildContext) -> tuple[int, int, int]:
     """[H, W, C] of every image the corpus stores (its model's input)."""
     return ctx.model_info.image_size, ctx.model_info.image_size, ctx.model_info.in_channels
 
@@ -234,7 +234,7 @@ def _run_task(
     with TaskShards(ctx, task.id, num_tasks) as out:
         for split in SPLITS:
             by_attack = shards.get(split, {})
-            for b, variants in enumerate(_batches(by_attack, timer, _stored_shape(ctx))):
+            for b, variants in enumerate(stored_batches(by_attack, timer, stored_shape(ctx))):
                 seed = derive_seed(task.seed, "genome", split, b)
                 eligible = variants[0].preds == variants[0].labels  # as the build counts
                 for batch in variants:
@@ -249,7 +249,7 @@ def _run_task(
     return task_marker(ctx, task.id, started, timer, tallies, closed)
 
 
-def _batches(
+def stored_batches(
     by_attack: Mapping[str, Path], timer: StageTimer, shape: tuple[int, int, int]
 ) -> Iterator[list[RecordBatch]]:
     """Per batch of the build (one row group of each variant's shard), its variants' records

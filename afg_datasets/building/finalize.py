@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from afg_datasets.building.plan import check_output, plan_tasks, read_marker, read_plan
+from afg_datasets.building.plan import check_output, covers, plan_tasks, read_marker, read_plan
 from afg_datasets.building.stats import make_stats, skipped_sources, weak_attacks
 from afg_datasets.config import BuildConfig
 from afg_datasets.corpus.corpus import Corpus
@@ -76,7 +76,7 @@ def task_markers(out: Path, plan: dict[str, Any]) -> tuple[list[dict], list[int]
     markers, missing = [], []
     for task in plan_tasks(plan):
         marker = read_marker(out, task)
-        if marker is None:
+        if marker is None or not covers(marker, list(plan["attacks"])):
             missing.append(task.id)
         else:
             markers.append(marker)

@@ -31,13 +31,11 @@ from afg_datasets.layout import (
     OUTPUTS,
     PLAN_FILE,
     SPLITS,
-    format_major,
     marker_path,
     read_json,
     write_json,
 )
-
-OUR_MAJOR = format_major({"format_version": FORMAT_VERSION})
+from afg_datasets.records import CLEAN
 
 
 def derive_seed(*parts: object) -> int:
@@ -83,8 +81,9 @@ def read_plan(out: Path) -> dict[str, Any]:
         raise OutputDirError(f"{out}: no {PLAN_FILE}; is this an AFG build directory?")
     plan = read_json(path, shape="plan")
     found = plan.get("format_version", "0 (afg-datasets 0.2)")
-    # shards of two major formats never meet in one corpus (a minor adds optional fields only)
-    if format_major(plan) != OUR_MAJOR:
+    # shards of two formats never meet in one corpus: a build resumes with the format it began
+    # with (1.6 lays out webdataset shards otherwise than 1.5)
+    if found != FORMAT_VERSION:
         raise OutputDirError(
             f"{path}: a build of corpus format {found}, this afg-datasets writes format "
             f"{FORMAT_VERSION}; finish it with the version that started it, or rebuild "
@@ -111,6 +110,13 @@ def read_marker(out: Path, task: Task) -> dict[str, Any] | None:
         if not file.is_file() or file.stat().st_size != entry["bytes"]:
             return None
     return marker
+
+
+def covers(marker: dict[str, Any], attacks: Sequence[str]) -> bool:
+    """Whether a task's marker holds every attack of the plan: a task `afg extend` has not
+    reached yet lacks the added ones (a task with no records at all holds none, and needs none)."""
+    tallies = marker["tallies"]
+    return CLEAN not in tallies or all(attack in tallies for attack in attacks)
 
 
 def clear_task(
@@ -165,7 +171,7 @@ def _older_build_of(out: Path, cfg: BuildConfig, existing: str) -> bool:
     """Whether `out` holds this config's corpus as another format or hash rule made it."""
     stored = _format_of(out)
     if existing == cfg.config_hash():
-        return format_major(stored) != OUR_MAJOR
+        return stored.get("format_version") != FORMAT_VERSION
     try:
         return BuildConfig.from_manifest(stored["config"]).config_hash() == cfg.config_hash()
     except (ConfigError, KeyError, TypeError):

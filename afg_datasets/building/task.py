@@ -17,6 +17,7 @@ import torch
 from filelock import FileLock, Timeout
 from tqdm.auto import tqdm
 
+from afg_datasets.attacks import Attack
 from afg_datasets.building.context import BuildContext
 from afg_datasets.building.plan import Task, clear_task, derive_seed, read_marker
 from afg_datasets.building.stats import AttackTally, StageTimer, peak_rss_mb
@@ -123,24 +124,9 @@ class TaskRun:
         eligible = clean.preds == labels  # attacks count only where the model was right
         yield clean
         for attack in p.attacks:
-            with self.timer(f"attack/{attack.name}"):
-                adv = attack.run(x, y, derive_seed(seed, attack.name, split, batch_index))
-                stored = quantize(adv, x, attack.linf_budget())
-                adv_x = scaled(stored)
-                delta = adv_x - x
-                linf = delta.flatten(1).abs().amax(1).cpu().numpy()
-                l2 = delta.flatten(1).norm(dim=1).cpu().numpy()
-            batch = self.encode(
-                ids,
-                attack.name,
-                attack.params_json,
-                adv_x,
-                stored.permute(0, 2, 3, 1).cpu().numpy(),
-                labels,
-                linf,
-                l2,
-                genome_seed,
-            )
+            what = f"{attack.name} records of task {self.task.id}"
+            where = (split, batch_index)
+            batch = attacked_records(p, attack, self.timer, x, y, ids, labels, what, seed, where)
             self.tallies[attack.name].add(batch, eligible)
             yield batch
 
@@ -149,6 +135,37 @@ class TaskRun:
         what = f"{attack} records of task {self.task.id}"
         preds, genome = predict_and_encode(self.ctx, x, seed, self.timer, what)
         return RecordBatch(ids, attack, params, images, labels, preds, linf, l2, genome)
+
+
+def attacked_records(
+    ctx: BuildContext,
+    attack: Attack,
+    timer: StageTimer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    ids: list[str],
+    labels: np.ndarray,
+    what: str,
+    task_seed: int,
+    where: tuple[str, int],
+) -> RecordBatch:
+    """One attack's records of one batch (`where`: its split and index in the task): attacked
+    from the batch's own seed, rounded to the stored 8 bits, re-predicted and encoded. A
+    build and `afg extend` make them here, so an added attack gives a fresh build's bytes."""
+    split, batch_index = where
+    with timer(f"attack/{attack.name}"):
+        adv = attack.run(x, y, derive_seed(task_seed, attack.name, split, batch_index))
+        stored = quantize(adv, x, attack.linf_budget())
+        adv_x = scaled(stored)
+        delta = (adv_x - x).flatten(1)
+        linf, l2 = delta.abs().amax(1).cpu().numpy(), delta.norm(dim=1).cpu().numpy()
+    preds, genome = predict_and_encode(
+        ctx, adv_x, derive_seed(task_seed, "genome", split, batch_index), timer, what
+    )
+    images = stored.permute(0, 2, 3, 1).cpu().numpy()
+    return RecordBatch(
+        ids, attack.name, attack.params_json, images, labels, preds, linf, l2, genome
+    )
 
 
 def task_marker(

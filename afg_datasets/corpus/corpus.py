@@ -141,7 +141,7 @@ class Corpus:
             if split is not None and (fmt is None or split_of_shard(path) != split):
                 continue
             if folders is not None and not (
-                fmt is TABLE_FORMAT and TABLE_FORMAT.attack_of(path) in folders
+                fmt is not None and fmt.per_attack and fmt.attack_of(path) in folders
             ):
                 continue
             chosen.append(entry)

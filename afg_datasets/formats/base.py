@@ -121,6 +121,10 @@ class OutputFormat:
         group = attack if self.per_attack else split
         return out / self.folder / group / shard_name(split, task_id, num_tasks, self.suffix)
 
+    def attack_of(self, relative: str) -> str:
+        """The variant folder a per-attack shard lies in (`<folder>/<attack or clean>/...`)."""
+        return relative.split("/")[1]
+
     def owns(self, relative: str) -> bool:
         """Whether a corpus-relative path is one of this format's shards."""
         return relative.startswith(f"{self.folder}/") and relative.endswith(self.suffix)

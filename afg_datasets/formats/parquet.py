@@ -123,10 +123,6 @@ class Parquet(OutputFormat):
                 sizes[column.path_in_schema.split(".")[0]] += column.total_compressed_size
         return dict(sizes)
 
-    def attack_of(self, relative: str) -> str:
-        """The attack folder a shard lies in (`data/<attack>/...`)."""
-        return relative.split("/")[1]
-
     def patterns(self, attack_folders: Iterable[str], split: str = "*") -> list[str]:
         """Globs of the shards of some attack folders (`*`: all) and one split (or all)."""
         return [f"{self.folder}/{d}/{split}-*{self.suffix}" for d in attack_folders]

@@ -1,7 +1,9 @@
-"""WebDataset: `wds/<split>/<split>-TTTTT-of-NNNNN.tar`, every attack's records of a split and
-task in one tar, sample by sample: `<key>.png`, `<key>.json` (the scalar fields), one
-`<key>.<genome column>.npy` per genome array (`.png` for pictures). Fixed owner, mode and
-mtime make the tars byte-reproducible; nothing in them is pickle."""
+"""WebDataset: `wds/<attack>/<split>-TTTTT-of-NNNNN.tar`, one tar per variant (clean or an
+attack), split and task, as parquet's files (format 1.6; before, `wds/<split>/...` held every
+variant of a split and task, so adding an attack rewrote every tar), sample by sample:
+`<key>.png`, `<key>.json` (the scalar fields), one `<key>.<genome column>.npy` per genome array
+(`.png` for pictures). Fixed owner, mode and mtime make the tars byte-reproducible; nothing in
+them is pickle."""
 
 from __future__ import annotations
 
@@ -94,7 +96,7 @@ class WebDataset(OutputFormat):
     folder = "wds"
     suffix = ".tar"
     media_type = "application/x-tar"
-    per_attack = False
+    per_attack = True  # format 1.6: `afg extend` adds an attack without touching a stored tar
     writer = TarWriter
 
     def rows(self, path: Path) -> int:

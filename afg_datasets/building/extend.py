@@ -1,0 +1,226 @@
+"""`afg extend`: attacks added to a built corpus in place. Only the new attacks' shards are
+computed, from the corpus's own stored clean images (the decoded source pixels, bit for bit),
+batch by batch as the build made them (its parquet row groups), with the seeds a build derives
+from the attack's name: the result is byte-identical to a fresh build with all the attacks,
+and no stored file is rewritten (format 1.6 keeps each variant in shards of its own). The plan
+is rewritten first; each task's new shards and then its merged marker are written whole, so a
+killed extend is resumed by the same command; the manifest, stats, card, croissant and
+examples are written last, by `finalize`, as a build writes them."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from filelock import FileLock, Timeout
+
+from afg_datasets import __version__
+from afg_datasets.attacks import ATTACKS
+from afg_datasets.building.context import BuildContext, ready_encoder
+from afg_datasets.building.encode import corpus_context, stored_batches, stored_shape, task_shards
+from afg_datasets.building.finalize import BuildResult, finalize
+from afg_datasets.building.options import check_device
+from afg_datasets.building.plan import (
+    Task,
+    covers,
+    output_lock,
+    plan_tasks,
+    read_marker,
+    read_plan,
+    task_outputs,
+)
+from afg_datasets.building.stats import AttackTally, StageTimer
+from afg_datasets.building.task import TaskShards, attacked_records, task_marker
+from afg_datasets.building.threads import numeric_threads
+from afg_datasets.config import BuildConfig
+from afg_datasets.corpus.corpus import Corpus
+from afg_datasets.errors import ConfigError, OutputDirError
+from afg_datasets.files import atomic_directory, partial_path
+from afg_datasets.layout import (
+    EXAMPLES_PNG,
+    FORMAT_VERSION,
+    MODEL_DIR,
+    PLAN_FILE,
+    SPLITS,
+    marker_path,
+    task_lock_path,
+    write_json,
+)
+from afg_datasets.models import model_input
+from afg_datasets.records import CLEAN
+
+
+def extend_corpus(
+    corpus: str | Path,
+    attacks: Sequence[str],
+    out: str | Path | None = None,
+    device: str = "cpu",
+    progress: bool = True,
+) -> BuildResult:
+    """Add `attacks` (registry names, at their defaults) to the built corpus folder `corpus`
+    (or to `out`, a new folder whose files are links to the corpus's), computing on one
+    thread; resumes an extend of the same attacks that was cut off."""
+    root = Path(corpus)
+    if out is not None and not (Path(out) / PLAN_FILE).is_file():  # else: resume it there
+        _extended_config(Corpus.open(root), list(attacks))  # bad input: nothing made
+        atomic_directory(Path(out), lambda tmp: shutil.copytree(root, tmp, copy_function=_link))
+    with numeric_threads():
+        return _extend(Path(out or root), list(attacks), device, progress)
+
+
+def _link(source: str, target: str) -> None:
+    """A hard link where the file system allows one (a corpus never rewrites a file in place:
+    every write is a new file renamed over), else a copy."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
+
+
+def _extend(root: Path, attacks: list[str], device: str, progress: bool) -> BuildResult:
+    check_device(device)
+    corpus = Corpus.open(root)
+    cfg = _extended_config(corpus, attacks)
+    _check_build_state(root, corpus, cfg)
+    corpus.verify()  # every stored byte as the manifest says, before anything is added
+    ctx = corpus_context(root, corpus.manifest, cfg, root, device, progress)
+    ready_encoder(ctx, [], root / MODEL_DIR)  # a fitted basis: the corpus's own
+    plan = _extended_plan(root, ctx)
+    new = [attack for attack in ctx.attacks if attack.name in attacks]
+    shards = task_shards(corpus)
+    with output_lock(root):
+        write_json(root / PLAN_FILE, plan)  # first: a cut-off extend resumes from it
+    for task in plan_tasks(plan):
+        _extend_task(ctx, task, new, shards.get(task.id, {}), len(plan["tasks"]))
+    (root / EXAMPLES_PNG).unlink(missing_ok=True)  # drawn again, with a row per attack
+    with output_lock(root):
+        return finalize(root)
+
+
+def _extended_config(corpus: Corpus, attacks: list[str]) -> BuildConfig:
+    """The corpus's config with `attacks` appended (a fresh build of it is what extend makes);
+    a ConfigError naming the bad name, a repeat, or an attack the corpus has."""
+    if not attacks:
+        raise ConfigError(f"--attacks names no attack; valid attacks: {', '.join(ATTACKS)}")
+    for name in attacks:
+        ATTACKS[name]  # an unknown name: one line listing both backends' names
+    held = [name for name in attacks if name in corpus.attacks]
+    if held or len(set(attacks)) != len(attacks):
+        what = f"{held} already in the corpus" if held else f"{attacks} repeats a name"
+        raise ConfigError(
+            f"--attacks {','.join(attacks)}: {what} (it has {', '.join(corpus.attacks)})"
+        )
+    if corpus.manifest["format_version"] != FORMAT_VERSION:
+        raise OutputDirError(
+            f"{corpus.root}: a corpus of format {corpus.manifest['format_version']}; extend "
+            f"adds shards to format {FORMAT_VERSION} corpora only (1.5 and earlier keep every "
+            "attack's webdataset records in one tar per split): rebuild it with this version "
+            "(the same config and seed give the same records), then extend"
+        )
+    cfg = BuildConfig.from_manifest(corpus.config)
+    return cfg.replace(attacks={**cfg.attacks, **{name: {} for name in attacks}})
+
+
+def _check_build_state(root: Path, corpus: Corpus, cfg: BuildConfig) -> None:
+    """A folder without its build state (a Hub copy), or cut off in another extend, is
+    refused in one line."""
+    if not (root / PLAN_FILE).is_file():
+        raise OutputDirError(
+            f"{root}: no {PLAN_FILE} or task markers (a copy from the Hub holds the corpus, not "
+            "its build state); extend the folder it was built in"
+        )
+    plan = read_plan(root)
+    if plan["config_hash"] not in (corpus.manifest["config_hash"], cfg.config_hash()):
+        raise OutputDirError(
+            f"{root}: {PLAN_FILE} is another extend's, cut off (attacks "
+            f"{', '.join(plan['attacks'])}); finish it with `afg extend {root} --attacks "
+            f"{','.join(a for a in plan['attacks'] if a not in corpus.attacks)}` first"
+        )
+
+
+def _extended_plan(root: Path, ctx: BuildContext) -> dict[str, Any]:
+    """The build's plan with the extended config: its tasks and source facts unchanged, the
+    attacks and record counts as a fresh build of that config records them."""
+    plan, cfg = read_plan(root), ctx.cfg
+    variants = 1 + len(cfg.attacks)
+    splits = {
+        name: {"sources": counts["sources"], "records": counts["sources"] * variants}
+        for name, counts in plan["splits"].items()
+    }
+    return {
+        **plan,
+        "config": cfg.to_dict(),
+        "config_hash": cfg.config_hash(),
+        "package_version": __version__,
+        "attacks": {attack.name: attack.params for attack in ctx.attacks},
+        "splits": splits,
+    }
+
+
+def _extend_task(
+    ctx: BuildContext, task: Task, new: list, shards: dict[str, dict[str, Path]], num_tasks: int
+) -> None:
+    """The new attacks' shards of one task, then its marker with theirs merged in (skipped when
+    another process holds the task, or its marker has them already)."""
+    lock = FileLock(task_lock_path(ctx.out, task.id))
+    with contextlib.suppress(Timeout), lock.acquire(timeout=0):
+        marker = read_marker(ctx.out, task)
+        if marker is None:
+            raise OutputDirError(
+                f"{ctx.out}: task {task.id} has no complete marker; finish the build first"
+            )
+        if covers(marker, [attack.name for attack in ctx.attacks]):
+            return
+        for path in task_outputs(ctx.out, task, num_tasks, [a.name for a in new], ctx.formats):
+            partial_path(path).unlink(missing_ok=True)  # a cut-off run's leftovers
+        added = _run_new_attacks(ctx, task, new, shards, num_tasks)
+        write_json(marker_path(ctx.out, task.id), _merged(marker, added))
+
+
+def _run_new_attacks(
+    ctx: BuildContext, task: Task, new: list, shards: dict[str, dict[str, Path]], num_tasks: int
+) -> dict[str, Any]:
+    """Attack each batch of the task's stored clean images as the build did; their marker."""
+    started, timer = time.time(), StageTimer()
+    tallies: dict[str, AttackTally] = defaultdict(AttackTally)
+    with TaskShards(ctx, task.id, num_tasks) as out:
+        for split in SPLITS:
+            clean = {CLEAN: shards[split][CLEAN]} if CLEAN in shards.get(split, {}) else {}
+            for b, (batch,) in enumerate(stored_batches(clean, timer, stored_shape(ctx))):
+                x = model_input(batch.images, ctx.device)
+                y = torch.from_numpy(batch.labels).to(ctx.device)
+                eligible = batch.preds == batch.labels  # as the build counts
+                for attack in new:
+                    what = f"{attack.name} records of task {task.id}"
+                    records = attacked_records(
+                        ctx, attack, timer, x, y, batch.source_ids, batch.labels, what, task.seed,
+                        (split, b),
+                    )  # fmt: skip
+                    tallies[attack.name].add(records, eligible)
+                    with timer("write"):
+                        out.write(records, split)
+        with timer("write"):
+            closed = out.close()
+    return task_marker(ctx, task.id, started, timer, tallies, closed)
+
+
+def _merged(marker: dict[str, Any], added: dict[str, Any]) -> dict[str, Any]:
+    """A task's marker with an extend's files, tallies and stage seconds added."""
+    stages = dict(marker["stages"])
+    for stage, seconds in added["stages"].items():
+        stages[stage] = round(stages.get(stage, 0.0) + seconds, 4)
+    return {
+        **marker,
+        "finished": added["finished"],
+        "peak_rss_mb": max(marker["peak_rss_mb"], added["peak_rss_mb"]),
+        "tallies": {**marker["tallies"], **added["tallies"]},
+        "stages": stages,
+        "files": sorted([*marker["files"], *added["files"]], key=lambda entry: entry["path"]),
+    }
