@@ -35,6 +35,7 @@ class FakeHub:
         self.content_bytes = 0  # file contents received in commits (decoded)
         self.served_bytes = 0  # file contents sent by resolve URLs (downloads)
         self.served: list[str] = []  # the paths downloaded, in order
+        self.received: list[str] = []  # the paths uploaded in commits, in order
         self.drop_after: int | None = None  # once this many commits are in, the next
         self.drops = 0  # `drops` commit requests are cut off (connection closed, no answer)
         self.commit_url: str | None = None  # a commit reply's commitUrl instead of the real one
@@ -139,6 +140,7 @@ class FakeHub:
                 content = base64.b64decode(item["value"]["content"])
                 store[item["value"]["path"]] = content
                 self.content_bytes += len(content)
+                self.received.append(item["value"]["path"])
             elif item["key"] == "deletedFile":
                 store.pop(item["value"]["path"])
             elif item["key"] == "deletedFolder":

@@ -41,8 +41,9 @@ from afg_datasets.building.task import TaskShards, attacked_records, task_marker
 from afg_datasets.building.threads import numeric_threads
 from afg_datasets.config import BuildConfig
 from afg_datasets.corpus.corpus import Corpus
-from afg_datasets.errors import ConfigError, OutputDirError
+from afg_datasets.errors import ConfigError, CorpusError, OutputDirError
 from afg_datasets.files import atomic_directory, partial_path
+from afg_datasets.formats import FORMATS
 from afg_datasets.layout import (
     EXAMPLES_PNG,
     FORMAT_VERSION,
@@ -89,7 +90,7 @@ def _extend(root: Path, attacks: list[str], device: str, progress: bool) -> Buil
     corpus = Corpus.open(root)
     cfg = _extended_config(corpus, attacks)
     _check_build_state(root, corpus, cfg)
-    corpus.verify()  # every stored byte as the manifest says, before anything is added
+    _verify(corpus, cfg, attacks)  # every stored byte as the manifest says, before any is added
     ctx = corpus_context(root, corpus.manifest, cfg, root, device, progress)
     ready_encoder(ctx, [], root / MODEL_DIR)  # a fitted basis: the corpus's own
     plan = _extended_plan(root, ctx)
@@ -126,6 +127,23 @@ def _extended_config(corpus: Corpus, attacks: list[str]) -> BuildConfig:
         )
     cfg = BuildConfig.from_manifest(corpus.config)
     return cfg.replace(attacks={**cfg.attacks, **{name: {} for name in attacks}})
+
+
+def _verify(corpus: Corpus, cfg: BuildConfig, attacks: list[str]) -> None:
+    """`Corpus.verify`, where shards of the added attacks that a cut-off extend of them left
+    (not yet in the manifest) are expected, and nothing else is."""
+    plan, formats = read_plan(corpus.root), [FORMATS[name] for name in cfg.formats]
+    ours = {
+        f"{path.relative_to(corpus.root).as_posix()}: not in the manifest"
+        for task in plan_tasks(plan)
+        for path in task_outputs(corpus.root, task, len(plan["tasks"]), attacks, formats)
+    }
+    problems = [problem for problem in corpus.problems if problem not in ours]
+    if problems:
+        raise CorpusError(
+            f"corpus {str(corpus.root)!r} failed verification ({len(problems)} problem(s); "
+            f"`afg verify {corpus.root}` lists them): {problems[0]}"
+        )
 
 
 def _check_build_state(root: Path, corpus: Corpus, cfg: BuildConfig) -> None:
@@ -195,7 +213,7 @@ def _run_new_attacks(
             clean = {CLEAN: shards[split][CLEAN]} if CLEAN in shards.get(split, {}) else {}
             for b, (batch,) in enumerate(stored_batches(clean, timer, stored_shape(ctx))):
                 x = model_input(batch.images, ctx.device)
-                y = torch.from_numpy(batch.labels).to(ctx.device)
+                y = torch.as_tensor(batch.labels.copy(), device=ctx.device)
                 eligible = batch.preds == batch.labels  # as the build counts
                 for attack in new:
                     what = f"{attack.name} records of task {task.id}"

@@ -70,7 +70,7 @@ def upload_in_commits(
     old manifest over new files. Returns the number of data files uploaded."""
     api = HfApi()
     held = remote_files(api, repo_id, revision) if held is None else held
-    todo = [item for item in data if not _held(held.get(item.path), root, item, sha256)]
+    todo = [item for item in data if not holds(held.get(item.path), root, item, sha256)]
     chunks = _chunks(todo, commit_files)
     retired = [path for path in retire if path in held]
     for number, chunk in enumerate(chunks, 1):
@@ -124,7 +124,7 @@ def remote_files(api: HfApi, repo_id: str, revision: str | None) -> dict[str, An
     return {e.path: e for e in _with_retries(listing, 1) if isinstance(e, RepoFile)}
 
 
-def _held(remote: Any, root: Path, item: UploadFile, sha256: dict[str, str]) -> bool:
+def holds(remote: Any, root: Path, item: UploadFile, sha256: dict[str, str]) -> bool:
     """Whether the repo's file is this one: its LFS sha256, or its git blob id."""
     if remote is None or remote.size != item.bytes:
         return False

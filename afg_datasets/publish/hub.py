@@ -35,6 +35,7 @@ from afg_datasets.publish.client import (
     additions,
     commit,
     ensure_repo,
+    holds,
     hub_timeouts,
     remote_files,
     upload_files,
@@ -227,13 +228,14 @@ def _upload(
     croissant = json.dumps(croissant_document(corpus, base_url), indent=2) + "\n"
     contents = {CARD_FILE: card, CROISSANT_FILE: croissant.encode()}
     paths = sorted({item.path for item in changes.upload} | set(contents))
-    if commit_files is None:
-        operations = additions(root, paths, contents, changes.delete)
+    data = [item for item in changes.upload if item.path not in PUBLISHED_EXTRAS]
+    sha256 = {e["path"]: e["sha256"] for e in corpus.files()}
+    if commit_files is None:  # a data file the repo holds with these bytes is not sent again
+        same = {item.path for item in data if holds(held.get(item.path), root, item, sha256)}
+        operations = additions(root, [p for p in paths if p not in same], contents, changes.delete)
         commit(api, repo_id, operations, f"Upload {root.name}", revision)
         return
-    data = [item for item in changes.upload if item.path not in PUBLISHED_EXTRAS]
     extras = [path for path in paths if path in PUBLISHED_EXTRAS]
-    sha256 = {e["path"]: e["sha256"] for e in corpus.files()}
     retire = (MANIFEST_FILE, CARD_FILE, CROISSANT_FILE)  # gone while the data changes
     upload_in_commits(
         root,
