@@ -110,7 +110,7 @@ def test_manifest_hashes_every_file(corpus):
 
 
 def test_webdataset_reads_the_shards_without_pickle(corpus):
-    urls = sorted(glob.glob(f"{corpus.out}/wds/train/*.tar"))
+    urls = sorted(glob.glob(f"{corpus.out}/wds/*/train-*.tar"))
     members = set()
     dataset = wds.WebDataset(urls, shardshuffle=False).decode("rgb8")
     samples = list(dataset)
@@ -157,18 +157,18 @@ def test_refuses_foreign_directory(tmp_path, small_config):
 
 
 def test_crash_mid_build_leaves_nothing_that_looks_complete(tmp_path, small_config, monkeypatch):
-    from afg_datasets.building.task import TaskRun
+    import afg_datasets.building.task as task_module
 
     calls = {"n": 0}
-    original = TaskRun.encode
+    original = task_module.attacked_records
 
-    def flaky(self, *args):
+    def flaky(*args):
         calls["n"] += 1
-        if calls["n"] == 6:
+        if calls["n"] == 4:  # the first batch's attacks written, the second's cut off
             raise RuntimeError("simulated crash")
-        return original(self, *args)
+        return original(*args)
 
-    monkeypatch.setattr(TaskRun, "encode", flaky)
+    monkeypatch.setattr(task_module, "attacked_records", flaky)
     with pytest.raises(RuntimeError, match="simulated"):
         build_corpus(small_config, tmp_path / "c", progress=False)
     out = tmp_path / "c"

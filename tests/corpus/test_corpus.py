@@ -107,7 +107,9 @@ def test_files_select_by_format_split_and_config(corpus):
     assert opened.paths(split="test", config=DEFAULT_CONFIG) == opened.paths(split="test")
     assert list(opened.configs) == [DEFAULT_CONFIG, *corpus.manifest["attacks"]]
     tars = opened.files("webdataset", "train")
-    assert tars and all(e["path"].startswith("wds/train/") for e in tars)
+    variants = {"clean", *corpus.manifest["attacks"]}  # format 1.6: a shard per variant
+    assert {e["path"].split("/")[1] for e in tars} == variants
+    assert all(e["path"].split("/")[2].startswith("train-") for e in tars)
     rows = sum(e["rows"] for e in opened.files("parquet", "test"))
     assert opened.table("test", ["key"]).num_rows == rows == opened.records("test")
 

@@ -58,7 +58,7 @@ def test_a_shard_with_pax_headers_reads_the_same_through_tarfile(sharded, tmp_pa
     """Names past ustar's 100 bytes need pax headers: the general reader gives equal records."""
     import tarfile
 
-    shard = sorted((sharded / "wds" / "train").glob("*.tar"))[0]
+    shard = sorted((sharded / "wds").glob("*/train-*.tar"))[0]
     renamed = tmp_path / "pax.tar"
     prefix = "x" * 120 + "-"
     pax = tarfile.PAX_FORMAT

@@ -69,7 +69,7 @@ def general(monkeypatch):
 
 
 def test_a_corpus_shard_reads_the_same_on_the_fast_and_the_general_paths(corpus, general):
-    shard = str(sorted((corpus.out / "wds" / "train").glob("*.tar"))[0])
+    shard = str(sorted((corpus.out / "wds").glob("*/train-*.tar"))[0])
     with open(shard, "rb") as handle:
         raw = handle.read()
     blocks = np.frombuffer(raw, np.uint8).reshape(-1, tarshards.BLOCK)
@@ -80,7 +80,7 @@ def test_a_corpus_shard_reads_the_same_on_the_fast_and_the_general_paths(corpus,
 
 
 def test_chunks_of_any_size_join_to_the_same_columns_and_batches(corpus, monkeypatch):
-    shard = str(sorted((corpus.out / "wds" / "train").glob("*.tar"))[0])
+    shard = str(sorted((corpus.out / "wds").glob("*/train-*.tar"))[0])
     whole = shardcolumns.read_shard(shard, None)
     batches = list(stream(corpus.out, split="train", batch_size=9))
     monkeypatch.setattr(shardcolumns, "CHUNK", 7)  # records split across many chunks
@@ -165,7 +165,7 @@ def test_a_tampered_shard_is_reported_as_tampered_whatever_the_parse_finds(corpu
     mismatch, and a changed genome value (which parses) is refused as well."""
     root = tmp_path / "afg"
     shutil.copytree(corpus.out, root)
-    shard = sorted((root / "wds" / "test").glob("*.tar"))[0]
+    shard = sorted((root / "wds").glob("*/test-*.tar"))[0]
     damaged = bytearray(shard.read_bytes())
     damaged[0 if at == "header" else 2 * tarshards.BLOCK + 200] ^= 0xFF
     shard.write_bytes(bytes(damaged))
@@ -181,7 +181,7 @@ def test_a_tampered_shard_is_reported_as_tampered_whatever_the_parse_finds(corpu
 @pytest.fixture(scope="module")
 def shard_bytes(corpus) -> dict[str, bytes]:
     """A corpus shard as written (the fast path) and with pax headers (tarfile's path)."""
-    shard = sorted((corpus.out / "wds" / "test").glob("*.tar"))[0]
+    shard = sorted((corpus.out / "wds").glob("*/test-*.tar"))[0]
     pax = io.BytesIO()
     with tarfile.open(shard) as source, tarfile.open(fileobj=pax, mode="w", format=2) as out:
         for member in source:

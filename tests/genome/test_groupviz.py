@@ -82,7 +82,7 @@ def test_groupviz_corpus_loads_with_visible_mosaics(viz_corpus):
     assert images.shape == (3, 4, 1, 32, 32) and 0 <= images.min() < images.max() <= 255
     example = next(iter(load(viz_corpus.out)))
     assert "genome_mosaic" not in example and example["genome_images"].shape == (3, 4, 1, 32, 32)
-    tar = sorted((viz_corpus.out / "wds" / "train").glob("*.tar"))[0]
+    tar = sorted((viz_corpus.out / "wds").glob("*/train-*.tar"))[0]
     with tarfile.open(tar) as handle:
         names = handle.getnames()
     assert any(n.endswith(".genome_mosaic.png") for n in names)

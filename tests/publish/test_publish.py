@@ -115,7 +115,7 @@ def first(copy, pattern):
 
 
 def test_verify_catches_flipped_byte(copy):
-    shard = first(copy, "wds/train/*.tar")
+    shard = first(copy, "wds/*/train-*.tar")
     data = bytearray(shard.read_bytes())
     data[len(data) // 2] ^= 0xFF
     shard.write_bytes(bytes(data))
@@ -245,7 +245,7 @@ def fuzz_copy(corpus, tmp_path_factory):
 @given(
     data=st.data(),
     mode=st.sampled_from(["truncate", "flip", "zero"]),
-    which=st.sampled_from(["wds/test/*.tar", "data/pgd/test-*.parquet"]),
+    which=st.sampled_from(["wds/*/test-*.tar", "data/pgd/test-*.parquet"]),
 )
 def test_corrupt_shards_always_give_a_clean_error(fuzz_copy, data, mode, which):
     shard = first(fuzz_copy, which)
@@ -294,7 +294,7 @@ def test_live_push_and_load(corpus):
 def test_bare_url_stream_is_whole_or_a_clean_error(fuzz_copy, tmp_path_factory, data):
     """Without a manifest, a damaged shard gives every record or a CorpusError: never a
     silently short stream, never another exception."""
-    shard = first(fuzz_copy, "wds/test/*.tar")
+    shard = first(fuzz_copy, "wds/*/test-*.tar")
     original = shard.read_bytes()
     whole = len(list(afg_datasets.stream([str(shard)])))
     cut = data.draw(st.integers(0, len(original) - 1), label="cut")

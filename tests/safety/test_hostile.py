@@ -67,7 +67,7 @@ def test_verify_refuses_paths_outside_the_corpus_and_symlinks(copy, tmp_path):
 
 
 def test_verify_refuses_pickle_members_in_a_shard(copy):
-    shard = sorted((copy / "wds" / "train").glob("*.tar"))[0]
+    shard = sorted((copy / "wds").glob("*/train-*.tar"))[0]
     with tarfile.open(shard, "a") as tar:
         payload = b"\x80\x04K\x01."
         member = tarfile.TarInfo("evil.pyd")
@@ -98,7 +98,7 @@ def test_push_uploads_exactly_the_manifest_files_never_a_symlink(copy, tmp_path)
 
 
 def test_stream_reads_the_manifest_shards_not_a_glob(copy):
-    shards = sorted((copy / "wds" / "test").glob("*.tar"))
+    shards = sorted((copy / "wds").glob("*/test-*.tar"))
     extra = shards[0].with_name("test-99999-of-99999.tar")
     shutil.copy(shards[0], extra)  # unlisted: never streamed
     listed = sum(1 for _ in stream(copy, split="test"))
@@ -139,7 +139,7 @@ def test_partial_files_in_model_dir_are_never_listed(corpus, tmp_path):
 
 
 def test_stream_of_bare_urls_refuses_a_shard_cut_at_a_member_boundary(copy, tmp_path):
-    shard = sorted((copy / "wds" / "test").glob("*.tar"))[0]
+    shard = sorted((copy / "wds").glob("*/test-*.tar"))[0]
     whole = sum(1 for _ in stream([str(shard)]))
     with tarfile.open(shard) as tar:
         members = tar.getmembers()

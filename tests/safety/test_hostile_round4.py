@@ -183,7 +183,7 @@ def shard_end(raw: bytes) -> bytes:
 
 @pytest.mark.parametrize("blocking", [1, 20, 40, 64, 256])
 def test_tar_padding_of_any_blocking_factor_reads(corpus, blocking):
-    raw = shard_end(next((corpus.out / "wds" / "train").glob("*.tar")).read_bytes())
+    raw = shard_end(next((corpus.out / "wds").glob("*/train-*.tar")).read_bytes())
     record = blocking * 512
     padded = raw + b"\0" * (-len(raw) % record)
     assert shard_members(padded, "x.tar")[1][0] > 0
@@ -193,7 +193,7 @@ def test_gnu_tar_with_blocking_40_reads(corpus, tmp_path):
     tar = shutil.which("tar")
     if tar is None:
         pytest.skip("no tar here")
-    shard = next((corpus.out / "wds" / "train").glob("*.tar"))
+    shard = next((corpus.out / "wds").glob("*/train-*.tar"))
     members = tmp_path / "m"
     members.mkdir()
     subprocess.run([tar, "-xf", str(shard), "-C", str(members)], check=True)
@@ -207,7 +207,7 @@ def test_gnu_tar_with_blocking_40_reads(corpus, tmp_path):
 
 @pytest.mark.parametrize("extra", [257 * 512, 4096 * 512])
 def test_a_zero_filled_tail_longer_than_any_record_is_refused(corpus, extra):
-    raw = shard_end(next((corpus.out / "wds" / "train").glob("*.tar")).read_bytes())
+    raw = shard_end(next((corpus.out / "wds").glob("*/train-*.tar")).read_bytes())
     with pytest.raises(CorpusError, match="zero-filled"):
         shard_members(raw + b"\0" * extra, "x.tar")
 
