@@ -15,7 +15,6 @@ from afg_datasets.bounds import (
     MAX_GENOME_SIZE,
     MAX_GROUPS,
     MAX_ITERS,
-    MAX_PROCESSES,
     MAX_SOURCES,
 )
 from afg_datasets.checks import setting_pairs
@@ -33,6 +32,7 @@ from afg_datasets.cli_options import (
     SourceOpt,
     SourceRootOpt,
     ThreadsOpt,
+    WorkersOpt,
 )
 from afg_datasets.printers import console
 
@@ -78,14 +78,7 @@ def build_shards(
             help="Require a build in --out to resume (re-running the command resumes anyway)."
         ),
     ] = False,
-    workers: Annotated[
-        int | None,
-        typer.Option(
-            min=1,
-            max=MAX_PROCESSES,
-            help="Local task processes (default: on CPU, --threads; on cuda, one per GPU).",
-        ),
-    ] = None,
+    workers: WorkersOpt = None,
     rank: Annotated[
         int | None, typer.Option(help="This process's rank (default: torchrun/SLURM env, or 0).")
     ] = None,
@@ -229,6 +222,7 @@ def extend(
         typer.Option(help="A new folder for the extended corpus (its files linked, not copied)."),
     ] = None,
     device: DeviceOpt = "cpu",
+    workers: WorkersOpt = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ):
     """Add attacks to a built corpus: only their shards are computed, no stored file changes,
@@ -238,7 +232,7 @@ def extend(
 
     names = [name.strip() for name in attacks.split(",") if name.strip()]
     folder = local_folder(directory, "afg extend")
-    printers.build_summary(extend_corpus(folder, names, out, device, progress))
+    printers.build_summary(extend_corpus(folder, names, out, device, progress, workers))
 
 
 def finalize(directory: Annotated[Path, typer.Argument(help="A build output directory.")]):

@@ -60,6 +60,14 @@ UnseenOpt = Annotated[
     UnseenChoice,
     typer.Option(help="Held-out settings: leave one attack out, one norm family out, all, none."),
 ]
+WorkersOpt = Annotated[
+    int | None,
+    typer.Option(
+        min=1,
+        max=MAX_PROCESSES,
+        help="Local task processes (default: on CPU, --threads; on cuda, one per GPU).",
+    ),
+]
 LoaderWorkersOpt = Annotated[
     int | None,
     typer.Option(

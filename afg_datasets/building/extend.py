@@ -10,23 +10,27 @@ examples are written last, by `finalize`, as a build writes them."""
 from __future__ import annotations
 
 import contextlib
+import multiprocessing
 import os
 import shutil
 import time
 from collections import defaultdict
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from filelock import FileLock, Timeout
+from tqdm.auto import tqdm
 
 from afg_datasets import __version__
 from afg_datasets.attacks import ATTACKS
 from afg_datasets.building.context import BuildContext, ready_encoder
 from afg_datasets.building.encode import corpus_context, stored_batches, stored_shape, task_shards
 from afg_datasets.building.finalize import BuildResult, finalize
-from afg_datasets.building.options import check_device
+from afg_datasets.building.options import check_device, default_workers
 from afg_datasets.building.plan import (
     Task,
     covers,
@@ -38,7 +42,7 @@ from afg_datasets.building.plan import (
 )
 from afg_datasets.building.stats import AttackTally, StageTimer
 from afg_datasets.building.task import TaskShards, attacked_records, task_marker
-from afg_datasets.building.threads import numeric_threads
+from afg_datasets.building.threads import numeric_threads, pin_numeric_threads, registered
 from afg_datasets.config import BuildConfig
 from afg_datasets.corpus.corpus import Corpus
 from afg_datasets.errors import ConfigError, CorpusError, OutputDirError
@@ -64,16 +68,19 @@ def extend_corpus(
     out: str | Path | None = None,
     device: str = "cpu",
     progress: bool = True,
+    workers: int | None = None,
 ) -> BuildResult:
     """Add `attacks` (registry names, at their defaults) to the built corpus folder `corpus`
-    (or to `out`, a new folder whose files are links to the corpus's), computing on one
-    thread; resumes an extend of the same attacks that was cut off."""
+    (or to `out`, a new folder whose files are links to the corpus's), in `workers` task
+    processes of one thread each (default: as a build, one per core it may use); resumes an
+    extend of the same attacks that was cut off."""
     root = Path(corpus)
     if out is not None and not (Path(out) / PLAN_FILE).is_file():  # else: resume it there
         _extended_config(Corpus.open(root), list(attacks))  # bad input: nothing made
         atomic_directory(Path(out), lambda tmp: shutil.copytree(root, tmp, copy_function=_link))
+    workers = workers or default_workers(device)
     with numeric_threads():
-        return _extend(Path(out or root), list(attacks), device, progress)
+        return _extend(Path(out or root), list(attacks), device, progress, workers)
 
 
 def _link(source: str, target: str) -> None:
@@ -85,24 +92,80 @@ def _link(source: str, target: str) -> None:
         shutil.copy2(source, target)
 
 
-def _extend(root: Path, attacks: list[str], device: str, progress: bool) -> BuildResult:
+def _extend(
+    root: Path, attacks: list[str], device: str, progress: bool, workers: int
+) -> BuildResult:
     check_device(device)
     corpus = Corpus.open(root)
     cfg = _extended_config(corpus, attacks)
     _check_build_state(root, corpus, cfg)
     _verify(corpus, cfg, attacks)  # every stored byte as the manifest says, before any is added
-    ctx = corpus_context(root, corpus.manifest, cfg, root, device, progress)
-    ready_encoder(ctx, [], root / MODEL_DIR)  # a fitted basis: the corpus's own
-    plan = _extended_plan(root, ctx)
-    new = [attack for attack in ctx.attacks if attack.name in attacks]
-    shards = task_shards(corpus)
+    job = _Job.of(root, corpus, attacks, device, progress)
     with output_lock(root):
-        write_json(root / PLAN_FILE, plan)  # first: a cut-off extend resumes from it
-    for task in plan_tasks(plan):
-        _extend_task(ctx, task, new, shards.get(task.id, {}), len(plan["tasks"]))
+        write_json(root / PLAN_FILE, _extended_plan(root, job.ctx))  # first: a resume reads it
+    tasks = plan_tasks(read_plan(root))
+    if min(workers, len(tasks)) > 1:
+        _run_pool(root, attacks, device, tasks, workers, progress)
+    else:
+        for task in tqdm(tasks, desc="tasks", unit="task", disable=not progress):
+            job.run(task, len(tasks))
     (root / EXAMPLES_PNG).unlink(missing_ok=True)  # drawn again, with a row per attack
     with output_lock(root):
         return finalize(root)
+
+
+@dataclass
+class _Job:
+    """What extending a task needs: the corpus's context with the extended config (its model,
+    encoder state and attacks), the added attacks, and each task's stored shards."""
+
+    ctx: BuildContext
+    new: list
+    shards: dict
+
+    @classmethod
+    def of(cls, root: Path, corpus: Corpus, attacks: list[str], device: str, progress: bool):
+        cfg = _extended_config(corpus, attacks)
+        ctx = corpus_context(root, corpus.manifest, cfg, root, device, progress)
+        ready_encoder(ctx, [], root / MODEL_DIR)  # a fitted basis: the corpus's own
+        new = [attack for attack in ctx.attacks if attack.name in attacks]
+        return cls(ctx, new, task_shards(corpus))
+
+    def run(self, task: Task, num_tasks: int) -> None:
+        _extend_task(self.ctx, task, self.new, self.shards.get(task.id, {}), num_tasks)
+
+
+def _run_pool(
+    root: Path, attacks: list[str], device: str, tasks: list[Task], workers: int, progress: bool
+) -> None:
+    """Tasks in `workers` spawned processes of one thread each, as a build runs them (the
+    bytes never depend on the count)."""
+    context = multiprocessing.get_context("spawn")  # fork is unsafe with torch threads
+    with (
+        registered(workers),
+        ProcessPoolExecutor(
+            min(workers, len(tasks)),
+            mp_context=context,
+            initializer=_init_worker,
+            initargs=(root, attacks, device),
+        ) as pool,
+    ):
+        futures = [pool.submit(_run_in_worker, task, len(tasks)) for task in tasks]
+        for future in tqdm(as_completed(futures), total=len(futures), disable=not progress):
+            future.result()
+
+
+_worker: _Job | None = None  # one per pool process, made once
+
+
+def _init_worker(root: Path, attacks: list[str], device: str) -> None:
+    global _worker
+    pin_numeric_threads()
+    _worker = _Job.of(root, Corpus.open(root), attacks, device, False)
+
+
+def _run_in_worker(task: Task, num_tasks: int) -> None:
+    _worker.run(task, num_tasks)
 
 
 def _extended_config(corpus: Corpus, attacks: list[str]) -> BuildConfig:

@@ -72,6 +72,15 @@ def test_an_extended_corpus_is_a_fresh_build_and_keeps_every_stored_file(base, f
     assert "square" in (root / "README.md").read_text()
 
 
+def test_extend_in_task_processes_gives_the_same_bytes(base, fresh, tmp_path):
+    """Two spawned processes of one thread each, as a build's workers: the count changes no
+    byte."""
+    root = tmp_path / "afg"
+    shutil.copytree(base, root)
+    extend_corpus(root, ADDED, progress=False, workers=2)
+    assert manifest(root) == manifest(fresh)
+
+
 def test_an_extend_cut_off_resumes_to_the_same_corpus(base, fresh, tmp_path, monkeypatch):
     root = tmp_path / "afg"
     shutil.copytree(base, root)
