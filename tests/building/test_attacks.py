@@ -84,3 +84,16 @@ def test_attack_is_seeded(tiny_model):
     attack = Attack("pgd", tiny_model, 10, {"nb_iter": 3})
     assert torch.equal(attack.run(x, y, seed=5), attack.run(x, y, seed=5))
     assert not torch.equal(attack.run(x, y, seed=5), attack.run(x, y, seed=6))
+
+
+def test_score_based_attacks_are_one_family_for_the_bench():
+    """`afg bench --unseen family` holds out every score-based black box together, whichever
+    backend and norm; gradient attacks by norm."""
+    from afg_datasets.evaluation.protocol import settings
+
+    attacks = ["fgsm", "pgd", "apgd_ce", "square", "spsa", "cw_l2", "deepfool"]
+    families = [held for setting, held in settings(attacks, "family") if setting == "family"]
+    assert families == [["fgsm", "pgd", "apgd_ce"], ["square", "spsa"], ["cw_l2", "deepfool"]]
+    assert {ATTACKS[a].queries for a in ("square", "spsa", "singlepixel", "localsearch")} == {
+        "score"
+    }
