@@ -13,7 +13,7 @@ batch the attacks fit, and the projection of ImageNet-val (50,000 images) on 8 s
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -57,10 +57,11 @@ def device_config(
 ) -> BuildConfig:
     """The `imagenet` builder (with `encoder`'s genome if given) on the synthetic folder and
     the random-weights ResNet-50."""
-    return load_config("imagenet", encoder=encoder).replace(
+    cfg = load_config("imagenet", encoder=encoder)
+    return cfg.replace(
         batch_size=sizes.batch_size,
         sources_per_task=sizes.sources,
-        attacks=sizes.attacks,
+        attacks={**(sizes.attacks or cfg.attacks), **sizes.added},
         source__root=str(folder),
         source__image_size=sizes.image_size,
         source__resize=sizes.image_size * 8 // 7,
@@ -234,6 +235,14 @@ class DeviceSizes:
     render_steps: int | None  # groupviz and atlas steps; None: the builder's (512)
     batch_cap: int  # the largest batch tried
     attacks: dict[str, dict[str, Any]] | None = None  # None: the builder's
+    # timed beside them: torchattacks' APGD-CE and Square (a score-based black box), at the
+    # builder's Linf eps (4/255), budgets a GPU check can afford
+    added: dict[str, dict[str, Any]] = field(
+        default_factory=lambda: {
+            "apgd_ce": {"eps": 0.0156863, "steps": 10},
+            "square": {"eps": 0.0156863, "n_queries": 100},
+        }
+    )
 
 
 PRESETS = {
@@ -250,6 +259,7 @@ PRESETS = {
             "pgd": {"eps": 0.0156863, "nb_iter": 2, "eps_iter": 0.0078431},
             "cw_l2": {"max_iterations": 2, "binary_search_steps": 1},
         },
+        {"apgd_ce": {"eps": 0.0156863, "steps": 2}, "square": {"eps": 0.0156863, "n_queries": 4}},
     ),
 }
 

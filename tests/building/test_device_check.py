@@ -14,7 +14,9 @@ from typer.testing import CliRunner
 from afg_datasets.cli import app
 from tests.samples import REPO
 
-STAGES = {"decode", "attack/fgsm", "attack/pgd", "attack/cw_l2", "predict", "encode", "write"}
+STAGES = {"decode", "predict", "encode", "write"} | {
+    f"attack/{name}" for name in ("fgsm", "pgd", "cw_l2", "apgd_ce", "square")
+}
 
 
 def test_device_check_runs_on_cpu_and_reports_every_figure(tmp_path):
@@ -29,15 +31,15 @@ def test_device_check_runs_on_cpu_and_reports_every_figure(tmp_path):
         assert set(variant["source_images_per_s"]) >= STAGES
         assert set(variant["floor_fraction"]) >= STAGES
         assert variant["floor_images_per_s"] > 0 and variant["end_to_end_images_per_s"] > 0
-        assert set(variant["attacks"]) == {"fgsm", "pgd", "cw_l2"}
+        assert set(variant["attacks"]) == {"fgsm", "pgd", "cw_l2", "apgd_ce", "square"}
         # images are labelled by the model itself: every source is attacked
         assert all(a["attacked"] == report["sources"] for a in variant["attacks"].values())
         assert variant["attacks"]["fgsm"]["success_rate"] > 0
-    assert set(report["bf16_price"]) == {"fgsm", "pgd", "cw_l2"}
+    assert set(report["bf16_price"]) == {"fgsm", "pgd", "cw_l2", "apgd_ce", "square"}
     assert set(report["decode_overlap"]) == {"workers_0", f"workers_{report['loader_workers']}"}
     assert report["groupviz"]["records_per_s"] > 0 and report["groupviz"]["image_size"] == 128
     render_val = report["groupviz"]["imagenet_val"]
-    assert render_val["records"] == 50_000 * 4 and render_val["wall_seconds"] > 0
+    assert render_val["records"] == 50_000 * 6 and render_val["wall_seconds"] > 0
     atlas = report["atlas"]
     assert atlas["pictures"] == 4 * 6 and atlas["image_size"] == 32 and atlas["seconds"] > 0
     assert atlas["floor_fraction"] > 0 and atlas["share_of_projected_build"] > 0
