@@ -77,10 +77,20 @@ def extend_corpus(
     root = Path(corpus)
     if out is not None and not (Path(out) / PLAN_FILE).is_file():  # else: resume it there
         _extended_config(Corpus.open(root), list(attacks))  # bad input: nothing made
+        _check_out(root, Path(out))
         atomic_directory(Path(out), lambda tmp: shutil.copytree(root, tmp, copy_function=_link))
     workers = workers or default_workers(device)
     with numeric_threads():
         return _extend(Path(out or root), list(attacks), device, progress, workers)
+
+
+def _check_out(root: Path, out: Path) -> None:
+    """`--out` must be a new folder outside the corpus (one holding a cut-off extend of it
+    resumes instead); anything else is one OutputDirError."""
+    inside = out.resolve().is_relative_to(root.resolve())
+    if inside or root.resolve().is_relative_to(out.resolve()) or out.exists():
+        where = "inside the corpus" if inside else "a folder that exists (or holds the corpus)"
+        raise OutputDirError(f"--out {str(out)!r} is {where}; name a new folder beside it")
 
 
 def _link(source: str, target: str) -> None:

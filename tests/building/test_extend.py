@@ -119,6 +119,8 @@ def test_extend_into_out_links_the_parents_files(base, fresh, tmp_path):
         ("newer format", "a corpus of format 1.9"),
         ("hub copy", "no plan.json"),
         ("hub repo", "is a Hub repo"),
+        ("out inside", "inside the corpus"),
+        ("out exists", "a folder that exists"),
     ],
 )
 def test_bad_extends_are_one_line_and_touch_nothing(base, tmp_path, case, words):
@@ -136,10 +138,11 @@ def test_bad_extends_are_one_line_and_touch_nothing(base, tmp_path, case, words)
         (root / "manifest.json").write_text(json.dumps(data))
     elif case == "hub copy":
         (root / "plan.json").unlink()
-    else:
+    elif case == "hub repo":
         target = "someone/afg-digits"
+    out = {"out inside": ["--out", str(root / "grown")], "out exists": ["--out", str(tmp_path)]}
     before = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
-    done = run_cli("extend", target, "--attacks", attacks)
+    done = run_cli("extend", target, "--attacks", attacks, *out.get(case, []))
     lines = done.stderr.strip().splitlines()
     assert done.returncode == 2 and words in lines[-1], lines[-3:]
     assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file()} == before
