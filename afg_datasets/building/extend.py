@@ -78,7 +78,7 @@ def extend_corpus(
     if out is not None and not (Path(out) / PLAN_FILE).is_file():  # else: resume it there
         _extended_config(Corpus.open(root), list(attacks))  # bad input: nothing made
         _check_out(root, Path(out))
-        atomic_directory(Path(out), lambda tmp: shutil.copytree(root, tmp, copy_function=_link))
+        atomic_directory(Path(out), lambda tmp: shutil.copytree(root, tmp, **_LINKED))
     workers = workers or default_workers(device)
     with numeric_threads():
         return _extend(Path(out or root), list(attacks), device, progress, workers)
@@ -100,6 +100,11 @@ def _link(source: str, target: str) -> None:
         os.link(source, target)
     except OSError:
         shutil.copy2(source, target)
+
+
+# the corpus's files linked into --out; a lock (flock is per inode: a linked lock would be the
+# corpus's own) or a half-written file is not carried over
+_LINKED = {"copy_function": _link, "ignore": shutil.ignore_patterns("*.lock", "*.partial")}
 
 
 def _extend(

@@ -108,6 +108,8 @@ def test_extend_into_out_links_the_parents_files(base, fresh, tmp_path):
     assert snapshot(base) == before and manifest(tmp_path / "x") == manifest(fresh)
     kept = (tmp_path / "x" / "data" / "fgsm").iterdir()
     assert all(os.stat(path).st_nlink == 2 for path in kept)  # linked, not copied
+    locks = list((tmp_path / "x").rglob("*.lock"))  # its own: flock is per inode
+    assert locks and all(os.stat(path).st_nlink == 1 for path in locks)
 
 
 @pytest.mark.parametrize(
