@@ -45,7 +45,7 @@ from afg_datasets.building.task import TaskShards, attacked_records, task_marker
 from afg_datasets.building.threads import numeric_threads, pin_numeric_threads, registered
 from afg_datasets.config import BuildConfig
 from afg_datasets.corpus.corpus import Corpus
-from afg_datasets.errors import ConfigError, CorpusError, OutputDirError
+from afg_datasets.errors import ConfigError, OutputDirError
 from afg_datasets.files import atomic_directory, partial_path
 from afg_datasets.formats import FORMATS
 from afg_datasets.layout import (
@@ -113,12 +113,14 @@ def _extend(
     check_device(device)
     corpus = Corpus.open(root)
     cfg = _extended_config(corpus, attacks)
-    _check_build_state(root, corpus, cfg)
-    _verify(corpus, cfg, attacks)  # every stored byte as the manifest says, before any is added
-    job = _Job.of(root, corpus, attacks, device, progress)
+    plan = _build_state(root, corpus, cfg)
+    # every stored byte as the manifest says, before any is added
+    corpus.verify(expected=_leftovers(root, plan, cfg, attacks))
+    job = _Job.of(root, corpus, cfg, attacks, device, progress)
+    plan = _extended_plan(plan, job.ctx)
     with output_lock(root):
-        write_json(root / PLAN_FILE, _extended_plan(root, job.ctx))  # first: a resume reads it
-    tasks = plan_tasks(read_plan(root))
+        write_json(root / PLAN_FILE, plan)  # first: a cut-off extend resumes from it
+    tasks = plan_tasks(plan)
     if min(workers, len(tasks)) > 1:
         _run_pool(root, attacks, device, tasks, workers, progress)
     else:
@@ -139,8 +141,15 @@ class _Job:
     shards: dict
 
     @classmethod
-    def of(cls, root: Path, corpus: Corpus, attacks: list[str], device: str, progress: bool):
-        cfg = _extended_config(corpus, attacks)
+    def of(
+        cls,
+        root: Path,
+        corpus: Corpus,
+        cfg: BuildConfig,
+        attacks: list[str],
+        device: str,
+        progress: bool,
+    ):
         ctx = corpus_context(root, corpus.manifest, cfg, root, device, progress)
         ready_encoder(ctx, [], root / MODEL_DIR)  # a fitted basis: the corpus's own
         new = [attack for attack in ctx.attacks if attack.name in attacks]
@@ -176,7 +185,8 @@ _worker: _Job | None = None  # one per pool process, made once
 def _init_worker(root: Path, attacks: list[str], device: str) -> None:
     global _worker
     pin_numeric_threads()
-    _worker = _Job.of(root, Corpus.open(root), attacks, device, False)
+    corpus = Corpus.open(root)
+    _worker = _Job.of(root, corpus, _extended_config(corpus, attacks), attacks, device, False)
 
 
 def _run_in_worker(task: Task, num_tasks: int) -> None:
@@ -207,26 +217,19 @@ def _extended_config(corpus: Corpus, attacks: list[str]) -> BuildConfig:
     return cfg.replace(attacks={**cfg.attacks, **{name: {} for name in attacks}})
 
 
-def _verify(corpus: Corpus, cfg: BuildConfig, attacks: list[str]) -> None:
-    """`Corpus.verify`, where shards of the added attacks that a cut-off extend of them left
-    (not yet in the manifest) are expected, and nothing else is."""
-    plan, formats = read_plan(corpus.root), [FORMATS[name] for name in cfg.formats]
-    ours = {
-        f"{path.relative_to(corpus.root).as_posix()}: not in the manifest"
+def _leftovers(root: Path, plan: dict, cfg: BuildConfig, attacks: list[str]) -> set[str]:
+    """The verify problems a cut-off extend of `attacks` leaves: its shards, not yet listed."""
+    formats = [FORMATS[name] for name in cfg.formats]
+    return {
+        f"{path.relative_to(root).as_posix()}: not in the manifest"
         for task in plan_tasks(plan)
-        for path in task_outputs(corpus.root, task, len(plan["tasks"]), attacks, formats)
+        for path in task_outputs(root, task, len(plan["tasks"]), attacks, formats)
     }
-    problems = [problem for problem in corpus.problems if problem not in ours]
-    if problems:
-        raise CorpusError(
-            f"corpus {str(corpus.root)!r} failed verification ({len(problems)} problem(s); "
-            f"`afg verify {corpus.root}` lists them): {problems[0]}"
-        )
 
 
-def _check_build_state(root: Path, corpus: Corpus, cfg: BuildConfig) -> None:
-    """A folder without its build state (a Hub copy), or cut off in another extend, is
-    refused in one line."""
+def _build_state(root: Path, corpus: Corpus, cfg: BuildConfig) -> dict[str, Any]:
+    """The folder's plan; a folder without its build state (a Hub copy), or cut off in
+    another extend, is refused in one line."""
     if not (root / PLAN_FILE).is_file():
         raise OutputDirError(
             f"{root}: no {PLAN_FILE} or task markers (a copy from the Hub holds the corpus, not "
@@ -239,12 +242,13 @@ def _check_build_state(root: Path, corpus: Corpus, cfg: BuildConfig) -> None:
             f"{', '.join(plan['attacks'])}); finish it with `afg extend {root} --attacks "
             f"{','.join(a for a in plan['attacks'] if a not in corpus.attacks)}` first"
         )
+    return plan
 
 
-def _extended_plan(root: Path, ctx: BuildContext) -> dict[str, Any]:
+def _extended_plan(plan: dict[str, Any], ctx: BuildContext) -> dict[str, Any]:
     """The build's plan with the extended config: its tasks and source facts unchanged, the
     attacks and record counts as a fresh build of that config records them."""
-    plan, cfg = read_plan(root), ctx.cfg
+    cfg = ctx.cfg
     variants = 1 + len(cfg.attacks)
     splits = {
         name: {"sources": counts["sources"], "records": counts["sources"] * variants}
