@@ -18,11 +18,11 @@ def read_table(paths: list[Path], columns: list[str] | None = None) -> pa.Table:
 
 
 def find_row(paths: list[Path], key: str) -> dict[str, Any] | None:
-    """The first record with `key` (a pushed-down filter: only its row group is decoded)."""
+    """The first record with `key` (only the row group holding it is decoded whole)."""
     for path in paths:
-        table = TABLE_FORMAT.read_columns(path, None, [("key", "==", key)])
-        if table.num_rows:
-            return table.slice(0, 1).to_pylist()[0]
+        row = TABLE_FORMAT.find_row(path, key)
+        if row is not None:
+            return row
     return None
 
 

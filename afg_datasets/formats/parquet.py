@@ -7,9 +7,11 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from datasets import Image
 
@@ -103,10 +105,26 @@ class Parquet(OutputFormat):
     def schema(self, path: Path) -> pa.Schema:
         return pq.read_schema(path).remove_metadata()
 
-    def read_columns(self, path: Path, columns: list[str] | None, filters=None) -> pa.Table:
-        """A shard's columns (None: all), optionally only the rows `filters` (pyarrow's
-        DNF filters) keep."""
-        return pq.read_table(path, columns=columns, filters=filters, use_threads=False)
+    def read_columns(self, path: Path, columns: list[str] | None) -> pa.Table:
+        """A shard's columns (None: all), decoded on this thread by the file's own reader.
+        Not `pq.read_table`: its dataset scanner releases fragments on Arrow's worker threads,
+        and one that releases a Python extension type (datasets' ArrayND genome columns) after
+        the interpreter began to exit aborts the process ("terminate called without an active
+        exception", SIGABRT) once the command's work is done."""
+        with pq.ParquetFile(path) as shard:
+            return shard.read(columns=columns, use_threads=False)
+
+    def find_row(self, path: Path, key: str) -> dict[str, Any] | None:
+        """The first record with `key`: the key column row group by row group, then only the
+        row group that holds it decoded."""
+        with pq.ParquetFile(path) as shard:
+            for group in range(shard.num_row_groups):
+                keys = shard.read_row_group(group, columns=["key"], use_threads=False)
+                row = pc.index(keys.column(0), key).as_py()
+                if row >= 0:
+                    table = shard.read_row_group(group, use_threads=False)
+                    return table.slice(row, 1).to_pylist()[0]
+        return None
 
     def arrow_bytes(self, path: Path) -> int:
         """A shard's uncompressed (Arrow) size, from its footer."""
