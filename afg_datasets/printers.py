@@ -38,9 +38,15 @@ def build_summary(result) -> None:
             str(s["records"]),
         )
     out.print(table)
-    stages = Table("stage", "seconds", "records/s")
+    stages = Table("stage", "wall s", "process s", "records/s")
     for name, s in stats["stages"].items():
-        stages.add_row(name, f"{s['seconds']:.2f}", str(s["records_per_s"]))
+        process, rate = s.get("process_seconds"), s.get("records_per_s")
+        stages.add_row(
+            name,
+            f"{s['wall_seconds']:.2f}",
+            "-" if process is None else f"{process:.2f}",
+            "-" if rate is None else f"{rate:,.1f}",
+        )
     out.print(stages)
     splits = ", ".join(f"{k} {v['records']}" for k, v in manifest["splits"].items())
     out.print(f"splits: {splits}")
@@ -130,17 +136,24 @@ def build_bench(results: dict[str, Any]) -> None:
         device_bench(results["device"], out)
 
 
+def _of_floor(fractions: dict[str, float], stage: str) -> str:
+    return f" ({fractions[stage]:.3f})" if stage in fractions else ""
+
+
 def device_bench(d: dict[str, Any], out: Console) -> None:
     """The device check's short table: source images/s per stage and of the floor."""
     out.print(f"{d['device_name']}, {d['model']} {d['image_size']} px, batch {d['batch_size']}")
     names = [f"{v['precision']}{' NHWC' if v['channels_last'] else ''}" for v in d["variants"]]
     table = Table("source images/s (of floor)", *names)
-    table.add_row("floor", *(str(v["floor_images_per_s"]) for v in d["variants"]))
+    table.add_row(
+        "floor (spread)",
+        *(f"{v['floor_images_per_s']} ({v['floor_spread']:.1%})" for v in d["variants"]),
+    )
     for stage in d["variants"][0]["source_images_per_s"]:
         table.add_row(
             stage,
             *(
-                f"{v['source_images_per_s'][stage]} ({v['floor_fraction'][stage]:.3f})"
+                f"{v['source_images_per_s'][stage]}{_of_floor(v['floor_fraction'], stage)}"
                 for v in d["variants"]
             ),
         )
@@ -177,7 +190,7 @@ def device_bench(d: dict[str, Any], out: Console) -> None:
 def estimate(report: dict[str, Any]) -> None:
     table = Table("stage", "s / source image", "share", "of fwd+bwd floor")
     for s in report["stages"]:
-        fraction = s["floor_fraction"]
+        fraction = s.get("floor_fraction")
         table.add_row(
             s["stage"],
             f"{s['seconds_per_source']:.5f}",
@@ -198,7 +211,8 @@ def estimate(report: dict[str, Any]) -> None:
             out.print(f"bytes per record, {fmt}: {shown}")
     out.print(
         f"setup {report['setup_seconds']} s, training {report['train_model_seconds']} s; "
-        f"floor {report['floor_images_per_s']} images/s; calibrated on "
+        f"floor {report['floor_images_per_s']} images/s (spread {report['floor_spread']:.1%}); "
+        "calibrated on "
         f"{report['calibration_sources']} {report['calibration_source']} source images"
     )
 

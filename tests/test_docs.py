@@ -3,7 +3,9 @@ with its two commands on top, and every relative link between the pages resolves
 
 from __future__ import annotations
 
+import json
 import re
+import runpy
 
 from tests.cli_reference import REFERENCE, reference
 from tests.samples import REPO
@@ -32,3 +34,17 @@ def test_every_relative_link_resolves():
             if "://" not in target and not (page.parent / target).exists():
                 broken.append(f"{page.name}: {target}")
     assert not broken, broken
+
+
+def test_every_figure_file_is_the_table_the_docs_show(monkeypatch):
+    """A figure in docs/benchmarks.md that a script under docs/benchmarks/ makes is the table
+    that script renders from the JSON it wrote beside itself, and the page names the script."""
+    page = (REPO / "docs" / "benchmarks.md").read_text()
+    scripts = sorted((REPO / "docs" / "benchmarks").glob("*.py"))
+    assert scripts
+    monkeypatch.syspath_prepend(str(scripts[0].parent))  # as when run: they share `machine`
+    for script in scripts:
+        table = runpy.run_path(str(script))["table"]  # not as __main__: nothing is measured
+        result = json.loads(script.with_suffix(".json").read_text())
+        assert table(result) in page, f"run: python docs/benchmarks/{script.name}"
+        assert f"docs/benchmarks/{script.name}" in page and result["machine"]["cpus"]

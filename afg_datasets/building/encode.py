@@ -95,6 +95,7 @@ def _encode(
     progress: bool,
 ) -> BuildResult:
     check_device(device)
+    start = time.perf_counter()
     parent = corpus.root
     if out.resolve() == parent.resolve():
         raise OutputDirError(f"--out {str(out)!r} is the corpus itself; choose another directory")
@@ -119,10 +120,12 @@ def _encode(
         _copy_model(ctx, parent)
         ready_encoder(ctx, _train_images(shards, stored_shape(ctx)), out / MODEL_DIR)
         save_encoder_state(ctx, out / MODEL_DIR)
-    for task in tasks:
+    ran = [
         run_once(out, task, lambda task=task: _run_task(ctx, task, shards[task.id], len(tasks)))
-    with output_lock(out):
-        return finalize(out)
+        for task in tasks
+    ]
+    with output_lock(out):  # the command's wall clock when it ran every task itself
+        return finalize(out, time.perf_counter() - start if all(ran) else None)
 
 
 def corpus_context(

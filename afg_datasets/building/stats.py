@@ -93,22 +93,12 @@ def make_stats(setup: dict[str, Any], markers: list[dict], wall: float | None) -
     """Timings and rates summed over task markers, plus the setup of the process that planned
     (`setup`: tasks/setup.json). `wall` None: first task start to last task end."""
     tallies: dict[str, AttackTally] = {}
-    seconds: dict[str, float] = dict(setup["stages"])
     for marker in markers:
         for name, sums in marker["tallies"].items():
             tallies.setdefault(name, AttackTally()).merge(AttackTally(**sums))
-        for stage, sec in marker["stages"].items():
-            seconds[stage] = seconds.get(stage, 0.0) + sec
     records = sum(t.records for t in tallies.values())
     if wall is None:
         wall = max(m["finished"] for m in markers) - min(m["started"] for m in markers)
-
-    def stage_records(stage: str) -> int | None:
-        kind, _, attack = stage.partition("/")
-        if stage in setup["stages"]:
-            return None  # once per process, not per record
-        return tallies[attack].records if kind == "attack" else records
-
     return {
         "records": records,
         "wall_seconds": round(wall, 3),
@@ -123,16 +113,37 @@ def make_stats(setup: dict[str, Any], markers: list[dict], wall: float | None) -
         "attacks": {
             name: t.summary(adversarial=True) for name, t in tallies.items() if name != CLEAN
         },
-        "stages": {
-            name: {
-                "seconds": round(sec, 3),
-                "records_per_s": round(stage_records(name) / sec, 1)
-                if sec and stage_records(name)
-                else None,
-            }
-            for name, sec in sorted(seconds.items())
-        },
+        "stages": stage_figures(setup["stages"], markers, wall, tallies),
     }
+
+
+def stage_figures(
+    setup: dict[str, float], markers: list[dict], wall: float, tallies: dict[str, AttackTally]
+) -> dict[str, dict[str, float]]:
+    """Per stage, `process_seconds` (summed over the processes that ran it) and `wall_seconds`,
+    its share of the build's clock: a setup stage (once, before the tasks) as timed; a task
+    stage's process seconds times the tasks' span over their summed process time (tasks run
+    side by side), so the stages and `other` (starting processes, finalizing, untimed work)
+    add up to the wall. `records_per_s` is records over wall seconds, per-record stages only."""
+    summed: dict[str, float] = defaultdict(float)
+    for marker in markers:
+        for stage, sec in marker["stages"].items():
+            summed[stage] += sec
+    span = max(m["finished"] for m in markers) - min(m["started"] for m in markers)
+    busy = sum(m["finished"] - m["started"] for m in markers)
+    scale = span / busy if busy > 0 else 1.0
+    records = sum(t.records for t in tallies.values())
+    figures: dict[str, dict[str, float]] = {}
+    for name, sec in sorted({**setup, **summed}.items()):
+        on_wall = sec if name in setup else sec * scale
+        figures[name] = {"wall_seconds": round(on_wall, 3), "process_seconds": round(sec, 3)}
+        kind, _, attack = name.partition("/")
+        handled = tallies[attack].records if kind == "attack" else records
+        if name not in setup and round(on_wall, 3) > 0:
+            figures[name]["records_per_s"] = round(handled / on_wall, 1)
+    staged = sum(f["wall_seconds"] for f in figures.values())
+    figures["other"] = {"wall_seconds": round(max(wall - staged, 0.0), 3)}
+    return figures
 
 
 def skipped_sources(markers: list[dict]) -> dict[str, list[str]]:

@@ -94,8 +94,11 @@ def _variant(cal: Calibration, precision: str, channels_last: bool) -> dict[str,
         "precision": precision,
         "channels_last": channels_last,
         "floor_images_per_s": round(cal.floor, 1),
+        "floor_spread": cal.floor_spread,
         "source_images_per_s": {s["stage"]: _rate(s["seconds_per_source"]) for s in stages},
-        "floor_fraction": {s["stage"]: s["floor_fraction"] for s in stages},
+        "floor_fraction": {
+            s["stage"]: s["floor_fraction"] for s in stages if "floor_fraction" in s
+        },
         "end_to_end_images_per_s": _rate(sum(cal.per_source().values())),
         "peak_device_mb": cal.peak_device_mb,
         "peak_rss_mb": cal.marker["peak_rss_mb"],

@@ -27,8 +27,10 @@ from afg_datasets.building.context import (
     bind,
     model_cache_key,
 )
+from afg_datasets.building.options import default_workers
 from afg_datasets.building.plan import Task, derive_seed, make_tasks
 from afg_datasets.building.task import TaskRun
+from afg_datasets.building.threads import numeric_threads
 from afg_datasets.config import BuildConfig
 from afg_datasets.errors import SourceError
 from afg_datasets.formats import format_of
@@ -39,6 +41,8 @@ from afg_datasets.models.storage import cached_model_dir
 from afg_datasets.models.training import load_pretrained
 from afg_datasets.sources import load_source
 from afg_datasets.sources.base import ArrayReader, Source
+
+FLOOR_RUNS, FLOOR_TOLERANCE, FLOOR_MOST = 5, 0.05, 30  # the floor: 5 runs within 5 %, <= 30
 
 # (channels, classes) of a source that is not at hand; others are estimated ImageNet-shaped
 SYNTHETIC_SHAPES = {"mnist": (1, 10), "cifar10": (3, 10), "cifar100": (3, 100)}
@@ -126,17 +130,31 @@ def training_seconds(cfg: BuildConfig, source: Source, train_images: int, device
     return float(np.median(runs[1:])) * math.ceil(train_images / batch) * cfg.model.epochs
 
 
-def throughput_floor(model: TargetModel, shape: tuple[int, ...], device: torch.device) -> float:
-    """Images/s of the model's forward+backward (w.r.t. the input, as attacks do), timed alone."""
+def throughput_floor(
+    model: TargetModel, shape: tuple[int, ...], device: torch.device
+) -> tuple[float, float]:
+    """Images/s of the model's forward+backward (w.r.t. the input, as attacks do) at the
+    attack's batch shape, warm: after a warm-up, timed until the last FLOOR_RUNS runs agree
+    within FLOOR_TOLERANCE of their median (or FLOOR_MOST runs); returns their median rate and
+    their spread, (slowest - fastest) / median."""
     x = torch.rand(*shape, device=device, requires_grad=True)
-    runs = []
-    for _ in range(4):  # the first is a warm-up
+
+    def timed() -> float:
         start = time.perf_counter()
         model(x).logsumexp(1).sum().backward()
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-        runs.append(time.perf_counter() - start)
-    return shape[0] / float(np.median(runs[1:]))
+        return time.perf_counter() - start
+
+    timed()  # warm-up: allocations, cuDNN's choice of algorithms
+    runs: list[float] = []
+    while True:
+        runs.append(timed())
+        last = runs[-FLOOR_RUNS:]
+        middle = float(np.median(last))
+        spread = (max(last) - min(last)) / middle
+        if len(last) == FLOOR_RUNS and (spread <= FLOOR_TOLERANCE or len(runs) >= FLOOR_MOST):
+            return shape[0] / middle, round(spread, 4)
 
 
 def _source_for(cfg: BuildConfig, count: int) -> tuple[Source, bool]:
@@ -148,10 +166,18 @@ def _source_for(cfg: BuildConfig, count: int) -> tuple[Source, bool]:
         return synthetic_source(cfg, count), False
 
 
-def _projection(cfg: BuildConfig, sources: int, devices: int) -> int:
-    """The most source images any one of `devices` ranks gets (tasks dealt round-robin)."""
+def _makespan(cfg: BuildConfig, sources: int, devices: int, workers: int, per_source: float):
+    """Seconds until the last of `devices` ranks finishes its tasks (dealt round-robin), each
+    rank's tasks taken in order by `workers` task processes as they free up (the pool)."""
     tasks = make_tasks(cfg, sources)
-    return max(sum(t.stop - t.start for t in tasks[r::devices]) for r in range(devices))
+    ends = []
+    for rank in range(devices):
+        free = [0.0] * min(workers, max(len(tasks[rank::devices]), 1))
+        for task in tasks[rank::devices]:
+            first = free.index(min(free))
+            free[first] += (task.stop - task.start) * per_source
+        ends.append(max(free))
+    return max(ends)
 
 
 @dataclass(frozen=True)
@@ -163,6 +189,7 @@ class Calibration:
     source_images: int  # images in the source
     setup_seconds: float
     floor: float  # the model's forward+backward images/s at the build's batch size
+    floor_spread: float  # (slowest - fastest) / median of the runs the floor is the median of
     marker: dict[str, Any]  # the task's marker: stage seconds, tallies, files
     device: torch.device
     peak_device_mb: float | None  # CUDA only
@@ -189,7 +216,7 @@ def calibrate(
     directory, exactly as a build runs it."""
     started = started or time.perf_counter()
     count = min(calibration or cfg.batch_size, cfg.sources_per_task)
-    with tempfile.TemporaryDirectory(prefix="afg-estimate-") as tmp:
+    with numeric_threads(), tempfile.TemporaryDirectory(prefix="afg-estimate-") as tmp:
         source, real = _source_for(cfg, count)
         model, info, untrained = calibration_model(cfg, source, device)
         ctx = bind(
@@ -203,7 +230,7 @@ def calibrate(
         )
         setup = time.perf_counter() - started
         shape = (cfg.batch_size, source.channels, source.image_size, source.image_size)
-        floor = throughput_floor(ctx.model, shape, ctx.device)
+        floor, spread = throughput_floor(ctx.model, shape, ctx.device)
         if ctx.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(ctx.device)
         task = Task(0, 0, len(ctx.source), derive_seed(cfg.seed, "task", 0))
@@ -213,7 +240,7 @@ def calibrate(
             peak = round(torch.cuda.max_memory_allocated(ctx.device) / 2**20, 1)
         groups = shard_bytes(Path(tmp), marker["files"])
     return Calibration(
-        count, real, len(source), setup, floor, marker, ctx.device, peak, untrained, groups
+        count, real, len(source), setup, floor, spread, marker, ctx.device, peak, untrained, groups
     )
 
 
@@ -253,14 +280,21 @@ def bytes_per_record(cal: Calibration) -> dict[str, Any]:
     return {**per, "total": round(cal.bytes_per_record(), 1)}
 
 
-def project(cal: Calibration, cfg: BuildConfig, sources: int, devices: int) -> dict[str, Any]:
-    """Wall seconds, records and bytes of `sources` images over `devices` ranks."""
-    per_source = cal.per_source()
-    wall = cal.setup_seconds + sum(per_source.values()) * _projection(cfg, sources, devices)
+def project(
+    cal: Calibration, cfg: BuildConfig, sources: int, devices: int, workers: int = 1
+) -> dict[str, Any]:
+    """Wall seconds, records and bytes of `sources` images over `devices` ranks of `workers`
+    one-thread task processes each: setup, then (a pool starting its processes as this one
+    started: `setup_seconds` again) the tasks' makespan."""
+    per_source = sum(cal.per_source().values())
+    pooled = min(workers, len(make_tasks(cfg, sources))) > 1
+    wall = cal.setup_seconds * (2 if pooled else 1)
+    wall += _makespan(cfg, sources, devices, workers, per_source)
     records = sources * (1 + len(cfg.attacks))
     return {
         "sources": sources,
         "devices": devices,
+        "workers": workers,
         "wall_seconds": round(wall, 1),
         "records": records,
         "bytes": int(cal.bytes_per_record() * records),
@@ -268,20 +302,19 @@ def project(cal: Calibration, cfg: BuildConfig, sources: int, devices: int) -> d
 
 
 def stage_table(cal: Calibration) -> list[dict[str, Any]]:
-    """Per stage: seconds per source image, share of the task, and source images/s as a
-    fraction of the forward+backward floor (an attack of n gradient steps reaches at most
-    1/n of it)."""
+    """Per stage: seconds per source image and share of the task; for an attack (gradient
+    passes, what the floor measures) its source images/s as a fraction of the forward+backward
+    floor: an attack of n gradient steps reaches at most about 1/n of it."""
     per_source = cal.per_source()
     total = sum(per_source.values())
-    return [
-        {
-            "stage": name,
-            "seconds_per_source": round(sec, 6),
-            "share": round(sec / total, 4) if total else 0.0,
-            "floor_fraction": round(1 / (sec * cal.floor), 4) if sec else None,
-        }
-        for name, sec in sorted(per_source.items(), key=lambda kv: -kv[1])
-    ]
+    rows = []
+    for name, sec in sorted(per_source.items(), key=lambda kv: -kv[1]):
+        row = {"stage": name, "seconds_per_source": round(sec, 6)}
+        row["share"] = round(sec / total, 4) if total else 0.0
+        if name.startswith("attack/") and sec:
+            row["floor_fraction"] = round(1 / (sec * cal.floor), 4)
+        rows.append(row)
+    return rows
 
 
 def estimate(
@@ -293,36 +326,41 @@ def estimate(
     started: float | None = None,
     progress: Callable[[str], None] = lambda _: None,
 ) -> dict[str, Any]:
-    """Calibrate on this device, then project a build of `sources` images on `devices`;
-    `progress` hears each step as it starts."""
-    progress(f"calibrating every stage on {device} (one batch of source images)")
-    cal = calibrate(cfg, device, calibration, started)
-    total = sources or cal.source_images
-    projected = project(cal, cfg, total, devices)
-    # a small net trains on the train split of the whole source, whatever --limit says
-    train_images = round((cal.source_images if cal.real else total) * cfg.splits.train)
-    train_seconds = 0.0
-    if cal.untrained:
-        progress("timing the target model's training (it is not cached)")
-        source, _ = _source_for(cfg, cal.sources)
-        train_seconds = training_seconds(cfg, source, train_images, cal.device)
+    """Calibrate on this device as a build's task process computes (one numeric thread), then
+    project a build of `sources` images on `devices` ranks of the task processes a build
+    would start on each; `progress` hears each step as it starts."""
+    workers = default_workers(device)
+    with numeric_threads():
+        progress(f"calibrating every stage on {device} (one batch of source images)")
+        cal = calibrate(cfg, device, calibration, started)
+        total = sources or cal.source_images
+        projected = project(cal, cfg, total, devices, workers)
+        # a small net trains on the train split of the whole source, whatever --limit says
+        train_images = round((cal.source_images if cal.real else total) * cfg.splits.train)
+        train_seconds = 0.0
+        if cal.untrained:
+            progress("timing the target model's training (it is not cached)")
+            source, _ = _source_for(cfg, cal.sources)
+            train_seconds = training_seconds(cfg, source, train_images, cal.device)
     projected["wall_seconds"] = round(projected["wall_seconds"] + train_seconds, 1)
     return {
         **projected,
         "device": str(cal.device),
-        "device_name": device_name(cal.device),
+        "device_name": device_name(cal.device, workers),
         "precision": cfg.precision,
         "calibration_sources": cal.sources,
         "calibration_source": "real" if cal.real else "synthetic random pixels",
         "setup_seconds": round(cal.setup_seconds, 2),
         "train_model_seconds": round(train_seconds, 2),
         "floor_images_per_s": round(cal.floor, 1),
+        "floor_spread": cal.floor_spread,
         "bytes_per_record": bytes_per_record(cal),
         "stages": stage_table(cal),
     }
 
 
-def device_name(device: torch.device) -> str:
+def device_name(device: torch.device, workers: int = 1) -> str:
+    """The device, and on CPU the task processes a build runs on it."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"cpu ({torch.get_num_threads()} torch threads)"
+    return f"cpu ({workers} task process{'es' if workers > 1 else ''} of 1 torch thread)"

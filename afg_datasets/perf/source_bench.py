@@ -80,7 +80,7 @@ def _build(folder: Path, checkpoint: Path, out: Path, limit: int) -> dict[str, A
     first = min(read_json(p)["started"] for p in (out / TASKS_DIR).glob("0*.json"))
     return {
         "peak_rss_mb": stats["peak_rss_mb"],
-        "listing_seconds": stats["stages"]["load"]["seconds"],
+        "listing_seconds": stats["stages"]["load"]["wall_seconds"],
         "first_task_after_launch_s": round(first - launched, 2),
         "records": stats["records"],
     }

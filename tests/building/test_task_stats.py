@@ -64,7 +64,7 @@ def tally(clean: AttackTally, attack: AttackTally, labels, clean_preds, attack_p
     attack.add(batch("pgd", labels, attack_preds, linf, l2), eligible)
 
 
-def test_stats_sum_tallies_and_stage_rates_over_tasks():
+def test_stats_sum_tallies_and_stage_figures_add_up_to_the_wall():
     t1 = {"clean": AttackTally(), "pgd": AttackTally()}
     # source 1 is misclassified when clean: its attacked copy is no success, whatever it says
     tally(t1["clean"], t1["pgd"], [0, 1], [0, 0], [1, 0], [0.1, 0.5], [1.0, 9.0])
@@ -83,8 +83,14 @@ def test_stats_sum_tallies_and_stage_rates_over_tasks():
     assert pgd["records"] == 4 and pgd["attacked"] == 3 and pgd["successes"] == 2
     assert pgd["success_rate"] == pytest.approx(2 / 3, abs=1e-6)
     assert pgd["mean_linf"] == pytest.approx(0.2) and pgd["mean_l2"] == pytest.approx(1.5)
-    assert stats["stages"]["attack/pgd"] == {"seconds": 4.0, "records_per_s": 1.0}
-    assert stats["stages"]["encode"] == {"seconds": 4.0, "records_per_s": 2.0}
-    assert stats["stages"]["load"]["records_per_s"] is None  # once per process
+    stages = stats["stages"]
+    # 13 process seconds of tasks in a 10 s span: a task stage's wall share is 10/13 of its sum
+    assert stages["attack/pgd"] == {"wall_seconds": 3.077, "process_seconds": 4.0} | {
+        "records_per_s": 1.3  # 4 pgd records over its 3.077 s
+    }
+    assert stages["encode"]["process_seconds"] == 4.0 and stages["encode"]["records_per_s"] == 2.6
+    assert stages["load"] == {"wall_seconds": 0.5, "process_seconds": 0.5}  # once, before tasks
+    assert sum(s["wall_seconds"] for s in stages.values()) == pytest.approx(10.0, abs=0.002)
+    assert all(v is not None for s in stages.values() for v in s.values())
     assert stats["peak_rss_mb"] == 102.0 and stats["tasks"] == {"count": 2, "ranks": 2}
     assert make_stats(setup, markers, wall=5.0)["records_per_s"] == 1.6

@@ -103,9 +103,12 @@ def test_no_shard_is_read_through_pyarrows_dataset_scanner():
     found = []
     for path in sorted(PACKAGE.rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Attribute) and node.attr in scanners:
-                if ast.unparse(node.value) in ("pq", "pa", "ds", "pyarrow.parquet"):
-                    found.append(f"{path.name}:{node.lineno} {ast.unparse(node)}")
+            if (
+                isinstance(node, ast.Attribute)
+                and node.attr in scanners
+                and ast.unparse(node.value) in ("pq", "pa", "ds", "pyarrow.parquet")
+            ):
+                found.append(f"{path.name}:{node.lineno} {ast.unparse(node)}")
             if isinstance(node, ast.ImportFrom | ast.Import):
                 names = [getattr(node, "module", None) or ""] + [a.name for a in node.names]
                 if any(n.startswith("pyarrow.dataset") for n in names):

@@ -1,0 +1,87 @@
+"""`afg estimate` against the wall time of the build it plans, on two corpus shapes: the default
+build (8 tasks of up to 256 sources) and `--limit 300` (one task of 256 sources and one of 44).
+Run alone on the machine; each build in a fresh folder, the target model cached (as after the
+first build). Writes estimate_accuracy.json beside this script and prints the table that
+docs/benchmarks.md shows (tests/test_docs.py checks that they agree).
+
+    python docs/benchmarks/estimate_accuracy.py [--runs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+RESULT = Path(__file__).with_suffix(".json")
+SHAPES = {"afg build-shards": [], "afg build-shards --limit 300": ["--limit", "300"]}
+
+
+def afg(*args: str) -> str:
+    command = [sys.executable, "-m", "afg_datasets.cli", *args]
+    return subprocess.run(command, capture_output=True, text=True, check=True).stdout
+
+
+def measure(runs: int) -> dict:
+    shapes = {}
+    for name, limit in SHAPES.items():
+        planned = ["--sources", limit[1]] if limit else []
+        estimated = json.loads(afg("estimate", *planned, "--json"))["wall_seconds"]
+        walls = []
+        for _ in range(runs):
+            with tempfile.TemporaryDirectory() as tmp:
+                start = time.perf_counter()
+                afg("build-shards", "--out", f"{tmp}/afg", *limit)
+                walls.append(round(time.perf_counter() - start, 1))
+        real = statistics.median(walls)
+        shapes[name] = {
+            "estimate_seconds": estimated,
+            "build_seconds": walls,
+            "median_build_seconds": real,
+            "estimate_over_build": round(estimated / real, 3),
+        }
+    return {"machine": machine(), "runs": runs, "shapes": shapes}
+
+
+def machine() -> dict:
+    import torch
+
+    from afg_datasets import __version__
+
+    return {
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "afg_datasets": __version__,
+    }
+
+
+def table(result: dict) -> str:
+    """The markdown table of a result (what docs/benchmarks.md carries)."""
+    rows = [
+        "| command | estimate | builds | median | estimate / build |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for name, s in result["shapes"].items():
+        builds = " / ".join(f"{w:.1f}" for w in s["build_seconds"])
+        rows.append(
+            f"| `{name}` | {s['estimate_seconds']:.1f} s | {builds} s "
+            f"| {s['median_build_seconds']:.1f} s | {s['estimate_over_build']:.2f} |"
+        )
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3)
+    result = measure(parser.parse_args().runs)
+    RESULT.write_text(json.dumps(result, indent=2) + "\n")
+    print(table(result))
