@@ -40,10 +40,12 @@ def build_summary(result) -> None:
     out.print(table)
     stages = Table("stage", "wall s", "process s", "records/s")
     for name, s in stats["stages"].items():
-        process, rate = s.get("process_seconds"), s.get("records_per_s")
+        # before 0.11 a stage had only `seconds`, summed over processes
+        wall, process = s.get("wall_seconds"), s.get("process_seconds", s.get("seconds"))
+        rate = s.get("records_per_s")
         stages.add_row(
             name,
-            f"{s['wall_seconds']:.2f}",
+            "-" if wall is None else f"{wall:.2f}",
             "-" if process is None else f"{process:.2f}",
             "-" if rate is None else f"{rate:,.1f}",
         )

@@ -1,12 +1,17 @@
 """Units of a build task: quantization to what a PNG stores, and the stats summed over tasks."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
 
+from afg_datasets import printers
+from afg_datasets.building.finalize import BuildResult
 from afg_datasets.building.stats import AttackTally, make_stats
 from afg_datasets.building.task import quantize
 from afg_datasets.records import RecordBatch
+from tests.samples import REPO
 
 
 def test_quantize_keeps_linf_attacks_inside_their_budget_after_rounding():
@@ -94,3 +99,13 @@ def test_stats_sum_tallies_and_stage_figures_add_up_to_the_wall():
     assert all(v is not None for s in stages.values() for v in s.values())
     assert stats["peak_rss_mb"] == 102.0 and stats["tasks"] == {"count": 2, "ranks": 2}
     assert make_stats(setup, markers, wall=5.0)["records_per_s"] == 1.6
+
+
+def test_a_summary_of_stats_written_before_0_11_shows_their_process_seconds(capsys):
+    """Re-running a finished 0.10 build prints its stored stats: stages with only `seconds`
+    (summed over processes) show them as process seconds and no wall share."""
+    stats = json.loads((REPO / "tests/data/corpus-0.2/stats.json").read_text())
+    manifest = {"config_hash": "x", "splits": {"train": {"records": 4}}}
+    printers.build_summary(BuildResult(REPO, manifest, stats))
+    line = next(li for li in capsys.readouterr().out.splitlines() if "attack/fgsm" in li)
+    assert [cell.strip() for cell in line.split("│")[2:5]] == ["-", "0.17", "34.6"]
