@@ -9,27 +9,20 @@ and prints the table that docs/benchmarks.md shows (tests/test_docs.py checks th
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
-import subprocess
-import sys
 import tempfile
-from pathlib import Path
 
-from estimate_accuracy import machine
-
-RESULT = Path(__file__).with_suffix(".json")
+from figures import afg, machine, main
 
 
 def measure(runs: int) -> dict:
     floors: dict[str, list[dict]] = {}
     for _ in range(runs):
         with tempfile.TemporaryDirectory() as tmp:
-            args = ["bench-build", "--what", "device", "--device", "cpu", "--json"]
-            command = [sys.executable, "-m", "afg_datasets.cli", *args, "--work-dir", tmp]
-            done = subprocess.run(command, capture_output=True, text=True, check=True)
-        for variant in json.loads(done.stdout)["device"]["variants"]:
+            args = ["bench-build", "--what", "device", "--device", "cpu", "--work-dir", tmp]
+            printed = afg(*args, "--json")
+        for variant in json.loads(printed)["device"]["variants"]:
             floors.setdefault(variant["precision"], []).append(
                 {
                     "floor_images_per_s": variant["floor_images_per_s"],
@@ -66,8 +59,4 @@ def table(result: dict) -> str:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=3)
-    result = measure(parser.parse_args().runs)
-    RESULT.write_text(json.dumps(result, indent=2) + "\n")
-    print(table(result))
+    main(__file__, measure, table)

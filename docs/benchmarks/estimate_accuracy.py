@@ -9,24 +9,14 @@ docs/benchmarks.md shows (tests/test_docs.py checks that they agree).
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
-import platform
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
-from pathlib import Path
 
-RESULT = Path(__file__).with_suffix(".json")
+from figures import afg, machine, main
+
 SHAPES = {"afg build-shards": [], "afg build-shards --limit 300": ["--limit", "300"]}
-
-
-def afg(*args: str) -> str:
-    command = [sys.executable, "-m", "afg_datasets.cli", *args]
-    return subprocess.run(command, capture_output=True, text=True, check=True).stdout
 
 
 def measure(runs: int) -> dict:
@@ -50,20 +40,6 @@ def measure(runs: int) -> dict:
     return {"machine": machine(), "runs": runs, "shapes": shapes}
 
 
-def machine() -> dict:
-    import torch
-
-    from afg_datasets import __version__
-
-    return {
-        "platform": platform.platform(),
-        "cpus": os.cpu_count(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "afg_datasets": __version__,
-    }
-
-
 def table(result: dict) -> str:
     """The markdown table of a result (what docs/benchmarks.md carries)."""
     rows = [
@@ -80,8 +56,4 @@ def table(result: dict) -> str:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=3)
-    result = measure(parser.parse_args().runs)
-    RESULT.write_text(json.dumps(result, indent=2) + "\n")
-    print(table(result))
+    main(__file__, measure, table)

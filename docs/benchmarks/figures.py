@@ -1,0 +1,43 @@
+"""What the scripts beside this one share: the machine a figure was measured on, and their
+main (measure, write the numbers as JSON beside the script, print the table that
+docs/benchmarks.md shows)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+
+def afg(*args: str) -> str:
+    """What `afg ARGS` prints (this Python's package), failing loudly if it fails."""
+    command = [sys.executable, "-m", "afg_datasets.cli", *args]
+    return subprocess.run(command, capture_output=True, text=True, check=True).stdout
+
+
+def machine() -> dict:
+    import torch
+
+    from afg_datasets import __version__
+
+    return {
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "afg_datasets": __version__,
+    }
+
+
+def main(script: str, measure: Callable[[int], dict], table: Callable[[dict], str]) -> None:
+    """`python SCRIPT [--runs N]`: measure, write SCRIPT's .json beside it, print the table."""
+    parser = argparse.ArgumentParser(description=f"{Path(script).stem}: measure and write it")
+    parser.add_argument("--runs", type=int, default=3)
+    result = measure(parser.parse_args().runs)
+    Path(script).with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+    print(table(result))
