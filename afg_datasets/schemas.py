@@ -123,6 +123,7 @@ class Marker(TypedDict):
     stages: dict[str, float]
     files: list[FileEntry]
     skipped: NotRequired[dict[str, list[str]]]
+    runs: NotRequired[list[list[float]]]  # [started, finished] of each run (afg extend adds one)
 
 
 @with_config(STRICT)

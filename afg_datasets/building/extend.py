@@ -40,7 +40,7 @@ from afg_datasets.building.plan import (
     read_plan,
     task_outputs,
 )
-from afg_datasets.building.stats import AttackTally, StageTimer
+from afg_datasets.building.stats import AttackTally, StageTimer, task_runs
 from afg_datasets.building.task import TaskShards, attacked_records, task_marker
 from afg_datasets.building.threads import numeric_threads, pin_numeric_threads, registered
 from afg_datasets.config import BuildConfig
@@ -319,6 +319,7 @@ def _merged(marker: dict[str, Any], added: dict[str, Any]) -> dict[str, Any]:
     return {
         **marker,
         "finished": added["finished"],
+        "runs": [*task_runs(marker), (added["started"], added["finished"])],
         "peak_rss_mb": max(marker["peak_rss_mb"], added["peak_rss_mb"]),
         "tallies": {**marker["tallies"], **added["tallies"]},
         "stages": stages,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import resource
 import time
 from collections import defaultdict
@@ -98,7 +99,7 @@ def make_stats(setup: dict[str, Any], markers: list[dict], wall: float | None) -
             tallies.setdefault(name, AttackTally()).merge(AttackTally(**sums))
     records = sum(t.records for t in tallies.values())
     if wall is None:
-        wall = max(m["finished"] for m in markers) - min(m["started"] for m in markers)
+        wall = tasks_span(markers)
     return {
         "records": records,
         "wall_seconds": round(wall, 3),
@@ -129,9 +130,8 @@ def stage_figures(
     for marker in markers:
         for stage, sec in marker["stages"].items():
             summed[stage] += sec
-    span = max(m["finished"] for m in markers) - min(m["started"] for m in markers)
-    busy = sum(m["finished"] - m["started"] for m in markers)
-    scale = span / busy if busy > 0 else 1.0
+    busy = sum(end - start for m in markers for start, end in task_runs(m))
+    scale = tasks_span(markers) / busy if busy > 0 else 1.0
     records = sum(t.records for t in tallies.values())
     figures: dict[str, dict[str, float]] = {}
     for name, sec in sorted({**setup, **summed}.items()):
@@ -144,6 +144,23 @@ def stage_figures(
     staged = sum(f["wall_seconds"] for f in figures.values())
     figures["other"] = {"wall_seconds": round(max(wall - staged, 0.0), 3)}
     return figures
+
+
+def task_runs(marker: dict) -> list[tuple[float, float]]:
+    """(started, finished) of each run that made a task's files: the build's, then each
+    `afg extend`'s (`runs`; a marker without it was made in one run)."""
+    return [tuple(run) for run in marker.get("runs", [(marker["started"], marker["finished"])])]
+
+
+def tasks_span(markers: list[dict]) -> float:
+    """Seconds during which any task ran (the union of their runs: an extend's days later
+    adds its own run's time, not the days between)."""
+    runs = sorted(run for m in markers for run in task_runs(m))
+    total, reach = 0.0, -math.inf
+    for start, end in runs:
+        total += max(0.0, end - max(start, reach))
+        reach = max(reach, end)
+    return total
 
 
 def skipped_sources(markers: list[dict]) -> dict[str, list[str]]:

@@ -109,3 +109,17 @@ def test_a_summary_of_stats_written_before_0_11_shows_their_process_seconds(caps
     printers.build_summary(BuildResult(REPO, manifest, stats))
     line = next(li for li in capsys.readouterr().out.splitlines() if "attack/fgsm" in li)
     assert [cell.strip() for cell in line.split("│")[2:5]] == ["-", "0.17", "34.6"]
+
+
+def test_an_extended_corpus_counts_the_time_its_runs_took_not_the_days_between():
+    """A task grown by `afg extend` a day later keeps each run: the wall clock of its stats is
+    the union of the runs (10 s of build, 5 s of extend), and a stage's wall share is scaled
+    by the tasks' own process time (10 + 8 + 5 s)."""
+    empty = {"clean": AttackTally(), "pgd": AttackTally()}
+    built = marker(empty, {"encode": 10.0}, 0.0, 10.0, worker=1)
+    grown = marker(empty, {"encode": 8.0, "attack/pgd": 5.0}, 0.0, 86_405.0, worker=2)
+    grown["runs"] = [[0.0, 8.0], [86_400.0, 86_405.0]]
+    stats = make_stats({"stages": {}}, [built, grown], wall=None)
+    assert stats["wall_seconds"] == 15.0
+    assert stats["stages"]["encode"]["wall_seconds"] == pytest.approx(18 * 15 / 23, abs=1e-3)
+    assert sum(s["wall_seconds"] for s in stats["stages"].values()) == pytest.approx(15.0)
