@@ -3,7 +3,7 @@ and target model (a build and its `afg encode` re-encodings) are benchmarked tog
 genome's AFG recognizer beside raw pixels matched to its capacity, and once the genome-free
 baselines (Mahalanobis, LID, the target model); every genome minus raw pixels and minus
 Mahalanobis with the paired interval. The test records are the same for all, so the bootstrap
-resamples of test source images are too (`bench._weights` draws them from the source ids).
+resamples of test source images are too (`scoring.paired_weights` draws them from the source ids).
 With `attack_systems`, the adaptive white-box rows of every differentiable system (each
 genome's recognizer through its own encoder, raw pixels, Mahalanobis) on the same sources."""
 
@@ -19,16 +19,16 @@ import numpy as np
 
 from afg_datasets.corpus.corpus import Corpus
 from afg_datasets.errors import CorpusError
-from afg_datasets.evaluation.bench import (
+from afg_datasets.evaluation.adaptive_rows import run_adaptive
+from afg_datasets.evaluation.protocol import (
     BenchCorpus,
-    compare,
-    evaluate_method,
+    check_classes,
     protocol_facts,
-    run_adaptive,
+    settings,
     versions,
 )
-from afg_datasets.evaluation.protocol import check_classes, settings
 from afg_datasets.evaluation.report import write_outputs
+from afg_datasets.evaluation.scoring import compare, evaluate_method
 from afg_datasets.layout import SPLITS
 
 PER_GENOME = ("afg", "raw_pixels")  # trained on each corpus (raw pixels matched to its genome)

@@ -9,8 +9,9 @@ import torch
 from huggingface_hub import DatasetCard
 
 from afg_datasets.corpus.corpus import Corpus
-from afg_datasets.evaluation.bench import metrics, run_bench
+from afg_datasets.evaluation.bench import run_bench
 from afg_datasets.evaluation.methods import METHODS, Scores
+from afg_datasets.evaluation.scoring import metrics
 from afg_datasets.layout import SPLITS
 from afg_datasets.publish.card import write_card
 from afg_datasets.recognizer import Recognizer, RecognizerNet, TrainConfig
@@ -316,8 +317,8 @@ def test_the_report_warns_where_its_figures_cannot_carry_a_claim():
 def test_a_comparison_knows_which_way_each_metric_is_better():
     """A lower false-positive rate is the better one; a float-zero difference needs no seed
     count; the several-genome bench's labels get their verdict sentence too."""
-    from afg_datasets.evaluation.bench import compare
     from afg_datasets.evaluation.intervals import METRICS, seeds_needed
+    from afg_datasets.evaluation.scoring import compare
     from afg_datasets.evaluation.verdict import verdict
 
     draws = {"afg": 0.04 + np.zeros(200), "raw_pixels": 0.135 + np.zeros(200)}
