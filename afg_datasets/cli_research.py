@@ -182,10 +182,14 @@ def afs_command(
 ):
     """Adversarial feature separability: clean-vs-adversarial distance per attack and layer
     (raw activations and genome); writes afs.json, afs.png and refreshes the card."""
-    from afg_datasets.corpus.corpus import local_folder
+    from afg_datasets.corpus.corpus import Corpus, local_folder
     from afg_datasets.evaluation.afs import afs
+    from afg_datasets.publish.card import refresh_card
 
-    printers.afs(afs(local_folder(directory, "afg afs"), split, seed))
+    corpus = Corpus.open(local_folder(directory, "afg afs"))  # once, for both
+    report = afs(corpus, split, seed)
+    refresh_card(corpus)  # the card shows afs.png and its sentence
+    printers.afs(report)
     typer.echo(f"wrote {directory / AFS_JSON}, {directory / AFS_PNG}, {CARD_FILE}")
 
 

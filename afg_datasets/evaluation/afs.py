@@ -21,7 +21,6 @@ from afg_datasets.evaluation.activations import layer_activations
 from afg_datasets.files import save_figure
 from afg_datasets.genome import ENCODERS
 from afg_datasets.layout import AFS_JSON, AFS_PNG, read_json, write_json
-from afg_datasets.publish.card import refresh_card
 from afg_datasets.recognizer.data import protocol_filter, read_split
 from afg_datasets.records import CLEAN
 
@@ -80,7 +79,8 @@ def separability(
 
 
 def afs(source: Corpus | str | Path, split: str = "test", seed: int = 0) -> dict[str, Any]:
-    """Compute AFS curves for every attack, write afs.json and afs.png, refresh the card."""
+    """Compute AFS curves for every attack, write afs.json and afs.png (the CLI then
+    refreshes the card, which shows them)."""
     corpus = Corpus.of(source).verify()
     root, layers, attacks = corpus.root, corpus.layers, corpus.attacks
     data = protocol_filter(read_split(corpus, split, images=True))  # successful attacks only
@@ -102,7 +102,6 @@ def afs(source: Corpus | str | Path, split: str = "test", seed: int = 0) -> dict
     report["summary"] = _summary(report)
     write_json(root / AFS_JSON, {"summary": report.pop("summary"), **report})
     plot_afs(report, curves, root / AFS_PNG)
-    refresh_card(corpus)
     return read_json(root / AFS_JSON)
 
 
