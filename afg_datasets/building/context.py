@@ -24,7 +24,7 @@ from afg_datasets.building.threads import NUMERIC_THREADS
 from afg_datasets.config import BuildConfig
 from afg_datasets.files import atomic_write
 from afg_datasets.formats import OutputFormat
-from afg_datasets.genome import EncoderInputs, GenomeEncoder, make_encoder
+from afg_datasets.genome import EncoderInputs, GenomeEncoder, StatefulEncoder, make_encoder
 from afg_datasets.images import encode_png
 from afg_datasets.layout import MODEL_DIR, SPLITS
 from afg_datasets.models import (
@@ -189,7 +189,7 @@ def ready_encoder(ctx: BuildContext, images: Iterable[np.ndarray], state_dir: Pa
     saved there, else fitted on `images` (clean train images, uint8 [B, H, W, C] chunks in
     source order; the first `fit_images` of them, in forward passes of FIT_BATCH)."""
     encoder = ctx.encoder
-    if not hasattr(encoder, "fit"):
+    if not isinstance(encoder, StatefulEncoder):
         return
     if state_dir is not None and (state_dir / encoder.STATE_FILE).is_file():
         encoder.load_state(state_dir / encoder.STATE_FILE)
@@ -206,9 +206,11 @@ def save_encoder_state(ctx: BuildContext, state_dir: Path) -> None:
     """A stateful encoder's state, saved beside the model, and its atlas where it has one
     (each unless it is there already: a resume keeps them)."""
     encoder = ctx.encoder
-    if hasattr(encoder, "save_state") and not (state_dir / encoder.STATE_FILE).is_file():
+    if not isinstance(encoder, StatefulEncoder):
+        return
+    if not (state_dir / encoder.STATE_FILE).is_file():
         encoder.save_state(state_dir / encoder.STATE_FILE)
-    if hasattr(encoder, "atlas") and not (state_dir / encoder.ATLAS_FILE).is_file():
+    if not (state_dir / encoder.ATLAS_FILE).is_file():
         png = encode_png(encoder.atlas()[0])
         atomic_write(state_dir / encoder.ATLAS_FILE, lambda handle: handle.write(png))
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from afg_datasets.checks import Choice
 from afg_datasets.errors import CorpusError
-from afg_datasets.genome.base import EncoderInputs, GenomeEncoder
+from afg_datasets.genome.base import EncoderInputs, GenomeEncoder, StatefulEncoder
 from afg_datasets.layout import format_version
 from afg_datasets.registry import Registry
 
@@ -59,7 +59,7 @@ def encoder_from_manifest(
         else (),
     )
     encoder = make_encoder(manifest["config"]["genome"], inputs)
-    if hasattr(encoder, "load_state"):
+    if isinstance(encoder, StatefulEncoder):
         if state_dir is None:
             raise CorpusError(f"the {encoder.name} encoder needs its corpus's model folder")
         encoder.load_state(state_dir / encoder.STATE_FILE)
@@ -72,6 +72,7 @@ __all__ = [
     "GENOME",
     "EncoderInputs",
     "GenomeEncoder",
+    "StatefulEncoder",
     "encoder_from_manifest",
     "make_encoder",
 ]

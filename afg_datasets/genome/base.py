@@ -7,9 +7,10 @@ and the build makes it with `make_encoder(config, EncoderInputs)`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -56,6 +57,26 @@ class GenomeEncoder(Protocol):
     ) -> dict[str, np.ndarray]:
         """Layer name -> [B, C, H, W] -> column -> array with a batch axis. `seed` is the
         batch's seed; an encoder that samples (groupviz) must draw only from it."""
+        ...
+
+
+@runtime_checkable
+class StatefulEncoder(GenomeEncoder, Protocol):
+    """An encoder with fitted state (a basis): fitted on the build's first clean train images,
+    saved beside the model (`STATE_FILE`, listed in the manifest) with its atlas picture
+    (`ATLAS_FILE`), and loaded by every reader that encodes new images."""
+
+    STATE_FILE: ClassVar[str]
+    ATLAS_FILE: ClassVar[str]
+
+    def fit(self, batches: Iterable[Mapping[str, torch.Tensor]]) -> None: ...
+
+    def save_state(self, path: Path) -> None: ...
+
+    def load_state(self, path: Path) -> None: ...
+
+    def atlas(self) -> tuple[np.ndarray, torch.Tensor]:
+        """(the picture as uint8 [H, W, C], its rendered tiles)."""
         ...
 
 
