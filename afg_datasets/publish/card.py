@@ -30,6 +30,7 @@ from afg_datasets.layout import (
 )
 from afg_datasets.publish.croissant import config_patterns, write_croissant
 from afg_datasets.publish.examples import write_examples
+from afg_datasets.publish.genome_text import encoder_text
 from afg_datasets.records import FIELD_DOCS, features_from_json
 from afg_datasets.resources import resource_dir
 
@@ -157,29 +158,6 @@ def optional_sections(root: Path) -> dict[str, Any]:
                 str(report.get("verdict", "")) if isinstance(report, dict) else ""
             )
     return extras
-
-
-ENCODER_TEXT = ("summary", "settings", "seeds", "arrays")  # each encoder's macros, cards/genome/
-
-
-def encoder_text(genome: dict[str, Any], layers: list[dict]) -> dict[str, str]:
-    """What the corpus's encoder means to a reader, from its own `cards/genome/<name>.md`
-    (jinja macros; a registered encoder without one: its name and settings)."""
-    import jinja2
-
-    path = resource_dir("cards") / "genome" / f"{genome['encoder']}.md"
-    if not path.is_file():
-        settings = ", ".join(f"{k}={v}" for k, v in sorted(genome.items()) if k != "encoder")
-        return {
-            "summary": f"the `{genome['encoder']}` encoder",
-            "settings": settings,
-            "seeds": "every seed derives from it",
-            "arrays": "",
-        }
-    template = read_text(path, CorpusError)
-    macros = jinja2.Environment(autoescape=False).from_string(template).module
-    arguments = {"summary": [genome], "settings": [genome], "seeds": [], "arrays": [genome, layers]}
-    return {name: str(getattr(macros, name)(*arguments[name])).strip() for name in ENCODER_TEXT}
 
 
 def render_card(

@@ -18,6 +18,7 @@ from afg_datasets.corpus.corpus import Corpus
 from afg_datasets.errors import CorpusError
 from afg_datasets.formats import FORMATS, TABLE_FORMAT
 from afg_datasets.layout import CROISSANT_FILE, FORMAT_VERSION, SPLITS, write_json
+from afg_datasets.publish.genome_text import encoder_text
 
 CROISSANT_URL = "http://mlcommons.org/croissant/1.1"
 ENCODINGS = {
@@ -111,12 +112,15 @@ def describe(manifest: dict[str, Any]) -> dict[str, str]:
     source, model = manifest["source"], manifest["model"]
     attacks = "; ".join(f"{name} {json.dumps(p)}" for name, p in manifest["attacks"].items())
     layers = ", ".join(layer["name"] for layer in manifest["layers"])
+    # what the corpus's encoder is, in its own card file's words (`cards/genome/<name>.md`)
+    summary = encoder_text(manifest["config"]["genome"], manifest["layers"])["summary"]
+    genome = " ".join(summary.split())  # one line
     return {
         "description": (
             f"Adversarial Feature Genome (AFG) corpus {manifest['name']!r}: for each "
-            f"{source['name']} source image and each adversarial version of it, the group "
-            f"features (NMF neuron groups) of a {model['architecture']} target model's layers "
-            f"{layers}, with labels to detect the attack and recover the original class."
+            f"{source['name']} source image and each adversarial version of it, the genome "
+            f"({genome}) of a {model['architecture']} target model's layers {layers}, with "
+            "labels to detect the attack and recover the original class."
         ),
         "license": source["license"],
         "citation": f"{AFG_CITATION}\nSource images: {source['citation']}",

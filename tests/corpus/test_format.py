@@ -303,3 +303,16 @@ def test_a_format_0_corpus_is_rebuilt_in_place_only_with_overwrite(tmp_path):
     )
     assert rebuilt.returncode == 0, rebuilt.stderr
     assert json.loads((out / MANIFEST_FILE).read_text())["format_version"] == FORMAT_VERSION
+
+
+def test_croissant_describes_the_genome_its_encoder_makes(corpus):
+    """The description is the encoder's own summary (`cards/genome/<name>.md`): an
+    `activations` corpus is not described as NMF neuron groups."""
+    from afg_datasets.publish.croissant import describe
+
+    manifest = json.loads((corpus.out / MANIFEST_FILE).read_text())
+    assert "group" in describe(manifest)["description"]  # groupmap: NMF neuron groups
+    manifest["config"]["genome"] = {"encoder": "activations", "size": 8}
+    described = describe(manifest)["description"]
+    assert "activations, average-pooled, without factorization" in described
+    assert "NMF" not in described and "\n" not in described

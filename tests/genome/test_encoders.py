@@ -22,7 +22,8 @@ from afg_datasets.evaluation.afs import afs
 from afg_datasets.evaluation.bench import run_bench
 from afg_datasets.evaluation.show import show
 from afg_datasets.genome import ENCODERS
-from afg_datasets.publish.card import encoder_text, refresh_card
+from afg_datasets.publish.card import refresh_card
+from afg_datasets.publish.genome_text import encoder_text
 from afg_datasets.resources import resource_dir
 
 CHEAP = {  # each encoder's cheapest real settings: the contract, not the science
