@@ -92,7 +92,7 @@ def weak_attacks(stats: dict[str, Any]) -> list[str]:
 
 def make_stats(setup: dict[str, Any], markers: list[dict], wall: float | None) -> dict[str, Any]:
     """Timings and rates summed over task markers, plus the setup of the process that planned
-    (`setup`: tasks/setup.json). `wall` None: first task start to last task end."""
+    (`setup`: tasks/setup.json). `wall` None: the time any task ran (`tasks_span`)."""
     tallies: dict[str, AttackTally] = {}
     for marker in markers:
         for name, sums in marker["tallies"].items():
@@ -134,12 +134,13 @@ def stage_figures(
     scale = tasks_span(markers) / busy if busy > 0 else 1.0
     records = sum(t.records for t in tallies.values())
     figures: dict[str, dict[str, float]] = {}
-    for name, sec in sorted({**setup, **summed}.items()):
-        on_wall = sec if name in setup else sec * scale
-        figures[name] = {"wall_seconds": round(on_wall, 3), "process_seconds": round(sec, 3)}
+    for name in sorted(set(setup) | set(summed)):
+        on_wall = setup.get(name, 0.0) + summed.get(name, 0.0) * scale
+        process = setup.get(name, 0.0) + summed.get(name, 0.0)
+        figures[name] = {"wall_seconds": round(on_wall, 3), "process_seconds": round(process, 3)}
         kind, _, attack = name.partition("/")
         handled = tallies[attack].records if kind == "attack" else records
-        if name not in setup and round(on_wall, 3) > 0:
+        if name in summed and round(on_wall, 3) > 0:  # a per-record stage
             figures[name]["records_per_s"] = round(handled / on_wall, 1)
     staged = sum(f["wall_seconds"] for f in figures.values())
     figures["other"] = {"wall_seconds": round(max(wall - staged, 0.0), 3)}

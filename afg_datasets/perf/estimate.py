@@ -287,7 +287,8 @@ def project(
     one-thread task processes each: setup, then (a pool starting its processes as this one
     started: `setup_seconds` again) the tasks' makespan."""
     per_source = sum(cal.per_source().values())
-    pooled = min(workers, len(make_tasks(cfg, sources))) > 1
+    per_rank = -(-len(make_tasks(cfg, sources)) // devices)  # the most tasks a rank gets
+    pooled = min(workers, per_rank) > 1
     wall = cal.setup_seconds * (2 if pooled else 1)
     wall += _makespan(cfg, sources, devices, workers, per_source)
     records = sources * (1 + len(cfg.attacks))
