@@ -42,6 +42,10 @@ class Registry(Mapping[str, T], Generic[T]):
             entry = self._entries[name] = getattr(importlib.import_module(module), attribute)
         return entry
 
+    def __contains__(self, name: object) -> bool:
+        """Whether `name` is registered (nothing imported, nothing raised)."""
+        return isinstance(name, str) and name in self._entries
+
     def __iter__(self):
         return iter(self._entries)
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from afg_datasets.documents import read_text
 from afg_datasets.errors import CorpusError
+from afg_datasets.genome import ENCODERS
 from afg_datasets.resources import resource_dir
 
 ENCODER_TEXT = ("summary", "settings", "seeds", "arrays")  # each encoder's macros, cards/genome/
@@ -15,11 +16,13 @@ ENCODER_TEXT = ("summary", "settings", "seeds", "arrays")  # each encoder's macr
 
 def encoder_text(genome: dict[str, Any], layers: list[dict]) -> dict[str, str]:
     """What the corpus's encoder means to a reader, from its own `cards/genome/<name>.md`
-    (jinja macros; a registered encoder without one: its name and settings)."""
+    (jinja macros); an encoder without one, or a name no encoder is registered under: its name
+    and settings."""
     import jinja2
 
-    path = resource_dir("cards") / "genome" / f"{genome['encoder']}.md"
-    if not path.is_file():
+    name = genome["encoder"]  # a stranger's manifest names it: a path only when registered
+    path = resource_dir("cards") / "genome" / f"{name}.md" if name in ENCODERS else None
+    if path is None or not path.is_file():
         settings = ", ".join(f"{k}={v}" for k, v in sorted(genome.items()) if k != "encoder")
         return {
             "summary": f"the `{genome['encoder']}` encoder",

@@ -316,3 +316,16 @@ def test_croissant_describes_the_genome_its_encoder_makes(corpus):
     described = describe(manifest)["description"]
     assert "activations, average-pooled, without factorization" in described
     assert "NMF" not in described and "\n" not in described
+
+
+@pytest.mark.parametrize("name", ["../afg_dataset_card", "../../recognizer", "nosuch", "", "a/b"])
+def test_an_encoder_name_from_a_manifest_is_never_a_path(corpus, name):
+    """A stranger's manifest names the encoder; only a registered name picks a card file
+    (`../afg_dataset_card` made the card and croissant render another template and raise)."""
+    from afg_datasets.genome import ENCODERS
+    from afg_datasets.publish.croissant import describe
+
+    manifest = json.loads((corpus.out / MANIFEST_FILE).read_text())
+    manifest["config"]["genome"] = {"encoder": name, "size": 8}
+    assert name not in ENCODERS and "activations" in ENCODERS
+    assert f"the `{name}` encoder" in describe(manifest)["description"]
