@@ -203,8 +203,8 @@ def ready_encoder(ctx: BuildContext, images: Iterable[np.ndarray], state_dir: Pa
 
 
 def save_encoder_state(ctx: BuildContext, state_dir: Path) -> None:
-    """A stateful encoder's state, saved beside the model, and its atlas where it has one
-    (each unless it is there already: a resume keeps them)."""
+    """A stateful encoder's state and its atlas, saved beside the model (each unless it is
+    there already: a resume keeps them)."""
     encoder = ctx.encoder
     if not isinstance(encoder, StatefulEncoder):
         return

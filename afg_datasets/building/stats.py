@@ -114,12 +114,16 @@ def make_stats(setup: dict[str, Any], markers: list[dict], wall: float | None) -
         "attacks": {
             name: t.summary(adversarial=True) for name, t in tallies.items() if name != CLEAN
         },
-        "stages": stage_figures(setup["stages"], markers, wall, tallies),
+        "stages": stage_figures(setup["stages"], markers, wall, tallies, records),
     }
 
 
 def stage_figures(
-    setup: dict[str, float], markers: list[dict], wall: float, tallies: dict[str, AttackTally]
+    setup: dict[str, float],
+    markers: list[dict],
+    wall: float,
+    tallies: dict[str, AttackTally],
+    records: int,
 ) -> dict[str, dict[str, float]]:
     """Per stage, `process_seconds` (summed over the processes that ran it) and `wall_seconds`,
     its share of the build's clock: a setup stage (once, before the tasks) as timed; a task
@@ -132,7 +136,6 @@ def stage_figures(
             summed[stage] += sec
     busy = sum(end - start for m in markers for start, end in task_runs(m))
     scale = tasks_span(markers) / busy if busy > 0 else 1.0
-    records = sum(t.records for t in tallies.values())
     figures: dict[str, dict[str, float]] = {}
     for name in sorted(set(setup) | set(summed)):
         on_wall = setup.get(name, 0.0) + summed.get(name, 0.0) * scale

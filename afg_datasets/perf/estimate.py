@@ -166,10 +166,9 @@ def _source_for(cfg: BuildConfig, count: int) -> tuple[Source, bool]:
         return synthetic_source(cfg, count), False
 
 
-def _makespan(cfg: BuildConfig, sources: int, devices: int, workers: int, per_source: float):
-    """Seconds until the last of `devices` ranks finishes its tasks (dealt round-robin), each
+def _makespan(tasks: list[Task], devices: int, workers: int, per_source: float) -> float:
+    """Seconds until the last of `devices` ranks finishes its `tasks` (dealt round-robin), each
     rank's tasks taken in order by `workers` task processes as they free up (the pool)."""
-    tasks = make_tasks(cfg, sources)
     ends = []
     for rank in range(devices):
         free = [0.0] * min(workers, max(len(tasks[rank::devices]), 1))
@@ -287,10 +286,11 @@ def project(
     one-thread task processes each: setup, then (a pool starting its processes as this one
     started: `setup_seconds` again) the tasks' makespan."""
     per_source = sum(cal.per_source().values())
-    per_rank = -(-len(make_tasks(cfg, sources)) // devices)  # the most tasks a rank gets
+    tasks = make_tasks(cfg, sources)
+    per_rank = -(-len(tasks) // devices)  # the most tasks a rank gets
     pooled = min(workers, per_rank) > 1
     wall = cal.setup_seconds * (2 if pooled else 1)
-    wall += _makespan(cfg, sources, devices, workers, per_source)
+    wall += _makespan(tasks, devices, workers, per_source)
     records = sources * (1 + len(cfg.attacks))
     return {
         "sources": sources,

@@ -25,7 +25,7 @@ def encoder_text(genome: dict[str, Any], layers: list[dict]) -> dict[str, str]:
     if path is None or not path.is_file():
         settings = ", ".join(f"{k}={v}" for k, v in sorted(genome.items()) if k != "encoder")
         return {
-            "summary": f"the `{genome['encoder']}` encoder",
+            "summary": f"the `{name}` encoder",
             "settings": settings,
             "seeds": "every seed derives from it",
             "arrays": "",

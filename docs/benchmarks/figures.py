@@ -21,17 +21,10 @@ def afg(*args: str) -> str:
 
 
 def machine() -> dict:
-    import torch
+    """The platform and cores, and the package versions a bench report records."""
+    from afg_datasets.evaluation.protocol import versions
 
-    from afg_datasets import __version__
-
-    return {
-        "platform": platform.platform(),
-        "cpus": os.cpu_count(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "afg_datasets": __version__,
-    }
+    return {"platform": platform.platform(), "cpus": os.cpu_count(), **versions()}
 
 
 def main(script: str, measure: Callable[[int], dict], table: Callable[[dict], str]) -> None:

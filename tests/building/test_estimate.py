@@ -69,10 +69,12 @@ def test_the_projection_deals_tasks_to_task_processes_as_a_pool_does():
     """`--limit 300` of the digits builder is one task of 256 sources and one of 44: with two
     task processes the build waits for the larger; the estimate said 300 sources' worth
     before 0.11 (one process per device)."""
+    from afg_datasets.building.plan import make_tasks
     from afg_datasets.config import load_config
     from afg_datasets.perf.estimate import _makespan
 
     cfg = load_config("digits")
-    assert _makespan(cfg, 300, devices=1, workers=2, per_source=0.1) == pytest.approx(25.6)
-    assert _makespan(cfg, 300, devices=1, workers=1, per_source=0.1) == pytest.approx(30.0)
-    assert _makespan(cfg, 1797, devices=2, workers=2, per_source=0.1) == pytest.approx(51.2)
+    limited, full = make_tasks(cfg, 300), make_tasks(cfg, 1797)
+    assert _makespan(limited, devices=1, workers=2, per_source=0.1) == pytest.approx(25.6)
+    assert _makespan(limited, devices=1, workers=1, per_source=0.1) == pytest.approx(30.0)
+    assert _makespan(full, devices=2, workers=2, per_source=0.1) == pytest.approx(51.2)
