@@ -12,9 +12,6 @@ from afg_datasets import printers
 from afg_datasets.bounds import (
     MAX_BATCH,
     MAX_DEVICES,
-    MAX_GENOME_SIZE,
-    MAX_GROUPS,
-    MAX_ITERS,
     MAX_SOURCES,
 )
 from afg_datasets.checks import setting_pairs
@@ -188,16 +185,12 @@ def encode(
     directory: CorpusArg,
     out: Annotated[Path, typer.Option(help="Where the re-encoded corpus goes.")],
     encoder: EncoderOpt = None,
-    groups: Annotated[int | None, typer.Option(min=1, max=MAX_GROUPS, help="NMF groups.")] = None,
-    size: Annotated[
-        int | None, typer.Option(min=1, max=MAX_GENOME_SIZE, help="Genome map size.")
-    ] = None,
-    nmf_iters: Annotated[
-        int | None, typer.Option(min=1, max=MAX_ITERS, help="NMF iterations.")
-    ] = None,
     setting: Annotated[
         list[str] | None,
-        typer.Option("--set", help="NAME=VALUE: any setting of the chosen encoder (repeatable)."),
+        typer.Option(
+            "--set",
+            help="NAME=VALUE: a setting of the chosen encoder, e.g. groups=8 (repeatable).",
+        ),
     ] = None,
     device: DeviceOpt = "cpu",
     overwrite: Annotated[bool, typer.Option(help="Replace another corpus in --out.")] = False,
@@ -207,11 +200,11 @@ def encode(
     settings keep the corpus's own, and the chosen encoder checks every one it is given.
     Verifies the corpus first; resumes like a build."""
     from afg_datasets.building.encode import encode_corpus
+    from afg_datasets.corpus.corpus import Corpus
 
-    chosen = {"encoder": encoder, "groups": groups, "size": size, "nmf_iters": nmf_iters}
-    genome = {key: value for key, value in chosen.items() if value is not None}
-    genome |= setting_pairs(setting or [])
-    printers.build_summary(encode_corpus(directory, out, genome, device, overwrite, progress))
+    genome = ({"encoder": encoder} if encoder else {}) | setting_pairs(setting or [])
+    corpus = Corpus.open(directory)
+    printers.build_summary(encode_corpus(corpus, out, genome, device, overwrite, progress))
 
 
 def extend(

@@ -22,10 +22,10 @@ from afg_datasets.printers import console
 
 def card(directory: CorpusArg):
     """Regenerate the dataset card (README.md) from manifest.json and stats.json."""
-    from afg_datasets.corpus.corpus import local_folder
+    from afg_datasets.corpus.corpus import Corpus, local_folder
     from afg_datasets.publish.card import refresh_card
 
-    typer.echo(f"wrote {refresh_card(local_folder(directory, 'afg card'))}")
+    typer.echo(f"wrote {refresh_card(Corpus.open(local_folder(directory, 'afg card')))}")
 
 
 def verify(directory: CorpusArg):
@@ -60,10 +60,11 @@ def push(
 ):
     """Publish a corpus to the Hugging Face Hub (token: HF_TOKEN or the saved login). A push
     in several commits resumes when re-run."""
+    from afg_datasets.corpus.corpus import Corpus
     from afg_datasets.publish.hub import push as push_corpus
 
     plan = push_corpus(
-        directory,
+        Corpus.open(directory),
         repo_id,
         private=private,
         revision=revision,
@@ -98,9 +99,10 @@ def show(
     ] = None,
 ):
     """One figure: clean image, adversarial image, amplified perturbation, both genomes."""
+    from afg_datasets.corpus.corpus import Corpus
     from afg_datasets.evaluation.show import show as show_record
 
-    path = show_record(directory, key, out)
+    path = show_record(Corpus.open(directory), key, out)
     typer.echo(f"wrote {path}")
 
 

@@ -58,8 +58,9 @@ def bench(
         from afg_datasets.evaluation.genomes import run_genome_bench
 
         written = out or directory / BENCH_DIR / "genomes"
+        corpora = [Corpus.open(d) for d in directories]
         report = run_genome_bench(
-            directories, written, seeds, quick, unseen, adaptive, show, show_epochs=True
+            corpora, written, seeds, quick, unseen, adaptive, show, show_epochs=True
         )
         typer.echo(results_table(report))
         typer.echo(f"{report['seconds']:.0f}s; wrote {written}/results.json, results.md")

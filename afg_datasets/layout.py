@@ -50,7 +50,8 @@ AFS_JSON = "afs.json"
 AFS_PNG = "afs.png"
 EXAMPLES_PNG = "examples.png"  # 1.5: a clean / adversarial pair per attack (the card's figure)
 BENCH_DIR = "bench"
-BENCH_FILES = ("results.json", "results.md", "roc.png")
+BENCH_RESULTS, BENCH_TABLE = "results.json", "results.md"
+BENCH_FILES = (BENCH_RESULTS, BENCH_TABLE, "roc.png")
 # Everything a build owns inside its output directory; nothing else there is ever touched, and
 # --overwrite removes all of it (derived figures included: they describe the old corpus).
 OUTPUTS = (

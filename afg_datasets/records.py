@@ -22,14 +22,15 @@ DISPLAY_COLUMNS = ("genome_mosaic",)
 @dataclass(frozen=True)
 class Column:
     """One metadata column of every record: its name, its datasets feature (given the class
-    names), what it means, how a batch gives its values, and whether a training loop reads it
-    (`load`, `dataloader` and `stream` yield those). Genome columns are the encoder's own."""
+    names), what it means, how a batch gives its values, and the type a training loop reads it
+    as (`load`, `dataloader` and `stream` yield those columns; None: not read there). Genome
+    columns are the encoder's own."""
 
     name: str
     feature: Callable[[Sequence[str]], Any]
     doc: str
     values: Callable[[RecordBatch, int], Sequence | np.ndarray]
-    read: bool = False
+    reads_as: str | None = None  # a numpy dtype, or "str"
 
 
 def _same(value: Any) -> Callable[[Sequence[str]], Any]:
@@ -48,7 +49,7 @@ RECORD_COLUMNS = (
         _same(Value("string")),
         "Unique record key `<source_id>-<attack>` (lowercase, no dots).",
         lambda b, _k: b.keys,
-        read=True,
+        reads_as="str",
     ),
     Column(
         "source_id",
@@ -67,7 +68,7 @@ RECORD_COLUMNS = (
         _labels,
         "Original (true) class of the source image.",
         lambda b, _k: b.labels,
-        read=True,
+        reads_as="int64",
     ),
     Column(
         "pred",
@@ -80,14 +81,14 @@ RECORD_COLUMNS = (
         _same(Value("bool")),
         "True for attacked images, False for clean originals.",
         lambda b, _k: np.full(len(b.labels), b.is_adversarial),
-        read=True,
+        reads_as="bool",
     ),
     Column(
         "attack",
         _same(Value("string")),
         "Attack name, `clean` for originals.",
         lambda b, _k: [b.attack] * len(b.labels),
-        read=True,
+        reads_as="str",
     ),
     Column(
         "attack_params",
@@ -119,11 +120,15 @@ RECORD_COLUMNS = (
         "Multi-hot, length num_classes + 1: original class, predicted class, and a last flag "
         "= is_adversarial.",
         lambda b, k: mixed_labels(b.labels, b.preds, b.is_adversarial, k),
-        read=True,
+        reads_as="float32",
     ),
 )
 FIELD_DOCS = {column.name: column.doc for column in RECORD_COLUMNS}  # the card's schema table
-READ_COLUMNS = tuple(column.name for column in RECORD_COLUMNS if column.read)
+READ_COLUMNS = tuple(column.name for column in RECORD_COLUMNS if column.reads_as)
+READ_TYPES = {column.name: column.reads_as for column in RECORD_COLUMNS if column.reads_as}
+# The columns a record's `RecordBatch` is rebuilt from (`afg encode`): the others (key,
+# is_adversarial, attack, success, mixed_label) derive from these and the variant's attack.
+STORED_COLUMNS = ("source_id", "image", "label", "pred", "attack_params", "linf", "l2")
 
 
 def genome_inputs(columns: Sequence[str]) -> list[str]:

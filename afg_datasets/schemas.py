@@ -12,6 +12,7 @@ from pydantic import ConfigDict, Field, TypeAdapter, with_config
 from typing_extensions import NotRequired, TypedDict
 
 from afg_datasets.bounds import (
+    MAX_BATCH,
     MAX_CHANNELS,
     MAX_CLASSES,
     MAX_IMAGE_SIZE,
@@ -169,11 +170,20 @@ class Seeds(TypedDict):
 
 
 @with_config(STRICT)
+class PredictConfig(TypedDict):
+    """The parts of a recorded build config that computing a genome of new images uses (the
+    genome section is checked by its encoder's own Config)."""
+
+    batch_size: Annotated[int, Field(ge=1, le=MAX_BATCH)]
+    genome: dict[str, Any]
+
+
+@with_config(STRICT)
 class RecognizerFacts(TypedDict):
     format_version: NotRequired[str]  # saved since 0.9: the genome is computed as that format's
     name: str
-    config: dict[str, Any]
     config_hash: str
+    config: PredictConfig
     seeds: Seeds
     layers: Layers
     model: ModelInfoShape

@@ -181,12 +181,12 @@ def bench_inputs(corpus):
     from afg_datasets.recognizer.data import protocol_filter, read_split
 
     opened = Corpus.open(corpus.out).verify()
-    manifest = opened.manifest
     target = load_target_model(corpus.out)
     data = {s: protocol_filter(read_split(opened, s)) for s in SPLITS}
-    layers = [layer["name"] for layer in manifest["layers"]]
-    pooled = {s: layer_activations(target, data[s]["image"], layers, pool=True) for s in SPLITS}
-    return BenchInputs(data, pooled, manifest, target, quick=True)
+    pooled = {
+        s: layer_activations(target, data[s]["image"], opened.layers, pool=True) for s in SPLITS
+    }
+    return BenchInputs(data, pooled, opened, target, quick=True)
 
 
 @pytest.mark.parametrize("name", list(METHODS))

@@ -64,26 +64,23 @@ from afg_datasets.layout import (
     write_json,
 )
 from afg_datasets.models import model_input
-from afg_datasets.records import CLEAN, RecordBatch
+from afg_datasets.records import CLEAN, STORED_COLUMNS, RecordBatch
 from afg_datasets.sources.base import Source
-
-# The parent's columns that a re-encoded record keeps (everything but its genome).
-KEPT = ("source_id", "image", "label", "pred", "attack_params", "linf", "l2")
 
 
 def encode_corpus(
-    parent: Corpus | str | Path,
+    parent: Corpus,
     out: str | Path,
     genome: Mapping[str, Any],
     device: str = "cpu",
     overwrite: bool = False,
     progress: bool = True,
 ) -> BuildResult:
-    """Re-encode `parent` (a folder or Hub repo, verified first) into `out` with the genome
+    """Re-encode `parent` (verified first) into `out` with the genome
     settings `genome` (`encoder` and its options; unset ones keep the parent's), computing on
     one thread."""
     with numeric_threads():
-        return _encode(Corpus.of(parent), Path(out), genome, device, overwrite, progress)
+        return _encode(parent, Path(out), genome, device, overwrite, progress)
 
 
 def _encode(
@@ -263,7 +260,9 @@ def stored_batches(
     groups = {f.metadata.num_row_groups for f in files.values()}
     for index in range(max(groups)):
         with timer("decode"):
-            tables = {a: f.read_row_group(index, columns=list(KEPT)) for a, f in files.items()}
+            tables = {
+                a: f.read_row_group(index, columns=list(STORED_COLUMNS)) for a, f in files.items()
+            }
             sources = {tuple(t.column("source_id").to_pylist()) for t in tables.values()}
             if len(groups) != 1 or len(sources) != 1:
                 path = next(iter(by_attack.values()))
@@ -278,7 +277,7 @@ def stored_batches(
 
 def _records(attack: str, table, path: Path, shape: tuple[int, int, int]) -> RecordBatch:
     """One row group as the batch of records the build wrote (genome still to compute)."""
-    columns = {name: table.column(name) for name in KEPT}
+    columns = {name: table.column(name) for name in STORED_COLUMNS}
     images = _decode(path, columns["image"].to_pylist(), shape)
     return RecordBatch(
         columns["source_id"].to_pylist(),

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -21,13 +21,28 @@ import pyarrow as pa
 from afg_datasets.checks import hub_repo_id
 from afg_datasets.corpus import verify
 from afg_datasets.corpus.columns import find_row, read_table
+from afg_datasets.corpus.facts import CorpusFacts
 from afg_datasets.corpus.manifest import check_entry, load_manifest
 from afg_datasets.documents import read_text
 from afg_datasets.errors import ConfigError, CorpusError, ImageError
 from afg_datasets.formats import FORMATS, TABLE_FORMAT, format_of, split_of_shard
 from afg_datasets.images import decode_png
-from afg_datasets.layout import BENCH_DIR, CARD_FILE, MODEL_DIR, SPLITS, format_major
-from afg_datasets.records import CLEAN, genome_inputs
+from afg_datasets.layout import (
+    AFS_JSON,
+    BENCH_DIR,
+    BENCH_RESULTS,
+    BENCH_TABLE,
+    CARD_FILE,
+    MODEL_DIR,
+    SPLITS,
+    STATS_FILE,
+    format_major,
+    read_json,
+)
+from afg_datasets.records import CLEAN
+
+if TYPE_CHECKING:
+    from afg_datasets.genome import GenomeEncoder
 
 DEFAULT_CONFIG = "all"  # the card's default config: every attack folder
 
@@ -53,35 +68,46 @@ class Corpus:
 
     @classmethod
     def of(cls, corpus: Corpus | str | os.PathLike) -> Corpus:
-        """`corpus` itself, or the corpus at that path (library calls take either)."""
-        return corpus if isinstance(corpus, Corpus) else cls.open(corpus)
+        """`corpus` itself, or the corpus in that folder or Hub repo (the public entry points,
+        `load`, `dataloader`, `stream`, `Recognizer.fit`, take any); anything else is one
+        error saying it is neither."""
+        if isinstance(corpus, Corpus):
+            return corpus
+        if not Path(corpus).is_dir():
+            hub_repo_id(str(corpus), "corpus (no such folder; nor a Hub repo)")
+        return cls.open(corpus)
 
     # -- facts from the manifest -------------------------------------------------------------
+    @functools.cached_property
+    def facts(self) -> CorpusFacts:
+        """The manifest's facts, parsed once (what every consumer reads)."""
+        return CorpusFacts.parse(self.manifest)
+
     @property
     def name(self) -> str:
-        return self.manifest["name"]
+        return self.facts.name
 
     @property
     def attacks(self) -> list[str]:
-        return list(self.manifest["attacks"])
+        return self.facts.attacks
 
     @property
     def layers(self) -> list[str]:
-        return [layer["name"] for layer in self.manifest["layers"]]
+        return self.facts.layer_names
 
     @property
     def encoder(self) -> str:
         """The genome encoder's registry name (`genome.ENCODERS`)."""
-        return self.manifest["config"]["genome"]["encoder"]
+        return self.facts.encoder
 
     @property
     def genome_columns(self) -> list[str]:
-        return genome_inputs(self.manifest["features"]["columns"])
+        return self.facts.genome_columns
 
     @property
-    def config(self) -> dict[str, Any]:
+    def config(self) -> Mapping[str, Any]:
         """The build config as recorded (a plain mapping: reading it imports no build code)."""
-        return self.manifest["config"]
+        return self.facts.config
 
     @property
     def model_dir(self) -> Path:
@@ -94,8 +120,7 @@ class Corpus:
     @property
     def image_shape(self) -> tuple[int, int, int]:
         """[H, W, C] of every image the corpus stores (its model's input)."""
-        model = self.manifest["model"]
-        return model["image_size"], model["image_size"], model["in_channels"]
+        return self.facts.image_shape
 
     def image(self, record: dict[str, Any]) -> np.ndarray:
         """A record's stored image, uint8 [H, W, C] of this corpus's shape; anything else is
@@ -108,13 +133,41 @@ class Corpus:
             ) from None
 
     def records(self, split: str) -> int:
-        return self.manifest["splits"].get(split, {}).get("records", 0)
+        return self.facts.count(split)
+
+    def genome_encoder(self, model=None) -> GenomeEncoder:
+        """The encoder the corpus was built with (a stateful one loads its state from the
+        corpus's model folder): `CorpusFacts.genome_encoder`."""
+        return self.facts.genome_encoder(model, self.model_dir)
 
     def target_model(self, device: str = "cpu"):
         """The stored target model (torch; imported on first use)."""
         from afg_datasets.models.storage import load_target_model
 
         return load_target_model(self.root, device)
+
+    # -- files later analyses derive from it ------------------------------------------------
+    def stats(self) -> dict[str, Any]:
+        """stats.json: the build's figures (checked against its shape)."""
+        return read_json(self.root / STATS_FILE, shape="stats")
+
+    def bench_report(self) -> dict[str, Any] | None:
+        """bench/results.json (`afg bench`), when there is one (an object: anything else is
+        not a report and reads as none)."""
+        path = self.bench_dir / BENCH_RESULTS
+        report = read_json(path) if path.is_file() else None
+        return report if isinstance(report, dict) else None
+
+    def bench_table(self) -> str | None:
+        """bench/results.md, the bench's table as text, when there is one."""
+        path = self.bench_dir / BENCH_TABLE
+        return read_text(path, CorpusError) if path.is_file() else None
+
+    def afs_summary(self) -> str | None:
+        """The sentence `afg afs` wrote of its figure, when it did."""
+        path = self.root / AFS_JSON
+        document = read_json(path) if path.is_file() else None
+        return str(document.get("summary", "")) if isinstance(document, dict) else None
 
     # -- files ------------------------------------------------------------------------------
     @property

@@ -19,7 +19,6 @@ import torch
 if TYPE_CHECKING:
     import datasets
 
-from afg_datasets.checks import hub_repo_id
 from afg_datasets.corpus.columns import numpy_column
 from afg_datasets.corpus.corpus import Corpus
 from afg_datasets.corpus.manifest import check_place
@@ -27,22 +26,21 @@ from afg_datasets.corpus.shardcolumns import float32_tensor, rebatch, shard_chun
 from afg_datasets.corpus.tarshards import ShardBuffer
 from afg_datasets.errors import CorpusError
 from afg_datasets.formats import TABLE_FORMAT
-from afg_datasets.records import READ_COLUMNS, genome_inputs
+from afg_datasets.records import READ_COLUMNS, READ_TYPES, genome_inputs
 
 META_FIELDS = READ_COLUMNS  # what a training loop reads (`records.RECORD_COLUMNS`)
 
 
 def to_example(meta: Mapping[str, Any], genome: Mapping[str, np.ndarray]) -> dict[str, Any]:
-    """The one decoding step shared by `load` and `stream`."""
+    """The one decoding step shared by `load` and `stream`: genomes as float32 tensors, each
+    read column as its `records.READ_TYPES` says."""
     example = {
         name: torch.from_numpy(np.asarray(array, dtype=np.float32))
         for name, array in genome.items()
     }
-    example["label"] = torch.tensor(int(meta["label"]))
-    example["is_adversarial"] = torch.tensor(bool(meta["is_adversarial"]))
-    example["mixed_label"] = torch.as_tensor(np.asarray(meta["mixed_label"], dtype=np.float32))
-    example["attack"] = str(meta["attack"])
-    example["key"] = str(meta["key"])
+    for name, kind in READ_TYPES.items():
+        value = meta[name]
+        example[name] = str(value) if kind == "str" else torch.as_tensor(np.asarray(value, kind))
     return example
 
 
@@ -79,20 +77,14 @@ def load(
     verify: bool = True,
 ) -> AFGDataset:
     """A torch-ready dataset from a local corpus (or its folder) or a Hub repo id."""
-    return AFGDataset(hf_split(path_or_repo_id, config, split, verify))
+    return AFGDataset(hf_split(Corpus.of(path_or_repo_id), config, split, verify))
 
 
-def hf_split(
-    source: Corpus | str | os.PathLike, config: str, split: str, verify: bool
-) -> datasets.Dataset:
+def hf_split(corpus: Corpus, config: str, split: str, verify: bool) -> datasets.Dataset:
     """One config and split as a `datasets.Dataset` (memory-mapped Arrow): exactly the
-    manifest's parquet files of it (`Corpus.paths`), checked against the manifest first. A
-    Hub repo is fetched by its manifest first (`Corpus.open`), so it reads as a folder does."""
+    manifest's parquet files of it (`Corpus.paths`), checked against the manifest first."""
     from datasets import load_dataset
 
-    if not isinstance(source, Corpus) and not Path(source).is_dir():
-        hub_repo_id(str(source), "corpus (no such folder; nor a Hub repo)")
-    corpus = Corpus.of(source)
     paths = corpus.paths(split=split, config=config)
     if not paths:
         raise CorpusError(f"{corpus.root}: no {config!r} records in its {split} split")
@@ -116,7 +108,7 @@ def dataloader(
     """A torch DataLoader of batch dicts (stacked tensors; `attack`/`key` as lists), read
     straight from Arrow: one `take` per batch, no per-record Python. Genomes are float32, as
     in `load`; `shuffle` is seeded."""
-    data = hf_split(path_or_repo_id, config, split, verify)
+    data = hf_split(Corpus.of(path_or_repo_id), config, split, verify)
     names = list(columns) if columns else [*META_FIELDS, *genome_inputs(data.column_names)]
     unknown = sorted(set(names) - set(data.column_names))
     if unknown:
@@ -180,7 +172,7 @@ def _like_load(batch: dict[str, np.ndarray]) -> dict[str, Any]:
     for name, column in batch.items():
         if column.dtype.kind in "OUS":
             out[name] = column.tolist()
-        elif name.startswith("genome_") or name == "mixed_label":
+        elif name.startswith("genome_") or READ_TYPES.get(name) == "float32":
             out[name] = float32_tensor(column)
         else:  # a copy: Arrow hands out read-only views
             out[name] = torch.from_numpy(np.array(column))

@@ -25,6 +25,7 @@ from afg_datasets.bounds import MAX_CLASSES
 from afg_datasets.checks import count_text
 from afg_datasets.corpus.tarshards import BLOCK, Buffer, ShardBuffer, checked_bytes, shard_members
 from afg_datasets.errors import CorpusError
+from afg_datasets.records import READ_TYPES
 
 CHUNK = 256  # records per column chunk
 NPY_DTYPES = ("<f4", "<f2", "<f8", "|u1", "<i8")  # what a genome member may hold
@@ -98,18 +99,16 @@ def _class_id(value: Any, url: str) -> int:
 
 
 def _meta_columns(metas: list[dict], url: str) -> dict[str, Any]:
-    """label, is_adversarial, mixed_label, attack and key of the records' JSON objects."""
+    """The read columns (`records.READ_TYPES`) of the records' JSON objects, each typed as its
+    column says: labels are class ids, mixed labels of one length."""
     try:
-        mixed = [m["mixed_label"] for m in metas]
-        if len({len(labels) for labels in mixed}) != 1:
+        values = {name: [m[name] for m in metas] for name in READ_TYPES}
+        if len({len(labels) for labels in values["mixed_label"]}) != 1:
             raise CorpusError(f"{url}: mixed_label lengths differ between samples")
-        labels = [_class_id(m["label"], url) for m in metas]
+        values["label"] = [_class_id(label, url) for label in values["label"]]
         return {
-            "label": np.array(labels, np.int64),
-            "is_adversarial": np.array([bool(m["is_adversarial"]) for m in metas]),
-            "mixed_label": np.array(mixed, np.float32),
-            "attack": [str(m["attack"]) for m in metas],
-            "key": [str(m["key"]) for m in metas],
+            name: [str(v) for v in values[name]] if kind == "str" else np.array(values[name], kind)
+            for name, kind in READ_TYPES.items()
         }
     except (KeyError, ValueError, TypeError, OverflowError) as err:
         raise CorpusError(f"{url}: corrupt sample metadata: {err!r}") from None

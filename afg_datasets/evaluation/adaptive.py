@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -32,17 +33,22 @@ BATCH = 64
 # inefficient construction, but a real one): a figure above what robust classifiers reach at
 # eps / 2 claims more than the argument allows.
 METRICS = ("success_rate", "detection_rate", "evasion_rate", "implied_robust_acc", "recovery_acc")
-THREAT_MODEL = (
-    "adaptive white-box: the attacker knows the target model, the genome encoder and the "
-    "detector with its threshold, and runs PGD (random start, the corpus's Linf / L2 "
-    "budgets, final iterate rounded toward the clean image to uint8 levels) on "
-    f"hinge(true-class logit margin + {KAPPA}) + "
-    f"hinge(detector logit - threshold logit + {KAPPA}), differentiating through "
-    "the target model, the genome encoder (NMF multiplicative updates unrolled, float16 "
-    "rounding straight-through) and the recognizer. Non-adaptive: PGD on the target model's "
-    "cross-entropy alone, same budget. Rates are over correctly classified clean test "
-    "sources; detection at the validation threshold (5 % FPR on clean validation records)"
-)
+
+
+def threat_model(gradient: str) -> str:
+    """The adaptive rows' threat model; `gradient`: how the attack differentiates through the
+    corpus's genome encoder (its card file's words, `genome.text`)."""
+    return (
+        "adaptive white-box: the attacker knows the target model, the genome encoder and the "
+        "detector with its threshold, and runs PGD (random start, the corpus's Linf / L2 "
+        "budgets, final iterate rounded toward the clean image to uint8 levels) on "
+        f"hinge(true-class logit margin + {KAPPA}) + "
+        f"hinge(detector logit - threshold logit + {KAPPA}), differentiating through "
+        f"the target model, the genome encoder ({gradient}) and the recognizer. "
+        "Non-adaptive: PGD on the target model's cross-entropy alone, same budget. Rates are "
+        "over correctly classified clean test sources; detection at the validation threshold "
+        "(5 % FPR on clean validation records)"
+    )
 
 
 @dataclass(frozen=True)
@@ -54,7 +60,9 @@ class Budget:
     origin: str  # where the budget comes from
 
 
-def budgets(manifest: dict, train: Mapping[str, np.ndarray]) -> list[Budget]:
+def budgets(
+    attacks: Mapping[str, Mapping[str, Any]], train: Mapping[str, np.ndarray]
+) -> list[Budget]:
     """Per norm, the corpus's own budget: its largest-eps bounded attack of that norm (its
     iterations and step); for L2 without one, the median L2 distance of the successful
     minimum-norm L2 attacks in the train split."""
@@ -62,7 +70,7 @@ def budgets(manifest: dict, train: Mapping[str, np.ndarray]) -> list[Budget]:
     for norm in ("linf", "l2"):
         bounded = [
             (name, resolve_params(name, params))
-            for name, params in manifest["attacks"].items()
+            for name, params in attacks.items()
             if ATTACKS[name].budget == norm
         ]
         if bounded:
@@ -71,7 +79,7 @@ def budgets(manifest: dict, train: Mapping[str, np.ndarray]) -> list[Budget]:
             step = float(p.get("eps_iter", 2.5 * eps / steps))
             out.append(Budget(norm, eps, steps, step, f"attack {name!r}"))
             continue
-        family = [a for a in manifest["attacks"] if ATTACKS[a].family == norm]
+        family = [a for a in attacks if ATTACKS[a].family == norm]
         rows = np.isin(train["attack"], family) & train["success"]
         if rows.any():
             eps = float(np.median(train["l2"][rows]))

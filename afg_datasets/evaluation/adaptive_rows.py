@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from afg_datasets.corpus.corpus import Corpus
 from afg_datasets.evaluation import adaptive
 from afg_datasets.evaluation.intervals import seed_mean_draws
 from afg_datasets.evaluation.methods import Scores
@@ -17,17 +18,17 @@ from afg_datasets.evaluation.scoring import aggregate, paired_weights
 from afg_datasets.records import CLEAN
 
 
-def run_adaptive(data, manifest, target, systems: dict[str, list[Scores]], quick, progress):
+def run_adaptive(data, corpus: Corpus, target, systems: dict[str, list[Scores]], quick, progress):
     """Per budget and attackable method: the non-adaptive PGD (classifier only, computed once)
     and the adaptive one (through each seed's system), with intervals over test sources."""
-    layers = [layer["name"] for layer in manifest["layers"]]
+    layers = corpus.layers
     clean = data["test"]["attack"] == CLEAN
     images = torch.from_numpy(data["test"]["image"][clean]).float().div(255)
     labels = torch.from_numpy(data["test"]["label"][clean].astype(np.int64))
     ids = data["test"]["source_id"][clean]
     if quick:
         images, labels, ids = images[:64], labels[:64], ids[:64]
-    budgets = adaptive.budgets(manifest, data["train"])
+    budgets = adaptive.budgets(corpus.facts.attack_params, data["train"])
     rows = []
     for budget in budgets:
         weights = paired_weights(ids, f"adaptive/{budget.norm}")
@@ -46,7 +47,7 @@ def run_adaptive(data, manifest, target, systems: dict[str, list[Scores]], quick
                 row = {"method": method, "attack": f"pgd_{budget.norm}", "mode": mode}
                 rows.append(row | _adaptive_row(results, weights))
     return {
-        "threat_model": adaptive.THREAT_MODEL,
+        "threat_model": adaptive.threat_model(corpus.facts.encoder_text["gradient"]),
         "budgets": [asdict(budget) for budget in budgets],
         "rows": rows,
     }

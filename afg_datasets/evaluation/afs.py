@@ -78,10 +78,10 @@ def separability(
     return result
 
 
-def afs(source: Corpus | str | Path, split: str = "test", seed: int = 0) -> dict[str, Any]:
+def afs(corpus: Corpus, split: str = "test", seed: int = 0) -> dict[str, Any]:
     """Compute AFS curves for every attack, write afs.json and afs.png (the CLI then
     refreshes the card, which shows them)."""
-    corpus = Corpus.of(source).verify()
+    corpus.verify()
     root, layers, attacks = corpus.root, corpus.layers, corpus.attacks
     data = protocol_filter(read_split(corpus, split, images=True))  # successful attacks only
     if not len(data.get("key", [])):

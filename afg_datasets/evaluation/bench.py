@@ -30,11 +30,11 @@ from afg_datasets.evaluation.protocol import (
 )
 from afg_datasets.evaluation.report import write_outputs
 from afg_datasets.evaluation.scoring import compare, evaluate_method
-from afg_datasets.layout import BENCH_DIR, SPLITS
+from afg_datasets.layout import SPLITS
 
 
 def run_bench(
-    source: Corpus | str | Path,
+    corpus: Corpus,
     out: str | Path | None = None,
     seeds: int = 3,
     quick: bool = False,
@@ -47,18 +47,17 @@ def run_bench(
     """Run the bench; `attack_systems` adds the adaptive white-box attack; `progress` hears
     each setting and method, and `show_epochs` draws a bar per training run."""
     start = time.perf_counter()
-    corpus = BenchCorpus.read(source)
-    root = corpus.root
-    out = Path(out) if out else root / BENCH_DIR
-    manifest, target, data = corpus.manifest, corpus.target, corpus.data
+    bench = BenchCorpus.read(corpus)
+    target, data = bench.target, bench.data
+    out = Path(out) if out else corpus.bench_dir
     seeds = 1 if quick else seeds
-    attacks = list(manifest["attacks"])
+    attacks = corpus.attacks
     chosen = methods or list(METHODS)
     results, comparisons, curves, systems = [], [], {}, {}
     for setting, held_out in settings(attacks, unseen):
         keep = {s: ~np.isin(data[s]["attack"], held_out) if s != "test" else None for s in SPLITS}
-        inputs = corpus.inputs(keep, quick, show_epochs)
-        check_classes(root, inputs.splits, setting, held_out)
+        inputs = bench.inputs(keep, quick, show_epochs)
+        check_classes(corpus.root, inputs.splits, setting, held_out)
         scored = [*held_out] if held_out else [*attacks, "overall"]
         boots: dict[str, dict[str, dict]] = {}  # attack -> method -> seed-mean draws
         rows: dict[str, dict[str, dict]] = {}
@@ -78,15 +77,14 @@ def run_bench(
                 for item in compare(boots[attack], rows[attack], "afg", versus):
                     comparisons.append({"setting": setting, "attack": attack, **item})
     report = {
-        "corpus": {"name": manifest["name"], "config_hash": manifest["config_hash"]}
-        | {"path": str(root)},
-        "protocol": protocol_facts(data, attacks, seeds, quick, manifest, target),
+        "corpus": corpus.facts.identity | {"path": str(corpus.root)},
+        "protocol": protocol_facts(data, attacks, seeds, quick, corpus, target),
         "versions": versions(),
         "results": results,
         "comparisons": comparisons,
     }
     if attack_systems:
-        report["adaptive"] = run_adaptive(data, manifest, target, systems, quick, progress)
+        report["adaptive"] = run_adaptive(data, corpus, target, systems, quick, progress)
     report["seconds"] = round(time.perf_counter() - start, 1)
     write_outputs(out, report, curves, attacks)
     return report

@@ -42,37 +42,25 @@ class Genome(BenchCorpus):
     label: str = ""
 
 
-def load_genomes(roots: Sequence[Corpus | str | Path]) -> list[Genome]:
+def load_genomes(corpora: Sequence[Corpus]) -> list[Genome]:
     """The corpora, verified, labelled by encoder (and config hash where two share one); a
     CorpusError unless they share attacks, target model and test records."""
-    corpora = [Corpus.of(root).verify() for root in roots]  # verified once, before any record
+    for corpus in corpora:  # verified once, before any record is read
+        corpus.verify()
     for corpus in corpora[1:]:
-        _refuse_difference(
-            corpora[0].root, corpus.root, _difference(corpora[0].manifest, corpus.manifest)
-        )
+        _refuse_difference(corpora[0].root, corpus.root, corpora[0].facts.difference(corpus.facts))
     genomes = []
     for corpus in corpora:
         genomes.append(Genome(**vars(BenchCorpus.read(corpus)), label=corpus.encoder))
     labels = [g.label for g in genomes]
     for g in genomes:
         if labels.count(g.label) > 1:
-            g.label = f"{g.label}-{g.manifest['config_hash'][:6]}"
+            g.label = f"{g.label}-{g.corpus.facts.config_hash[:6]}"
     first = genomes[0]
     for other in genomes[1:]:
         same = np.array_equal(other.data["test"]["key"], first.data["test"]["key"])
         _refuse_difference(first.root, other.root, None if same else "different test records")
     return genomes
-
-
-def _difference(facts: dict, manifest: dict) -> str | None:
-    """What two corpora compared do not share, from their manifests alone."""
-    if list(manifest["attacks"]) != list(facts["attacks"]):
-        return f"different attacks ({manifest['attacks']} vs {facts['attacks']})"
-    if manifest["model"]["sha256"] != facts["model"]["sha256"]:
-        return "a different target model"
-    if manifest["splits"] != facts["splits"]:
-        return "different test sources (their splits differ)"
-    return None
 
 
 def _refuse_difference(first: Path, root: Path, why: str | None) -> None:
@@ -84,7 +72,7 @@ def _refuse_difference(first: Path, root: Path, why: str | None) -> None:
 
 
 def run_genome_bench(
-    roots: Sequence[Corpus | str | Path],
+    corpora: Sequence[Corpus],
     out: str | Path,
     seeds: int = 3,
     quick: bool = False,
@@ -96,9 +84,9 @@ def run_genome_bench(
     """Every genome beside the controls, per setting (seen / unseen / family), one report;
     `attack_systems` adds the adaptive attack on every system trained in the seen setting."""
     start = time.perf_counter()
-    genomes = load_genomes(roots)
+    genomes = load_genomes(corpora)
     seeds = 1 if quick else seeds
-    attacks = list(genomes[0].manifest["attacks"])
+    attacks = genomes[0].corpus.attacks
     results, comparisons, systems = [], [], {}
     for setting, held_out in settings(attacks, unseen):
         data = genomes[0].data
@@ -126,16 +114,15 @@ def run_genome_bench(
                     for item in compare(boots[attack], rows[attack], f"afg:{genome.label}", versus):
                         comparisons.append({"setting": setting, "attack": attack, **item})
     first = genomes[0]
-    facts = [protocol_facts(g.data, attacks, seeds, quick, g.manifest, g.target) for g in genomes]
+    facts = [protocol_facts(g.data, attacks, seeds, quick, g.corpus, g.target) for g in genomes]
     report = {
-        "corpus": {"name": first.manifest["name"], "config_hash": first.manifest["config_hash"]}
-        | {"path": str(first.root)},
+        "corpus": first.corpus.facts.identity | {"path": str(first.root)},
         "genomes": [
             {
                 "label": g.label,
                 "path": str(g.root),
-                "config_hash": g.manifest["config_hash"],
-                "genome": g.manifest["config"]["genome"],
+                "config_hash": g.corpus.facts.config_hash,
+                "genome": g.corpus.facts.genome,
                 "parameters": own["parameters"],  # each genome's capacity, and its control's
                 "raw_pixels_width": own["raw_pixels_width"],
             }
@@ -148,7 +135,7 @@ def run_genome_bench(
     }
     if attack_systems:
         report["adaptive"] = run_adaptive(
-            first.data, first.manifest, first.target, systems, quick, progress
+            first.data, first.corpus, first.target, systems, quick, progress
         )
     report["seconds"] = round(time.perf_counter() - start, 1)
     write_outputs(Path(out), report, {}, attacks)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from operator import attrgetter
 
 import numpy as np
 import torch
@@ -15,14 +15,14 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from afg_datasets.corpus.corpus import Corpus
 from afg_datasets.evaluation.activations import layer_activations
 from afg_datasets.evaluation.intervals import validation_threshold
-from afg_datasets.genome import ENCODERS, encoder_from_manifest
-from afg_datasets.layout import MODEL_DIR, SPLITS
+from afg_datasets.genome import ENCODERS
+from afg_datasets.layout import SPLITS
 from afg_datasets.models import TargetModel
 from afg_datasets.recognizer.data import to_tensors
 from afg_datasets.recognizer.model import RecognizerNet, matched_width, parameter_count
-from afg_datasets.recognizer.recognizer import recognizer_inputs
 from afg_datasets.recognizer.training import TrainConfig, evaluate, fit_recognizer
 from afg_datasets.records import CLEAN
 
@@ -40,20 +40,19 @@ class BenchInputs:
 
     splits: dict[str, dict[str, np.ndarray]]
     pooled: dict[str, list[np.ndarray]]  # split -> per layer [N, channels]
-    manifest: dict
+    corpus: Corpus
     target: TargetModel
     quick: bool
     flat: dict[str, list[torch.Tensor]] = field(default_factory=dict)  # split -> per layer
-    root: Path | None = None  # the corpus (a stateful encoder's state is in its model folder)
     show_epochs: bool = False  # a progress bar per training run, an epoch a step
 
     @property
     def layers(self) -> list[str]:
-        return [layer["name"] for layer in self.manifest["layers"]]
+        return self.corpus.layers
 
     @property
     def num_classes(self) -> int:
-        return len(self.manifest["source"]["class_names"])
+        return self.corpus.facts.num_classes
 
 
 @dataclass
@@ -76,7 +75,7 @@ def _val_threshold(inputs: BenchInputs, p_val: np.ndarray) -> float:
 
 def afg_parameters(inputs: BenchInputs, objective: str = "two_head") -> int:
     """The parameter count of the AFG recognizer, which the raw-pixel control matches."""
-    names = recognizer_inputs(inputs.manifest)
+    names = inputs.corpus.genome_columns
     return parameter_count(RecognizerNet(_shapes(inputs, names), inputs.num_classes, objective))
 
 
@@ -89,9 +88,9 @@ def _shapes(inputs: BenchInputs, names: Sequence[str]) -> dict[str, tuple[int, .
     return {n: tuple(inputs.splits["train"][n].shape[1:]) for n in names}
 
 
-def _recognizer(columns: Callable[[dict], list[str]], objective: str, matched: bool = False):
+def _recognizer(columns: Callable[[Corpus], list[str]], objective: str, matched: bool = False):
     def run(inputs: BenchInputs, seed: int) -> Scores:
-        names = columns(inputs.manifest)
+        names = columns(inputs.corpus)
         tensors = {s: to_tensors(inputs.splits[s], names) for s in SPLITS}
         net, _ = fit_recognizer(
             names,
@@ -119,12 +118,9 @@ def _recognizer_system(net: RecognizerNet, names: list[str], inputs: BenchInputs
     (only encoders with a differentiable form, `genome_tensors`)."""
     encoder = None
     if names != ["image"]:
-        if not getattr(
-            ENCODERS[inputs.manifest["config"]["genome"]["encoder"]], "genome_tensors", None
-        ):
+        if not getattr(ENCODERS[inputs.corpus.encoder], "genome_tensors", None):
             return None
-        state = inputs.root / MODEL_DIR if inputs.root else None
-        encoder = encoder_from_manifest(inputs.manifest, inputs.target, state)
+        encoder = inputs.corpus.genome_encoder(inputs.target)
 
     def system(images: torch.Tensor, acts: Mapping[str, torch.Tensor]):
         features = {"image": images} if encoder is None else encoder.genome_tensors(acts)
@@ -240,9 +236,9 @@ def _target_model(inputs: BenchInputs, seed: int) -> Scores:
 
 
 METHODS: dict[str, Callable[[BenchInputs, int], Scores]] = {
-    "afg": _recognizer(recognizer_inputs, "two_head"),
-    "afg_mixed": _recognizer(recognizer_inputs, "mixed"),
-    "raw_pixels": _recognizer(lambda manifest: ["image"], "two_head", matched=True),
+    "afg": _recognizer(attrgetter("genome_columns"), "two_head"),
+    "afg_mixed": _recognizer(attrgetter("genome_columns"), "mixed"),
+    "raw_pixels": _recognizer(lambda corpus: ["image"], "two_head", matched=True),
     "mahalanobis": _detector(Mahalanobis, adaptive=True),
     "lid": _detector(LID, adaptive=False),  # kNN over a reference set: not attacked adaptively
     "target_model": _target_model,

@@ -34,17 +34,17 @@ UNSEEN = ("all", "attack", "family", "none")
 MIN_BENCH_SOURCES = 2  # per split: a detector is fitted, calibrated and tested on its own
 
 
-def check_benchable(root: Path, manifest: dict) -> None:
+def check_benchable(corpus: Corpus) -> None:
     """From the manifest alone, before any record is read: attacks to detect, and every split
     with at least MIN_BENCH_SOURCES source images; a CorpusError naming what is missing."""
-    if not manifest["attacks"]:
-        raise CorpusError(f"{root}: a corpus without attacks has nothing to detect")
+    if not corpus.attacks:
+        raise CorpusError(f"{corpus.root}: a corpus without attacks has nothing to detect")
     for split in SPLITS:
-        sources = manifest["splits"].get(split, {}).get("sources", 0)
+        sources = corpus.facts.count(split, "sources")
         if sources < MIN_BENCH_SOURCES:
             raise CorpusError(
-                f"{root}: its {split} split holds {sources} source image(s); the bench fits on "
-                f"train, calibrates on validation and tests on test, each with at least "
+                f"{corpus.root}: its {split} split holds {sources} source image(s); the bench "
+                "fits on train, calibrates on validation and tests on test, each with at least "
                 f"{MIN_BENCH_SOURCES}: build with a larger --limit"
             )
 
@@ -113,19 +113,17 @@ class BenchCorpus:
     """A verified corpus as the bench reads it once: protocol-filtered splits, pooled layer
     features of the stored images, its target model."""
 
-    root: Path
-    manifest: dict
+    corpus: Corpus
     target: Any
     data: dict[str, dict[str, np.ndarray]]
     pooled: dict[str, list[np.ndarray]]
 
     @classmethod
-    def read(cls, source: Corpus | str | Path) -> BenchCorpus:
+    def read(cls, corpus: Corpus) -> BenchCorpus:
         """The corpus, verified (once per `Corpus`), checked to be benchmarkable before its
         records are read and again after the protocol's filter."""
-        corpus = Corpus.of(source).verify()
-        root, manifest = corpus.root, corpus.manifest
-        check_benchable(root, manifest)
+        corpus.verify()
+        check_benchable(corpus)
         target = corpus.target_model()
         data = {s: protocol_filter(read_split(corpus, s)) for s in SPLITS}
         for split, records in data.items():
@@ -133,14 +131,18 @@ class BenchCorpus:
             if adversarial.all() or not adversarial.any():
                 kind = "adversarial" if not adversarial.any() else "clean"
                 raise CorpusError(
-                    f"{root}: its {split} split has no {kind} records the protocol keeps "
+                    f"{corpus.root}: its {split} split has no {kind} records the protocol keeps "
                     "(correctly classified sources, successful attacks); a detector needs "
                     "both: build with a larger --limit"
                 )
         pooled = {
             s: layer_activations(target, data[s]["image"], corpus.layers, True) for s in SPLITS
         }
-        return cls(root, manifest, target, data, pooled)
+        return cls(corpus, target, data, pooled)
+
+    @property
+    def root(self) -> Path:
+        return self.corpus.root
 
     def inputs(
         self, keep: dict[str, np.ndarray | None], quick: bool, show_epochs: bool = False
@@ -152,16 +154,15 @@ class BenchCorpus:
         return BenchInputs(
             splits,
             pooled,
-            self.manifest,
+            self.corpus,
             self.target,
             quick,
-            root=self.root,
             show_epochs=show_epochs,
         )
 
 
-def protocol_facts(data, attacks, seeds, quick, manifest, target) -> dict[str, Any]:
-    inputs = BenchInputs(data, {}, manifest, target, quick)
+def protocol_facts(data, attacks, seeds, quick, corpus: Corpus, target) -> dict[str, Any]:
+    inputs = BenchInputs(data, {}, corpus, target, quick)
     width = raw_pixel_width(inputs)
     shape = tuple(data["train"]["image"].shape[1:])
     raw = RecognizerNet({"image": shape}, inputs.num_classes, width=width)

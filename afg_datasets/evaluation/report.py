@@ -11,7 +11,7 @@ from afg_datasets.evaluation.adaptive import METRICS as ADAPTIVE_METRICS
 from afg_datasets.evaluation.intervals import METRICS
 from afg_datasets.evaluation.verdict import verdict
 from afg_datasets.files import atomic_write, owned_folder, save_figure
-from afg_datasets.layout import write_json
+from afg_datasets.layout import BENCH_RESULTS, BENCH_TABLE, write_json
 
 COLUMNS = {
     "detection_auroc": "AUROC",
@@ -164,9 +164,9 @@ def write_outputs(out: Path, report: dict, curves: dict, attacks: list[str]) -> 
     report["warnings"] = warnings(report)
     report["verdict"] = verdict(report)
     owned_folder(out)
-    write_json(out / "results.json", report)
+    write_json(out / BENCH_RESULTS, report)
     table = results_table(report).encode()
-    atomic_write(out / "results.md", lambda handle: handle.write(table))
+    atomic_write(out / BENCH_TABLE, lambda handle: handle.write(table))
     if curves:
         plot_roc(out / "roc.png", curves, attacks)
 

@@ -120,7 +120,7 @@ def find_record(corpus: Corpus, key: str) -> dict[str, Any]:
 SHOW_FORMATS = (".png", ".pdf", ".svg")
 
 
-def show(source: Corpus | str | Path, key: str, out: str | Path | None = None) -> Path:
+def show(corpus: Corpus, key: str, out: str | Path | None = None) -> Path:
     """Clean image, adversarial image, the signed perturbation (diverging colours, colourbar)
     and both genomes on one scale, side by side."""
     import matplotlib
@@ -132,7 +132,7 @@ def show(source: Corpus | str | Path, key: str, out: str | Path | None = None) -
     if path.suffix.lower() not in SHOW_FORMATS:
         formats = ", ".join(SHOW_FORMATS)
         raise ConfigError(f"--out {str(path)!r}: the figure is written as {formats}")
-    corpus = Corpus.of(source).verify()
+    corpus.verify()
     adversarial = find_record(corpus, key)
     clean = find_record(corpus, record_key(adversarial["source_id"], CLEAN))
     x_clean = corpus.image(clean).astype(np.float32) / 255

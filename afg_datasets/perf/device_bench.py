@@ -28,13 +28,12 @@ from afg_datasets.perf.encoder_bench import render_seconds
 from afg_datasets.perf.estimate import (
     Calibration,
     calibrate,
-    calibration_model,
     device_name,
     project,
     stage_table,
-    synthetic_source,
 )
 from afg_datasets.perf.source_bench import write_checkpoint, write_jpeg_folder
+from afg_datasets.perf.stand_ins import calibration_model, synthetic_source
 from afg_datasets.records import CLEAN
 from afg_datasets.sources import load_source
 from afg_datasets.sources.base import default_loader_workers

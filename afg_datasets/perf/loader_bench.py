@@ -19,7 +19,7 @@ import torch
 
 from afg_datasets.corpus.corpus import Corpus
 from afg_datasets.corpus.loader import META_FIELDS, dataloader, load, stream
-from afg_datasets.records import genome_inputs
+from afg_datasets.records import READ_TYPES, genome_inputs
 
 
 def _interleaved_medians(
@@ -111,7 +111,8 @@ def bench_loaders(
     streamed = stream(corpus, split, batch_size, verify=False)
     verified = stream(corpus, split, batch_size)
     one_by_one = stream(corpus, split, verify=False)
-    numeric = ["label", "is_adversarial", "mixed_label", *genome_inputs(table.column_names)]
+    numbers = [name for name, kind in READ_TYPES.items() if kind != "str"]
+    numeric = [*numbers, *genome_inputs(table.column_names)]
     numeric_numpy = table.select_columns(numeric).with_format("numpy")
     numeric_loader = dataloader(
         root, split=split, batch_size=batch_size, columns=numeric, verify=False

@@ -11,26 +11,20 @@ from datasets.utils.metadata import MetadataConfigs
 from huggingface_hub import DatasetCard, DatasetCardData
 
 from afg_datasets.corpus.corpus import DEFAULT_CONFIG, Corpus
-from afg_datasets.documents import read_text
-from afg_datasets.errors import CorpusError
 from afg_datasets.files import atomic_write
 from afg_datasets.formats import TABLE_FORMAT, format_of, split_of_shard, task_of_shard
 from afg_datasets.formats.parquet import ROW_GROUP_BYTES
+from afg_datasets.genome.text import encoder_tags
 from afg_datasets.layout import (
-    AFS_JSON,
     AFS_PNG,
     ATLAS_FILE,
-    BENCH_DIR,
     CARD_FILE,
     EXAMPLES_PNG,
     MODEL_DIR,
     SPLITS,
-    STATS_FILE,
-    read_json,
 )
 from afg_datasets.publish.croissant import config_patterns, write_croissant
 from afg_datasets.publish.examples import write_examples
-from afg_datasets.publish.genome_text import encoder_text
 from afg_datasets.records import FIELD_DOCS, features_from_json
 from afg_datasets.resources import resource_dir
 
@@ -70,26 +64,26 @@ SOURCE_HUB_IDS = {
 def card_data(corpus: Corpus) -> DatasetCardData:
     """Hub metadata: configs, and per config the Arrow size of each split (`num_bytes`,
     `dataset_size`) beside the parquet bytes (`download_size`)."""
-    manifest, root = corpus.manifest, corpus.root
-    features = features_from_json(manifest["features"])
+    facts, root = corpus.facts, corpus.root
+    features = features_from_json(facts.features)
     layout = config_layout(corpus)
     total = sum(e["rows"] for e in corpus.files(TABLE_FORMAT.name))
     data = DatasetCardData(
-        pretty_name=f"AFG: {manifest['name']}",
-        license=manifest["source"]["license"],
+        pretty_name=f"AFG: {facts.name}",
+        license=facts.source["license"],
         task_categories=["image-classification"],
         tags=[
             "adversarial-examples",
             "adversarial-robustness",
             "adversarial-feature-genome",
             "interpretability",
-            "nmf",
+            *encoder_tags(facts.encoder_text),
         ],
         task_ids=["multi-class-image-classification", "multi-label-image-classification"],
         size_categories=[size_category(total)],
         source_datasets=[
             f"extended|{SOURCE_HUB_IDS[name]}" if name in SOURCE_HUB_IDS else "original"
-            for name in [manifest["source"]["name"]]
+            for name in [facts.source["name"]]
         ],
     )
     MetadataConfigs(
@@ -137,26 +131,21 @@ def schema_rows(features: Features) -> list[tuple[str, str, str]]:
     return rows
 
 
-def optional_sections(root: Path) -> dict[str, Any]:
+def optional_sections(corpus: Corpus) -> dict[str, Any]:
     """Figures and tables that later analyses leave in the corpus directory, when present."""
-    extras: dict[str, Any] = {}
+    root, extras = corpus.root, {}
     if (root / EXAMPLES_PNG).is_file():
         extras["examples_figure"] = EXAMPLES_PNG
     if (root / MODEL_DIR / ATLAS_FILE).is_file():
         extras["atlas_figure"] = f"{MODEL_DIR}/{ATLAS_FILE}"
     if (root / AFS_PNG).is_file():
         extras["afs_figure"] = AFS_PNG
-        afs = root / AFS_JSON
-        if afs.is_file():
-            extras["afs_sentence"] = str(read_json(afs).get("summary", ""))
-    if (root / "bench" / "results.md").is_file():
-        extras["bench_table"] = read_text(root / BENCH_DIR / "results.md", CorpusError)
-        results = root / BENCH_DIR / "results.json"
-        if results.is_file():
-            report = read_json(results)  # the bench's own sentences, as text
-            extras["bench_verdict"] = (
-                str(report.get("verdict", "")) if isinstance(report, dict) else ""
-            )
+        extras["afs_sentence"] = corpus.afs_summary() or ""
+    table = corpus.bench_table()
+    if table is not None:
+        extras["bench_table"] = table
+        report = corpus.bench_report()  # the bench's own sentences, as text
+        extras["bench_verdict"] = str(report.get("verdict", "")) if report else ""
     return extras
 
 
@@ -167,42 +156,40 @@ def render_card(
     published: bool = False,
 ) -> DatasetCard:
     """The card; `published`: `load_path` is the Hub repo id it is pushed to."""
-    manifest = corpus.manifest
-    features = features_from_json(manifest["features"])
-    extras = optional_sections(corpus.root)
+    facts = corpus.facts
     shards = [e["path"] for e in corpus.files() if format_of(e["path"])]
     train_tasks = [task_of_shard(path) for path in shards if split_of_shard(path) == "train"]
     return DatasetCard.from_template(
         card_data(corpus),
         template_path=str(resource_dir("cards") / TEMPLATE),
-        pretty_name=f"AFG: {manifest['name']}",
-        package_version=manifest["package_version"],
-        format_version=manifest.get("format_version", "0"),
+        pretty_name=f"AFG: {facts.name}",
+        package_version=facts.package_version,
+        format_version=facts.format_version,
         row_group_mib=ROW_GROUP_BYTES // 2**20,
         files=corpus.files(),
-        config_hash=manifest["config_hash"],
-        source=manifest["source"],
-        num_classes=len(manifest["source"]["class_names"]),
-        model=manifest["model"],
-        layers=manifest["layers"],
-        genome=manifest["config"]["genome"],
-        encoder_text=encoder_text(manifest["config"]["genome"], manifest["layers"]),
-        precision=manifest["config"].get("precision", "fp32"),
-        seeds=manifest["seeds"],
+        config_hash=facts.config_hash,
+        source=facts.source,
+        num_classes=facts.num_classes,
+        model=facts.model,
+        layers=facts.layers,
+        genome=facts.genome,
+        encoder_text=facts.encoder_text,
+        precision=facts.precision,
+        seeds=facts.seeds,
         attack_stats=stats["attacks"],
-        attack_params={k: _compact(v) for k, v in manifest["attacks"].items()},
+        attack_params={k: _compact(v) for k, v in facts.attack_params.items()},
         clean=stats["clean"],
-        schema=schema_rows(features),
-        splits=manifest["splits"],
+        schema=schema_rows(features_from_json(facts.features)),
+        splits=facts.splits,
         load_path=load_path,
         published=published,
-        first_attack=next(iter(manifest["attacks"])),
+        first_attack=facts.attacks[0],
         formats={format_of(path).name for path in shards},
-        parent=manifest.get("parent"),
+        parent=facts.parent,
         wds_train_last=max(train_tasks, default=0),
-        num_tasks=manifest["tasks"],
-        license=manifest["source"]["license"],
-        **extras,
+        num_tasks=facts.tasks,
+        license=facts.source["license"],
+        **optional_sections(corpus),
     )
 
 
@@ -219,9 +206,8 @@ def write_card(corpus: Corpus, stats: dict[str, Any]) -> Path:
     return path
 
 
-def refresh_card(source: Corpus | str | Path) -> Path:
+def refresh_card(corpus: Corpus) -> Path:
     """Rewrite a finished corpus's card and croissant.json from its manifest and stats (after
     bench, afs)."""
-    corpus = Corpus.of(source)
     write_croissant(corpus)
-    return write_card(corpus, read_json(corpus.root / STATS_FILE, shape="stats"))
+    return write_card(corpus, corpus.stats())

@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from afg_datasets.corpus.corpus import Corpus
+from afg_datasets.corpus.facts import CorpusFacts
 from afg_datasets.errors import CorpusError
 from afg_datasets.formats import FORMATS, TABLE_FORMAT
 from afg_datasets.layout import CROISSANT_FILE, FORMAT_VERSION, SPLITS, write_json
-from afg_datasets.publish.genome_text import encoder_text
 
 CROISSANT_URL = "http://mlcommons.org/croissant/1.1"
 ENCODINGS = {
@@ -107,17 +107,17 @@ AFG_CITATION = (  # as in the card
 )
 
 
-def describe(manifest: dict[str, Any]) -> dict[str, str]:
-    """Description, license, citation and the responsible-AI fields, from the manifest."""
-    source, model = manifest["source"], manifest["model"]
-    attacks = "; ".join(f"{name} {json.dumps(p)}" for name, p in manifest["attacks"].items())
-    layers = ", ".join(layer["name"] for layer in manifest["layers"])
+def describe(facts: CorpusFacts) -> dict[str, str]:
+    """Description, license, citation and the responsible-AI fields, from the corpus's facts."""
+    source, model = facts.source, facts.model or {}
+    attacks = "; ".join(f"{name} {json.dumps(p)}" for name, p in facts.attack_params.items())
+    layers = ", ".join(facts.layer_names)
     # what the corpus's encoder is, in its own card file's words (`cards/genome/<name>.md`)
-    summary = encoder_text(manifest["config"]["genome"], manifest["layers"])["summary"]
+    summary = facts.encoder_text["summary"]
     genome = " ".join(summary.split())  # one line
     return {
         "description": (
-            f"Adversarial Feature Genome (AFG) corpus {manifest['name']!r}: for each "
+            f"Adversarial Feature Genome (AFG) corpus {facts.name!r}: for each "
             f"{source['name']} source image and each adversarial version of it, the genome "
             f"({genome}) of a {model['architecture']} target model's layers {layers}, with "
             "labels to detect the attack and recover the original class."
@@ -166,7 +166,7 @@ def build_metadata(corpus: Corpus, card: dict[str, Any], base_url: str | None = 
         )
         for entry in corpus.files()
     ]
-    manifest = corpus.manifest
+    facts = corpus.facts
     file_sets, record_sets = [], []
     for config, includes in config_patterns(corpus).items():
         file_set = f"{TABLE_FORMAT.name}-{config}"
@@ -183,11 +183,11 @@ def build_metadata(corpus: Corpus, card: dict[str, Any], base_url: str | None = 
                 id=config,
                 name=config,
                 description=f"config {config!r} of the card",
-                fields=_fields(config, file_set, manifest["features"]),
+                fields=_fields(config, file_set, facts.features),
             )
         )
     return mlc.Metadata(
-        name=manifest["name"],
+        name=facts.name,
         description=card["description"],
         license=card["license"],
         url=base_url.split("/resolve/")[0] if base_url else None,
@@ -209,7 +209,7 @@ def croissant_document(corpus: Corpus, base_url: str | None = None) -> dict[str,
     level = absl.level  # out, so the same corpus gives the same bytes) as warnings
     absl.setLevel(logging.ERROR)
     try:
-        metadata = build_metadata(corpus, describe(corpus.manifest), base_url)
+        metadata = build_metadata(corpus, describe(corpus.facts), base_url)
     finally:
         absl.setLevel(level)
     issues = metadata.ctx.issues

@@ -23,10 +23,8 @@ from afg_datasets.layout import (
     PUBLISHED_EXTRAS,
     RECOGNIZER_FILES,
     RECOGNIZER_OPTIONAL,
-    STATS_FILE,
     plain_name,
     published_name,
-    read_json,
     regular_file,
 )
 from afg_datasets.publish.client import (
@@ -112,8 +110,7 @@ def published_card(corpus: Corpus, repo_id: str) -> bytes:
     the card on disk is: the bytes validated are the bytes that go."""
     from afg_datasets.publish.card import render_card
 
-    stats = read_json(corpus.root / STATS_FILE, shape="stats")
-    text = str(render_card(corpus, stats, repo_id, published=True))
+    text = str(render_card(corpus, corpus.stats(), repo_id, published=True))
     try:
         card = DatasetCard(text)
     except Exception as err:  # noqa: BLE001 - YAML and card parse errors come in many types
@@ -134,7 +131,7 @@ def _with_metadata(card: DatasetCard, where: str, root: Path) -> DatasetCard:
 
 
 def push(
-    source: Corpus | str | Path,
+    corpus: Corpus,
     repo_id: str,
     private: bool = False,
     revision: str | None = None,
@@ -152,7 +149,7 @@ def push(
     hub_revision(revision)
     if commit_files is not None and commit_files < 1:
         raise PushError(f"--commit-files must be at least 1, got {commit_files}")
-    corpus = Corpus.of(source).verify()
+    corpus.verify()
     validate_card(corpus.root)
     card = published_card(corpus, repo_id)  # checked before any request, dry runs too
     plan = upload_plan(corpus)

@@ -6,9 +6,8 @@ from pathlib import Path
 
 from huggingface_hub import ModelCard, ModelCardData
 
-from afg_datasets.documents import read_text
-from afg_datasets.errors import CorpusError
-from afg_datasets.layout import BENCH_DIR, read_json
+from afg_datasets.corpus.corpus import Corpus
+from afg_datasets.corpus.facts import CorpusFacts
 from afg_datasets.resources import resource_dir
 
 TEMPLATE = "afg_recognizer_card.md"
@@ -19,11 +18,10 @@ NO_BENCH_THREAT_MODEL = (
 )
 
 
-def write_model_card(path: Path, info: dict, corpus_dir: Path | None) -> Path:
+def write_model_card(path: Path, info: dict, facts: CorpusFacts, corpus: Corpus | None) -> Path:
     """README.md for a saved recognizer: corpus, config hash, bench table and threat model
-    (from the corpus's `bench/` when it has one)."""
-    manifest = info["manifest"]
-    bench = _bench(corpus_dir)
+    (from the corpus's bench results when it has them)."""
+    bench = _bench(corpus)
     card = ModelCard.from_template(
         ModelCardData(
             library_name="afg-datasets",
@@ -32,11 +30,11 @@ def write_model_card(path: Path, info: dict, corpus_dir: Path | None) -> Path:
             pipeline_tag="image-classification",
         ),
         template_path=str(resource_dir("cards") / TEMPLATE),
-        corpus_name=manifest["name"],
-        config_hash=manifest["config_hash"],
-        model=manifest["model"],
-        genome=manifest["config"]["genome"],
-        layers=[layer["name"] for layer in manifest["layers"]],
+        corpus_name=facts.name,
+        config_hash=facts.config_hash,
+        model=facts.model,
+        genome=facts.genome,
+        layers=facts.layer_names,
         inputs=info["inputs"],
         objective=info["objective"],
         seed=info["seed"],
@@ -48,19 +46,16 @@ def write_model_card(path: Path, info: dict, corpus_dir: Path | None) -> Path:
     return path
 
 
-def _bench(corpus_dir: Path | None) -> dict[str, str]:
-    results = corpus_dir / BENCH_DIR / "results.json" if corpus_dir else None
-    if results is None or not results.is_file():
-        return {"threat_model": NO_BENCH_THREAT_MODEL}
-    report = read_json(results)
-    if not isinstance(report, dict):
+def _bench(corpus: Corpus | None) -> dict[str, str]:
+    report = corpus.bench_report() if corpus else None
+    if report is None:
         return {"threat_model": NO_BENCH_THREAT_MODEL}
     threat = report.get("protocol", {}).get("threat_model", "")
     adaptive = report.get("adaptive") or {}
     if adaptive.get("threat_model"):
         threat += f". Adaptive rows: {adaptive['threat_model']}."
     return {
-        "bench_table": read_text(corpus_dir / BENCH_DIR / "results.md", CorpusError),
+        "bench_table": corpus.bench_table() or "",
         "bench_verdict": str(report.get("verdict", "")),  # the bench's own sentences
         "threat_model": threat,
     }

@@ -16,12 +16,11 @@ from pydantic import ValidationError
 from safetensors import SafetensorError
 
 from afg_datasets.checks import hub_repo_id
-from afg_datasets.config import BuildConfig
 from afg_datasets.corpus.corpus import Corpus
+from afg_datasets.corpus.facts import CorpusFacts
 from afg_datasets.documents import load_json
 from afg_datasets.errors import ConfigError, CorpusError, ModelError, first_line
 from afg_datasets.files import atomic_directory, foreign_entry
-from afg_datasets.genome import encoder_from_manifest
 from afg_datasets.layout import (
     ENCODER_STATE_FILE,
     INFO_FILE,
@@ -35,47 +34,32 @@ from afg_datasets.models.target import scaled
 from afg_datasets.recognizer.data import read_split, to_tensors
 from afg_datasets.recognizer.model import RecognizerNet
 from afg_datasets.recognizer.training import TrainConfig, fit_recognizer
-from afg_datasets.records import genome_inputs
 from afg_datasets.schemas import SHAPES
 
 INFO = "recognizer.json"  # (RECOGNIZER_FILES lists every file a saved recognizer holds)
 TARGET_DIR = "target_model"
-# The corpus facts a saved recognizer keeps (format_version: how its encoder stored each layer).
-MANIFEST_KEYS = (
-    "format_version",
-    "name",
-    "config",
-    "config_hash",
-    "seeds",
-    "layers",
-    "model",
-    "source",
-    "features",
-)
 
 
-def recognizer_inputs(manifest: dict) -> list[str]:
-    return genome_inputs(manifest["features"]["columns"])
-
-
-def read_saved_facts(path: Path) -> dict:
-    """recognizer.json, every field a `predict` uses typed and bounded as a build's own
-    config is (a config of 10**6 groups would make `predict` run without end), its inputs
-    among its corpus's genome columns: a ModelError naming the first problem."""
+def read_saved_facts(path: Path) -> tuple[dict, CorpusFacts]:
+    """recognizer.json and its corpus's facts, every field a `predict` uses typed and bounded
+    as a build's own config is (a config of 10**6 groups would make `predict` run without
+    end), its inputs among its corpus's genome columns: a ModelError naming the first
+    problem."""
     info = load_json(path, ModelError)
     try:
         SHAPES["recognizer"].validate_python(info)
-        BuildConfig.from_manifest(info["manifest"]["config"])
+        facts = CorpusFacts.parse(info["manifest"])
+        facts.genome_settings  # noqa: B018 (parsed: a setting out of bounds is refused here)
     except ConfigError as err:
         raise ModelError(f"{path}: manifest.config: {err}") from None
     except ValidationError as err:
         problem = err.errors()[0]
         at = ".".join(map(str, problem["loc"]))
         raise ModelError(f"{path}: {at}: {problem['msg']}") from None
-    unknown = sorted(set(info["inputs"]) - set(recognizer_inputs(info["manifest"])))
+    unknown = sorted(set(info["inputs"]) - set(facts.genome_columns))
     if unknown:
         raise ModelError(f"{path}: inputs {unknown} are not genome columns of its corpus")
-    return info
+    return info, facts
 
 
 def model_batch(images: torch.Tensor | np.ndarray) -> torch.Tensor:
@@ -110,16 +94,16 @@ class Recognizer:
     def __init__(
         self,
         net: RecognizerNet,
-        manifest: dict,
+        facts: CorpusFacts,
         target_dir: Path,
         info: dict,
-        corpus_dir: Path | None = None,
+        corpus: Corpus | None = None,
     ):
         self.net = net.eval()
-        self.manifest = manifest
+        self.facts = facts  # of the corpus it was trained on
         self.target_dir = Path(target_dir)
         self.info = info
-        self.corpus_dir = corpus_dir  # where it was trained (its bench results go in the card)
+        self.corpus = corpus  # where it was trained (its bench results go in the card)
 
     @classmethod
     def fit(
@@ -131,11 +115,10 @@ class Recognizer:
     ) -> Recognizer:
         """Train on the corpus's train split, early-stopped on its validation split."""
         corpus = Corpus.of(corpus).verify()
-        root, manifest = corpus.root, corpus.manifest
         for split, least in (("train", 2), ("validation", 1)):
             if corpus.records(split) < least:
                 raise CorpusError(
-                    f"corpus {str(root)!r} has {corpus.records(split)} {split} "
+                    f"corpus {str(corpus.root)!r} has {corpus.records(split)} {split} "
                     f"records; a recognizer needs at least {least} (train on it, stop early on "
                     "validation): build it from more source images"
                 )
@@ -143,18 +126,23 @@ class Recognizer:
         train_data = to_tensors(read_split(corpus, "train", images=False), inputs)
         val_data = to_tensors(read_split(corpus, "validation", images=False), inputs)
         cfg = train_cfg or TrainConfig()
-        num_classes = len(manifest["source"]["class_names"])
         net, history = fit_recognizer(
-            inputs, train_data, val_data, num_classes, objective, cfg, progress=progress
+            inputs,
+            train_data,
+            val_data,
+            corpus.facts.num_classes,
+            objective,
+            cfg,
+            progress=progress,
         )
         info = {
             "objective": objective,
             "inputs": inputs,
             "seed": cfg.seed,
             **history,
-            "corpus": {"name": manifest["name"], "config_hash": manifest["config_hash"]},
+            "corpus": corpus.facts.identity,
         }
-        return cls(net, manifest, corpus.model_dir, info, root)
+        return cls(net, corpus.facts, corpus.model_dir, info, corpus)
 
     def save(self, path: str | Path) -> Path:
         """The mixin's config.json + model.safetensors, recognizer.json, target_model/ and a
@@ -168,8 +156,7 @@ class Recognizer:
             raise ModelError(foreign)
         if path.is_dir() and any(path.iterdir()) and not (path / INFO).is_file():
             raise ModelError(f"{path}: not empty and not a saved recognizer; choose a new folder")
-        facts = {k: self.manifest[k] for k in MANIFEST_KEYS if k in self.manifest}
-        info = {**self.info, "manifest": facts}
+        info = {**self.info, "manifest": self.facts.saved()}
 
         def fill(tmp: Path) -> None:  # all of it, or nothing, in a folder made here
             (tmp / TARGET_DIR).mkdir(parents=True)
@@ -177,7 +164,7 @@ class Recognizer:
             for name in (INFO_FILE, MODEL_FILE, ENCODER_STATE_FILE):
                 if (self.target_dir / name).is_file():  # the state: stateful encoders only
                     shutil.copyfile(self.target_dir / name, tmp / TARGET_DIR / name)
-            write_model_card(tmp / "README.md", info, self.corpus_dir)  # the mixin keeps it
+            write_model_card(tmp / "README.md", info, self.facts, self.corpus)  # the mixin keeps it
             self.net.save_pretrained(tmp)
 
         atomic_directory(path, fill, replace=True)  # an earlier save is replaced when complete
@@ -204,15 +191,14 @@ class Recognizer:
         missing = [name for name in RECOGNIZER_FILES[1:] if not (local / name).is_file()]
         if missing:
             raise ModelError(f"{repo_or_dir}: not a saved recognizer (missing {missing})")
-        info = read_saved_facts(local / INFO)
+        info, facts = read_saved_facts(local / INFO)
         load_json(local / "config.json", ModelError)  # the mixin's: an object, bounded
         try:
-            manifest = {k: info["manifest"][k] for k in MANIFEST_KEYS if k in info["manifest"]}
             net = RecognizerNet.from_pretrained(local, strict=True)
         except (ValueError, KeyError, TypeError, RuntimeError, SafetensorError) as err:
             first = first_line(err)
             raise ModelError(f"{repo_or_dir}: unreadable saved recognizer: {first}") from None
-        return cls(net, manifest, local / TARGET_DIR, info)
+        return cls(net, facts, local / TARGET_DIR, info)
 
     load = from_pretrained
 
@@ -230,7 +216,7 @@ class Recognizer:
         corpus's build computed them: the same encoder, from the facts the corpus recorded."""
         x = model_batch(images)
         target, encoder = self._model_and_encoder
-        step = self.manifest["config"]["batch_size"]  # the build's batches, at most
+        step = self.facts.batch_size  # the build's batches, at most
         parts = []
         try:
             for start in range(0, len(x), step):
@@ -268,10 +254,10 @@ class Recognizer:
         format 1.4+ corpus: save it again)."""
         target = load_model_dir(self.target_dir)[0]
         try:
-            encoder = encoder_from_manifest(self.manifest, target, self.target_dir)
+            encoder = self.facts.genome_encoder(target, self.target_dir)
         except (RuntimeError, ValueError, KeyError, IndexError) as err:
             raise ModelError(f"{self._where()}: inconsistent: {first_line(err)}") from None
-        recorded = self.manifest["features"]["types"]
+        recorded = self.facts.features["types"]
         computed = Features(encoder.features()).to_dict()
         for name in self.info["inputs"]:
             if _plain(computed.get(name)) != _plain(recorded.get(name)):

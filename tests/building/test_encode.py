@@ -14,7 +14,7 @@ from datasets import load_dataset
 from afg_datasets.building import build_corpus
 from afg_datasets.building import encode as encode_module
 from afg_datasets.building.encode import encode_corpus
-from afg_datasets.corpus.corpus import verify_corpus
+from afg_datasets.corpus.corpus import Corpus, verify_corpus
 from afg_datasets.corpus.manifest import load_manifest
 from afg_datasets.errors import CorpusError, OutputDirError
 from afg_datasets.images import encode_png
@@ -41,7 +41,7 @@ def test_the_same_settings_reproduce_the_build_byte_for_byte(parent, tmp_path):
     """On what a Hub download holds (no plan.json, no task markers): the same bytes."""
     published = tmp_path / "published"
     shutil.copytree(parent, published, ignore=shutil.ignore_patterns("plan.json", "tasks"))
-    result = encode_corpus(published, tmp_path / "again", {}, progress=False)
+    result = encode_corpus(Corpus.of(published), tmp_path / "again", {}, progress=False)
     assert corpus_files(result.out) == corpus_files(parent), "re-encoding is the same function"
     manifest = load_manifest(result.out)
     theirs = load_manifest(parent)
@@ -54,7 +54,9 @@ def test_the_same_settings_reproduce_the_build_byte_for_byte(parent, tmp_path):
 
 
 def test_another_setting_keeps_records_keys_and_splits(parent, tmp_path):
-    result = encode_corpus(parent, tmp_path / "g2", {"groups": 2, "size": 4}, progress=False)
+    result = encode_corpus(
+        Corpus.of(parent), tmp_path / "g2", {"groups": 2, "size": 4}, progress=False
+    )
     manifest, theirs = load_manifest(result.out), load_manifest(parent)
     assert manifest["config_hash"] != theirs["config_hash"]
     assert manifest["config"]["genome"]["groups"] == 2 and manifest["splits"] == theirs["splits"]
@@ -72,7 +74,9 @@ def test_another_setting_keeps_records_keys_and_splits(parent, tmp_path):
 
 
 def test_a_killed_encode_resumes_to_the_same_bytes(parent, tmp_path, monkeypatch):
-    reference = encode_corpus(parent, tmp_path / "ref", {"groups": 3}, progress=False).out
+    reference = encode_corpus(
+        Corpus.of(parent), tmp_path / "ref", {"groups": 3}, progress=False
+    ).out
     original, calls = encode_module._run_task, []
 
     def dies_on_the_second_task(*args, **kwargs):
@@ -84,17 +88,18 @@ def test_a_killed_encode_resumes_to_the_same_bytes(parent, tmp_path, monkeypatch
     monkeypatch.setattr(encode_module, "_run_task", dies_on_the_second_task)
     out = tmp_path / "resumed"
     with pytest.raises(KeyboardInterrupt):
-        encode_corpus(parent, out, {"groups": 3}, progress=False)
+        encode_corpus(Corpus.of(parent), out, {"groups": 3}, progress=False)
     assert not (out / "manifest.json").exists() and not list(out.rglob("*.partial"))
     monkeypatch.setattr(encode_module, "_run_task", original)
-    encode_corpus(parent, out, {"groups": 3}, progress=False)
+    encode_corpus(Corpus.of(parent), out, {"groups": 3}, progress=False)
     assert corpus_files(out) == corpus_files(reference)
 
 
 def test_bad_inputs_are_one_line_exit_2_and_write_nothing_complete(parent, corpus, tmp_path):
     cases = [
         (["--encoder", "nope"], "nope"),
-        (["--groups", "0"], "--groups"),
+        (["--set", "groups=0"], "groups"),
+        (["--groups", "2"], "--groups"),  # encoder settings go through --set only
     ]
     for args, named in cases:
         result = run_cli("encode", str(parent), "--out", str(tmp_path / "x"), *args)
@@ -106,23 +111,29 @@ def test_bad_inputs_are_one_line_exit_2_and_write_nothing_complete(parent, corpu
     result = run_cli("encode", str(damaged), "--out", str(tmp_path / "y"))
     assert result.returncode == 2 and "failed verification" in result.stderr
     assert not (tmp_path / "y").exists()
-    result = run_cli("encode", str(parent), "--out", str(corpus.out), "--groups", "2")
+    result = run_cli("encode", str(parent), "--out", str(corpus.out), "--set", "groups=2")
     assert result.returncode == 2 and "different corpus" in result.stderr
     with pytest.raises(OutputDirError, match="is the corpus itself"):
-        encode_corpus(parent, parent, {})
+        encode_corpus(Corpus.of(parent), parent, {})
     with pytest.raises(CorpusError, match="missing"):
-        encode_corpus(tmp_path / "nothing", tmp_path / "z", {})
+        encode_corpus(Corpus.open(tmp_path / "nothing"), tmp_path / "z", {})
 
 
 def test_the_genome_bench_compares_genomes_on_the_same_test_sources(parent, corpus, tmp_path):
     from afg_datasets.evaluation.genomes import run_genome_bench
     from afg_datasets.evaluation.show import show
 
-    other = encode_corpus(parent, tmp_path / "act", {"encoder": "activations"}, progress=False)
+    other = encode_corpus(
+        Corpus.of(parent), tmp_path / "act", {"encoder": "activations"}, progress=False
+    )
     card = (other.out / "README.md").read_text()  # the card describes its own genome
     assert "activations average-pooled to" in card and "NMF groups per layer" not in card
     report = run_genome_bench(
-        [parent, other.out], tmp_path / "bench", quick=True, unseen="none", attack_systems=True
+        [Corpus.of(parent), Corpus.of(other.out)],
+        tmp_path / "bench",
+        quick=True,
+        unseen="none",
+        attack_systems=True,
     )
     labels = [g["label"] for g in report["genomes"]]
     sizes = [g["parameters"] for g in report["genomes"]]  # each genome's own, not the first's
@@ -149,9 +160,11 @@ def test_the_genome_bench_compares_genomes_on_the_same_test_sources(parent, corp
     assert (tmp_path / "bench" / "results.md").read_text().count("afg:activations") > 0
     key = next(k for k in pq.read_table(first(other.out, "data/pgd/*"))["key"].to_pylist())
     for root in (parent, other.out):  # every encoder's genome is drawn
-        assert show(root, key, tmp_path / f"{root.name}.png").stat().st_size > 0
+        assert show(Corpus.of(root), key, tmp_path / f"{root.name}.png").stat().st_size > 0
     with pytest.raises(CorpusError, match="different attacks"):
-        run_genome_bench([parent, corpus.out], tmp_path / "no", quick=True, unseen="none")
+        run_genome_bench(
+            [Corpus.of(parent), Corpus.of(corpus.out)], tmp_path / "no", quick=True, unseen="none"
+        )
 
 
 def first(root, pattern):
@@ -164,20 +177,20 @@ def with_manifest(root, change):
     manifest = load_manifest(root)
     change(manifest)
     (root / "manifest.json").write_text(json.dumps(manifest, indent=2))
-    refresh_card(root)
+    refresh_card(Corpus.of(root))
     return root
 
 
 def test_an_encode_trusts_only_the_parent_it_verified(parent, tmp_path):
     out = tmp_path / "enc"
-    encode_corpus(parent, out, {"groups": 3}, progress=False)
+    encode_corpus(Corpus.of(parent), out, {"groups": 3}, progress=False)
     rebuilt = tmp_path / "rebuilt"  # same name and config hash, another build (another corpus)
     shutil.copytree(parent, rebuilt)
     with_manifest(rebuilt, lambda m: m.update(package_version="0.5.0"))
     with pytest.raises(OutputDirError, match="re-encodes another corpus"):
-        encode_corpus(rebuilt, out, {"groups": 3}, progress=False)
+        encode_corpus(Corpus.of(rebuilt), out, {"groups": 3}, progress=False)
     with pytest.raises(OutputDirError, match="inside the corpus"):
-        encode_corpus(parent, parent / "inside", {"groups": 3}, progress=False)
+        encode_corpus(Corpus.of(parent), parent / "inside", {"groups": 3}, progress=False)
     assert not (parent / "inside").exists()
 
 
@@ -203,7 +216,7 @@ def test_stored_images_are_checked_against_the_corpus_shape(parent, tmp_path):
 
     with_manifest(damaged, rehash)
     with pytest.raises(CorpusError, match="parquet: a stored image of 9x7 px"):
-        encode_corpus(damaged, tmp_path / "x", {"groups": 3}, progress=False)
+        encode_corpus(Corpus.of(damaged), tmp_path / "x", {"groups": 3}, progress=False)
 
 
 def test_the_task_count_comes_from_the_manifest(parent, tmp_path):
@@ -211,4 +224,4 @@ def test_the_task_count_comes_from_the_manifest(parent, tmp_path):
     shutil.copytree(parent, renamed)
     with_manifest(renamed, lambda m: m.update(tasks=m["tasks"] + 1))
     with pytest.raises(CorpusError, match="tasks"):
-        encode_corpus(renamed, tmp_path / "x", {"groups": 3}, progress=False)
+        encode_corpus(Corpus.of(renamed), tmp_path / "x", {"groups": 3}, progress=False)

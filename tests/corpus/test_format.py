@@ -308,12 +308,13 @@ def test_a_format_0_corpus_is_rebuilt_in_place_only_with_overwrite(tmp_path):
 def test_croissant_describes_the_genome_its_encoder_makes(corpus):
     """The description is the encoder's own summary (`cards/genome/<name>.md`): an
     `activations` corpus is not described as NMF neuron groups."""
+    from afg_datasets.corpus.facts import CorpusFacts
     from afg_datasets.publish.croissant import describe
 
     manifest = json.loads((corpus.out / MANIFEST_FILE).read_text())
-    assert "group" in describe(manifest)["description"]  # groupmap: NMF neuron groups
+    assert "group" in describe(CorpusFacts.parse(manifest))["description"]  # groupmap: NMF
     manifest["config"]["genome"] = {"encoder": "activations", "size": 8}
-    described = describe(manifest)["description"]
+    described = describe(CorpusFacts.parse(manifest))["description"]
     assert "activations, average-pooled, without factorization" in described
     assert "NMF" not in described and "\n" not in described
 
@@ -322,10 +323,11 @@ def test_croissant_describes_the_genome_its_encoder_makes(corpus):
 def test_an_encoder_name_from_a_manifest_is_never_a_path(corpus, name):
     """A stranger's manifest names the encoder; only a registered name picks a card file
     (`../afg_dataset_card` made the card and croissant render another template and raise)."""
+    from afg_datasets.corpus.facts import CorpusFacts
     from afg_datasets.genome import ENCODERS
     from afg_datasets.publish.croissant import describe
 
     manifest = json.loads((corpus.out / MANIFEST_FILE).read_text())
     manifest["config"]["genome"] = {"encoder": name, "size": 8}
     assert name not in ENCODERS and "activations" in ENCODERS
-    assert f"the `{name}` encoder" in describe(manifest)["description"]
+    assert f"the `{name}` encoder" in describe(CorpusFacts.parse(manifest))["description"]

@@ -16,14 +16,15 @@ from afg_datasets.building.encode import encode_corpus
 from afg_datasets.checks import setting_pairs
 from afg_datasets.cli import app
 from afg_datasets.corpus.corpus import Corpus
+from afg_datasets.corpus.facts import CorpusFacts
 from afg_datasets.corpus.loader import stream
 from afg_datasets.errors import ConfigError
 from afg_datasets.evaluation.afs import afs
 from afg_datasets.evaluation.bench import run_bench
 from afg_datasets.evaluation.show import show
 from afg_datasets.genome import ENCODERS
+from afg_datasets.genome.text import encoder_tags
 from afg_datasets.publish.card import refresh_card
-from afg_datasets.publish.genome_text import encoder_text
 from afg_datasets.resources import resource_dir
 
 CHEAP = {  # each encoder's cheapest real settings: the contract, not the science
@@ -36,7 +37,9 @@ CHEAP = {  # each encoder's cheapest real settings: the contract, not the scienc
 def encoded(request, corpus, tmp_path_factory):
     name = request.param
     out = tmp_path_factory.mktemp(name) / "afg"
-    encode_corpus(corpus.out, out, {"encoder": name, **CHEAP.get(name, {})}, progress=False)
+    encode_corpus(
+        Corpus.of(corpus.out), out, {"encoder": name, **CHEAP.get(name, {})}, progress=False
+    )
     return Corpus.open(out).verify()
 
 
@@ -48,8 +51,10 @@ def test_every_encoder_has_its_card_text():
 def test_every_command_works_on_every_encoders_corpus(encoded, tmp_path):
     manifest = encoded.manifest
     card = refresh_card(encoded).read_text()
-    text = encoder_text(manifest["config"]["genome"], manifest["layers"])
-    assert all(text.values()) and all(part in card for part in text.values())
+    text = CorpusFacts.parse(manifest).encoder_text  # the encoder's own words, in its card
+    shown = [text[part] for part in ("summary", "settings", "seeds", "arrays")]
+    assert all(shown) and all(part in card for part in shown) and text["gradient"]
+    assert all(f"- {tag}\n" in card for tag in encoder_tags(text))
     keys = encoded.table("test", ["key"]).column("key").to_pylist()
     key = next(k for k in keys if not k.endswith("-clean"))
     assert show(encoded, key, tmp_path / "show.png").stat().st_size > 0
@@ -78,7 +83,7 @@ def test_layer_arrays_split_every_genome_number_by_layer(encoded):
 def test_activations_keeps_a_small_layer_at_its_own_size(corpus, tmp_path):
     """Format 1.4: pooling up to a larger grid only repeats values."""
     out = tmp_path / "act"
-    encode_corpus(corpus.out, out, {"encoder": "activations", "size": 8}, progress=False)
+    encode_corpus(Corpus.of(corpus.out), out, {"encoder": "activations", "size": 8}, progress=False)
     opened = Corpus.open(out)
     types = opened.manifest["features"]["types"]
     for layer in opened.manifest["layers"]:

@@ -70,7 +70,7 @@ def test_the_basis_is_in_the_corpus_and_hashed(basis_corpus, tmp_path):
     damaged[-1] ^= 0xFF
     basis.write_bytes(bytes(damaged))
     assert any("genome_basis.safetensors: sha256" in p for p in verify_corpus(copy))
-    result = run_cli("encode", str(copy), "--out", str(tmp_path / "x"), "--groups", "2")
+    result = run_cli("encode", str(copy), "--out", str(tmp_path / "x"), "--set", "groups=2")
     assert result.returncode == 2 and "genome_basis.safetensors" in result.stderr
     assert not (tmp_path / "x" / "manifest.json").exists()
 
@@ -82,7 +82,7 @@ def test_the_atlas_renders_each_direction_as_what_raises_it(basis_corpus):
     (measured on this 48-image basis: one picture in block2 reaches 0.8x of the random start's
     own code and 0.67x of a layer-mate's; on the study's digits basis of 512 images every
     picture's own code is the largest, where the dot-product objective of 1.4 gave 5 of 12)."""
-    from afg_datasets.genome import encoder_from_manifest
+    from afg_datasets.corpus.corpus import Corpus
     from afg_datasets.genome.groupbasis import nnls
     from afg_datasets.genome.groupviz import FourierImages
     from afg_datasets.images import decode_png
@@ -92,7 +92,7 @@ def test_the_atlas_renders_each_direction_as_what_raises_it(basis_corpus):
     assert "model/genome_atlas.png" in {e["path"] for e in manifest["files"]}
     assert "model/genome_atlas.png" in (basis_corpus / "README.md").read_text()
     model = load_target_model(basis_corpus)
-    encoder = encoder_from_manifest(manifest, model, basis_corpus / "model")
+    encoder = Corpus.open(basis_corpus).genome_encoder(model)
     atlas = decode_png((basis_corpus / "model" / "genome_atlas.png").read_bytes())
     groups, size = encoder.config.groups, manifest["model"]["image_size"]
     assert atlas.shape[:2] == (len(encoder.layers) * (size + 1) - 1, groups * (size + 1) - 1)

@@ -10,6 +10,7 @@ import sys
 
 import pytest
 
+from afg_datasets.corpus.corpus import Corpus
 from afg_datasets.corpus.manifest import load_manifest
 from afg_datasets.publish.hub import UploadFile, repo_changes
 from tests.fake_hub import FakeHub
@@ -93,7 +94,7 @@ def test_a_push_cut_at_any_commit_never_shows_a_mixed_corpus(copy, tmp_path):
     cut after each commit in turn: every state is A whole, no manifest, or B whole."""
     from afg_datasets.building.encode import encode_corpus
 
-    other = encode_corpus(copy, tmp_path / "b", {"groups": 3}, progress=False).out
+    other = encode_corpus(Corpus.of(copy), tmp_path / "b", {"groups": 3}, progress=False).out
     with FakeHub() as hub:
         env = hub.env(TOKEN, tmp_path / "hf")
         assert run_cli("push", str(copy), "--repo-id", REPO, env=env).returncode == 0
@@ -150,7 +151,7 @@ def test_a_dry_run_that_cannot_list_the_repo_still_lists_its_uploads(copy, monke
         raise PushError("Hub request failed: [Errno 111] Connection refused")
 
     monkeypatch.setattr(hub, "remote_files", unreachable)
-    plan = hub.push(copy, REPO, dry_run=True)
+    plan = hub.push(Corpus.of(copy), REPO, dry_run=True)
     assert plan.upload and plan.delete is None and "Connection refused" in plan.unlisted
     printers.upload(plan, REPO, dry_run=True)
     assert "HF_HUB_OFFLINE=1" in capsys.readouterr().out
@@ -167,4 +168,4 @@ def test_the_card_that_is_uploaded_is_the_card_that_is_checked(copy, monkeypatch
     monkeypatch.setattr(card, "render_card", lambda *a, **k: DatasetCard("---\n---\n# bare\n"))
     monkeypatch.setattr(hub, "remote_files", lambda *a: pytest.fail("asked the Hub first"))
     with pytest.raises(PushError, match=f"the card rendered for {REPO}: metadata lacks"):
-        hub.push(copy, REPO, dry_run=True)
+        hub.push(Corpus.of(copy), REPO, dry_run=True)

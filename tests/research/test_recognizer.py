@@ -21,7 +21,7 @@ from afg_datasets.recognizer.data import read_split
 @pytest.fixture(scope="module")
 def report(corpus, tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
-    return run_bench(corpus.out, out, quick=True), out
+    return run_bench(Corpus.of(corpus.out), out, quick=True), out
 
 
 def test_bench_writes_every_method_and_setting(report, corpus):
@@ -150,7 +150,7 @@ def rerun(report):
 
     result, out = report
     with tempfile.TemporaryDirectory() as tmp:
-        run_bench(result["corpus"]["path"], Path(tmp) / "b", quick=True)
+        run_bench(Corpus.of(result["corpus"]["path"]), Path(tmp) / "b", quick=True)
         return json.loads((Path(tmp) / "b" / "results.json").read_text())
 
 
@@ -166,7 +166,9 @@ def test_held_out_attacks_never_reach_train_or_validation(corpus, tmp_path, monk
         return Scores(np.zeros(len(inputs.splits["test"]["key"])), None, 0.5)
 
     monkeypatch.setitem(bench.METHODS, "spy", spy)
-    result = bench.run_bench(corpus.out, tmp_path, quick=True, methods=["spy"], unseen="all")
+    result = bench.run_bench(
+        Corpus.of(corpus.out), tmp_path, quick=True, methods=["spy"], unseen="all"
+    )
     attacks = set(corpus.manifest["attacks"])
     settings = [(r["setting"], tuple(r["held_out"])) for r in result["results"]]
     held = {h for s, h in settings if s != "seen"}

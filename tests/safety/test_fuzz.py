@@ -290,7 +290,7 @@ def test_a_recognizer_is_saved_whole_never_through_a_link(saved_recognizer, tmp_
     shutil.copytree(saved_recognizer, own)
     recognizer = Recognizer.from_pretrained(own)
     recognizer.save(own)  # again into its own folder: replaced when complete
-    assert Recognizer.from_pretrained(own).manifest == recognizer.manifest
+    assert Recognizer.from_pretrained(own).facts == recognizer.facts
     victim = tmp_path / "victim"
     victim.mkdir()
     (tmp_path / "link").symlink_to(victim)

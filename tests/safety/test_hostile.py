@@ -350,7 +350,7 @@ def test_malformed_card_plan_and_stats_are_one_error(copy, tmp_path):
         validate_card(copy)
     (copy / "stats.json").write_text(json.dumps({"records": "many"}))
     with pytest.raises(CorpusError, match="stats file"):
-        refresh_card(copy)
+        refresh_card(Corpus.of(copy))
     (copy / "plan.json").write_text(json.dumps({"tasks": 3}))
     with pytest.raises(CorpusError, match="plan file"):
         finalize(copy)

@@ -16,6 +16,7 @@ from PIL import Image
 
 from afg_datasets.building import build_corpus, threads
 from afg_datasets.checks import hub_repo_id, hub_revision
+from afg_datasets.corpus.corpus import Corpus
 from afg_datasets.corpus.tarshards import shard_members
 from afg_datasets.documents import load_json, read_bytes
 from afg_datasets.errors import ConfigError, CorpusError, OutputDirError, SourceError
@@ -214,12 +215,12 @@ def test_a_zero_filled_tail_longer_than_any_record_is_refused(corpus, extra):
 
 def test_the_bench_checks_the_manifest_before_reading(corpus):
     manifest = json.loads((corpus.out / "manifest.json").read_text())
-    check_benchable(corpus.out, manifest)
+    check_benchable(Corpus(corpus.out, manifest))
     small = {**manifest, "splits": {**manifest["splits"], "test": {"sources": 1, "records": 4}}}
     with pytest.raises(CorpusError, match="test split holds 1 source"):
-        check_benchable(corpus.out, small)
+        check_benchable(Corpus(corpus.out, small))
     with pytest.raises(CorpusError, match="without attacks"):
-        check_benchable(corpus.out, {**manifest, "attacks": {}})
+        check_benchable(Corpus(corpus.out, {**manifest, "attacks": {}}))
 
 
 ENTRY_KINDS = ("link", "fifo", "file_for_folder", "folder_for_file")

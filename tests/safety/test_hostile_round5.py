@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from afg_datasets.bounds import MAX_LR, MAX_REAL, MAX_RENDER
 from afg_datasets.building import threads
 from afg_datasets.checks import count_text
+from afg_datasets.corpus.corpus import Corpus
 from afg_datasets.errors import ConfigError, ModelError
 from tests.samples import PACKAGE, run_cli
 
@@ -178,7 +179,7 @@ def with_images(root, data: bytes) -> None:
         pq.write_table(table.set_column(index, field, pa.array(images, field.type)), shard)
         entry.update(sha256=sha256_file(shard), bytes=shard.stat().st_size)
     (root / "manifest.json").write_text(json.dumps(manifest, indent=2))
-    refresh_card(root)
+    refresh_card(Corpus.of(root))
 
 
 @pytest.mark.parametrize(
