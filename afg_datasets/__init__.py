@@ -6,7 +6,7 @@ torch.
 
 from importlib import import_module
 
-__version__ = "0.11.0"
+__version__ = "0.12.0"
 
 _PUBLIC = {
     "load": "afg_datasets.corpus.loader",

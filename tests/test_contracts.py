@@ -20,8 +20,8 @@ from afg_datasets.genome import ENCODERS, GENOME, EncoderInputs, make_encoder
 from afg_datasets.models import ARCHITECTURES, TargetModel, forward_with_taps, freeze
 from afg_datasets.sources import SOURCES, load_source, source_config
 from tests.samples import (
-    MNIST,
     QUICK,
+    mnist_root,
     write_cifar10,
     write_cifar100,
     write_folder,
@@ -33,9 +33,7 @@ from tests.samples import (
 def small_source(name: str, root: Path):
     """A small real instance of every registered source (written here, or shared MNIST)."""
     if name == "mnist":
-        if not MNIST.is_dir():
-            pytest.skip("../shared/data/mnist not present")
-        return source_config("mnist", root=str(MNIST))
+        return source_config("mnist", root=str(mnist_root(root)))
     writers = {
         "cifar10": write_cifar10,
         "cifar100": write_cifar100,

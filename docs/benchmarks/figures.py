@@ -14,10 +14,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 
-def afg(*args: str) -> str:
-    """What `afg ARGS` prints (this Python's package), failing loudly if it fails."""
+def afg(*args: str, env: dict[str, str] | None = None) -> str:
+    """What `afg ARGS` prints (this Python's package; `env` added to this environment),
+    failing loudly if it fails."""
     command = [sys.executable, "-m", "afg_datasets.cli", *args]
-    return subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    environment = {**os.environ, **(env or {})}
+    return subprocess.run(
+        command, capture_output=True, text=True, check=True, env=environment
+    ).stdout
 
 
 def machine() -> dict:

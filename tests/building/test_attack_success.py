@@ -14,6 +14,9 @@ from afg_datasets.building.stats import WEAK_SUCCESS, weak_attacks
 from afg_datasets.config import load_config
 from afg_datasets.sources import load_source
 
+pytestmark = pytest.mark.slow  # minutes of one worker (`-m 'not slow'` skips it)
+
+
 # Measured at the defaults on these 24 sources (0.10), floors a little below; spsa's defaults
 # (lr 0.01, 10 steps: at most 0.1 of its eps 0.3) fool 8 % here, and a build warns of it (its
 # bytes are kept: lr 0.05 fools 97 %). singlepixel and

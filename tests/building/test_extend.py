@@ -20,6 +20,9 @@ from afg_datasets.corpus.corpus import Corpus
 from tests.fake_hub import FakeHub
 from tests.samples import TOKEN, run_cli
 
+pytestmark = pytest.mark.slow  # minutes of one worker (`-m 'not slow'` skips it)
+
+
 BASE, ADDED = {"fgsm": {}}, ["square", "deepfool"]
 
 

@@ -10,7 +10,15 @@ from PIL import Image
 from afg_datasets.errors import SourceError
 from afg_datasets.sources import SOURCES, bundled, load_source, source_config
 from afg_datasets.sources.bundled import read_idx
-from tests.samples import MNIST, needs_mnist, write_cifar10, write_folder, write_idx, write_wds
+from tests.samples import (
+    MNIST,
+    mnist_root,
+    needs_mnist,
+    write_cifar10,
+    write_folder,
+    write_idx,
+    write_wds,
+)
 
 
 def pixels(source) -> np.ndarray:
@@ -136,21 +144,20 @@ def test_wds_directory_pattern_json_labels_and_missing_shard(tmp_path):
         load_source(source_config("wds", root=str(root), class_names=["x"]))
 
 
-@needs_mnist
 def test_mnist_builder_end_to_end(tmp_path):
     from datasets import load_dataset
     from typer.testing import CliRunner
 
     from afg_datasets.cli import app
 
-    out = tmp_path / "afg"
+    out, mnist = tmp_path / "afg", mnist_root(tmp_path / "mnist")
     result = CliRunner().invoke(
         app,
         [
             "build-shards",
             "mnist",
             "--source-root",
-            str(MNIST),
+            str(mnist),
             "--limit",
             "24",
             "--attacks",
@@ -165,4 +172,4 @@ def test_mnist_builder_end_to_end(tmp_path):
     assert sum(len(split) for split in dataset.values()) == 48
     # the builder's genome: activations (one column per layer, pooled to 8 x 8)
     assert dataset["train"].features["genome_act_block1"].shape[-2:] == (8, 8)
-    assert load_source(source_config("mnist", root=str(MNIST), image_size=28)).image_size == 28
+    assert load_source(source_config("mnist", root=str(mnist), image_size=28)).image_size == 28

@@ -27,6 +27,8 @@ from afg_datasets.genome.text import encoder_tags
 from afg_datasets.publish.card import refresh_card
 from afg_datasets.resources import resource_dir
 
+pytestmark = pytest.mark.slow  # minutes of one worker (`-m 'not slow'` skips it)
+
 CHEAP = {  # each encoder's cheapest real settings: the contract, not the science
     "groupviz": {"steps": 2},
     "groupbasis": {"fit_images": 16, "atlas_steps": 8},

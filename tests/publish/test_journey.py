@@ -19,6 +19,8 @@ from afg_datasets.resources import resource_dir
 from tests.fake_hub import FakeHub
 from tests.samples import TOKEN, run_cli
 
+pytestmark = pytest.mark.slow  # minutes of one worker (`-m 'not slow'` skips it)
+
 LIMIT = 40  # source images: every split has records of every attack
 CHEAP = {  # each encoder's cheapest real settings (the journey, not the science)
     "groupmap": [],
@@ -65,6 +67,7 @@ json.dump({
 CROISSANT = """
 import sys
 import mlcroissant as mlc
+
 print(sum(1 for _ in mlc.Dataset(jsonld=sys.argv[1]).records(record_set="all")))
 """
 
