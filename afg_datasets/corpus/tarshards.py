@@ -115,12 +115,25 @@ def _read(url: str, expected_sha256: str | None, buffer: ShardBuffer) -> Buffer:
         return handle.read()
 
 
-def _plain_members(raw: Buffer, url: str) -> Layout:
-    """Records as {ext: (data offset, size)}. Headers are found by their ustar magic and
+def plain_member_names(raw: Buffer, url: str) -> list[str] | None:
+    """Every member's name, in order, of a shard whose headers are plain ustar ones
+    (`_plain_headers`: chained, checksummed, regular files, the end accounted for); None where
+    tarfile must read it (other header kinds, a NUL inside a name)."""
+    try:
+        blocks, offsets, _ = _plain_headers(raw, url)
+        fields = _checked_names(blocks, offsets // BLOCK, url)
+    except _NotPlain:
+        return None
+    names = [name.decode("utf-8", "surrogateescape") for name in _fields(fields)]
+    return None if any("\0" in name for name in names) else names
+
+
+def _plain_headers(raw: Buffer, url: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(blocks, header offsets, member sizes). Headers are found by their ustar magic and
     their chain (each member ends where the next header starts) checked in one vectorized
     pass; where the chain does not hold (a header without the magic, or member data that
-    happens to look like one) the headers are walked one by one. The headers are then checked
-    together (checksum, type, name)."""
+    happens to look like one) the headers are walked one by one; the shard must end where its
+    members do (`check_end`)."""
     end = len(raw)
     blocks = np.frombuffer(raw, np.uint8, count=end // BLOCK * BLOCK).reshape(-1, BLOCK)
     found = _chained_headers(blocks)
@@ -129,6 +142,13 @@ def _plain_members(raw: Buffer, url: str) -> Layout:
         raise CorpusError(f"{url}: truncated shard or oversized member")
     stop = int(offsets[-1] + BLOCK + -(-sizes[-1] // BLOCK) * BLOCK) if len(sizes) else 0
     check_end(raw, stop, url)
+    return blocks, offsets, sizes
+
+
+def _plain_members(raw: Buffer, url: str) -> Layout:
+    """Records as {ext: (data offset, size)}: the headers (`_plain_headers`) checked together
+    (checksum, type, name)."""
+    blocks, offsets, sizes = _plain_headers(raw, url)
     fields = _checked_names(blocks, offsets // BLOCK, url)
     layout = _periodic_layout(fields, offsets + BLOCK, sizes)
     if layout is not None:

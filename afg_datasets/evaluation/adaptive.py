@@ -5,9 +5,9 @@ threshold. It runs advertorch's PGD (Linf and L2, with the corpus's budgets) on 
 (Carlini & Wagner's margin form): the target model's true-class logit margin and the
 detector's logit above its threshold, each pushed below -KAPPA. Once an image is fooled and
 unflagged the loss is flat and the image stays. Gradients flow through the target model, the
-genome encoder (its NMF multiplicative updates unrolled, the float16 rounding straight-through)
-and the recognizer. The non-adaptive row is plain PGD on the target model's cross-entropy (the
-corpus's own attack), judged by the same detector.
+genome encoder (its differentiable form, `genome_tensors`; how, in the encoder's own words:
+`threat_model`) and the recognizer. The non-adaptive row is plain PGD on the target model's
+cross-entropy (the corpus's own attack), judged by the same detector.
 """
 
 from __future__ import annotations

@@ -83,7 +83,7 @@ def table(result: dict) -> str:
         + ", ".join(f"{a} {r:.3f}" for a, r in first["success_rate"].items())
         + " |",
         "| stage wall seconds (first run) | "
-        + ", ".join(f"{name} {seconds:.1f}" for name, seconds in stages if seconds)
+        + ", ".join(f"{name} {seconds:.1f}" for name, seconds in stages if seconds >= 0.05)
         + " |",
         f"| same bytes in every run | {'yes' if result['identical_files'] else 'NO'}, "
         f"{first['files']} files (sha256) |",
