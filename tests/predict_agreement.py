@@ -20,16 +20,12 @@ from afg_datasets.corpus.corpus import Corpus
 from afg_datasets.recognizer import Recognizer
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("corpus")
-    parser.add_argument("recognizer")
-    parser.add_argument("--split", default="test")
-    args = parser.parse_args()
-    corpus = Corpus.open(args.corpus).verify()
-    files = [str(p) for p in corpus.paths(split=args.split)]
+def agreement(corpus_path: str, recognizer_path: str, split: str = "test") -> dict:
+    """The shares, for one split of a corpus and a recognizer fitted on it (see above)."""
+    corpus = Corpus.open(corpus_path).verify()
+    files = [str(p) for p in corpus.paths(split=split)]
     rows = load_dataset("parquet", data_files=files, split="train").with_format("numpy")[:]
-    recognizer = Recognizer.from_pretrained(args.recognizer)
+    recognizer = Recognizer.from_pretrained(recognizer_path)
     preds, genome = recognizer.genomes(rows["image"])
     stored = {name: rows[name] for name in corpus.genome_columns}
     equal = np.ones(len(preds), dtype=bool)
@@ -37,16 +33,25 @@ def main() -> None:
         equal &= (genome[name] == values).reshape(len(preds), -1).all(1)
     images = recognizer.predict(rows["image"])
     genomes = recognizer.predict_genomes(stored, rows["pred"])
-    report = {
-        "corpus": args.corpus,
+    return {
+        "corpus": corpus_path,
         "encoder": corpus.encoder,
+        "split": split,
         "records": len(preds),
         "target_preds_equal": float(np.mean(preds == rows["pred"])),
         "genome_equal": float(np.mean(equal)),
         "class_agree": float(np.mean(images[1] == genomes[1])),
         "flag_agree": float(np.mean((images[0] > 0.5) == (genomes[0] > 0.5))),
     }
-    print(json.dumps(report))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("corpus")
+    parser.add_argument("recognizer")
+    parser.add_argument("--split", default="test")
+    args = parser.parse_args()
+    print(json.dumps(agreement(args.corpus, args.recognizer, args.split)))
 
 
 if __name__ == "__main__":

@@ -8,7 +8,8 @@ import pytest
 from afg_datasets.environment import stack_problem
 from tests.samples import run_cli
 
-ATTACKS = {"torchattacks": ["--attacks", "apgd_ce"]}  # the default build needs no torchattacks
+# The default build needs neither torchattacks nor torchvision: these cases ask for them.
+NEEDS = {"torchattacks": ["--attacks", "apgd_ce"], "torchvision": ["--model", "resnet18"]}
 BROKEN = {
     # a CUDA torchvision beside a CPU torch: torchvision's own import fails (0.9: 228 lines)
     "torchvision": (
@@ -27,12 +28,24 @@ def test_a_broken_install_is_one_line_naming_it(package, tmp_path):
     (tmp_path / "site" / package).mkdir(parents=True)
     (tmp_path / "site" / package / "__init__.py").write_text(code + "\n")
     env = {"PYTHONPATH": str(tmp_path / "site"), "AFG_CACHE_DIR": str(tmp_path / "cache")}
-    args = ["--limit", "8", "--out", str(tmp_path / "afg"), *ATTACKS.get(package, [])]
+    args = ["--limit", "8", "--out", str(tmp_path / "afg"), *NEEDS.get(package, [])]
     done = run_cli("build-shards", *args, env=env)
     lines = (done.stdout + done.stderr).strip().splitlines()
     assert done.returncode == 2 and len(lines) == 1, lines[-5:]
     assert f"{named} cannot be imported" in lines[0] and "pip install --force-reinstall" in lines[0]
     assert not (tmp_path / "afg" / "manifest.json").exists()
+
+
+def test_a_build_that_needs_no_torchvision_runs_beside_a_broken_one(tmp_path):
+    """advertorch's attacks are imported without its package __init__ (whose defenses import
+    torchvision): a mismatched torchvision stops only what uses it."""
+    (tmp_path / "site" / "torchvision").mkdir(parents=True)
+    (tmp_path / "site" / "torchvision" / "__init__.py").write_text(BROKEN["torchvision"][0])
+    env = {"PYTHONPATH": str(tmp_path / "site"), "AFG_CACHE_DIR": str(tmp_path / "cache")}
+    args = ["--limit", "8", "--attacks", "fgsm", "--out", str(tmp_path / "afg"), "--no-progress"]
+    done = run_cli("build-shards", *args, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (tmp_path / "afg" / "manifest.json").is_file()
 
 
 @pytest.mark.parametrize(
