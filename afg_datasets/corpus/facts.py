@@ -1,7 +1,7 @@
 """What a corpus's manifest says, parsed once into typed facts: the consumers (card, croissant,
 bench, recognizer) ask `CorpusFacts`, never the manifest's dict. A saved recognizer keeps a
 subset of the manifest (`SAVED_KEYS`) and reads it back through the same parse. Nothing here
-imports torch or the build; the genome package only when a genome is asked of (the loaders
+imports torch or the build; the genome package only when a genome is asked for (the loaders
 read no encoder)."""
 
 from __future__ import annotations
