@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from figures import afg, machine, main
+from figures import afg, machine, main, markdown, per_run
 
 TARGETS = {"wall_seconds": 300, "peak_rss_mb": 4096}  # the default build's budgets
 
@@ -62,7 +62,7 @@ def measure(runs: int) -> dict:
 
 
 def _runs(result: dict, key: str, form: str = "{:.1f}") -> str:
-    return " / ".join(form.format(run[key]) for run in result["runs"])
+    return per_run((run[key] for run in result["runs"]), form)
 
 
 def table(result: dict) -> str:
@@ -70,25 +70,35 @@ def table(result: dict) -> str:
     first, targets = result["runs"][0], result["targets"]
     stages = sorted(first["stage_wall_seconds"].items(), key=lambda item: -(item[1] or 0))
     rows = [
-        "| figure | value |",
-        "| --- | --- |",
-        f"| wall time | median {result['median_wall_seconds']:.1f} s "
-        f"({_runs(result, 'wall_seconds')} s), budget {targets['wall_seconds']} s |",
-        f"| largest process's peak RSS | {_runs(result, 'peak_rss_mb', '{:.0f}')} MB, budget "
-        f"{targets['peak_rss_mb']} MB |",
-        f"| records | {first['records']:,} |",
-        f"| target model | test accuracy {_runs(result, 'test_accuracy', '{:.3f}')}, trained "
-        f"in {_runs(result, 'train_seconds')} s |",
-        "| attack success (sources the model gets right) | "
-        + ", ".join(f"{a} {r:.3f}" for a, r in first["success_rate"].items())
-        + " |",
-        "| stage wall seconds (first run) | "
-        + ", ".join(f"{name} {seconds:.1f}" for name, seconds in stages if seconds >= 0.05)
-        + " |",
-        f"| same bytes in every run | {'yes' if result['identical_files'] else 'NO'}, "
-        f"{first['files']} files (sha256) |",
+        [
+            "wall time",
+            f"median {result['median_wall_seconds']:.1f} s ({_runs(result, 'wall_seconds')} s),"
+            f" budget {targets['wall_seconds']} s",
+        ],
+        [
+            "largest process's peak RSS",
+            f"{_runs(result, 'peak_rss_mb', '{:.0f}')} MB, budget {targets['peak_rss_mb']} MB",
+        ],
+        ["records", f"{first['records']:,}"],
+        [
+            "target model",
+            f"test accuracy {_runs(result, 'test_accuracy', '{:.3f}')}, trained in "
+            f"{_runs(result, 'train_seconds')} s",
+        ],
+        [
+            "attack success (sources the model gets right)",
+            ", ".join(f"{a} {r:.3f}" for a, r in first["success_rate"].items()),
+        ],
+        [
+            "stage wall seconds (first run)",
+            ", ".join(f"{name} {seconds:.1f}" for name, seconds in stages if seconds >= 0.05),
+        ],
+        [
+            "same bytes in every run",
+            f"{'yes' if result['identical_files'] else 'NO'}, {first['files']} files (sha256)",
+        ],
     ]
-    return "\n".join(rows)
+    return markdown(["figure", "value"], rows)
 
 
 if __name__ == "__main__":

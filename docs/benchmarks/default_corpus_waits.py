@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from figures import afg, machine, main
+from figures import afg, machine, main, markdown, per_run
 
 TARGETS = {"rerun": 5.0, "bench_quick": 180.0}  # seconds (issue #42)
 
@@ -65,15 +65,17 @@ def measure(runs: int) -> dict:
 
 def table(result: dict) -> str:
     """The markdown table of a result (what docs/benchmarks.md carries)."""
-    rows = ["| command | runs | median | target |", "| --- | --- | --- | --- |"]
-    for row in result["commands"].values():
-        runs = " / ".join(f"{s:.1f}" for s in row["seconds"])
-        rows.append(
-            f"| `{row['command']}` | {runs} s | {row['median_seconds']:.1f} s "
-            f"| <= {row['target_seconds']:.0f} s |"
-        )
-    rows.append(f"| files the re-runs wrote | {result['files_written_by_reruns']} | | 0 |")
-    return "\n".join(rows)
+    rows = [
+        [
+            f"`{row['command']}`",
+            f"{per_run(row['seconds'])} s",
+            f"{row['median_seconds']:.1f} s",
+            f"<= {row['target_seconds']:.0f} s",
+        ]
+        for row in result["commands"].values()
+    ]
+    rows.append(["files the re-runs wrote", result["files_written_by_reruns"], "", 0])
+    return markdown(["command", "runs", "median", "target"], rows)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import json
 import statistics
 import tempfile
 
-from figures import afg, machine, main
+from figures import afg, machine, main, markdown, per_run
 
 
 def measure(runs: int) -> dict:
@@ -42,20 +42,26 @@ def measure(runs: int) -> dict:
 
 def table(result: dict) -> str:
     """The markdown table of a result (what docs/benchmarks.md carries)."""
-    rows = [
-        "| precision | floor, images/s (runs) | spread between runs | spread within a run "
-        "| largest fraction of the floor |",
-        "| --- | --- | --- | --- | --- |",
+    header = [
+        "precision",
+        "floor, images/s (runs)",
+        "spread between runs",
+        "spread within a run",
+        "largest fraction of the floor",
     ]
-    for precision, s in result["precisions"].items():
-        runs = s["runs"]
-        rows.append(
-            f"| {precision} | {' / '.join(str(r['floor_images_per_s']) for r in runs)} "
-            f"| {s['spread_between_runs']:.1%} "
-            f"| {max(r['floor_spread'] for r in runs):.1%} (largest) "
-            f"| {max(r['largest_fraction'] for r in runs):.3f} |"
-        )
-    return "\n".join(rows)
+    return markdown(
+        header,
+        (
+            [
+                precision,
+                per_run((r["floor_images_per_s"] for r in s["runs"]), "{}"),
+                f"{s['spread_between_runs']:.1%}",
+                f"{max(r['floor_spread'] for r in s['runs']):.1%} (largest)",
+                f"{max(r['largest_fraction'] for r in s['runs']):.3f}",
+            ]
+            for precision, s in result["precisions"].items()
+        ),
+    )
 
 
 if __name__ == "__main__":

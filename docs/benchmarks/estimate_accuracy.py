@@ -14,7 +14,7 @@ import statistics
 import tempfile
 import time
 
-from figures import afg, machine, main
+from figures import afg, machine, main, markdown, per_run
 
 SHAPES = {"afg build-shards": [], "afg build-shards --limit 300": ["--limit", "300"]}
 
@@ -42,17 +42,20 @@ def measure(runs: int) -> dict:
 
 def table(result: dict) -> str:
     """The markdown table of a result (what docs/benchmarks.md carries)."""
-    rows = [
-        "| command | estimate | builds | median | estimate / build |",
-        "| --- | --- | --- | --- | --- |",
-    ]
-    for name, s in result["shapes"].items():
-        builds = " / ".join(f"{w:.1f}" for w in s["build_seconds"])
-        rows.append(
-            f"| `{name}` | {s['estimate_seconds']:.1f} s | {builds} s "
-            f"| {s['median_build_seconds']:.1f} s | {s['estimate_over_build']:.2f} |"
-        )
-    return "\n".join(rows)
+    header = ["command", "estimate", "builds", "median", "estimate / build"]
+    return markdown(
+        header,
+        (
+            [
+                f"`{name}`",
+                f"{s['estimate_seconds']:.1f} s",
+                f"{per_run(s['build_seconds'])} s",
+                f"{s['median_build_seconds']:.1f} s",
+                f"{s['estimate_over_build']:.2f}",
+            ]
+            for name, s in result["shapes"].items()
+        ),
+    )
 
 
 if __name__ == "__main__":

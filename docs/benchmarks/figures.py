@@ -10,7 +10,7 @@ import os
 import platform
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 
@@ -29,6 +29,17 @@ def machine() -> dict:
     from afg_datasets.evaluation.protocol import versions
 
     return {"platform": platform.platform(), "cpus": os.cpu_count(), **versions()}
+
+
+def markdown(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+    """A markdown table: the header, its rule, a line per row."""
+    lines = [header, ["---"] * len(header), *rows]
+    return "\n".join("| " + " | ".join(map(str, line)) + " |" for line in lines)
+
+
+def per_run(values: Iterable[float], form: str = "{:.1f}") -> str:
+    """Each run's figure, as the tables show them: `a / b / c`."""
+    return " / ".join(form.format(value) for value in values)
 
 
 def main(script: str, measure: Callable[[int], dict], table: Callable[[dict], str]) -> None:

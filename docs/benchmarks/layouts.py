@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from figures import afg, machine, main
+from figures import afg, machine, main, markdown, per_run
 
 BUILD = ["build-shards", "--limit", "300", "--no-progress"]
 
@@ -72,14 +72,14 @@ def measure(runs: int) -> dict:
 def table(result: dict) -> str:
     """The markdown table of a result (what docs/benchmarks.md carries)."""
     rows = [
-        "| layout | wall time | files identical to the default build's |",
-        "| --- | --- | --- |",
+        [
+            name,
+            f"{per_run(row['seconds'])} s",
+            f"{'yes' if row['same_as_default'] else '**NO**'}, {row['files']} of {row['files']}",
+        ]
+        for name, row in result["layouts"].items()
     ]
-    for name, row in result["layouts"].items():
-        seconds = " / ".join(f"{s:.1f}" for s in row["seconds"])
-        same = "yes" if row["same_as_default"] else "**NO**"
-        rows.append(f"| {name} | {seconds} s | {same}, {row['files']} of {row['files']} |")
-    return "\n".join(rows)
+    return markdown(["layout", "wall time", "files identical to the default build's"], rows)
 
 
 if __name__ == "__main__":

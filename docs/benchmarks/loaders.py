@@ -15,7 +15,7 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from figures import afg, machine, main
+from figures import afg, machine, main, markdown
 
 MNIST = Path(__file__).resolve().parents[3] / "shared" / "data" / "mnist"
 CORPORA = {
@@ -57,28 +57,24 @@ def measure(runs: int) -> dict:
 
 def table(result: dict) -> str:
     """The markdown table of a result (what docs/benchmarks.md carries)."""
-    names = list(result["shapes"])
-    rows = [
-        f"| reader | {' | '.join(f'{n}: records/s, median ({{}} runs)' for n in names)} |",
-        "| --- |" + " --- |" * len(names),
-    ]
-    rows[0] = rows[0].replace("{}", str(result["runs"]))
+    shapes = result["shapes"].values()
+    header = ["reader"]
+    header += [f"{name}: records/s, median ({result['runs']} runs)" for name in result["shapes"]]
+    rows = []
     for reader, label in READERS.items():
-        cells = []
-        for shape in result["shapes"].values():
-            values = shape["readers"][reader]
+        cells = [label]
+        for shape in shapes:
             anchor = statistics.median(shape["readers"]["datasets_numpy_batched"])
-            median = statistics.median(values)
+            median = statistics.median(shape["readers"][reader])
             cells.append(f"{median:,.0f} ({median / anchor:.2f} of the anchor)")
-        rows.append(f"| {label} | {' | '.join(cells)} |")
-    ratios = [statistics.median(s["stream_over_dataloader"]) for s in result["shapes"].values()]
+        rows.append(cells)
+    target = TARGETS["stream_over_dataloader"]
     rows.append(
-        f"| batched `stream` over `dataloader` (target >= {TARGETS['stream_over_dataloader']}) "
-        f"| {' | '.join(f'{r:.2f}' for r in ratios)} |"
+        [f"batched `stream` over `dataloader` (target >= {target})"]
+        + [f"{statistics.median(s['stream_over_dataloader']):.2f}" for s in shapes]
     )
-    records = " | ".join(f"{s['records']:,}" for s in result["shapes"].values())
-    rows.append(f"| train records | {records} |")
-    return "\n".join(rows)
+    rows.append(["train records", *(f"{s['records']:,}" for s in shapes)])
+    return markdown(header, rows)
 
 
 if __name__ == "__main__":

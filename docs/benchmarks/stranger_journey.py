@@ -20,7 +20,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from figures import afg, machine, main
+from figures import afg, machine, main, markdown
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the checkout: tests/ helpers
 from tests.fetch_bench import measure as fetch  # noqa: E402
@@ -53,22 +53,30 @@ def table(result: dict) -> str:
     """The markdown table of a result (what docs/benchmarks.md carries)."""
     fetched = result["fetch"]
     rows = [
-        "| figure | value | target |",
-        "| --- | --- | --- |",
-        f"| `afg verify REPO` on a fresh machine: bytes served / the manifest's "
-        f"({fetched['manifest_bytes'] / 1e6:.1f} MB listed; repo {fetched['repo_bytes'] / 1e6:.1f}"
-        f" MB in {fetched['repo_files']:,} files) | {fetched['fetched_over_manifest']:.3f}x, "
-        f"median {fetched['first_open_s']:.2f} s | <= 1.05x |",
-        f"| the same revision opened again | {fetched['second_open_bytes']} bytes, median "
-        f"{fetched['second_open_s']:.2f} s | 0 bytes |",
+        [
+            "`afg verify REPO` on a fresh machine: bytes served / the manifest's "
+            f"({fetched['manifest_bytes'] / 1e6:.1f} MB listed; repo "
+            f"{fetched['repo_bytes'] / 1e6:.1f} MB in {fetched['repo_files']:,} files)",
+            f"{fetched['fetched_over_manifest']:.3f}x, median {fetched['first_open_s']:.2f} s",
+            "<= 1.05x",
+        ],
+        [
+            "the same revision opened again",
+            f"{fetched['second_open_bytes']} bytes, median {fetched['second_open_s']:.2f} s",
+            "0 bytes",
+        ],
     ]
-    for row in result["predict"]:
-        rows.append(
-            f"| predict on stored images vs stored genomes: {row['encoder']}, {row['split']} "
-            f"({row['records']} records) | genomes equal {row['genome_equal']:.1%}, classes "
-            f"{row['class_agree']:.1%}, flags {row['flag_agree']:.1%} | 100 % |"
-        )
-    return "\n".join(rows)
+    rows += [
+        [
+            f"predict on stored images vs stored genomes: {row['encoder']}, {row['split']} "
+            f"({row['records']} records)",
+            f"genomes equal {row['genome_equal']:.1%}, classes {row['class_agree']:.1%}, "
+            f"flags {row['flag_agree']:.1%}",
+            "100 %",
+        ]
+        for row in result["predict"]
+    ]
+    return markdown(["figure", "value", "target"], rows)
 
 
 if __name__ == "__main__":
