@@ -70,15 +70,12 @@ def push_killed_and_resumed(root: Path, hub: FakeHub, env: dict, at: float) -> d
     return {"killed_at_commit": killed_at, "commits": total_commits}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--files", type=int, default=5000)
-    parser.add_argument("--size", type=int, default=4096, help="bytes per file")
-    parser.add_argument("--at", type=float, default=0.5, help="share of commits before the kill")
-    args = parser.parse_args()
+def measure(files: int = 5000, size: int = 4096, at: float = 0.5) -> dict:
+    """One killed-and-resumed push of `files` random files of `size` bytes, the kill once a
+    share `at` of the commits are in, beside the same push uninterrupted."""
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "corpus"
-        corpus_bytes = synthetic_corpus(root, args.files, args.size)
+        corpus_bytes = synthetic_corpus(root, files, size)
         start = time.perf_counter()
         with FakeHub() as reference:  # the same push, uninterrupted
             env = {**os.environ, **reference.env(TOKEN, Path(tmp) / "hf")}
@@ -86,15 +83,15 @@ def main() -> None:
             subprocess.run(command, env=env, check=True, capture_output=True)
         with FakeHub() as hub:
             env = {**os.environ, **hub.env(TOKEN, Path(tmp) / "hf")}
-            kill = push_killed_and_resumed(root, hub, env, args.at)
+            kill = push_killed_and_resumed(root, hub, env, at)
         seconds = time.perf_counter() - start
         uploaded = hub.files[("afg-org/many", "main")]
         identical = all(
             uploaded.get(p.relative_to(root).as_posix()) == p.read_bytes()
             for p in (root / "data").rglob("*.bin")
         )
-    report = {
-        "files": args.files,
+    return {
+        "files": files,
         "corpus_bytes": corpus_bytes,
         **kill,
         "content_bytes_received": hub.content_bytes,
@@ -103,10 +100,18 @@ def main() -> None:
         "wire_ratio": round(hub.wire_bytes / corpus_bytes, 4),
         "uninterrupted_wire_bytes": reference.wire_bytes,
         "wire_ratio_vs_uninterrupted": round(hub.wire_bytes / reference.wire_bytes, 4),
-        "repo_identical": identical and len(uploaded) == args.files + 1,
+        "repo_identical": identical and len(uploaded) == files + 1,
         "seconds": round(seconds, 1),
     }
-    print(json.dumps(report, indent=2))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--files", type=int, default=5000)
+    parser.add_argument("--size", type=int, default=4096, help="bytes per file")
+    parser.add_argument("--at", type=float, default=0.5, help="share of commits before the kill")
+    args = parser.parse_args()
+    print(json.dumps(measure(args.files, args.size, args.at), indent=2))
 
 
 if __name__ == "__main__":

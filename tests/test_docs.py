@@ -36,16 +36,52 @@ def test_every_relative_link_resolves():
     assert not broken, broken
 
 
+FIGURE_PAGES = [
+    REPO / "docs" / page for page in ("benchmarks.md", "study.md", "scaling.md", "history.md")
+]
+FIGURES = REPO / "docs" / "benchmarks"
+HELPERS = {"figures.py", "bench_tables.py"}  # what the scripts share; each other file is one
+
+
 def test_every_figure_file_is_the_table_the_docs_show(monkeypatch):
-    """A figure in docs/benchmarks.md that a script under docs/benchmarks/ makes is the table
-    that script renders from the JSON it wrote beside itself, and the page names the script."""
-    page = (REPO / "docs" / "benchmarks.md").read_text()
-    folder = REPO / "docs" / "benchmarks"
-    scripts = sorted(p for p in folder.glob("*.py") if p.name != "figures.py")  # theirs, shared
+    """A figure on a page of figures (benchmarks, study, scaling, history) that a script under
+    docs/benchmarks/ makes is the table that script renders from the JSON it wrote beside
+    itself, and the pages name the script."""
+    pages = "\n".join(page.read_text() for page in FIGURE_PAGES)
+    scripts = sorted(p for p in FIGURES.glob("*.py") if p.name not in HELPERS)
     assert scripts
-    monkeypatch.syspath_prepend(str(folder))  # as when run: they import `figures`
+    monkeypatch.syspath_prepend(str(FIGURES))  # as when run: they import `figures`
     for script in scripts:
         table = runpy.run_path(str(script))["table"]  # not as __main__: nothing is measured
         result = json.loads(script.with_suffix(".json").read_text())
-        assert table(result) in page, f"run: python docs/benchmarks/{script.name}"
-        assert f"docs/benchmarks/{script.name}" in page and result["machine"]["cpus"]
+        assert table(result) in pages, f"run: python docs/benchmarks/{script.name}"
+        assert f"docs/benchmarks/{script.name}" in pages and result["machine"]["cpus"]
+
+
+def tables_with_their_paragraph(text: str) -> list[tuple[int, str]]:
+    """Each markdown table of a page (its first line number) with the paragraph before it (the
+    one before its run of tables, when tables follow each other)."""
+    lines, found = text.splitlines(), []
+    for number, line in enumerate(lines):
+        if line.startswith("|") and (number == 0 or not lines[number - 1].startswith("|")):
+            end = number - 1
+            while end >= 0 and (not lines[end].strip() or lines[end].startswith("|")):
+                end -= 1
+            start = end
+            while start >= 0 and lines[start].strip() and not lines[start].startswith("|"):
+                start -= 1
+            found.append((number + 1, " ".join(lines[start + 1 : end + 1])))
+    return found
+
+
+def test_every_table_of_figures_names_the_command_that_made_it():
+    """A table on a page of figures says, in the paragraph above it, what produced it: a
+    script under docs/benchmarks/ or the `afg` (or pytest) command, so anyone can run it
+    again."""
+    unnamed = [
+        f"{page.name}:{line}"
+        for page in FIGURE_PAGES
+        for line, paragraph in tables_with_their_paragraph(page.read_text())
+        if not re.search(r"`(afg |python |pytest|AFG_)", paragraph)
+    ]
+    assert not unnamed, f"tables without the command that made them: {unnamed}"

@@ -22,9 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from afg_datasets.building.context import (
-    bind,
-)
+from afg_datasets.building.context import bind, ready_encoder
 from afg_datasets.building.options import default_workers
 from afg_datasets.building.plan import Task, derive_seed, make_tasks
 from afg_datasets.building.task import TaskRun
@@ -141,6 +139,8 @@ def calibrate(
             info,
             channels_last=channels_last,
         )
+        # a fitted basis is fitted as a build fits it, here on the calibration images
+        ready_encoder(ctx, [ctx.source.read(np.arange(len(ctx.source))).images], None)
         setup = time.perf_counter() - started
         shape = (cfg.batch_size, source.channels, source.image_size, source.image_size)
         floor, spread = throughput_floor(ctx.model, shape, ctx.device)

@@ -18,10 +18,12 @@ def afg(*args: str, env: dict[str, str] | None = None) -> str:
     """What `afg ARGS` prints (this Python's package; `env` added to this environment),
     failing loudly if it fails."""
     command = [sys.executable, "-m", "afg_datasets.cli", *args]
-    environment = {**os.environ, **(env or {})}
-    return subprocess.run(
-        command, capture_output=True, text=True, check=True, env=environment
-    ).stdout
+    done = subprocess.run(
+        command, capture_output=True, text=True, env={**os.environ, **(env or {})}
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"afg {' '.join(args)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    return done.stdout
 
 
 def machine() -> dict:
@@ -42,10 +44,12 @@ def per_run(values: Iterable[float], form: str = "{:.1f}") -> str:
     return " / ".join(form.format(value) for value in values)
 
 
-def main(script: str, measure: Callable[[int], dict], table: Callable[[dict], str]) -> None:
+def main(
+    script: str, measure: Callable[[int], dict], table: Callable[[dict], str], runs: int = 3
+) -> None:
     """`python SCRIPT [--runs N]`: measure, write SCRIPT's .json beside it, print the table."""
     parser = argparse.ArgumentParser(description=f"{Path(script).stem}: measure and write it")
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=runs)
     result = measure(parser.parse_args().runs)
     Path(script).with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
     print(table(result))

@@ -9,7 +9,10 @@ import pytest
 from datasets import load_dataset
 
 from afg_datasets.building import build_corpus
+from afg_datasets.config import load_config
 from afg_datasets.corpus.corpus import verify_corpus
+from afg_datasets.genome import ENCODERS
+from afg_datasets.perf.estimate import estimate
 from tests.samples import run_cli
 
 KEYS = {"sources", "devices", "device", "wall_seconds", "bytes", "records", "stages"}
@@ -52,6 +55,17 @@ def test_estimate_json_has_the_documented_keys_and_writes_nothing(tmp_path, mode
     assert abs(total - per_record["total"]) < 5  # model files are not records' bytes
     assert abs(report["bytes"] - per_record["total"] * report["records"]) < report["records"]
     assert list(tmp_path.iterdir()) == [], "nothing written into the working directory"
+
+
+@pytest.mark.parametrize("encoder", sorted(ENCODERS))
+def test_estimate_calibrates_every_encoder(encoder, model_cache):
+    """A stateful encoder (groupbasis's fitted basis) is fitted on the calibration images as a
+    build fits it; every encoder gets its own bytes per record."""
+    digits = load_config("digits", encoder=encoder)
+    cfg = digits.replace(limit=8, attacks={"fgsm": digits.attacks["fgsm"]})
+    report = estimate(cfg, None, 1, "cpu", calibration=8)
+    assert report["records"] == 2 * report["sources"]  # clean + fgsm
+    assert report["bytes_per_record"]["parquet"]["genome"] > 0
 
 
 def test_bf16_builds_verify_and_load_with_their_own_hash(small_config, tmp_path):
