@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import statistics
 
-from figures import afg, machine, main, markdown, per_run
+from figures import afg, machine, main, markdown, median_runs, per_run
 
 ONE_THREAD = {"OMP_NUM_THREADS": "1"}
 
@@ -37,10 +37,6 @@ def measure(runs: int) -> dict:
     return {"machine": machine(), "runs": rounds}
 
 
-def _median(values: list[float], form: str) -> str:
-    return f"median {form.format(statistics.median(values))} ({per_run(values, form)})"
-
-
 def figures_table(result: dict) -> str:
     runs = result["runs"]
     nmf = [run["nmf"] for run in runs]
@@ -50,28 +46,28 @@ def figures_table(result: dict) -> str:
         [
             f"NMF, torch batched vs scikit-learn per sample, {runs[0]['nmf']['factorizations']}"
             " factorizations",
-            f"speedup {_median([n['nmf_speedup'] for n in nmf], '{:.1f}')}; relative error"
+            f"speedup {median_runs([n['nmf_speedup'] for n in nmf], '{:.1f}')}; relative error"
             f" {nmf[0]['torch_relative_error']:.4f} vs {nmf[0]['sklearn_relative_error']:.4f}",
         ],
         [
             f"groupviz, {viz[0]['visualizations']} visualizations, {viz[0]['steps']} steps,"
             f" {viz[0]['image_size']} px, batched vs one at a time (one thread)",
-            f"speedup {_median([v['speedup'] for v in viz], '{:.1f}')};"
-            f" visualizations/s {_median([v['visualizations_per_s'] for v in viz], '{:.1f}')}",
+            f"speedup {median_runs([v['speedup'] for v in viz], '{:.1f}')};"
+            f" visualizations/s {median_runs([v['visualizations_per_s'] for v in viz], '{:.1f}')}",
         ],
         [
             "groupviz: share of its time the model's own forward+backward passes take",
-            _median([v["fraction_of_model_fwd_bwd"] for v in viz], "{:.2f}"),
+            median_runs([v["fraction_of_model_fwd_bwd"] for v in viz], "{:.2f}"),
         ],
         [
             "groupviz: objective reached over the random start",
-            _median([v["objective_gain_median"] for v in viz], "{:.1f}")
+            median_runs([v["objective_gain_median"] for v in viz], "{:.1f}")
             + "x (median over visualizations)",
         ],
         [
             f"groupbasis atlas: {atlas[0]['pictures']} pictures at {atlas[0]['steps']} steps,"
             f" {atlas[0]['image_size']} px (one thread), s",
-            _median([a["seconds"] for a in atlas], "{:.1f}"),
+            median_runs([a["seconds"] for a in atlas], "{:.1f}"),
         ],
     ]
     return markdown(["figure", "value"], rows)

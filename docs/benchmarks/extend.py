@@ -18,15 +18,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from figures import afg, machine, main, markdown, per_run
+from figures import afg, listed_files, machine, main, markdown, per_run
 
 ADDED = ("apgd_ce", "square")
 ALL = ("fgsm", "pgd", "cw_l2", *ADDED)
-
-
-def files(corpus: Path) -> dict[str, str]:
-    manifest = json.loads((corpus / "manifest.json").read_text())
-    return {entry["path"]: entry["sha256"] for entry in manifest["files"]}
 
 
 def timed(*args: str) -> float:
@@ -39,9 +34,11 @@ def one_extend(base: Path, out: Path, fresh: dict[str, str]) -> dict:
     seconds = timed(
         "extend", str(base), "--attacks", ",".join(ADDED), "--out", str(out), "--no-progress"
     )
-    listed = files(out)
+    listed = listed_files(out)
     linked = sum(
-        (out / p).stat().st_ino == (base / p).stat().st_ino for p in files(base) if p in listed
+        (out / p).stat().st_ino == (base / p).stat().st_ino
+        for p in listed_files(base)
+        if p in listed
     )
     return {
         "seconds": seconds,
@@ -61,7 +58,8 @@ def measure(runs: int) -> dict:
         stages = json.loads((fresh / "stats.json").read_text())["stages"]
         added = sum(stages[f"attack/{a}"]["wall_seconds"] for a in ADDED)
         finalize = timed("finalize", str(fresh))
-        extends = [one_extend(base, Path(tmp) / f"ext{i}", files(fresh)) for i in range(runs)]
+        expected = listed_files(fresh)
+        extends = [one_extend(base, Path(tmp) / f"ext{i}", expected) for i in range(runs)]
     return {
         "machine": machine(),
         "base_build_seconds": base_seconds,

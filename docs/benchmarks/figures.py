@@ -8,6 +8,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 from collections.abc import Callable, Iterable, Sequence
@@ -42,6 +43,17 @@ def markdown(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
 def per_run(values: Iterable[float], form: str = "{:.1f}") -> str:
     """Each run's figure, as the tables show them: `a / b / c`."""
     return " / ".join(form.format(value) for value in values)
+
+
+def median_runs(values: Sequence[float], form: str = "{:.1f}") -> str:
+    """`median m (a / b / c)`: the runs' median, then each run."""
+    return f"median {form.format(statistics.median(values))} ({per_run(values, form)})"
+
+
+def listed_files(corpus: Path) -> dict[str, str]:
+    """Each file a corpus's manifest lists, with its sha256."""
+    manifest = json.loads((corpus / "manifest.json").read_text())
+    return {entry["path"]: entry["sha256"] for entry in manifest["files"]}
 
 
 def main(

@@ -10,14 +10,13 @@ beside this script and prints the table that docs/benchmarks.md shows.
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from figures import afg, machine, main, markdown, per_run
+from figures import afg, listed_files, machine, main, markdown, per_run
 
 BUILD = ["build-shards", "--limit", "300", "--no-progress"]
 
@@ -45,11 +44,6 @@ LAYOUTS = {
 }
 
 
-def files(corpus: Path) -> dict[str, str]:
-    manifest = json.loads((corpus / "manifest.json").read_text())
-    return {entry["path"]: entry["sha256"] for entry in manifest["files"]}
-
-
 def measure(runs: int) -> dict:
     rows = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -62,7 +56,7 @@ def measure(runs: int) -> dict:
                 start = time.perf_counter()
                 build(out)
                 seconds.append(round(time.perf_counter() - start, 1))
-                built = files(Path(out))
+                built = listed_files(Path(out))
                 reference = reference or built
                 same = same and built == reference
             rows[name] = {"seconds": seconds, "files": len(built), "same_as_default": same}

@@ -11,9 +11,8 @@ the table that docs/benchmarks.md shows.
 from __future__ import annotations
 
 import json
-import statistics
 
-from figures import afg, machine, main, markdown, per_run
+from figures import afg, machine, main, markdown, median_runs, per_run
 
 BUILDS = ["--limit", "256", "--sources-per-task", "32", "--json"]
 
@@ -52,8 +51,7 @@ def table(result: dict) -> str:
             " / ".join(
                 f"{m['x1']['peak_rss_mb']:.0f} vs {m['x4']['peak_rss_mb']:.0f}" for m in memory
             )
-            + f": ratio median {statistics.median(m['ratio'] for m in memory):.3f}"
-            f" ({per_run((m['ratio'] for m in memory), '{:.3f}')})",
+            + f": ratio {median_runs([m['ratio'] for m in memory], '{:.3f}')}",
             "ratio <= 1.10",
         ],
         [
@@ -63,7 +61,7 @@ def table(result: dict) -> str:
         ],
         [
             "weak scaling: 2 workers, each, as a fraction of one (the lower)",
-            f"median {statistics.median(fractions):.2f} ({per_run(fractions, '{:.2f}')})",
+            median_runs(fractions, "{:.2f}"),
             ">= 0.80",
         ],
         [

@@ -12,9 +12,8 @@ docs/benchmarks.md shows.
 from __future__ import annotations
 
 import json
-import statistics
 
-from figures import afg, machine, main, markdown, per_run
+from figures import afg, machine, main, markdown, median_runs
 
 N = 2000
 
@@ -31,7 +30,7 @@ def measure(runs: int) -> dict:
 
 def _each(result: dict, count: int, key: str, form: str = "{:.2f}") -> str:
     values = [run[f"n{count}"][key] for run in result["runs"]]
-    return f"median {form.format(statistics.median(values))} ({per_run(values, form)})"
+    return median_runs(values, form)
 
 
 def table(result: dict) -> str:
@@ -46,7 +45,7 @@ def table(result: dict) -> str:
                 f"{run[f'n{small}']['peak_rss_mb']:.0f} vs {run[f'n{large}']['peak_rss_mb']:.0f}"
                 for run in runs
             )
-            + f": ratio median {statistics.median(ratios):.3f} ({per_run(ratios, '{:.3f}')})",
+            + f": ratio {median_runs(ratios, '{:.3f}')}",
             "ratio <= 1.10",
         ],
         [f"listing {large:,} files, s", _each(result, large, "listing_seconds"), "<= 5 s"],
@@ -64,7 +63,7 @@ def table(result: dict) -> str:
         *(
             [
                 f"decoding at 224 px, {w} loader workers, images/s",
-                f"median {statistics.median(v):.0f} ({per_run(v, '{:.0f}')})",
+                median_runs(v, "{:.0f}"),
                 "",
             ]
             for w, v in decode.items()
